@@ -1,0 +1,113 @@
+"""The orchestrator's error tree; every error says what went wrong and what to do.
+
+OrchestratorError
+├── ConfigError            bad or unknown configuration value (exit code 2)
+├── InputError             bad CLI argument, path or repository state (exit code 2)
+│   └── RepoError          --repo is not a git repository, or is dirty
+├── NotFoundError          a run, phase or intervention id that does not exist (exit code 2)
+├── AlreadyAnsweredError   an intervention that was already approved or rejected
+├── StateError             the database could not be read or written
+├── LLMError               a model call failed
+│   ├── LLMRetriableError  connection, timeout, 429, 5xx: worth another try
+│   ├── ModelNotFoundError the model is not present on the provider (not retried)
+│   └── ReplayMissError    a replay cassette holds no answer for a request
+├── PlanError              the planner's answer was not a valid plan after one repair round
+├── EditError              SEARCH/REPLACE blocks that did not apply, or a path outside the worktree
+├── GitError               a git operation failed
+│   └── MergeConflictError merging a phase branch back conflicted
+├── VerificationError      a verification command could not be started
+└── RunLockedError         another live process holds the run's lease
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error the orchestrator raises on purpose."""
+
+    exit_code = 1
+    retriable = False
+
+
+class ConfigError(OrchestratorError):
+    """A configuration value or key is wrong; the message names file, key path, expected and given."""
+
+    exit_code = 2
+
+
+class InputError(OrchestratorError):
+    """A CLI argument, path or repository state the user must fix."""
+
+    exit_code = 2
+
+
+class RepoError(InputError):
+    """The --repo path is not a git repository, has no commit, or has uncommitted changes."""
+
+
+class NotFoundError(OrchestratorError):
+    """An id that names nothing in the database."""
+
+    exit_code = 2
+
+
+class AlreadyAnsweredError(OrchestratorError):
+    """An intervention that has already been approved or rejected."""
+
+    exit_code = 1
+
+
+class StateError(OrchestratorError):
+    """The state database could not be opened, migrated, read or written."""
+
+
+class LLMError(OrchestratorError):
+    """A model call failed for good."""
+
+
+class LLMRetriableError(LLMError):
+    """A model call failed in a way that may pass on another try (connection, timeout, 429, 5xx)."""
+
+    retriable = True
+
+
+class ModelNotFoundError(LLMError):
+    """The configured model does not exist on the provider; the message says how to pull it."""
+
+    exit_code = 2
+
+
+class ReplayMissError(LLMError):
+    """A replay cassette has no answer for a request."""
+
+
+class PlanError(OrchestratorError):
+    """The planner could not produce a valid plan; the message quotes what the model said."""
+
+
+class EditError(OrchestratorError):
+    """Edits from an agent that could not be applied inside the worktree."""
+
+    retriable = True
+
+
+class GitError(OrchestratorError):
+    """A git operation failed."""
+
+
+class MergeConflictError(GitError):
+    """Merging a phase branch into the run branch conflicted; `files` lists the paths."""
+
+    def __init__(self, message: str, files: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.files = files or []
+
+
+class VerificationError(OrchestratorError):
+    """A verification command could not be started at all."""
+
+
+class RunLockedError(OrchestratorError):
+    """Another live process is executing the run (its heartbeat lease has not expired)."""
+
+    exit_code = 1

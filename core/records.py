@@ -1,0 +1,240 @@
+"""Statuses and the row records the state store returns; plain frozen dataclasses, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    PLANNING = "planning"
+    EXECUTING = "executing"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_RUN_STATUSES = frozenset(
+    {RunStatus.PENDING, RunStatus.PLANNING, RunStatus.EXECUTING, RunStatus.WAITING}
+)
+FINISHED_RUN_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class PhaseStatus(StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class ExecutionStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class InterventionKind(StrEnum):
+    RISK = "risk"
+    PHASE_FAILED = "phase_failed"
+    THRESHOLD = "threshold"
+    MERGE_CONFLICT = "merge_conflict"
+    BUDGET = "budget"
+
+
+# Kinds that need no input from the person, so `--yes` may approve them.
+AUTO_APPROVABLE_KINDS = frozenset({InterventionKind.RISK, InterventionKind.THRESHOLD})
+
+
+class InterventionStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Severity(StrEnum):
+    MAJOR = "major"
+    MEDIUM = "medium"
+    MINOR = "minor"
+
+
+class Category(StrEnum):
+    BUILD = "build"
+    TEST = "test"
+    LINT = "lint"
+    SECURITY = "security"
+    CUSTOM = "custom"
+
+
+class FindingStatus(StrEnum):
+    NEW = "new"
+    OPEN = "open"
+    RESOLVED = "resolved"
+    BASELINE = "baseline"
+
+
+RISK_ORDER = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    task: str
+    repo: str
+    status: RunStatus
+    created_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    updated_at: str | None = None
+    error: str | None = None
+    base_commit: str | None = None
+    branch: str | None = None
+    worktree: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    lease_owner: str | None = None
+    lease_expires_at: str | None = None
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run as listed by `runs`: the row plus phase progress and open findings by severity."""
+
+    run: Run
+    phases_total: int
+    phases_completed: int
+    findings: dict[str, int]  # {"major": n, "medium": n, "minor": n}, open findings only
+
+
+@dataclass(frozen=True)
+class Phase:
+    id: str  # unique across runs
+    run_id: str
+    plan_id: str  # the id the planner gave, e.g. "phase-001"
+    seq: int  # position in the plan
+    name: str
+    description: str
+    status: PhaseStatus
+    dependencies: list[str]  # plan ids
+    estimated_complexity: str
+    risk_level: str
+    verification_criteria: list[str]
+    attempts: int  # executions created so far
+    max_attempts: int
+    base_commit: str | None = None
+    commit: str | None = None  # full SHA of the phase commit once completed
+    branch: str | None = None
+    worktree: str | None = None
+    error: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Execution:
+    id: str
+    phase_id: str
+    run_id: str
+    attempt: int
+    status: ExecutionStatus
+    error: str | None
+    output: str | None
+    context: str | None  # the retrieved context the prompt got
+    started_at: str
+    completed_at: str | None
+
+
+@dataclass(frozen=True)
+class FindingIn:
+    """A finding as a verifier produces it, before it is stored."""
+
+    category: Category
+    severity: Severity
+    tool: str
+    message: str
+    rule: str | None = None
+    path: str | None = None
+    line: int | None = None
+    column: int | None = None
+    fingerprint: str | None = None  # computed by verify.findings.fingerprint when None
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    run_id: str
+    phase_id: str | None
+    execution_id: str | None
+    category: str
+    severity: str
+    tool: str
+    rule: str | None
+    path: str | None
+    line: int | None
+    column: int | None
+    message: str
+    fingerprint: str
+    status: FindingStatus
+    created_at: str
+    resolved_at: str | None = None
+
+    @property
+    def location(self) -> str | None:
+        """The seed's "path:line" form, or None when the tool gave no path."""
+        if self.path is None:
+            return None
+        return f"{self.path}:{self.line}" if self.line is not None else self.path
+
+
+@dataclass(frozen=True)
+class Intervention:
+    id: str
+    run_id: str
+    phase_id: str | None
+    kind: InterventionKind
+    reason: str
+    action_required: str  # what approve and reject will do, for the person deciding
+    status: InterventionStatus
+    note: str | None
+    created_at: str
+    resolved_at: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    id: str
+    run_id: str
+    phase_id: str | None
+    name: str
+    path: str
+    type: str  # summary, diff, report, log
+    size: int
+    hash: str  # sha256 hex
+    created_at: str
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    seq: int
+    run_id: str
+    phase_id: str | None
+    ts: str
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    role: str
+    provider: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    calls: int

@@ -1,0 +1,5 @@
+"""A tiny in-memory inventory."""
+
+from inventory.store import Inventory
+
+__all__ = ["Inventory"]

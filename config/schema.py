@@ -1,0 +1,293 @@
+"""The orchestrator's settings as nested pydantic models; every field says what it controls.
+
+No secret belongs here: API keys come from the environment only, so a config snapshot stored
+with a run is always safe to show and export.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Category = Literal["build", "test", "lint", "security", "custom"]
+Severity = Literal["major", "medium", "minor"]
+CATEGORIES: tuple[str, ...] = ("build", "test", "lint", "security", "custom")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ExternalAgentConfig(Section):
+    """How to run an external coding agent (any CLI) as the executor."""
+
+    command: list[str] = Field(
+        default_factory=list,
+        description="argv template; {prompt_file}, {prompt} and {worktree} are filled in",
+    )
+    prompt_via: Literal["file", "stdin", "arg"] = Field(
+        default="stdin",
+        description="how the agent receives its prompt: a file path, stdin, or an argument",
+    )
+    timeout_seconds: float = Field(
+        default=1800, gt=0, description="kill the agent after this many seconds"
+    )
+
+
+class ExecutionConfig(Section):
+    """How phases are scheduled, retried and approved."""
+
+    max_parallel_phases: int = Field(
+        default=2, ge=1, description="phases run at the same time at most"
+    )
+    max_attempts: int = Field(default=3, ge=1, description="attempts per phase before it fails")
+    backoff_base_seconds: float = Field(default=1.0, ge=0, description="first wait before a retry")
+    backoff_max_seconds: float = Field(
+        default=30.0, ge=0, description="longest wait between retries"
+    )
+    backoff_jitter: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="random fraction (0..1) added to or taken from each wait",
+    )
+    approval_risk_level: Literal["low", "medium", "high", "critical", "never"] = Field(
+        default="high",
+        description="phases at this risk level or above wait for a person; never = no gate",
+    )
+    on_phase_failure: Literal["abort", "ask", "continue"] = Field(
+        default="ask", description="what a phase that failed all its attempts does to the run"
+    )
+    executor: str = Field(
+        default="llm", description="executor name: llm, external, or an entry point"
+    )
+    external: ExternalAgentConfig = Field(
+        default_factory=ExternalAgentConfig, description="settings of the external executor"
+    )
+    heartbeat_seconds: float = Field(
+        default=2.0, gt=0, description="how often a live run renews its lease"
+    )
+    lease_seconds: float = Field(
+        default=15.0, gt=0, description="a run whose lease is older than this is recoverable"
+    )
+    poll_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        description="how often a waiting run re-reads interventions and cancel flags",
+    )
+
+
+class FindingsThresholds(Section):
+    """How many open findings a run tolerates before it stops or asks."""
+
+    max_major: int = Field(default=0, ge=0, description="open major findings allowed")
+    max_medium: int = Field(default=10, ge=0, description="open medium findings allowed")
+    on_major_exceeded: Literal["abort", "ask", "warn"] = Field(
+        default="ask", description="what happens when major findings exceed max_major"
+    )
+    on_medium_exceeded: Literal["abort", "ask", "warn"] = Field(
+        default="warn", description="what happens when medium findings exceed max_medium"
+    )
+    per_category: dict[Category, int] = Field(
+        default_factory=dict,
+        description="max open findings per category; exceeding one acts like exceeding max_major",
+    )
+
+
+def _default_severity() -> dict[Category, Severity]:
+    """Build, test and security failures block; lint is minor; custom checks are medium."""
+    return {
+        "build": "major",
+        "test": "major",
+        "lint": "minor",
+        "security": "major",
+        "custom": "medium",
+    }
+
+
+class VerificationConfig(Section):
+    """The repository's own checks, run in the worktree after each phase."""
+
+    enabled: bool = Field(default=True, description="run verification at all")
+    build: list[str] = Field(default_factory=list, description="build commands (shell strings)")
+    test: list[str] = Field(default_factory=list, description="test commands (shell strings)")
+    lint: list[str] = Field(default_factory=list, description="lint commands (shell strings)")
+    security: list[str] = Field(
+        default_factory=list, description="security scan commands (shell strings)"
+    )
+    custom: list[str] = Field(default_factory=list, description="other commands (shell strings)")
+    timeout_seconds: float = Field(
+        default=600, gt=0, description="kill a command after this many seconds"
+    )
+    max_output_bytes: int = Field(default=1_000_000, ge=1, description="output kept per command")
+    output_tail_lines: int = Field(
+        default=40, ge=0, description="lines of output quoted in a finding"
+    )
+    severity: dict[Category, Severity] = Field(
+        default_factory=_default_severity, description="severity of a failure per category"
+    )
+
+
+class RagConfig(Section):
+    """Retrieval of repository context for prompts."""
+
+    enabled: bool = Field(
+        default=True, description="index the repository and add context to prompts"
+    )
+    max_context_tokens: int = Field(
+        default=3000, ge=0, description="token budget for retrieved context"
+    )
+    max_file_bytes: int = Field(default=200_000, ge=1, description="larger files are not indexed")
+    exclude: list[str] = Field(
+        default_factory=lambda: [".git/", "node_modules/", ".venv/", "dist/", "build/"],
+        description="gitignore-style patterns never indexed (on top of .gitignore)",
+    )
+
+
+class GitConfig(Section):
+    """Branches and commits the orchestrator makes in the user's repository."""
+
+    branch_prefix: str = Field(
+        default="orchestrator/", description="prefix of every branch it creates"
+    )
+    author_name: str = Field(default="Agent Orchestrator", description="author name of its commits")
+    author_email: str = Field(
+        default="orchestrator@localhost", description="author email of its commits"
+    )
+    trailer: str = Field(
+        default="Orchestrator-Run", description="commit trailer key carrying the run id"
+    )
+    allow_dirty: bool = Field(
+        default=False, description="start even if the repository has uncommitted changes"
+    )
+
+
+class ArtifactsConfig(Section):
+    """What a run leaves behind besides git branches."""
+
+    write_summary: bool = Field(
+        default=True, description="write a markdown summary when a run ends"
+    )
+    save_diffs: bool = Field(default=True, description="save each phase's diff as a file")
+
+
+with warnings.catch_warnings():
+    # `json` is the documented key; it only hides BaseModel.json, which pydantic v2 deprecated.
+    warnings.filterwarnings("ignore", message='Field name "json"', category=UserWarning)
+
+    class LoggingConfig(Section):
+        """The orchestrator's own log files under <home>/logs."""
+
+        level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+            default="INFO", description="lowest level written"
+        )
+        max_bytes: int = Field(
+            default=5_000_000, ge=1, description="rotate a log file past this size"
+        )
+        backup_count: int = Field(default=3, ge=0, description="rotated files kept")
+        json: bool = Field(  # type: ignore[assignment]
+            default=True, description="write JSON lines instead of plain text"
+        )
+
+
+def normalize_ollama_host(raw: str) -> str:
+    """Normalise "host", "host:port", ":port" or a URL to http(s)://host:port as Ollama does."""
+    text = raw.strip()
+    scheme, sep, rest = text.partition("://")
+    port = 11434
+    if not sep:
+        scheme, rest = "http", text
+    elif scheme.lower() in ("http", "https"):
+        scheme = scheme.lower()
+        port = 80 if scheme == "http" else 443
+    else:
+        raise ValueError(f"expected host:port or an http(s) URL, given {raw!r}")
+    split = urlsplit(f"{scheme}://{rest}")
+    try:
+        port = split.port or port
+    except ValueError:
+        raise ValueError(f"expected a port number 0-65535, given {raw!r}") from None
+    host = split.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):  # a server's listen-on-all address; clients use loopback
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    path = split.path.strip("/")
+    return f"{scheme}://{host}:{port}" + (f"/{path}" if path else "")
+
+
+class LLMConfig(Section):
+    """How chat models are reached."""
+
+    provider: str = Field(
+        default="ollama", description="ollama, or replay to answer from a cassette"
+    )
+    host: str = Field(
+        default="http://127.0.0.1:11434", description="Ollama server URL (or OLLAMA_HOST)"
+    )
+    timeout_seconds: float = Field(
+        default=300, gt=0, description="give up on one model call after this"
+    )
+    connect_timeout_seconds: float = Field(
+        default=10, gt=0, description="give up connecting after this"
+    )
+    max_retries: int = Field(
+        default=3, ge=0, description="client-level retries of retriable errors"
+    )
+    retry_backoff_seconds: float = Field(
+        default=0.5, ge=0, description="first wait before a client retry"
+    )
+    max_concurrent_calls: int = Field(default=2, ge=1, description="model calls in flight at once")
+    cache: bool = Field(default=True, description="reuse answers to identical requests")
+    record: str | None = Field(
+        default=None, description="append every exchange to this cassette file"
+    )
+    replay: str | None = Field(default=None, description="answer from this cassette file")
+    replay_strict: bool = Field(default=False, description="fail on a request the cassette lacks")
+
+    @field_validator("host", mode="before")
+    @classmethod
+    def _normalise_host(cls, value: object) -> object:
+        """Accept the same host forms as OLLAMA_HOST wherever llm.host is set."""
+        return normalize_ollama_host(value) if isinstance(value, str) else value
+
+
+class ModelOverrides(Section):
+    """Models per role; each names a models.yaml entry or a raw Ollama tag."""
+
+    planner: str | None = Field(default=None, description="model of the planning agent")
+    executor: str | None = Field(default=None, description="model of the executor agents")
+    embedder: str | None = Field(default=None, description="model that embeds repository chunks")
+
+
+class OrchestratorConfig(Section):
+    """Every setting of the orchestrator, one section per concern."""
+
+    execution: ExecutionConfig = Field(
+        default_factory=ExecutionConfig, description="scheduling, retries and approvals"
+    )
+    thresholds: FindingsThresholds = Field(
+        default_factory=FindingsThresholds, description="limits on open findings"
+    )
+    verification: VerificationConfig = Field(
+        default_factory=VerificationConfig, description="the repository's own checks"
+    )
+    rag: RagConfig = Field(default_factory=RagConfig, description="repository context retrieval")
+    git: GitConfig = Field(default_factory=GitConfig, description="branches and commits")
+    artifacts: ArtifactsConfig = Field(
+        default_factory=ArtifactsConfig, description="summaries and diffs written per run"
+    )
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="own log files")
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="model provider connection")
+    models: ModelOverrides = Field(
+        default_factory=ModelOverrides, description="model per role, over models.yaml roles"
+    )
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-safe dump of every value, stored with each run so resume uses the same config."""
+        return self.model_dump(mode="json")

@@ -1,0 +1,53 @@
+"""Environments for child processes without the orchestrator's secrets, and redaction of secrets in text."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+# Substrings that mark a variable name as secret, matched case-insensitively anywhere in the name.
+_SECRET_PARTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "_AUTH")
+# Name prefixes whose whole family belongs to model providers, clouds or the orchestrator itself.
+_SECRET_PREFIXES = ("OPENAI_", "ANTHROPIC_", "AWS_", "ORCHESTRATOR")
+_SECRET_NAMES = frozenset({"OLLAMA_API_KEY", "GITHUB_TOKEN"})
+_MIN_REDACT_LENGTH = 6
+
+
+def is_secret_name(name: str) -> bool:
+    """Tell whether an environment variable name looks like it holds a secret, so it is never passed on."""
+    upper = name.upper()
+    if upper in _SECRET_NAMES or upper.startswith(_SECRET_PREFIXES):
+        return True
+    return any(part in upper for part in _SECRET_PARTS)
+
+
+def safe_env(
+    extra_path: list[str] | None = None, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Copy the environment minus secret-named variables, with extra PATH dirs first, for agents and verifiers."""
+    source = os.environ if base is None else base
+    env = {name: value for name, value in source.items() if not is_secret_name(name)}
+    if extra_path:
+        current = env.get("PATH", "")
+        parts = [str(p) for p in extra_path if str(p)]
+        if current:
+            parts.append(current)
+        env["PATH"] = os.pathsep.join(parts)
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    """Replace the values of secret-named variables found in text with "***", so logs never leak them."""
+    source = os.environ if env is None else env
+    values = {
+        value
+        for name, value in source.items()
+        if is_secret_name(name) and len(value) >= _MIN_REDACT_LENGTH
+    }
+    if not values or not text:
+        return text
+    # Longest first, so a secret that contains another is replaced whole.
+    pattern = re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
+    return pattern.sub("***", text)

@@ -1,0 +1,116 @@
+"""The basic verifier: run the configured build, test, lint, security and custom commands and report failures."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from verify.findings import CATEGORIES, VerifyFinding
+from verify.runner import CommandResult, run_command
+
+# Severity of a failing step when the configuration names none for its category.
+DEFAULT_SEVERITY: dict[str, str] = {
+    "build": "major",
+    "test": "major",
+    "lint": "minor",
+    "security": "major",
+    "custom": "medium",
+}
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+@dataclass
+class VerifyStep:
+    """One command to run and the finding category its failure belongs to."""
+
+    category: str
+    command: str
+
+
+def configured_steps(commands: Mapping[str, list[str]]) -> list[VerifyStep]:
+    """Steps in the fixed order build, test, lint, security, custom (other categories after), blanks skipped."""
+    order = [c for c in CATEGORIES if c in commands] + [c for c in commands if c not in CATEGORIES]
+    return [
+        VerifyStep(category, command.strip())
+        for category in order
+        for command in commands.get(category) or []
+        if command and command.strip()
+    ]
+
+
+def tool_name(command: str) -> str:
+    """The program a command runs: its first word that is not a VAR=value assignment, as a basename."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    for word in words:
+        if not _ASSIGNMENT.match(word):
+            return os.path.basename(word) or word
+    return command.strip() or "command"
+
+
+def _tail_lines(output: str, count: int) -> str:
+    """The last `count` non-trailing-blank lines of an output."""
+    lines = output.rstrip().splitlines()
+    return "\n".join(lines[-count:]) if count > 0 else ""
+
+
+def step_finding(
+    step: VerifyStep, result: CommandResult, severity: Mapping[str, str], tail_lines: int
+) -> VerifyFinding | None:
+    """The finding for a failed step (non-zero exit or timeout), or None when it passed."""
+    if result.ok:
+        return None
+    if result.timed_out:
+        rule = "timeout"
+        head = f"`{step.command}` timed out after {result.duration_seconds:.0f}s"
+    else:
+        rule = f"exit-{result.exit_code}"
+        head = f"`{step.command}` failed (exit {result.exit_code})"
+    tail = _tail_lines(result.output, tail_lines)
+    return VerifyFinding(
+        category=step.category,
+        severity=severity.get(step.category) or DEFAULT_SEVERITY.get(step.category, "medium"),
+        tool=tool_name(step.command),
+        message=f"{head}\n{tail}" if tail else head,
+        rule=rule,
+    )
+
+
+async def run_basic(
+    steps: list[VerifyStep],
+    cwd: Path,
+    *,
+    timeout: float,
+    env: Mapping[str, str],
+    max_output_bytes: int,
+    tail_lines: int,
+    severity: Mapping[str, str],
+    on_line: Callable[[str], None] | None = None,
+) -> tuple[list[CommandResult], list[VerifyFinding]]:
+    """Run the steps one after another, streaming "[category] line" to on_line; one finding per failed step."""
+    results: list[CommandResult] = []
+    findings: list[VerifyFinding] = []
+    for step in steps:
+        prefixed = None
+        if on_line is not None:
+            prefix, sink = f"[{step.category}] ", on_line
+            prefixed = lambda line, p=prefix, s=sink: s(p + line)
+        result = await run_command(
+            step.command,
+            cwd,
+            timeout=timeout,
+            env=env,
+            max_output_bytes=max_output_bytes,
+            on_line=prefixed,
+        )
+        results.append(result)
+        finding = step_finding(step, result, severity, tail_lines)
+        if finding is not None:
+            findings.append(finding)
+    return results, findings

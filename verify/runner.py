@@ -1,0 +1,221 @@
+"""Run one shell command in its own process group with a timeout, streamed lines and a bounded output tail."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# How long a process group gets between SIGTERM and SIGKILL.
+KILL_GRACE_SECONDS = 2.0
+# How long the pipe may stay open after the shell exited (a background child holding it) before the group is killed.
+DRAIN_GRACE_SECONDS = 2.0
+_READ_CHUNK = 65536
+_LONG_LINE = 65536
+_POLL_SECONDS = 0.01
+
+
+@dataclass
+class CommandResult:
+    """What a command did: exit code (None when timed out), the tail of its merged output, and timing."""
+
+    command: str
+    exit_code: int | None
+    output: str
+    timed_out: bool
+    duration_seconds: float
+    truncated: bool
+
+    @property
+    def ok(self) -> bool:
+        """Whether the command finished in time with exit code 0."""
+        return not self.timed_out and self.exit_code == 0
+
+
+class _Tail:
+    """A byte buffer that keeps only the last `limit` bytes and remembers whether it dropped any."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(0, limit)
+        self.data = bytearray()
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> None:
+        """Append a chunk, dropping the oldest bytes beyond the limit."""
+        self.data += chunk
+        if len(self.data) > self.limit:
+            del self.data[: len(self.data) - self.limit]
+            self.truncated = True
+
+    def text(self) -> str:
+        """The kept bytes decoded, bad UTF-8 replaced."""
+        return self.data.decode("utf-8", errors="replace")
+
+
+async def _pump(
+    stream: asyncio.StreamReader, tail: _Tail, on_line: Callable[[str], None] | None
+) -> None:
+    """Read the merged output to EOF, keeping the tail and handing each complete line to on_line.
+
+    A failing on_line stops the streaming but not the draining (so the child never blocks on a full pipe);
+    its error is raised once the output has ended.
+    """
+    pending = bytearray()
+    error: BaseException | None = None
+
+    def emit(raw: bytes) -> None:
+        nonlocal error, on_line
+        if on_line is None:
+            return
+        try:
+            on_line(raw.rstrip(b"\r").decode("utf-8", errors="replace"))
+        except Exception as exc:  # noqa: BLE001 - re-raised after the stream is drained
+            error, on_line = exc, None
+
+    while True:
+        chunk = await stream.read(_READ_CHUNK)
+        if not chunk:
+            break
+        tail.add(chunk)
+        if on_line is None:
+            continue
+        pending += chunk
+        while (nl := pending.find(b"\n")) >= 0:
+            emit(bytes(pending[:nl]))
+            del pending[: nl + 1]
+        if len(pending) > _LONG_LINE:
+            emit(bytes(pending))
+            pending.clear()
+    if pending:
+        emit(bytes(pending))
+    if error is not None:
+        raise error
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    """Send a signal to a whole process group, ignoring a group that is already gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _close_transport(proc: asyncio.subprocess.Process) -> None:
+    """Release the pipes of a process we stopped waiting for (asyncio offers no public way)."""
+    transport = getattr(proc, "_transport", None)
+    if transport is not None:
+        with contextlib.suppress(Exception):
+            transport.close()
+
+
+async def _leader_exit(proc: asyncio.subprocess.Process) -> int:
+    """Wait for the shell itself to exit and return its code, even while a background child holds the pipe open.
+
+    (`Process.wait()` also waits for the pipes to close, so it cannot tell these apart.)
+    """
+    if proc.returncode is not None:
+        return proc.returncode
+    pidfd = -1
+    if hasattr(os, "pidfd_open"):
+        with contextlib.suppress(OSError):
+            pidfd = os.pidfd_open(proc.pid)
+    if pidfd >= 0:
+        loop = asyncio.get_running_loop()
+        exited = asyncio.Event()
+        loop.add_reader(pidfd, exited.set)
+        try:
+            await exited.wait()
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+    # The event loop's child watcher records the code a moment after the exit; without pidfd this is the wait.
+    while proc.returncode is None:
+        await asyncio.sleep(_POLL_SECONDS)
+    return proc.returncode
+
+
+async def _terminate_group(proc: asyncio.subprocess.Process, exited: asyncio.Task[int]) -> None:
+    """SIGTERM the process group, give it a grace period, then SIGKILL whatever is left."""
+    try:
+        _signal_group(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(exited), KILL_GRACE_SECONDS)
+    finally:
+        _signal_group(proc.pid, signal.SIGKILL)
+
+
+async def run_command(
+    command: str,
+    cwd: Path,
+    *,
+    timeout: float,
+    env: Mapping[str, str],
+    max_output_bytes: int,
+    on_line: Callable[[str], None] | None = None,
+) -> CommandResult:
+    """Run a shell command as its own process group; on timeout or cancellation the whole group is killed."""
+    started = time.monotonic()
+    tail = _Tail(max_output_bytes)
+    try:
+        proc = await asyncio.create_subprocess_shell(
+            command,
+            cwd=str(cwd),
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        message = f"cannot start `{command}` in {cwd}: {exc}"
+        if on_line is not None:
+            on_line(message)
+        return CommandResult(command, 127, message, False, time.monotonic() - started, False)
+
+    assert proc.stdout is not None
+    reader = asyncio.create_task(_pump(proc.stdout, tail, on_line))
+    exited = asyncio.create_task(_leader_exit(proc))
+    timed_out = False
+    try:
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), timeout)
+        except TimeoutError:
+            timed_out = True
+            await _terminate_group(proc, exited)
+        # The shell is gone; a background child may still hold the pipe open.
+        done, _ = await asyncio.wait({reader}, timeout=DRAIN_GRACE_SECONDS)
+        if not done:
+            _signal_group(proc.pid, signal.SIGKILL)
+            done, _ = await asyncio.wait({reader}, timeout=KILL_GRACE_SECONDS)
+        # Whatever the command left running in its group must not outlive it.
+        _signal_group(proc.pid, signal.SIGKILL)
+        if done:
+            await reader  # re-raises an on_line error
+            await proc.wait()
+        else:
+            reader.cancel()  # a process that left the group still holds the pipe; stop reading it
+            _close_transport(proc)
+        if not exited.done():
+            await asyncio.wait({exited}, timeout=KILL_GRACE_SECONDS)
+    except asyncio.CancelledError:
+        _signal_group(proc.pid, signal.SIGKILL)
+        exited.cancel()
+        try:
+            # The killed group closes the pipe at once; waiting lets asyncio release the transport cleanly.
+            await asyncio.wait_for(asyncio.shield(reader), KILL_GRACE_SECONDS)
+            await asyncio.wait_for(proc.wait(), KILL_GRACE_SECONDS)
+        except (TimeoutError, asyncio.CancelledError, Exception):  # noqa: BLE001 - the cancel wins
+            reader.cancel()
+            _close_transport(proc)
+        raise
+    return CommandResult(
+        command=command,
+        exit_code=None if timed_out else proc.returncode,
+        output=tail.text(),
+        timed_out=timed_out,
+        duration_seconds=time.monotonic() - started,
+        truncated=tail.truncated,
+    )

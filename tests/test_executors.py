@@ -14,6 +14,7 @@ import pytest
 from core.errors import ConfigError, LLMRetriableError, ModelNotFoundError
 from core.executors.base import PhaseJob
 from core.executors.external import ExternalAgentExecutor
+from core.executors.base import executor_factory
 from core.executors.llm import LLMExecutor
 from core.llm.base import ChatRequest, ChatResponse
 
@@ -195,7 +196,7 @@ def test_llm_executor_builds_from_config_and_as_entry_point_factory() -> None:
     llm = ScriptedLLM()
     for executor in (
         LLMExecutor.from_config(config, llm, model_def),
-        LLMExecutor(config, llm, model_def),
+        executor_factory("llm")(config, llm, model_def),
     ):
         assert isinstance(executor, LLMExecutor) and executor.name == "llm"
         assert (executor.model, executor.temperature, executor.context_window) == (
@@ -339,7 +340,7 @@ def test_external_from_config() -> None:
     config = SimpleNamespace(execution=SimpleNamespace(external=ext))
     for executor in (
         ExternalAgentExecutor.from_config(config),
-        ExternalAgentExecutor(config, None, None),
+        executor_factory("external")(config, None, None),
     ):
         assert executor.command == ["claude", "-p", "{prompt}"] and executor.timeout_seconds == 12.0
     empty = SimpleNamespace(

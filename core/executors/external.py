@@ -29,7 +29,6 @@ from typing import Any, Literal
 
 from core.errors import ConfigError
 from core.executors.base import AttemptResult, LogFn, PhaseJob
-from core.executors.llm import ConfigFactoryMeta
 from core.executors.prompts import build_external_prompt
 from core.procenv import redact, safe_env
 
@@ -78,7 +77,7 @@ def _kill_group(proc: asyncio.subprocess.Process, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-class ExternalAgentExecutor(metaclass=ConfigFactoryMeta):
+class ExternalAgentExecutor:
     """Executor that hands the phase to an external agent CLI which edits the worktree itself."""
 
     name = "external"

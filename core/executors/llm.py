@@ -47,20 +47,7 @@ def _read_files(
     return files, skipped
 
 
-class ConfigFactoryMeta(type):
-    """Lets an executor class serve as its own entry-point factory: `Cls(config, llm, model_def)`.
-
-    The engine calls every registered factory as `factory(config, llm, model_def)`; when the first
-    argument looks like an OrchestratorConfig (it has `.execution`), the call goes to `from_config`.
-    """
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        if args and hasattr(args[0], "execution") and hasattr(cls, "from_config"):
-            return cls.from_config(*args, **kwargs)
-        return super().__call__(*args, **kwargs)
-
-
-class LLMExecutor(metaclass=ConfigFactoryMeta):
+class LLMExecutor:
     """Executor that edits the worktree through SEARCH/REPLACE blocks written by a chat model."""
 
     name = "llm"

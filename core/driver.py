@@ -1,0 +1,298 @@
+"""Drives one run: lease and heartbeat, git setup, planning, the dependency-graph scheduler, the end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+from config.loader import config_from_snapshot
+from config.paths import Paths
+from core.context import RunContext
+from core.errors import LLMError, OrchestratorError, RunLockedError
+from core.events import PhaseStatusChanged, PlanCreated, RunStatusChanged
+from core.gate import Gate, NeedsInputError, RunCancelled
+from core.git import repo as gitrepo
+from core.git import worktrees
+from core.journal import Journal
+from core.phase_runner import PhaseRunner, RunAborted
+from core.planner import make_plan
+from core.records import (
+    FINISHED_RUN_STATUSES,
+    FindingStatus,
+    InterventionKind,
+    InterventionStatus,
+    Phase,
+    PhaseStatus,
+    Run,
+    RunStatus,
+)
+from core.setup import build_clients
+from core.state.export import render_markdown, run_document
+from core.state.store import StateStore
+from verify.thresholds import check_thresholds
+
+LEASE_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RunDriver:
+    """Executes (or resumes) one run in this process while holding its heartbeat lease."""
+
+    def __init__(self, paths: Paths, store: StateStore, journal: Journal, run_id: str, *, auto_approve: bool) -> None:
+        self.paths = paths
+        self.store = store
+        self.journal = journal
+        self.run_id = run_id
+        self.auto_approve = auto_approve
+        self.owner = f"{LEASE_OWNER}:{id(self)}"
+        self._cancelled_by_user = False
+
+    async def drive(self) -> Run:
+        """Run to a final or interrupted status and return the stored run."""
+        run = await self.store.get_run(self.run_id)
+        if run.status in FINISHED_RUN_STATUSES:
+            return run
+        config, _ = config_from_snapshot(run.config)
+        if not await self.store.acquire_lease(run.id, self.owner, config.execution.lease_seconds):
+            raise RunLockedError(
+                f"run {run.id} is being executed by {run.lease_owner}; wait for it, or for its lease to "
+                f"expire (about {config.execution.lease_seconds:.0f} s after that process died)"
+            )
+        main = asyncio.current_task()
+        heartbeat = asyncio.create_task(self._heartbeat(main, config.execution.heartbeat_seconds, config.execution.lease_seconds))
+        try:
+            await self._execute(run)
+        except (RunCancelled, asyncio.CancelledError) as exc:
+            by_user = self._cancelled_by_user or isinstance(exc, RunCancelled)
+            status = RunStatus.CANCELLED if by_user else RunStatus.INTERRUPTED
+            if main is not None:
+                main.uncancel()
+            await self._finish(status, "cancelled by the user" if status is RunStatus.CANCELLED else "interrupted")
+        except NeedsInputError as exc:
+            await self._finish(RunStatus.FAILED, str(exc))
+        except RunAborted as exc:
+            await self._finish(RunStatus.FAILED, str(exc))
+        except OrchestratorError as exc:
+            await self._finish(RunStatus.FAILED, str(exc))
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await self.journal.flush()
+            await self.store.release_lease(self.run_id, self.owner)
+        return await self.store.get_run(self.run_id)
+
+    async def _heartbeat(self, main: asyncio.Task | None, every: float, ttl: float) -> None:
+        """Renew the lease and watch the cancel flag that `cancel` sets from any process."""
+        while True:
+            await asyncio.sleep(every)
+            await self.store.renew_lease(self.run_id, self.owner, ttl)
+            if await self.store.cancel_requested(self.run_id) and main is not None:
+                self._cancelled_by_user = True
+                main.cancel()
+                return
+
+    async def _set_run_status(self, status: RunStatus, error: str | None = None) -> None:
+        await self.store.update_run_status(self.run_id, status, error=error)
+        await self.journal.emit(RunStatusChanged(run_id=self.run_id, status=str(status), error=error))
+        self.journal.log(self.run_id, None, "error" if error else "info", f"run {status}" + (f": {error}" if error else ""))
+
+    async def _finish(self, status: RunStatus, error: str | None) -> None:
+        """Close running attempts, store the final status, and write the summary artifact."""
+        await self.store.fail_running_executions(self.run_id, error or str(status))
+        await self._set_run_status(status, None if status is RunStatus.COMPLETED else error)
+        await self.journal.flush()
+        await self._write_summary()
+
+    # ---- the run -------------------------------------------------------------------------------
+
+    async def _execute(self, run: Run) -> None:
+        ctx = await self._context(run)
+        try:
+            phases = await self.store.get_phases_for_run(run.id)
+            if not phases:
+                phases = await self._plan(ctx)
+            await self._set_run_status(RunStatus.EXECUTING)
+            await self._schedule(ctx)
+            await self._conclude(ctx)
+        finally:
+            await ctx.llm.aclose()
+
+    async def _context(self, run: Run) -> RunContext:
+        """Build clients from the run's stored configuration and make sure its worktree exists."""
+        config, catalog = config_from_snapshot(run.config)
+        repo = Path(run.repo)
+        run_worktree = self.paths.worktrees / run.id / "run"
+        if run.branch is None:
+            base = await asyncio.to_thread(gitrepo.head_commit_of, repo)
+            branch = f"{config.git.branch_prefix}{run.id}"
+            await self.store.set_run_git(run.id, base, branch, str(run_worktree))
+            run = await self.store.get_run(run.id)
+        await asyncio.to_thread(worktrees.create_worktree, repo, run_worktree, run.branch, run.base_commit)
+        gate = Gate(
+            self.store, self.journal, run.id,
+            auto_approve=self.auto_approve,
+            poll_seconds=config.execution.poll_seconds,
+            on_waiting=self._on_waiting,
+        )
+        clients = await build_clients(config, catalog, self.store, run.id, self.paths)
+        return RunContext(
+            run=run, config=config, catalog=catalog, paths=self.paths, store=self.store, journal=self.journal,
+            gate=gate, llm=clients.llm, executor=clients.executor, retriever=clients.retriever,
+            planner_model=clients.planner_model, executor_model=clients.executor_model,
+            repo=repo, run_worktree=run_worktree,
+        )
+
+    async def _on_waiting(self, waiting: bool) -> None:
+        await self._set_run_status(RunStatus.WAITING if waiting else RunStatus.EXECUTING)
+
+    async def _plan(self, ctx: RunContext) -> list[Phase]:
+        await self._set_run_status(RunStatus.PLANNING)
+        retrieved = await ctx.retriever.retrieve(
+            ctx.run.task, repo=ctx.run_worktree, budget_tokens=ctx.config.rag.max_context_tokens
+        )
+        model = ctx.planner_model
+        try:
+            plan, _raw = await make_plan(
+                ctx.llm,
+                task=ctx.run.task,
+                model=model.model or model.name,
+                context=retrieved.text,
+                run_id=ctx.run_id,
+                temperature=model.temperature,
+                max_tokens=model.max_tokens,
+                context_window=model.context_window,
+                on_text=lambda text: ctx.log(None, text, "llm"),
+            )
+        except LLMError:
+            raise
+        phases = await self.store.save_plan(
+            ctx.run_id, [p.model_dump() for p in plan.phases], ctx.config.execution.max_attempts
+        )
+        await self.journal.emit(PlanCreated(run_id=ctx.run_id, phase_ids=[p.id for p in phases]))
+        ctx.log(None, "plan: " + ", ".join(f"{p.plan_id} ({p.risk_level})" for p in phases))
+        return phases
+
+    async def _schedule(self, ctx: RunContext) -> None:
+        """Start every phase whose dependencies completed, up to max_parallel_phases at once."""
+        running: dict[str, asyncio.Task[PhaseStatus]] = {}
+        limit = ctx.config.execution.max_parallel_phases
+        try:
+            while True:
+                phases = {p.plan_id: p for p in await self.store.get_phases_for_run(ctx.run_id)}
+                await self._skip_blocked(ctx, phases)
+                phases = {p.plan_id: p for p in await self.store.get_phases_for_run(ctx.run_id)}
+                for plan_id, phase in phases.items():
+                    if len(running) >= limit:
+                        break
+                    if plan_id in running or phase.status not in (PhaseStatus.PENDING, PhaseStatus.IN_PROGRESS):
+                        continue
+                    if all(phases[d].status is PhaseStatus.COMPLETED for d in phase.dependencies):
+                        running[plan_id] = asyncio.create_task(PhaseRunner(ctx, phase).run())
+                if not running:
+                    return
+                done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+                for plan_id in [k for k, t in running.items() if t in done]:
+                    task = running.pop(plan_id)
+                    task.result()  # re-raises RunAborted and friends
+                    await self._check_thresholds(ctx, phases[plan_id])
+        finally:
+            for task in running.values():
+                task.cancel()
+            await asyncio.gather(*running.values(), return_exceptions=True)
+
+    async def _skip_blocked(self, ctx: RunContext, phases: dict[str, Phase]) -> None:
+        """Skip pending phases whose dependency was skipped or failed (they can never start)."""
+        changed = True
+        status = {k: p.status for k, p in phases.items()}
+        while changed:
+            changed = False
+            for plan_id, phase in phases.items():
+                if status[plan_id] is not PhaseStatus.PENDING:
+                    continue
+                blocked = [d for d in phase.dependencies if status[d] in (PhaseStatus.SKIPPED, PhaseStatus.FAILED)]
+                if blocked:
+                    error = f"skipped: dependency {blocked[0]} was {status[blocked[0]]}"
+                    await self.store.update_phase_status(phase.id, PhaseStatus.SKIPPED, error=error)
+                    await self.journal.emit(
+                        PhaseStatusChanged(run_id=ctx.run_id, phase_id=phase.id, plan_id=plan_id, status="skipped", error=error)
+                    )
+                    ctx.log(phase.id, f"phase {plan_id} {error}")
+                    status[plan_id] = PhaseStatus.SKIPPED
+                    changed = True
+
+    async def _check_thresholds(self, ctx: RunContext, phase: Phase) -> None:
+        """After a phase's last attempt: abort, ask or warn when open findings pass a threshold."""
+        t = ctx.config.thresholds
+        severities, categories = await self._settled_open_findings(ctx.run_id)
+        breaches = check_thresholds(
+            severities,
+            categories,
+            max_major=t.max_major,
+            max_medium=t.max_medium,
+            on_major_exceeded=t.on_major_exceeded,
+            on_medium_exceeded=t.on_medium_exceeded,
+            per_category=t.per_category,
+        )
+        for breach in breaches:
+            text = f"{breach.kind} findings: {breach.actual} open, threshold {breach.limit}"
+            if breach.action == "warn":
+                ctx.log(None, f"warning: {text}", "warning")
+            elif breach.action == "abort":
+                raise RunAborted(f"too many findings: {text}")
+            else:
+                answer = await ctx.gate.decide(
+                    InterventionKind.THRESHOLD,
+                    phase_id=phase.id,
+                    key=f"threshold-{breach.kind}",
+                    reason=f"after phase {phase.plan_id}: {text}",
+                    action_required="approve: continue the run; reject: abort it",
+                )
+                if answer.status is InterventionStatus.REJECTED:
+                    raise RunAborted(f"threshold exceeded and rejected: {text}")
+
+    async def _settled_open_findings(self, run_id: str) -> tuple[dict[str, int], dict[str, int]]:
+        """Open findings by severity and category, of phases past their last attempt only."""
+        settled = {
+            p.id for p in await self.store.get_phases_for_run(run_id)
+            if p.status in (PhaseStatus.COMPLETED, PhaseStatus.FAILED)
+        }
+        severities = {"major": 0, "medium": 0, "minor": 0}
+        categories: dict[str, int] = {}
+        for finding in await self.store.get_findings(run_id):
+            if finding.phase_id in settled and finding.status in (FindingStatus.NEW, FindingStatus.OPEN):
+                severities[finding.severity] += 1
+                categories[finding.category] = categories.get(finding.category, 0) + 1
+        return severities, categories
+
+    async def _conclude(self, ctx: RunContext) -> None:
+        phases = await self.store.get_phases_for_run(ctx.run_id)
+        failed = [p.plan_id for p in phases if p.status is PhaseStatus.FAILED]
+        if failed:
+            await self._finish(RunStatus.FAILED, "phases failed: " + ", ".join(failed))
+        else:
+            await self._finish(RunStatus.COMPLETED, None)
+
+    async def _write_summary(self) -> None:
+        """Write the markdown summary and the run's log as artifacts."""
+        run = await self.store.get_run(self.run_id)
+        if run.config and not run.config.get("config", {}).get("artifacts", {}).get("write_summary", True):
+            return
+        folder = self.paths.artifacts / self.run_id
+        doc = await run_document(self.store, self.run_id)
+        summary = folder / "summary.md"
+        await asyncio.to_thread(_write, summary, render_markdown(doc))
+        await self.store.add_artifact(self.run_id, None, "summary.md", summary, "summary")
+        log_path = folder / "run.log"
+        lines: list[str] = []
+        after = 0
+        while batch := await self.store.get_logs(self.run_id, after_seq=after, limit=5000):
+            lines.extend(f"{r.ts} {r.level:<7} {r.message}" for r in batch)
+            after = batch[-1].seq
+        await asyncio.to_thread(_write, log_path, "\n".join(lines) + "\n")
+        await self.store.add_artifact(self.run_id, None, "run.log", log_path, "log")
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

@@ -1,0 +1,219 @@
+"""The engine: commands (start, resume, cancel, answer) and queries shared by the CLI and the TUI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from config.loader import LoadedConfig, make_snapshot
+from config.paths import Paths
+from core.bus import EventBus, Subscription
+from core.driver import RunDriver
+from core.errors import InputError, RunLockedError
+from core.events import InterventionResolved, RunCreated
+from core.git import repo as gitrepo
+from core.git import worktrees
+from core.journal import Journal
+from core.logs import setup_logging
+from core.records import (
+    ACTIVE_RUN_STATUSES,
+    FINISHED_RUN_STATUSES,
+    Intervention,
+    LogRecord,
+    Phase,
+    Run,
+    RunStatus,
+    RunSummary,
+)
+from core.state.export import render_markdown, run_document
+from core.state.store import StateStore
+from core.timeutil import parse_ts, utcnow
+
+
+class Engine:
+    """Owns the store, the bus and the journal of one process; use `async with Engine.open(paths)`."""
+
+    def __init__(self, paths: Paths, store: StateStore, bus: EventBus, journal: Journal) -> None:
+        self.paths = paths
+        self.store = store
+        self.bus = bus
+        self.journal = journal
+
+    @classmethod
+    async def open(cls, paths: Paths, *, log_level: str = "INFO") -> Engine:
+        paths.ensure()
+        setup_logging(paths.logs, level=log_level, max_bytes=5_000_000, backup_count=3)
+        store = await StateStore.open(paths.db)
+        bus = EventBus()
+        journal = Journal(store, bus)
+        await journal.start()
+        return cls(paths, store, bus, journal)
+
+    async def close(self) -> None:
+        await self.journal.stop()
+        self.bus.close()
+        await self.store.close()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def subscribe(self, run_id: str | None = None) -> Subscription:
+        return self.bus.subscribe(run_id=run_id)
+
+    # ---- commands ------------------------------------------------------------------------------
+
+    async def create_run(self, task: str, repo: Path, loaded: LoadedConfig, *, allow_dirty: bool = False) -> Run:
+        """Check the repository and store a new pending run with its configuration snapshot."""
+        if not task.strip():
+            raise InputError("the task is empty: say what the run should do, e.g. orchestrator run \"Add input validation\" --repo .")
+        git_repo = await asyncio.to_thread(gitrepo.open_repo, repo)
+        root = Path(git_repo.working_tree_dir or repo).resolve()
+        await asyncio.to_thread(gitrepo.ensure_clean, git_repo, allow_dirty or loaded.config.git.allow_dirty)
+        run = await self.store.create_run(task.strip(), str(root), make_snapshot(loaded))
+        await self.journal.emit(RunCreated(run_id=run.id, task=run.task, repo=run.repo))
+        self.journal.log(run.id, None, "info", f"run {run.id} created for {root}")
+        return run
+
+    async def execute_run(self, run_id: str, *, auto_approve: bool = False) -> Run:
+        """Drive a stored run in this process until it finishes, fails or is interrupted."""
+        return await RunDriver(self.paths, self.store, self.journal, run_id, auto_approve=auto_approve).drive()
+
+    async def start_run(
+        self, task: str, repo: Path, loaded: LoadedConfig, *, allow_dirty: bool = False, auto_approve: bool = False
+    ) -> Run:
+        run = await self.create_run(task, repo, loaded, allow_dirty=allow_dirty)
+        return await self.execute_run(run.id, auto_approve=auto_approve)
+
+    async def resume_run(self, run_id: str, *, auto_approve: bool = False) -> Run:
+        """Continue an interrupted or failed run from where it stopped, with its stored configuration."""
+        run = await self.store.get_run(run_id)
+        if run.status is RunStatus.COMPLETED:
+            raise InputError(f"run {run_id} already completed; nothing to resume")
+        if run.status is RunStatus.CANCELLED:
+            raise InputError(f"run {run_id} was cancelled; start a new run instead")
+        if self._lease_live(run):
+            raise RunLockedError(f"run {run_id} is still running in {run.lease_owner}; watch it with `orchestrator show {run_id}`")
+        if run.lease_owner:
+            await self.store.release_lease(run_id, run.lease_owner)  # its process is gone
+        if run.status is RunStatus.FAILED:
+            await self.store.update_run_status(run_id, RunStatus.INTERRUPTED, error=None)
+        return await self.execute_run(run_id, auto_approve=auto_approve)
+
+    async def cancel_run(self, run_id: str) -> Run:
+        """Ask the process running the run to stop it; a run nobody is running is cancelled at once."""
+        run = await self.store.get_run(run_id)
+        if run.status in FINISHED_RUN_STATUSES:
+            raise InputError(f"run {run_id} is already {run.status}")
+        await self.store.request_cancel(run_id)
+        if not self._lease_live(run):
+            await self.store.update_run_status(run_id, RunStatus.CANCELLED, error="cancelled by the user")
+        return await self.store.get_run(run_id)
+
+    async def resolve_intervention(self, intervention_id: str, *, approve: bool, note: str | None = None) -> Intervention:
+        """Record a person's decision; the run's process sees it at its next poll (or on resume)."""
+        item = await self.store.resolve_intervention(intervention_id, approve, note)
+        await self.journal.emit(
+            InterventionResolved(run_id=item.run_id, intervention_id=item.id, status=str(item.status), note=note)
+        )
+        return item
+
+    async def apply_run(self, run_id: str) -> str:
+        """Merge a finished run's branch into the user's current branch; returns the new HEAD."""
+        run = await self.store.get_run(run_id)
+        if run.status is not RunStatus.COMPLETED or not run.branch:
+            raise InputError(f"run {run_id} is {run.status}; only a completed run can be applied")
+        return await asyncio.to_thread(worktrees.apply_branch, Path(run.repo), run.branch)
+
+    async def clean(self, run_id: str | None = None) -> list[str]:
+        """Remove worktrees and branches of finished runs (history stays); returns the cleaned run ids."""
+        if run_id is not None:
+            run = await self.store.get_run(run_id)
+            if run.status not in FINISHED_RUN_STATUSES:
+                raise InputError(f"run {run_id} is {run.status}; cancel it or let it finish before cleaning it")
+            runs = [run]
+        else:
+            runs = [s.run for s in await self.store.list_runs(limit=1_000_000) if s.run.status in FINISHED_RUN_STATUSES]
+        cleaned = []
+        for run in runs:
+            if run.metadata.get("cleaned") or not run.branch:
+                continue
+            phases = await self.store.get_phases_for_run(run.id)
+            for phase in phases:
+                if phase.worktree or phase.branch:
+                    await asyncio.to_thread(
+                        worktrees.remove_worktree, Path(run.repo),
+                        Path(phase.worktree) if phase.worktree else self.paths.worktrees / run.id / phase.plan_id,
+                        phase.branch, True,
+                    )
+            await asyncio.to_thread(
+                worktrees.remove_worktree, Path(run.repo),
+                Path(run.worktree) if run.worktree else self.paths.worktrees / run.id / "run", run.branch, True,
+            )
+            await self.store.set_run_metadata(run.id, cleaned=True, cleaned_at=utcnow())
+            cleaned.append(run.id)
+        return cleaned
+
+    # ---- queries -------------------------------------------------------------------------------
+
+    async def list_runs(self, status: str | None = None, *, recoverable: bool = False, limit: int = 100, offset: int = 0) -> list[RunSummary]:
+        if recoverable:
+            ids = {r.id for r in await self.store.get_recoverable_runs()}
+            found = [
+                s for s in await self.store.list_runs(limit=1_000_000)
+                if s.run.id in ids or (s.run.status in ACTIVE_RUN_STATUSES and not self._lease_live(s.run))
+            ]
+            return found[offset : offset + limit]
+        return await self.store.list_runs(status=status, limit=limit, offset=offset)
+
+    async def get_run(self, run_id: str) -> Run:
+        return await self.store.get_run(run_id)
+
+    async def phases(self, run_id: str) -> list[Phase]:
+        return await self.store.get_phases_for_run(run_id)
+
+    async def run_document(self, run_id: str) -> dict[str, Any]:
+        return await run_document(self.store, run_id)
+
+    async def export(self, run_id: str, fmt: str) -> str:
+        import json
+
+        doc = await run_document(self.store, run_id)
+        if fmt == "json":
+            return json.dumps(doc, indent=2) + "\n"
+        if fmt == "markdown":
+            return render_markdown(doc)
+        raise InputError(f"--format {fmt!r} is not supported; use markdown or json")
+
+    async def interventions(self, run_id: str | None = None, *, pending_only: bool = False) -> list[Intervention]:
+        return await self.store.list_interventions(run_id=run_id, pending_only=pending_only)
+
+    async def logs(self, run_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[LogRecord]:
+        return await self.store.get_logs(run_id, after_seq=after_seq, limit=limit)
+
+    @staticmethod
+    def _lease_live(run: Run) -> bool:
+        """True while another process holds the run: an unexpired lease whose owner is not known dead."""
+        if not run.lease_owner or not run.lease_expires_at:
+            return False
+        return parse_ts(run.lease_expires_at) > parse_ts(utcnow()) and _owner_alive(run.lease_owner)
+
+
+def _owner_alive(owner: str) -> bool:
+    """Whether a lease owner "host:pid:..." may still run; a dead pid on this host means no."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

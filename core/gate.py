@@ -1,0 +1,124 @@
+"""Manual interventions: ask a person (or `--yes`) through an intervention row and wait for the answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from core.errors import OrchestratorError
+from core.events import InterventionRequested, InterventionResolved
+from core.journal import Journal
+from core.records import AUTO_APPROVABLE_KINDS, Intervention, InterventionKind, InterventionStatus
+from core.state.store import StateStore
+
+
+class NeedsInputError(OrchestratorError):
+    """`--yes` met an intervention that needs a person's input; the run stops and can be resumed."""
+
+
+class RunCancelled(Exception):
+    """The run was cancelled (from this process or another one) while it waited."""
+
+
+class Gate:
+    """Creates intervention rows once per decision point and waits until they are answered."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        journal: Journal,
+        run_id: str,
+        *,
+        auto_approve: bool,
+        poll_seconds: float,
+        on_waiting: Callable[[bool], Awaitable[None]],
+    ) -> None:
+        self._store = store
+        self._journal = journal
+        self._run_id = run_id
+        self._auto = auto_approve
+        self._poll = poll_seconds
+        self._on_waiting = on_waiting
+        self._waiters = 0
+
+    async def decide(
+        self,
+        kind: InterventionKind,
+        *,
+        phase_id: str | None,
+        key: str,
+        reason: str,
+        action_required: str,
+    ) -> Intervention:
+        """The answered intervention for this decision point (kind, phase, key), asking if needed."""
+        item = await self._find(kind, phase_id, key)
+        if item is None:
+            item = await self._store.create_intervention(
+                self._run_id, phase_id, kind, reason, action_required, payload={"key": key}
+            )
+            await self._journal.emit(
+                InterventionRequested(
+                    run_id=self._run_id,
+                    intervention_id=item.id,
+                    phase_id=phase_id,
+                    kind=str(kind),
+                    reason=reason,
+                )
+            )
+            self._journal.log(
+                self._run_id, phase_id, "warning",
+                f"intervention {item.id} ({kind}) pending: {reason} "
+                f"[approve: orchestrator approve {item.id} | reject: orchestrator reject {item.id}]",
+            )
+        if item.status is not InterventionStatus.PENDING:
+            return item
+        if self._auto:
+            if kind in AUTO_APPROVABLE_KINDS:
+                return await self._answer(item.id, True, "auto-approved")
+            raise NeedsInputError(
+                f"intervention {item.id} ({kind}) needs your input, which --yes cannot give: "
+                f"{reason}. Answer it with `orchestrator approve {item.id}` or "
+                f"`orchestrator reject {item.id}`, then `orchestrator resume {self._run_id}`."
+            )
+        return await self._wait(item)
+
+    async def _find(self, kind: InterventionKind, phase_id: str | None, key: str) -> Intervention | None:
+        for item in await self._store.list_interventions(run_id=self._run_id):
+            if item.kind == kind and item.phase_id == phase_id and item.payload.get("key") == key:
+                return item
+        return None
+
+    async def _answer(self, intervention_id: str, approve: bool, note: str) -> Intervention:
+        item = await self._store.resolve_intervention(intervention_id, approve, note)
+        await self._announce(item)
+        return item
+
+    async def _announce(self, item: Intervention) -> None:
+        await self._journal.emit(
+            InterventionResolved(
+                run_id=self._run_id, intervention_id=item.id, status=str(item.status), note=item.note
+            )
+        )
+        self._journal.log(
+            self._run_id, item.phase_id, "info",
+            f"intervention {item.id} {item.status}" + (f" ({item.note})" if item.note else ""),
+        )
+
+    async def _wait(self, item: Intervention) -> Intervention:
+        """Poll the row until another process (or the TUI) answers it; cancellation is honoured."""
+        self._waiters += 1
+        if self._waiters == 1:
+            await self._on_waiting(True)
+        try:
+            while True:
+                current = await self._store.get_intervention(item.id)
+                if current.status is not InterventionStatus.PENDING:
+                    await self._announce(current)
+                    return current
+                if await self._store.cancel_requested(self._run_id):
+                    raise RunCancelled()
+                await asyncio.sleep(self._poll)
+        finally:
+            self._waiters -= 1
+            if self._waiters == 0:
+                await self._on_waiting(False)

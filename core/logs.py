@@ -1,0 +1,52 @@
+"""Structured JSON log files under the home folder, rotated by size, each record tagged with its trace id."""
+
+from __future__ import annotations
+
+import logging
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+import structlog
+
+from core.procenv import redact
+
+_HANDLER_NAME = "orchestrator-file"
+
+
+class _TraceFilter(logging.Filter):
+    """Copy the record's run_id into trace_id and redact secret values from the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.trace_id = getattr(record, "run_id", None)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+def setup_logging(folder: Path, *, level: str, max_bytes: int, backup_count: int) -> Path:
+    """Send the `orchestrator` loggers to folder/orchestrator.jsonl as one JSON object per line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "orchestrator.jsonl"
+    root = logging.getLogger("orchestrator")
+    for handler in list(root.handlers):
+        if handler.get_name() == _HANDLER_NAME:
+            root.removeHandler(handler)
+            handler.close()
+    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+    handler.set_name(_HANDLER_NAME)
+    handler.addFilter(_TraceFilter())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=structlog.processors.JSONRenderer(),
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.stdlib.ExtraAdder(),
+            ],
+        )
+    )
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+    return path

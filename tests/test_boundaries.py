@@ -1,0 +1,42 @@
+"""The package boundaries of DESIGN.md section 3, checked in fresh interpreters."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _loaded_after(imports: str) -> set[str]:
+    code = f"import sys\n{imports}\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "import config.loader, config.schema",
+        "import core.engine, core.driver, core.phase_runner, core.state.store, core.bus",
+        "import verify.basic, verify.runner, verify.thresholds",
+    ],
+)
+def test_engine_side_never_imports_textual(imports: str) -> None:
+    modules = _loaded_after(imports)
+    assert not any(m == "textual" or m.startswith("textual.") for m in modules)
+    assert not any(m == "tui" or m.startswith("tui.") for m in modules)
+
+
+def test_verify_imports_nothing_from_core() -> None:
+    modules = _loaded_after("import verify.basic, verify.runner, verify.thresholds, verify.findings")
+    assert not any(m == "core" or m.startswith("core.") for m in modules)
+
+
+def test_cli_does_not_import_the_store_driver_directly() -> None:
+    for path in (ROOT / "tui").rglob("*.py"):
+        text = path.read_text()
+        assert "import aiosqlite" not in text and "core.state" not in text, path

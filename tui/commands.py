@@ -1,0 +1,262 @@
+"""The CLI commands: each reads or changes state only through the engine's commands and queries."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from config.loader import LoadedConfig, load_config, render_show, show_dict
+from config.paths import Paths
+from core.console import print_events
+from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
+from core.engine import Engine
+from core.errors import AlreadyAnsweredError, InputError
+from core.records import Intervention, Run, RunStatus, RunSummary
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+async def dispatch(args: argparse.Namespace) -> int:
+    paths = Paths.resolve(args.home, os.environ)
+    if args.command == "config":
+        return config_command(args, paths)
+    engine = await Engine.open(paths)
+    async with engine:
+        handler = COMMANDS[args.command]
+        return await handler(engine, args)
+
+
+def config_command(args: argparse.Namespace, paths: Paths) -> int:
+    repo = Path(args.repo).resolve() if args.repo else None
+    if repo is not None and not repo.is_dir():
+        raise InputError(f"--repo {args.repo}: no such directory")
+    loaded = load_config(paths, repo=repo, env=os.environ)
+    if args.action == "validate":
+        files = ", ".join(str(f) for f in loaded.files) or "shipped defaults only"
+        print(f"configuration is valid ({files})")
+        return 0
+    if args.json:
+        _print_json(show_dict(loaded))
+    else:
+        print(render_show(loaded))
+    return 0
+
+
+def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.provider:
+        overrides["llm.provider"] = args.provider
+    if args.model:
+        overrides["models.planner"] = args.model
+        overrides["models.executor"] = args.model
+    if args.host:
+        overrides["llm.host"] = args.host
+    if args.record:
+        overrides["llm.record"] = str(Path(args.record).resolve())
+    if args.replay:
+        path = Path(args.replay).resolve()
+        if not path.is_file():
+            raise InputError(f"--replay {args.replay}: no such cassette file")
+        overrides["llm.replay"] = str(path)
+    if args.replay_strict:
+        overrides["llm.replay_strict"] = True
+    return overrides
+
+
+async def _watch(engine: Engine, run: Run, args: argparse.Namespace, *, resume: bool) -> int:
+    """Drive the run in this process while printing its events; SIGINT/SIGTERM interrupt it cleanly."""
+    sub = engine.subscribe(run_id=run.id)
+    printer = asyncio.create_task(print_events(sub, sys.stdout, verbose=args.verbose))
+    work = asyncio.create_task(
+        engine.resume_run(run.id, auto_approve=args.yes) if resume else engine.execute_run(run.id, auto_approve=args.yes)
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, work.cancel)
+    try:
+        final = await work
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await engine.journal.flush()
+        sub.close()
+        await printer
+    if final.status is RunStatus.COMPLETED:
+        print(f"run {final.id} completed on branch {final.branch}; see `orchestrator show {final.id}`, "
+              f"then `orchestrator apply {final.id}`")
+        return 0
+    print(f"run {final.id} {final.status}" + (f": {final.error}" if final.error else ""), file=sys.stderr)
+    if final.status is RunStatus.INTERRUPTED or final.status is RunStatus.FAILED:
+        print(f"resume it with: orchestrator resume {final.id}", file=sys.stderr)
+    return 1
+
+
+async def run_command(engine: Engine, args: argparse.Namespace) -> int:
+    repo = Path(args.repo).expanduser()
+    loaded = load_config(engine.paths, repo=repo.resolve() if repo.is_dir() else None, env=os.environ, cli=_cli_overrides(args))
+    run = await engine.create_run(args.task, repo, loaded, allow_dirty=args.allow_dirty)
+    print(f"run {run.id}", flush=True)
+    return await _watch(engine, run, args, resume=False)
+
+
+async def resume_command(engine: Engine, args: argparse.Namespace) -> int:
+    run = await engine.get_run(args.run_id)
+    print(f"run {run.id}", flush=True)
+    return await _watch(engine, run, args, resume=True)
+
+
+async def demo_command(engine: Engine, args: argparse.Namespace) -> int:
+    repo = await asyncio.to_thread(prepare_demo_repo, engine.paths.demo)
+    loaded: LoadedConfig = load_config(
+        engine.paths, repo=repo, env=os.environ,
+        cli={"llm.provider": "replay", "llm.replay": str(cassette_path())},
+    )
+    run = await engine.create_run(DEMO_TASK, repo, loaded)
+    print(f"run {run.id}", flush=True)
+    print(f"demo repository: {repo}", flush=True)
+    code = await _watch(engine, run, args, resume=False)
+    if code == 0:
+        print(f"summary: orchestrator export {run.id}")
+    return code
+
+
+def summary_json(s: RunSummary) -> dict[str, Any]:
+    r = s.run
+    return {
+        "id": r.id, "task": r.task, "repo": r.repo, "status": str(r.status), "created_at": r.created_at,
+        "started_at": r.started_at, "completed_at": r.completed_at, "branch": r.branch, "error": r.error,
+        "phases_total": s.phases_total, "phases_completed": s.phases_completed,
+        "findings": {k: s.findings.get(k, 0) for k in ("major", "medium", "minor")},
+    }
+
+
+async def runs_command(engine: Engine, args: argparse.Namespace) -> int:
+    summaries = await engine.list_runs(args.status, recoverable=args.recoverable, limit=args.limit)
+    if args.json:
+        _print_json([summary_json(s) for s in summaries])
+        return 0
+    if not summaries:
+        print("no runs yet; start one with: orchestrator run \"TASK\" --repo PATH  (or: orchestrator demo)")
+        return 0
+    print(f"{'ID':<12} {'STATUS':<12} {'PHASES':<7} {'FINDINGS M/m/n':<15} {'CREATED':<20} TASK")
+    for s in summaries:
+        f = s.findings
+        counts = f"{f.get('major', 0)}/{f.get('medium', 0)}/{f.get('minor', 0)}"
+        print(f"{s.run.id:<12} {s.run.status:<12} {s.phases_completed}/{s.phases_total:<5} {counts:<15} "
+              f"{s.run.created_at[:19]:<20} {s.run.task[:60]}")
+    return 0
+
+
+async def show_command(engine: Engine, args: argparse.Namespace) -> int:
+    doc = await engine.run_document(args.run_id)
+    if args.json:
+        _print_json(doc)
+        return 0
+    print(f"run {doc['id']}  {doc['status']}" + (f"  ({doc['error']})" if doc.get("error") else ""))
+    print(f"task:   {doc['task']}\nrepo:   {doc['repo']}\nbranch: {doc.get('branch')}")
+    print("\nphases:")
+    for p in doc["phases"]:
+        deps = ",".join(p["dependencies"]) or "-"
+        commit = (p["commit"] or "")[:10]
+        print(f"  {p['plan_id']:<12} {p['status']:<12} risk={p['risk_level']:<8} attempts={p['attempts']} "
+              f"deps={deps:<20} {commit}  {p['name']}")
+    if doc["findings"]:
+        print("\nfindings:")
+        for f in doc["findings"]:
+            print(f"  [{f['severity']}] {f['status']:<8} {f['category']}/{f['tool']}: {f['message'].splitlines()[0][:100]}")
+    if doc["interventions"]:
+        print("\ninterventions:")
+        for i in doc["interventions"]:
+            print(f"  {i['id']} {i['kind']:<14} {i['status']:<9} {i['reason'][:80]}")
+    usage = doc.get("usage") or {}
+    if usage:
+        print("\ntokens: " + ", ".join(f"{role} {u['prompt_tokens']}+{u['completion_tokens']}" for role, u in usage.items()))
+    return 0
+
+
+async def cancel_command(engine: Engine, args: argparse.Namespace) -> int:
+    run = await engine.cancel_run(args.run_id)
+    print(f"run {run.id} {'cancelled' if run.status is RunStatus.CANCELLED else 'cancel requested'}")
+    return 0
+
+
+def intervention_json(i: Intervention) -> dict[str, Any]:
+    return {
+        "id": i.id, "run_id": i.run_id, "phase_id": i.phase_id, "kind": str(i.kind), "reason": i.reason,
+        "action_required": i.action_required, "status": str(i.status), "note": i.note,
+        "created_at": i.created_at, "resolved_at": i.resolved_at,
+    }
+
+
+async def interventions_command(engine: Engine, args: argparse.Namespace) -> int:
+    items = await engine.interventions(args.run_id, pending_only=args.pending)
+    if args.json:
+        _print_json([intervention_json(i) for i in items])
+        return 0
+    if not items:
+        print("no interventions")
+    for i in items:
+        print(f"{i.id}  run {i.run_id}  {i.kind:<14} {i.status:<9} {i.reason}")
+        if i.status == "pending":
+            print(f"    {i.action_required}")
+    return 0
+
+
+async def answer_command(engine: Engine, args: argparse.Namespace) -> int:
+    approve = args.command == "approve"
+    try:
+        item = await engine.resolve_intervention(args.intervention_id, approve=approve, note=args.note)
+    except AlreadyAnsweredError as exc:
+        print(f"error: already answered: {exc}", file=sys.stderr)
+        return 1
+    print(f"intervention {item.id} {item.status}")
+    return 0
+
+
+async def export_command(engine: Engine, args: argparse.Namespace) -> int:
+    text = await engine.export(args.run_id, args.format)
+    if args.output:
+        out = Path(args.output)
+        if not out.parent.is_dir():
+            raise InputError(f"-o {args.output}: folder {out.parent} does not exist")
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+async def apply_command(engine: Engine, args: argparse.Namespace) -> int:
+    head = await engine.apply_run(args.run_id)
+    print(f"applied run {args.run_id}; your branch is now at {head[:10]}")
+    return 0
+
+
+async def clean_command(engine: Engine, args: argparse.Namespace) -> int:
+    cleaned = await engine.clean(args.run_id)
+    print(f"cleaned {len(cleaned)} run(s)" + (": " + ", ".join(cleaned) if cleaned else ""))
+    return 0
+
+
+COMMANDS = {
+    "run": run_command,
+    "resume": resume_command,
+    "demo": demo_command,
+    "runs": runs_command,
+    "show": show_command,
+    "cancel": cancel_command,
+    "interventions": interventions_command,
+    "approve": answer_command,
+    "reject": answer_command,
+    "export": export_command,
+    "apply": apply_command,
+    "clean": clean_command,
+}

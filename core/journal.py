@@ -1,0 +1,134 @@
+"""The engine's single path to record and announce: persist first, then publish on the bus.
+
+`log()` is synchronous and only appends to a buffer, so logging never stalls the engine. A
+background task writes the buffer in batches (one transaction each) and only then publishes one
+`LogEmitted` per run and batch; a subscriber that gets the event can already read the lines from
+the store. `emit()` announces a state event whose row the caller has already written; it flushes
+buffered lines first so subscribers see lines and state changes in the order the engine made them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from core.bus import EventBus
+from core.events import Event, LogEmitted
+from core.records import LogRecord
+from core.state.store import LogLine, StateStore
+from core.timeutil import utcnow
+
+run_logger = logging.getLogger("orchestrator.run")
+_journal_logger = logging.getLogger("orchestrator.journal")
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+# Lines kept while the database refuses writes; beyond this the oldest are dropped.
+MAX_BUFFERED_LINES = 200_000
+
+
+class Journal:
+    """Buffers log lines, writes them in batches, and publishes after each write commits."""
+
+    def __init__(
+        self, store: StateStore, bus: EventBus, flush_interval: float = 0.05, max_batch: int = 500
+    ) -> None:
+        """Bind the journal to a store and a bus; call start() to run the background writer."""
+        self.store = store
+        self.bus = bus
+        self.flush_interval = flush_interval
+        self.max_batch = max_batch
+        self._buffer: deque[tuple[str, str | None, str, str, str]] = deque()
+        self._pending = asyncio.Event()  # set when lines wait to be written
+        self._full = asyncio.Event()  # set when a whole batch is waiting
+        self._flush_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.dropped_lines = 0
+
+    def log(self, run_id: str, phase_id: str | None, level: str, message: str) -> None:
+        """Queue one log line (never blocks) and mirror it to the `orchestrator.run` logger."""
+        level = level.lower()
+        self._buffer.append((run_id, phase_id, level, message, utcnow()))
+        while len(self._buffer) > MAX_BUFFERED_LINES:
+            self._buffer.popleft()
+            self.dropped_lines += 1
+        self._pending.set()
+        if len(self._buffer) >= self.max_batch:
+            self._full.set()
+        run_logger.log(
+            _LEVELS.get(level, logging.INFO),
+            message,
+            extra={"run_id": run_id, "phase_id": phase_id},
+        )
+
+    async def start(self) -> None:
+        """Start the background writer; calling it twice is harmless."""
+        if self._task is None or self._task.done():
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="journal-writer")
+
+    async def stop(self) -> None:
+        """Stop the background writer after writing everything buffered."""
+        self._stopping = True
+        self._pending.set()
+        self._full.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write every buffered line now and publish the batches; raises StateError on failure."""
+        async with self._flush_lock:
+            while self._buffer:
+                count = min(len(self._buffer), self.max_batch)
+                batch: list[LogLine] = [self._buffer[i] for i in range(count)]
+                records = await self.store.append_logs(batch)
+                for _ in range(count):
+                    self._buffer.popleft()
+                self._publish(records)
+            if not self._buffer:
+                self._pending.clear()
+                self._full.clear()
+
+    async def emit(self, event: Event) -> None:
+        """Publish a state event the caller already persisted, after the log lines logged before it."""
+        try:
+            await self.flush()
+        except Exception:
+            _journal_logger.exception("could not write buffered log lines before an event")
+        self.bus.publish(event)
+
+    def _publish(self, records: list[LogRecord]) -> None:
+        """Publish stored lines as one LogEmitted per run, keeping their order."""
+        by_run: dict[str, list[LogRecord]] = {}
+        for record in records:
+            by_run.setdefault(record.run_id, []).append(record)
+        for run_id, lines in by_run.items():
+            self.bus.publish(LogEmitted(run_id=run_id, lines=tuple(lines)))
+
+    async def _run(self) -> None:
+        """Wait for lines, give them flush_interval to gather (less if a batch is full), write."""
+        while not self._stopping:
+            await self._pending.wait()
+            if not self._stopping and len(self._buffer) < self.max_batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.flush_interval)
+            self._pending.clear()
+            self._full.clear()
+            try:
+                await self.flush()
+            except Exception:
+                # Keep the lines and try again on the next round; the database may be busy.
+                _journal_logger.exception("could not write log lines; will retry")
+                await asyncio.sleep(self.flush_interval)
+                self._pending.set()

@@ -1,0 +1,330 @@
+"""The state database's tables, their forward migrations, and how a row maps to a record.
+
+`PRAGMA user_version` holds the schema version. `MIGRATIONS[i]` takes a database from version i to
+version i + 1; each is a list of single statements so it can run inside the caller's transaction
+(sqlite3's executescript would commit early). Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from core.records import (
+    Artifact,
+    Execution,
+    ExecutionStatus,
+    Finding,
+    FindingStatus,
+    Intervention,
+    InterventionKind,
+    InterventionStatus,
+    LogRecord,
+    Phase,
+    PhaseStatus,
+    Run,
+    RunStatus,
+)
+
+_V1: list[str] = [
+    """CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        task TEXT NOT NULL,
+        repo TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        completed_at TEXT,
+        updated_at TEXT,
+        error TEXT,
+        base_commit TEXT,
+        branch TEXT,
+        worktree TEXT,
+        config TEXT NOT NULL DEFAULT '{}',
+        metadata TEXT NOT NULL DEFAULT '{}',
+        lease_owner TEXT,
+        lease_expires_at TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX idx_runs_created ON runs(created_at)",
+    "CREATE INDEX idx_runs_status ON runs(status, created_at)",
+    """CREATE TABLE phases (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        plan_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,
+        dependencies TEXT NOT NULL DEFAULT '[]',
+        estimated_complexity TEXT NOT NULL DEFAULT 'medium',
+        risk_level TEXT NOT NULL DEFAULT 'low',
+        verification_criteria TEXT NOT NULL DEFAULT '[]',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL DEFAULT 3,
+        base_commit TEXT,
+        commit_sha TEXT,
+        branch TEXT,
+        worktree TEXT,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        completed_at TEXT,
+        UNIQUE(run_id, plan_id)
+    )""",
+    "CREATE INDEX idx_phases_run ON phases(run_id, seq)",
+    """CREATE TABLE executions (
+        id TEXT PRIMARY KEY,
+        phase_id TEXT NOT NULL REFERENCES phases(id) ON DELETE CASCADE,
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        attempt_number INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        output TEXT,
+        context TEXT,
+        started_at TEXT NOT NULL,
+        completed_at TEXT,
+        UNIQUE(phase_id, attempt_number)
+    )""",
+    "CREATE INDEX idx_executions_run ON executions(run_id, status)",
+    """CREATE TABLE findings (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        phase_id TEXT,
+        execution_id TEXT REFERENCES executions(id) ON DELETE CASCADE,
+        category TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        rule TEXT,
+        path TEXT,
+        line INTEGER,
+        col INTEGER,
+        message TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status TEXT NOT NULL,
+        resolved INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        resolved_at TEXT
+    )""",
+    "CREATE INDEX idx_findings_run ON findings(run_id, status, severity)",
+    "CREATE INDEX idx_findings_execution ON findings(execution_id)",
+    """CREATE TABLE artifacts (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        phase_id TEXT,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_artifacts_run ON artifacts(run_id)",
+    """CREATE TABLE manual_interventions (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        phase_id TEXT,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        action_required TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,
+        note TEXT,
+        payload TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        resolved_at TEXT
+    )""",
+    "CREATE INDEX idx_interventions_run ON manual_interventions(run_id)",
+    "CREATE INDEX idx_interventions_status ON manual_interventions(status)",
+    """CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        phase_id TEXT,
+        ts TEXT NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_events_run_seq ON events(run_id, seq)",
+    """CREATE TABLE llm_usage (
+        id TEXT PRIMARY KEY,
+        run_id TEXT,
+        phase_id TEXT,
+        execution_id TEXT,
+        role TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0,
+        duration_ms REAL NOT NULL DEFAULT 0,
+        cached INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_llm_usage_run ON llm_usage(run_id, role)",
+    """CREATE TABLE llm_cache (
+        key TEXT PRIMARY KEY,
+        response TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+]
+
+# MIGRATIONS[i] upgrades version i to i + 1.
+MIGRATIONS: list[list[str]] = [_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[list[str]] | None = None) -> int:
+    """Apply pending migrations on a connection already inside BEGIN IMMEDIATE; returns the version."""
+    steps = MIGRATIONS if migrations is None else migrations
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if current > len(steps):
+        raise sqlite3.DatabaseError(
+            f"schema version {current} is newer than this program's {len(steps)}; "
+            "upgrade the orchestrator or point ORCHESTRATOR_HOME elsewhere"
+        )
+    for version in range(current, len(steps)):
+        for statement in steps[version]:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version + 1}")
+    return len(steps)
+
+
+def dumps(value: Any) -> str:
+    """JSON-encode a column value; unknown types (paths, enums) become strings."""
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    """Decode a JSON column, falling back to `default` for NULL."""
+    return default if text is None else json.loads(text)
+
+
+def run_from_row(r: sqlite3.Row) -> Run:
+    """Map a runs row to a Run."""
+    return Run(
+        id=r["id"],
+        task=r["task"],
+        repo=r["repo"],
+        status=RunStatus(r["status"]),
+        created_at=r["created_at"],
+        started_at=r["started_at"],
+        completed_at=r["completed_at"],
+        updated_at=r["updated_at"],
+        error=r["error"],
+        base_commit=r["base_commit"],
+        branch=r["branch"],
+        worktree=r["worktree"],
+        config=_loads(r["config"], {}),
+        metadata=_loads(r["metadata"], {}),
+        lease_owner=r["lease_owner"],
+        lease_expires_at=r["lease_expires_at"],
+        cancel_requested=bool(r["cancel_requested"]),
+    )
+
+
+def phase_from_row(r: sqlite3.Row) -> Phase:
+    """Map a phases row to a Phase."""
+    return Phase(
+        id=r["id"],
+        run_id=r["run_id"],
+        plan_id=r["plan_id"],
+        seq=r["seq"],
+        name=r["name"],
+        description=r["description"],
+        status=PhaseStatus(r["status"]),
+        dependencies=_loads(r["dependencies"], []),
+        estimated_complexity=r["estimated_complexity"],
+        risk_level=r["risk_level"],
+        verification_criteria=_loads(r["verification_criteria"], []),
+        attempts=r["attempts"],
+        max_attempts=r["max_attempts"],
+        base_commit=r["base_commit"],
+        commit=r["commit_sha"],
+        branch=r["branch"],
+        worktree=r["worktree"],
+        error=r["error"],
+        created_at=r["created_at"],
+        started_at=r["started_at"],
+        completed_at=r["completed_at"],
+    )
+
+
+def execution_from_row(r: sqlite3.Row) -> Execution:
+    """Map an executions row to an Execution."""
+    return Execution(
+        id=r["id"],
+        phase_id=r["phase_id"],
+        run_id=r["run_id"],
+        attempt=r["attempt_number"],
+        status=ExecutionStatus(r["status"]),
+        error=r["error"],
+        output=r["output"],
+        context=r["context"],
+        started_at=r["started_at"],
+        completed_at=r["completed_at"],
+    )
+
+
+def finding_from_row(r: sqlite3.Row) -> Finding:
+    """Map a findings row to a Finding."""
+    return Finding(
+        id=r["id"],
+        run_id=r["run_id"],
+        phase_id=r["phase_id"],
+        execution_id=r["execution_id"],
+        category=r["category"],
+        severity=r["severity"],
+        tool=r["tool"],
+        rule=r["rule"],
+        path=r["path"],
+        line=r["line"],
+        column=r["col"],
+        message=r["message"],
+        fingerprint=r["fingerprint"],
+        status=FindingStatus(r["status"]),
+        created_at=r["created_at"],
+        resolved_at=r["resolved_at"],
+    )
+
+
+def intervention_from_row(r: sqlite3.Row) -> Intervention:
+    """Map a manual_interventions row to an Intervention."""
+    return Intervention(
+        id=r["id"],
+        run_id=r["run_id"],
+        phase_id=r["phase_id"],
+        kind=InterventionKind(r["kind"]),
+        reason=r["reason"],
+        action_required=r["action_required"],
+        status=InterventionStatus(r["status"]),
+        note=r["note"],
+        created_at=r["created_at"],
+        resolved_at=r["resolved_at"],
+        payload=_loads(r["payload"], {}),
+    )
+
+
+def artifact_from_row(r: sqlite3.Row) -> Artifact:
+    """Map an artifacts row to an Artifact."""
+    return Artifact(
+        id=r["id"],
+        run_id=r["run_id"],
+        phase_id=r["phase_id"],
+        name=r["name"],
+        path=r["path"],
+        type=r["type"],
+        size=r["size"],
+        hash=r["hash"],
+        created_at=r["created_at"],
+    )
+
+
+def log_from_row(r: sqlite3.Row) -> LogRecord:
+    """Map an events row to a LogRecord."""
+    return LogRecord(
+        seq=r["seq"],
+        run_id=r["run_id"],
+        phase_id=r["phase_id"],
+        ts=r["ts"],
+        level=r["level"],
+        message=r["message"],
+    )

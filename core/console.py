@@ -20,20 +20,30 @@ from core.events import (
 )
 
 
-def describe(event: Event) -> str | None:
+def _first_line(text: str) -> str:
+    """The first informative line of an error ("verification failed:" alone says little)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}"[:200]
+    return lines[0][:200] if lines else ""
+
+
+def describe(event: Event, names: dict[str, str] | None = None) -> str | None:
     """One human line for a state event, or None for events the console does not show."""
+    names = names if names is not None else {}
     match event:
         case RunStatusChanged(status=status, error=error):
             return f"run {event.run_id} {status}" + (f": {error}" if error else "")
         case PlanCreated(phase_ids=ids):
             return f"plan: {len(ids)} phases"
-        case PhaseStatusChanged(plan_id=plan_id, status=status, error=error):
+        case PhaseStatusChanged(phase_id=phase_id, plan_id=plan_id, status=status, error=error):
+            names[phase_id] = plan_id
             return f"phase {plan_id} {status}" + (f": {error.splitlines()[0][:200]}" if error else "")
-        case ExecutionStarted(attempt=attempt):
-            return f"  attempt {attempt} started"
-        case ExecutionFinished(attempt=attempt, status=status, error=error):
-            first = error.splitlines()[0][:200] if error else ""
-            return f"  attempt {attempt} {status}" + (f": {first}" if first else "")
+        case ExecutionStarted(phase_id=phase_id, attempt=attempt):
+            return f"  {names.get(phase_id, phase_id)} attempt {attempt} started"
+        case ExecutionFinished(phase_id=phase_id, attempt=attempt, status=status, error=error):
+            first = _first_line(error) if error else ""
+            return f"  {names.get(phase_id, phase_id)} attempt {attempt} {status}" + (f": {first}" if first else "")
         case FindingRecorded(severity=severity, category=category, message=message):
             return f"  finding [{severity}] {category}: {message.splitlines()[0][:200]}"
         case InterventionRequested(intervention_id=iid, kind=kind, reason=reason):
@@ -48,6 +58,7 @@ def describe(event: Event) -> str | None:
 
 async def print_events(sub: Subscription, out: TextIO, *, verbose: bool = False) -> None:
     """Print events until the subscription closes or the task is cancelled."""
+    names: dict[str, str] = {}
     try:
         async for event in sub:
             if isinstance(event, LogEmitted):
@@ -56,7 +67,7 @@ async def print_events(sub: Subscription, out: TextIO, *, verbose: bool = False)
                         out.write(f"    {record.message}\n")
                     out.flush()
                 continue
-            line = describe(event)
+            line = describe(event, names)
             if line:
                 out.write(line + "\n")
                 out.flush()

@@ -1,0 +1,208 @@
+"""The engine's one door to chat models: concurrency limit, response cache, retries and usage."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from core.errors import LLMRetriableError
+from core.llm.base import ChatRequest, ChatResponse, LLMProvider, ModelInfo, TokenSink
+
+log = logging.getLogger(__name__)
+
+UsageHook = Callable[[ChatRequest, ChatResponse], Awaitable[None]]
+
+
+class ResponseCache(Protocol):
+    """Key-value store for answers, so an identical request is not paid for twice."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def put(self, key: str, value: str) -> None: ...
+
+
+class TextBatcher:
+    """Collects streamed text and hands it on in batches (time or size), never once per token."""
+
+    def __init__(
+        self, sink: TokenSink | None, interval_seconds: float = 0.05, max_chars: int = 200
+    ) -> None:
+        self._sink = sink
+        self._interval = interval_seconds
+        self._max_chars = max_chars
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._last_flush = time.monotonic()
+
+    def add(self, text: str) -> None:
+        """Queue text and flush when the batch is old or large enough."""
+        if not text or self._sink is None:
+            return
+        self._pending.append(text)
+        self._pending_chars += len(text)
+        now = time.monotonic()
+        if self._pending_chars >= self._max_chars or now - self._last_flush >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand whatever is pending to the sink."""
+        if self._sink is None or not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._pending_chars = 0
+        self._last_flush = time.monotonic()
+        self._sink(text)
+
+
+def emit_in_batches(sink: TokenSink | None, text: str, batches: int = 4) -> None:
+    """Send a finished text to a sink in a few pieces, so live views show it like a stream."""
+    if sink is None or not text:
+        return
+    size = max(200, -(-len(text) // batches))
+    for start in range(0, len(text), size):
+        sink(text[start : start + size])
+
+
+def cache_key(provider: str, request: ChatRequest) -> str:
+    """A stable hash of everything that decides the answer."""
+    payload = {
+        "provider": provider,
+        "model": request.model,
+        "messages": request.messages,
+        "json_schema": request.json_schema,
+        "temperature": request.temperature,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class LLMClient:
+    """Wraps one provider with a semaphore, an optional cache, tenacity retries and a usage hook."""
+
+    def __init__(
+        self,
+        provider: LLMProvider,
+        *,
+        max_retries: int = 3,
+        backoff_seconds: float = 0.5,
+        max_concurrent: int = 2,
+        cache: ResponseCache | None = None,
+        on_usage: UsageHook | None = None,
+    ) -> None:
+        self._provider = provider
+        self._max_retries = max(0, max_retries)
+        self._backoff = max(0.0, backoff_seconds)
+        self._semaphore = asyncio.Semaphore(max(1, max_concurrent))
+        self._cache = cache
+        self._on_usage = on_usage
+
+    @property
+    def provider_name(self) -> str:
+        """The wrapped provider's name ("ollama", "replay", ...)."""
+        return self._provider.name
+
+    @property
+    def provider(self) -> LLMProvider:
+        """The wrapped provider, for calls the client does not wrap."""
+        return self._provider
+
+    async def chat(self, request: ChatRequest, on_text: TokenSink | None = None) -> ChatResponse:
+        """Answer a request from the cache or the provider, retrying only retriable failures."""
+        key = cache_key(self.provider_name, request) if self._cache is not None else None
+        if self._cache is not None and key is not None:
+            cached = await self._cached(key, request)
+            if cached is not None:
+                emit_in_batches(on_text, cached.content)
+                await self._report(request, cached)
+                return cached
+        response = await self._call_with_retries(request, on_text)
+        if self._cache is not None and key is not None:
+            await self._cache.put(key, _dump(response))
+        await self._report(request, response)
+        return response
+
+    async def model_info(self, model: str) -> ModelInfo:
+        """Ask the provider whether a model exists and how large its context is."""
+        return await self._provider.model_info(model)
+
+    async def aclose(self) -> None:
+        """Close the provider's connections."""
+        await self._provider.aclose()
+
+    async def _call_with_retries(
+        self, request: ChatRequest, on_text: TokenSink | None
+    ) -> ChatResponse:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(LLMRetriableError),
+            stop=stop_after_attempt(self._max_retries + 1),
+            wait=wait_exponential_jitter(
+                multiplier=self._backoff, max=self._backoff * 32, jitter=self._backoff
+            ),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                # The slot is held per try, so a request waiting out its backoff blocks nobody.
+                async with self._semaphore:
+                    return await self._provider.chat(request, on_text)
+        raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
+
+    async def _cached(self, key: str, request: ChatRequest) -> ChatResponse | None:
+        assert self._cache is not None
+        stored = await self._cache.get(key)
+        if stored is None:
+            return None
+        try:
+            data = json.loads(stored)
+            return ChatResponse(
+                content=str(data["content"]),
+                model=str(data.get("model") or request.model),
+                provider=str(data.get("provider") or self.provider_name),
+                prompt_tokens=int(data.get("prompt_tokens") or 0),
+                completion_tokens=int(data.get("completion_tokens") or 0),
+                duration_ms=0.0,
+                cached=True,
+            )
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring an unreadable LLM cache entry %s", key[:12])
+            return None
+
+    async def _report(self, request: ChatRequest, response: ChatResponse) -> None:
+        if self._on_usage is not None:
+            await self._on_usage(request, response)
+
+
+def _dump(response: ChatResponse) -> str:
+    return json.dumps(
+        {
+            "content": response.content,
+            "model": response.model,
+            "provider": response.provider,
+            "prompt_tokens": response.prompt_tokens,
+            "completion_tokens": response.completion_tokens,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    log.warning(
+        "LLM call failed (try %d), retrying in %.2fs: %s", state.attempt_number, wait, error
+    )

@@ -1,0 +1,212 @@
+"""Chat provider for a local or remote Ollama server, with num_ctx sizing and clear error mapping."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, NoReturn
+
+import httpx
+import ollama
+import pydantic
+
+from core.errors import LLMError, LLMRetriableError, ModelNotFoundError
+from core.llm.base import ChatRequest, ChatResponse, ModelInfo, TokenSink
+from core.llm.client import TextBatcher
+
+DEFAULT_HOST = "http://127.0.0.1:11434"
+CHARS_PER_TOKEN = 3.5
+TOKENS_PER_MESSAGE = 4  # chat-template overhead per message
+DEFAULT_ANSWER_TOKENS = 2048  # answer budget when the request sets no max_tokens
+CONTEXT_MARGIN_TOKENS = 256
+MIN_NUM_CTX = 2048
+
+
+def estimate_prompt_tokens(request: ChatRequest) -> int:
+    """A rough token count of the prompt (chars / 3.5 plus per-message overhead)."""
+    chars = sum(len(m.get("content", "")) for m in request.messages)
+    if request.json_schema is not None:
+        chars += len(json.dumps(request.json_schema))
+    return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
+
+
+def num_ctx_for(request: ChatRequest) -> int:
+    """The num_ctx to send: prompt + answer + margin, rounded up to 1024, capped by the model."""
+    prompt = estimate_prompt_tokens(request)
+    window = request.context_window
+    if window is not None and prompt > window:
+        raise LLMError(
+            f"The prompt (~{prompt} tokens) does not fit model {request.model}'s context window "
+            f"({window} tokens). Shorten the task or the retrieved context, or pick a model with "
+            "a larger context window; the prompt is never truncated silently."
+        )
+    answer = request.max_tokens if request.max_tokens is not None else DEFAULT_ANSWER_TOKENS
+    wanted = prompt + answer + CONTEXT_MARGIN_TOKENS
+    num_ctx = max(MIN_NUM_CTX, math.ceil(wanted / 1024) * 1024)
+    if window is not None:
+        num_ctx = min(num_ctx, window)
+    return num_ctx
+
+
+class OllamaProvider:
+    """Talks to Ollama through the official async client, with explicit timeouts."""
+
+    name = "ollama"
+
+    def __init__(self, host: str, timeout_seconds: float, connect_timeout_seconds: float) -> None:
+        self.host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
+        self._timeout_seconds = timeout_seconds
+        self._client = ollama.AsyncClient(
+            host=self.host,
+            timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
+        )
+
+    async def chat(self, request: ChatRequest, on_text: TokenSink | None = None) -> ChatResponse:
+        """Send one chat request; stream into on_text (batched) when it is given."""
+        options: dict[str, Any] = {"num_ctx": num_ctx_for(request)}
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            options["num_predict"] = request.max_tokens
+        started = time.monotonic()
+        final: ollama.ChatResponse | None
+        try:
+            if on_text is None:
+                reply = await self._client.chat(
+                    model=request.model,
+                    messages=request.messages,
+                    format=request.json_schema,
+                    options=options,
+                    stream=False,
+                )
+                content = reply.message.content or ""
+                final = reply
+            else:
+                content, final = await self._stream(request, options, on_text)
+        except Exception as error:  # noqa: BLE001 - every failure is mapped to the error tree
+            self._raise_mapped(error, request.model)
+        duration_ms = (time.monotonic() - started) * 1000.0
+        raw = final.model_dump(exclude={"message"}, mode="json") if final is not None else {}
+        return ChatResponse(
+            content=content,
+            model=request.model,
+            provider=self.name,
+            prompt_tokens=int(getattr(final, "prompt_eval_count", None) or 0),
+            completion_tokens=int(getattr(final, "eval_count", None) or 0),
+            duration_ms=duration_ms,
+            raw=raw,
+        )
+
+    async def _stream(
+        self, request: ChatRequest, options: dict[str, Any], on_text: TokenSink
+    ) -> tuple[str, ollama.ChatResponse | None]:
+        # Errors of a stream surface while iterating, not when chat() returns the generator.
+        parts = await self._client.chat(
+            model=request.model,
+            messages=request.messages,
+            format=request.json_schema,
+            options=options,
+            stream=True,
+        )
+        batcher = TextBatcher(on_text)
+        pieces: list[str] = []
+        last: ollama.ChatResponse | None = None
+        async for part in parts:
+            text = part.message.content or ""
+            if text:
+                pieces.append(text)
+                batcher.add(text)
+            last = part
+        batcher.flush()
+        return "".join(pieces), last
+
+    async def model_info(self, model: str) -> ModelInfo:
+        """Whether the model is present, its context length and capabilities (via /api/show)."""
+        try:
+            shown = await self._client.show(model)
+        except ollama.ResponseError as error:
+            if error.status_code == 404 or "not found" in str(error.error).lower():
+                return ModelInfo(name=model, present=False)
+            self._raise_mapped(error, model)
+        except Exception as error:  # noqa: BLE001
+            self._raise_mapped(error, model)
+        info = dict(shown.modelinfo or {})
+        return ModelInfo(
+            name=model,
+            present=True,
+            context_length=_context_length(info),
+            capabilities=list(shown.capabilities or []),
+        )
+
+    async def list_models(self) -> list[str]:
+        """Names of the models the server has pulled (via /api/tags)."""
+        try:
+            listed = await self._client.list()
+        except Exception as error:  # noqa: BLE001
+            self._raise_mapped(error, "")
+        return [m.model for m in listed.models if m.model]
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()  # type: ignore[no-untyped-call]
+
+    def _raise_mapped(self, error: BaseException, model: str) -> NoReturn:
+        """Translate client, transport and HTTP errors into the orchestrator's error tree."""
+        start_hint = "Start it with `ollama serve`, or set llm.host / OLLAMA_HOST to where it runs."
+        if isinstance(error, LLMError):
+            raise error
+        if isinstance(error, httpx.TimeoutException):
+            phase = "connect" if isinstance(error, httpx.ConnectTimeout) else "answer"
+            raise LLMRetriableError(
+                f"Ollama at {self.host} did not {phase} within the timeout "
+                f"({self._timeout_seconds:g}s for answers): {type(error).__name__}. "
+                f"Check that the server is running and not overloaded. {start_hint}"
+            ) from error
+        if isinstance(error, (ConnectionError, httpx.ConnectError)):
+            raise LLMRetriableError(
+                f"Cannot reach Ollama at {self.host}: {error}. {start_hint}"
+            ) from error
+        if isinstance(error, ollama.ResponseError):
+            status = error.status_code
+            message = str(error.error)
+            if status == 404 or "not found" in message.lower():
+                raise ModelNotFoundError(
+                    f"Model '{model}' is not available on Ollama at {self.host} ({message}); "
+                    f"run: ollama pull {model}"
+                ) from error
+            if status == 429 or status >= 500 or status == -1:
+                # -1 is an error line inside a stream (e.g. the runner died mid-answer).
+                raise LLMRetriableError(
+                    f"Ollama at {self.host} failed (HTTP {status}): {message}"
+                ) from error
+            raise LLMError(
+                f"Ollama at {self.host} rejected the request for model '{model}' "
+                f"(HTTP {status}): {message}"
+            ) from error
+        if isinstance(error, httpx.TransportError):
+            raise LLMRetriableError(
+                f"The connection to Ollama at {self.host} broke: {type(error).__name__}: {error}"
+            ) from error
+        if isinstance(error, pydantic.ValidationError):
+            raise LLMError(
+                f"Invalid request or answer for Ollama model '{model}': {error}"
+            ) from error
+        if isinstance(error, json.JSONDecodeError):
+            raise LLMRetriableError(
+                f"Ollama at {self.host} sent a line that is not JSON: {error}"
+            ) from error
+        raise error
+
+
+def _context_length(info: dict[str, Any]) -> int | None:
+    """The "<arch>.context_length" value of /api/show's model_info, if any."""
+    arch = info.get("general.architecture")
+    value = info.get(f"{arch}.context_length") if arch else None
+    if value is None:
+        value = next((v for k, v in info.items() if k.endswith(".context_length")), None)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,206 @@
+"""Record chat calls to a JSONL cassette and replay them offline (demo, tests, bug reports)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import InputError, ReplayMissError
+from core.llm.base import ChatRequest, ChatResponse, LLMProvider, ModelInfo, TokenSink
+from core.llm.client import emit_in_batches
+
+
+def cassette_entry(request: ChatRequest, response: ChatResponse) -> dict[str, Any]:
+    """The one JSON object a cassette holds per call: identity, request essentials, answer."""
+    return {
+        "role": request.role,
+        "phase": request.phase,
+        "attempt": request.attempt,
+        "repair": request.repair,
+        "request": {
+            "model": request.model,
+            "messages": request.messages,
+            "json_schema": request.json_schema,
+        },
+        "response": {
+            "content": response.content,
+            "prompt_tokens": response.prompt_tokens,
+            "completion_tokens": response.completion_tokens,
+        },
+    }
+
+
+class CassetteRecorder:
+    """An LLMProvider that forwards to another and appends every answered call to a cassette."""
+
+    def __init__(self, path: str | Path, inner: LLMProvider) -> None:
+        self.path = Path(path)
+        self.inner = inner
+        self.name = inner.name
+
+    async def chat(self, request: ChatRequest, on_text: TokenSink | None = None) -> ChatResponse:
+        """Forward the call, then append one line (flushed, so a killed process keeps it)."""
+        response = await self.inner.chat(request, on_text)
+        line = json.dumps(cassette_entry(request, response), ensure_ascii=False)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+        return response
+
+    async def model_info(self, model: str) -> ModelInfo:
+        """Forwarded to the recorded provider."""
+        return await self.inner.model_info(model)
+
+    async def aclose(self) -> None:
+        """Close the recorded provider."""
+        await self.inner.aclose()
+
+
+@dataclass(frozen=True)
+class _Entry:
+    line: int
+    role: str
+    phase: str | None
+    attempt: int | None
+    repair: int
+    messages: list[dict[str, str]]
+    json_schema: dict[str, Any] | None
+    model: str
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def load_cassette(path: str | Path) -> list[_Entry]:
+    """Read and check a cassette; any problem is an InputError naming the file and line."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"Replay cassette {file} does not exist; pass an existing --replay FILE")
+    except OSError as error:
+        raise InputError(f"Replay cassette {file} cannot be read: {error}") from error
+    entries: list[_Entry] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            entries.append(_parse_entry(json.loads(raw), number))
+        except json.JSONDecodeError as error:
+            raise InputError(
+                f"Replay cassette {file} line {number} is not valid JSON: {error.msg} "
+                f"(column {error.colno})"
+            ) from error
+        except (KeyError, TypeError, ValueError) as error:
+            raise InputError(
+                f"Replay cassette {file} line {number} is not a cassette entry: {error!r}; "
+                'expected {"role", "phase", "attempt", "repair", "request", "response"}'
+            ) from error
+    return entries
+
+
+def _parse_entry(obj: Any, line: int) -> _Entry:
+    if not isinstance(obj, dict):
+        raise TypeError("the line is not a JSON object")
+    request = obj.get("request") or {}
+    response = obj["response"]
+    if not isinstance(response, dict) or not isinstance(response.get("content"), str):
+        raise TypeError("response.content must be a string")
+    attempt = obj.get("attempt")
+    return _Entry(
+        line=line,
+        role=str(obj["role"]),
+        phase=None if obj.get("phase") is None else str(obj["phase"]),
+        attempt=None if attempt is None else int(attempt),
+        repair=int(obj.get("repair") or 0),
+        messages=list(request.get("messages") or []),
+        json_schema=request.get("json_schema"),
+        model=str(request.get("model") or ""),
+        content=response["content"],
+        prompt_tokens=int(response.get("prompt_tokens") or 0),
+        completion_tokens=int(response.get("completion_tokens") or 0),
+    )
+
+
+class ReplayProvider:
+    """Answers chat calls from a cassette: by role/phase/attempt, or by exact request when strict."""
+
+    name = "replay"
+
+    def __init__(self, path: str | Path, strict: bool = False) -> None:
+        self.path = Path(path)
+        self.strict = strict
+        self._entries = load_cassette(self.path)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def chat(self, request: ChatRequest, on_text: TokenSink | None = None) -> ChatResponse:
+        """The recorded answer for this request; ReplayMissError when the cassette has none."""
+        entry = self._match_strict(request) if self.strict else self._match(request)
+        if entry is None:
+            raise ReplayMissError(self._miss_message(request))
+        emit_in_batches(on_text, entry.content)
+        return ChatResponse(
+            content=entry.content,
+            model=request.model,
+            provider=self.name,
+            prompt_tokens=entry.prompt_tokens,
+            completion_tokens=entry.completion_tokens,
+            raw={"cassette_line": entry.line},
+        )
+
+    async def model_info(self, model: str) -> ModelInfo:
+        """Every model is "present": the cassette answers regardless of its name."""
+        return ModelInfo(name=model, present=True, context_length=None)
+
+    async def list_models(self) -> list[str]:
+        """The model names the cassette was recorded with."""
+        return sorted({e.model for e in self._entries if e.model})
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+    def _match(self, request: ChatRequest) -> _Entry | None:
+        best: _Entry | None = None
+        for entry in self._entries:
+            if (entry.role, entry.phase, entry.repair) != (
+                request.role,
+                request.phase,
+                request.repair,
+            ):
+                continue
+            if not _attempt_fits(entry.attempt, request.attempt):
+                continue
+            # Highest recorded attempt wins; on a tie the later line wins.
+            if best is None or (entry.attempt or 0) >= (best.attempt or 0):
+                best = entry
+        return best
+
+    def _match_strict(self, request: ChatRequest) -> _Entry | None:
+        found: _Entry | None = None
+        for entry in self._entries:
+            if entry.messages == request.messages and entry.json_schema == request.json_schema:
+                found = entry
+        return found
+
+    def _miss_message(self, request: ChatRequest) -> str:
+        how = (
+            "no entry has exactly these messages and JSON schema (strict replay)"
+            if self.strict
+            else "no entry has this role, phase and repair with an attempt at or below it"
+        )
+        return (
+            f"Replay cassette {self.path} ({len(self._entries)} entries) holds no answer for "
+            f"role={request.role} phase={request.phase} attempt={request.attempt} "
+            f"repair={request.repair}: {how}. Record the cassette again against a live provider."
+        )
+
+
+def _attempt_fits(recorded: int | None, requested: int | None) -> bool:
+    if requested is None or recorded is None:
+        return recorded is None and requested is None
+    return recorded <= requested

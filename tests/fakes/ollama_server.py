@@ -1,0 +1,271 @@
+"""A real HTTP server on 127.0.0.1 that speaks the Ollama wire protocol with scripted answers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+import pytest
+
+# A scripted chat answer: the content, a dict (see FakeOllama), or a callable of the request body.
+Answer = str | dict[str, Any] | Callable[[dict[str, Any]], "str | dict[str, Any]"]
+
+_CREATED_AT = "2026-01-01T00:00:00Z"
+
+
+class FakeOllama:
+    """Fake Ollama server; script it with `chat_answers` and `models`, inspect `requests`.
+
+    `chat_answers` is consumed front to back, one item per /api/chat call:
+    - a str: the assistant's content (streamed in several pieces when the client streams);
+    - {"content": str, "prompt_eval_count": int, "eval_count": int}: content with usage figures;
+    - {"status": 500, "error": "..."}: an HTTP error with an Ollama error body;
+    - {"stall": seconds, ...}: wait that long (or until the server stops) before answering
+      with the rest of the dict (or "" content);
+    - {"content": str, "stream_error": "..."}: when streaming, send the content and then an
+      {"error": ...} line (the client raises ResponseError with status -1);
+    - a callable taking the request body and returning one of the above.
+    When the script is empty, `default_answer` is used; if that is None the server answers
+    HTTP 400 "fake ollama: no scripted chat answer left" so the test fails loudly.
+    """
+
+    def __init__(self, models: dict[str, int] | None = None) -> None:
+        self.models: dict[str, int] = dict(models) if models is not None else {"test-model": 8192}
+        self.chat_answers: list[Answer] = []
+        self.default_answer: Answer | None = None
+        self.requests: list[dict[str, Any]] = []
+        self.stream_pieces = 4
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._started = False
+
+    @property
+    def url(self) -> str:
+        """The base URL to give the Ollama client as host."""
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
+
+    def chats(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the /api/chat requests received so far."""
+        return [r["body"] for r in self.requests if r["path"] == "/api/chat"]
+
+    def start(self) -> Self:
+        """Start serving in a background thread."""
+        if not self._started:
+            self._thread.start()
+            self._started = True
+        return self
+
+    def close(self) -> None:
+        """Stop serving, cut stalls short and release the port."""
+        self._stop.set()
+        if self._started:
+            self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def next_answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Pop the next scripted answer and normalise it to a dict."""
+        with self._lock:
+            answer = self.chat_answers.pop(0) if self.chat_answers else self.default_answer
+        if answer is None:
+            return {"status": 400, "error": "fake ollama: no scripted chat answer left"}
+        if callable(answer):
+            answer = answer(body)
+        if isinstance(answer, str):
+            return {"content": answer}
+        return dict(answer)
+
+    def wait_stall(self, seconds: float) -> None:
+        """Block the handler thread for a scripted stall, ending early when the server stops."""
+        self._stop.wait(seconds)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fake: FakeOllama
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""
+
+    @property
+    def fake(self) -> FakeOllama:
+        return self.server.fake
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        self.fake.requests.append({"method": self.command, "path": self.path, "body": body})
+        return body
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _chunk(self, payload: dict[str, Any]) -> None:
+        data = (json.dumps(payload) + "\n").encode("utf-8")
+        self.wfile.write(f"{len(data):X}\r\n".encode("ascii") + data + b"\r\n")
+        self.wfile.flush()
+
+    def _not_found(self, model: str) -> None:
+        self._json(404, {"error": f"model '{model}' not found"})
+
+    def do_GET(self) -> None:
+        """Serve /api/tags and /api/version."""
+        self._body()
+        try:
+            if self.path == "/api/tags":
+                self._json(200, {"models": [_tag(n) for n in self.fake.models]})
+            elif self.path == "/api/version":
+                self._json(200, {"version": "0.12.0"})
+            else:
+                self._json(404, {"error": f"unknown path {self.path}"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def do_POST(self) -> None:
+        """Serve /api/chat and /api/show."""
+        body = self._body()
+        try:
+            if self.path == "/api/chat":
+                self._chat(body)
+            elif self.path == "/api/show":
+                self._show(body)
+            else:
+                self._json(404, {"error": f"unknown path {self.path}"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _show(self, body: dict[str, Any]) -> None:
+        model = str(body.get("model", ""))
+        if model not in self.fake.models:
+            self._not_found(model)
+            return
+        self._json(
+            200,
+            {
+                "modelfile": "",
+                "parameters": "",
+                "template": "{{ .Prompt }}",
+                "details": _details(),
+                "model_info": {
+                    "general.architecture": "llama",
+                    "llama.context_length": self.fake.models[model],
+                },
+                "capabilities": ["completion"],
+                "modified_at": _CREATED_AT,
+            },
+        )
+
+    def _chat(self, body: dict[str, Any]) -> None:
+        model = str(body.get("model", ""))
+        if model not in self.fake.models:
+            self._not_found(model)
+            return
+        answer = self.fake.next_answer(body)
+        if "stall" in answer:
+            self.fake.wait_stall(float(answer["stall"]))
+        if "status" in answer:
+            self._json(int(answer["status"]), {"error": str(answer.get("error", "fake error"))})
+            return
+        content = str(answer.get("content", ""))
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+        final = {
+            "model": model,
+            "created_at": _CREATED_AT,
+            "done": True,
+            "done_reason": "stop",
+            "total_duration": 1_000_000,
+            "load_duration": 1000,
+            "prompt_eval_count": int(answer.get("prompt_eval_count", max(1, prompt_chars // 4))),
+            "prompt_eval_duration": 1000,
+            "eval_count": int(answer.get("eval_count", max(1, len(content) // 4))),
+            "eval_duration": 1000,
+        }
+        if not body.get("stream", True):
+            self._json(200, {**final, "message": {"role": "assistant", "content": content}})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for piece in _split(content, self.fake.stream_pieces):
+            self._chunk(
+                {
+                    "model": model,
+                    "created_at": _CREATED_AT,
+                    "message": {"role": "assistant", "content": piece},
+                    "done": False,
+                }
+            )
+        if "stream_error" in answer:
+            self._chunk({"error": str(answer["stream_error"])})
+        else:
+            self._chunk({**final, "message": {"role": "assistant", "content": ""}})
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+def _split(text: str, pieces: int) -> list[str]:
+    if not text:
+        return []
+    size = max(1, -(-len(text) // max(1, pieces)))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _details() -> dict[str, Any]:
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": "llama",
+        "families": ["llama"],
+        "parameter_size": "7B",
+        "quantization_level": "Q4_K_M",
+    }
+
+
+def _tag(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": _CREATED_AT,
+        "size": 4_000_000_000,
+        "digest": "sha256:" + "0" * 64,
+        "details": _details(),
+    }
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeOllama]:
+    """A started FakeOllama, stopped after the test."""
+    with FakeOllama() as fake:
+        yield fake

@@ -18,6 +18,7 @@ from core.git import repo as gitrepo
 from core.git import worktrees
 from core.journal import Journal
 from core.logs import setup_logging
+from core.procenv import redact
 from core.records import (
     ACTIVE_RUN_STATUSES,
     FINISHED_RUN_STATUSES,
@@ -75,7 +76,7 @@ class Engine:
         git_repo = await asyncio.to_thread(gitrepo.open_repo, repo)
         root = Path(git_repo.working_tree_dir or repo).resolve()
         await asyncio.to_thread(gitrepo.ensure_clean, git_repo, allow_dirty or loaded.config.git.allow_dirty)
-        run = await self.store.create_run(task.strip(), str(root), make_snapshot(loaded))
+        run = await self.store.create_run(redact(task.strip()), str(root), make_snapshot(loaded))
         await self.journal.emit(RunCreated(run_id=run.id, task=run.task, repo=run.repo))
         self.journal.log(run.id, None, "info", f"run {run.id} created for {root}")
         return run

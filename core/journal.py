@@ -18,6 +18,7 @@ from core.bus import EventBus
 from core.events import Event, LogEmitted
 from core.records import LogRecord
 from core.state.store import LogLine, StateStore
+from core.procenv import secret_redactor
 from core.timeutil import utcnow
 
 run_logger = logging.getLogger("orchestrator.run")
@@ -45,6 +46,7 @@ class Journal:
         self.bus = bus
         self.flush_interval = flush_interval
         self.max_batch = max_batch
+        self._redact = secret_redactor()  # secret values from the environment never reach the store
         self._buffer: deque[tuple[str, str | None, str, str, str]] = deque()
         self._pending = asyncio.Event()  # set when lines wait to be written
         self._full = asyncio.Event()  # set when a whole batch is waiting
@@ -56,6 +58,7 @@ class Journal:
     def log(self, run_id: str, phase_id: str | None, level: str, message: str) -> None:
         """Queue one log line (never blocks) and mirror it to the `orchestrator.run` logger."""
         level = level.lower()
+        message = self._redact(message)
         self._buffer.append((run_id, phase_id, level, message, utcnow()))
         while len(self._buffer) > MAX_BUFFERED_LINES:
             self._buffer.popleft()

@@ -12,7 +12,7 @@ from core.events import ArtifactRecorded, ExecutionFinished, ExecutionStarted, F
 from core.executors.base import AttemptResult, PhaseJob
 from core.git import repo as gitrepo
 from core.git import worktrees
-from core.procenv import safe_env
+from core.procenv import redact, safe_env
 from core.records import (
     RISK_ORDER,
     Category,
@@ -197,6 +197,7 @@ class PhaseRunner:
         return sha, "", True
 
     async def _fail(self, execution: Execution, error: str, output: str, context: str) -> None:
+        error, output = redact(error), redact(output)
         await self.ctx.store.fail_execution(execution.id, error, output=output, context=context)
         await self._announce_execution(execution, ExecutionStatus.FAILED, error)
         self.ctx.log(self.phase.id, f"attempt {execution.attempt} failed: {error}", "warning")
@@ -306,7 +307,7 @@ class PhaseRunner:
                     category=Category(vf.category),
                     severity=Severity(vf.severity),
                     tool=vf.tool,
-                    message=vf.message,
+                    message=redact(vf.message),
                     rule=vf.rule,
                     path=vf.path,
                     line=vf.line,
@@ -345,7 +346,7 @@ class PhaseRunner:
         await self._artifact(path, text, "report")
 
     async def _artifact(self, path: Path, text: str, kind: str) -> None:
-        await asyncio.to_thread(_write_text, path, text)
+        await asyncio.to_thread(_write_text, path, redact(text))
         artifact = await self.ctx.store.add_artifact(self.ctx.run_id, self.phase.id, path.name, path, kind)
         await self.ctx.emit(ArtifactRecorded(run_id=self.ctx.run_id, artifact_id=artifact.id, name=artifact.name, type=kind))
 

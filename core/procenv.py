@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 # Substrings that mark a variable name as secret, matched case-insensitively anywhere in the name.
 _SECRET_PARTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "_AUTH")
@@ -15,11 +15,17 @@ _MIN_REDACT_LENGTH = 6
 
 
 def is_secret_name(name: str) -> bool:
-    """Tell whether an environment variable name looks like it holds a secret, so it is never passed on."""
+    """Tell whether an environment variable is kept from child processes (secrets and our own settings)."""
     upper = name.upper()
     if upper in _SECRET_NAMES or upper.startswith(_SECRET_PREFIXES):
         return True
     return any(part in upper for part in _SECRET_PARTS)
+
+
+def holds_secret_value(name: str) -> bool:
+    """Tell whether a variable's value is a secret to redact (our own settings, like paths, are not)."""
+    upper = name.upper()
+    return upper in _SECRET_NAMES or any(part in upper for part in _SECRET_PARTS)
 
 
 def safe_env(
@@ -38,16 +44,17 @@ def safe_env(
     return env
 
 
-def redact(text: str, env: Mapping[str, str] | None = None) -> str:
-    """Replace the values of secret-named variables found in text with "***", so logs never leak them."""
+def secret_redactor(env: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    """A function that replaces the values of secret-named variables with "***", compiled once for hot paths."""
     source = os.environ if env is None else env
-    values = {
-        value
-        for name, value in source.items()
-        if is_secret_name(name) and len(value) >= _MIN_REDACT_LENGTH
-    }
-    if not values or not text:
-        return text
+    values = {value for name, value in source.items() if holds_secret_value(name) and len(value) >= _MIN_REDACT_LENGTH}
+    if not values:
+        return lambda text: text
     # Longest first, so a secret that contains another is replaced whole.
     pattern = re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
-    return pattern.sub("***", text)
+    return lambda text: pattern.sub("***", text) if text else text
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    """Replace the values of secret-named variables found in text with "***", so logs never leak them."""
+    return secret_redactor(env)(text)

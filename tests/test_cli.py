@@ -98,3 +98,47 @@ def test_config_show_names_sources(tmp_path: Path) -> None:
     out = cli(home, "config", "show", "--repo", str(repo), check=True, ORCHESTRATOR__LLM__TIMEOUT_SECONDS="42").stdout
     assert "max_attempts: 5" in out and str(repo / "orchestrator.yaml") in out
     assert "ORCHESTRATOR__LLM__TIMEOUT_SECONDS" in out
+
+
+def test_secrets_from_the_environment_are_never_written_down(tmp_path: Path) -> None:
+    from tests.cassette import new_file, phase, write_cassette
+
+    secret = "tok-4f9a0c2b-very-secret-value"
+    home = tmp_path / "home"
+    repo = make_repo(tmp_path / "repo")
+    leak = tmp_path / "leaky-tool.sh"  # a tool that prints the secret into its output and fails
+    leak.write_text(f"#!/bin/sh\necho 'connecting with {secret}'\nexit 1\n")
+    (repo / "orchestrator.yaml").write_text(f'verification:\n  lint: ["sh {leak}"]\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "config")
+    cassette = write_cassette(tmp_path / "c.jsonl", [phase("phase-001")], {("phase-001", 1): new_file("a.txt", "a")})
+    proc = cli(home, "run", f"use the key {secret} carefully", "--repo", str(repo), "--headless", "--yes",
+               "--provider", "replay", "--replay", str(cassette), SERVICE_TOKEN=secret)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_id = proc.stdout.split()[1]
+    doc = cli_json(home, "show", run_id)
+    assert doc["findings"] and "***" in doc["findings"][0]["message"]
+    leaked = [p for p in home.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaked == []
+    assert secret not in cli(home, "export", run_id, check=True).stdout
+
+
+def test_sigterm_interrupts_gracefully_and_resume_completes(tmp_path: Path) -> None:
+    import signal
+
+    home = tmp_path / "home"
+    proc = spawn(home, "demo", "--headless")
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().split()[1]
+    while not cli_json(home, "interventions", "--run", run_id, "--pending") and proc.poll() is None:
+        pass
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "interrupted" in err
+    assert cli_json(home, "show", run_id)["status"] == "interrupted"
+    assert run_id in [r["id"] for r in cli_json(home, "runs", "--recoverable")]
+    resumed = cli(home, "resume", run_id, "--headless", "--yes", timeout=240)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    doc = cli_json(home, "show", run_id)
+    assert doc["status"] == "completed"
+    assert [i["note"] for i in doc["interventions"]] == ["auto-approved"]

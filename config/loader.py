@@ -1,4 +1,4 @@
-"""Loads the layered configuration, checks every layer against the schema, and shows its sources.
+"""Loads the layered configuration into one validated result and snapshots it for runs.
 
 Precedence, lowest first: shipped defaults.yaml, the user config, <repo>/orchestrator.yaml,
 <repo>/orchestrator.local.yaml, OLLAMA_HOST, ORCHESTRATOR__SECTION__KEY env vars, CLI values.
@@ -8,27 +8,49 @@ The models catalog is the shipped models.yaml merged with a models.yaml beside t
 from __future__ import annotations
 
 import copy
-import difflib
 import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from config.catalog import ROLES, ModelDef, ModelsCatalog
+from config.catalog import ModelDef, ModelsCatalog
+from config.keys import (
+    DEFAULTS_LABEL,
+    Key,
+    annotation_at,
+    check_keys,
+    dotted_path,
+    mapping_parts,
+    parse_text,
+    section_model,
+    source_for,
+)
 from config.paths import Paths
 from config.schema import OrchestratorConfig
+from config.show import render_show, show_dict
 from core.errors import ConfigError
 
-Key = tuple[str, ...]
+__all__ = [
+    "DEFAULTS_LABEL",
+    "ENV_PREFIX",
+    "REPO_FILES",
+    "Key",
+    "LoadedConfig",
+    "config_from_snapshot",
+    "load_config",
+    "make_snapshot",
+    "parse_yaml_mapping",
+    "render_show",
+    "shipped_catalog",
+    "show_dict",
+]
+
 ENV_PREFIX = "ORCHESTRATOR__"
-DEFAULTS_LABEL = "defaults"
 REPO_FILES = ("orchestrator.yaml", "orchestrator.local.yaml")
 
 
@@ -101,109 +123,6 @@ def _read_shipped(name: str) -> dict[str, Any]:
     return parse_yaml_mapping(text, f"shipped config/{name}")
 
 
-# --- the schema as a tree of allowed keys ----------------------------------------------------
-
-def _section(annotation: Any) -> type[BaseModel] | None:
-    """The model class when an annotation is a nested section, else None."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
-
-
-def _mapping_parts(annotation: Any) -> tuple[Any, Any] | None:
-    """(key type, value type) when an annotation is a dict, else None."""
-    if typing.get_origin(annotation) is dict:
-        key_type, value_type = typing.get_args(annotation)
-        return key_type, value_type
-    return None
-
-
-def _dotted(path: Key) -> str:
-    return ".".join(path)
-
-
-def _unknown_key(label: str, path: Key, key: str, allowed: list[str]) -> ConfigError:
-    """An unknown-key error with a did-you-mean over the keys allowed at that level."""
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f"; did you mean {_dotted(path + (close[0],))!r}?" if close else ""
-    level = _dotted(path) or "the top level"
-    return ConfigError(f"{label}: unknown key {_dotted(path + (key,))!r}{hint} "
-                       f"(allowed in {level}: {', '.join(allowed)})")
-
-
-def _check_keys(data: Mapping[Any, Any], model: type[BaseModel], path: Key, label: str) -> None:
-    """Reject keys the schema does not know, naming the layer, key path and closest match."""
-    fields = model.model_fields
-    for key, value in data.items():
-        if not isinstance(key, str):
-            raise ConfigError(f"{label}: {_dotted(path + (str(key),))}: keys must be names, "
-                              f"given {key!r}")
-        if key not in fields:
-            raise _unknown_key(label, path, key, list(fields))
-        _check_value(value, fields[key].annotation, path + (key,), label)
-
-
-def _check_value(value: Any, annotation: Any, path: Key, label: str) -> None:
-    """Descend into sections and typed mappings; leaf values are left to pydantic."""
-    section = _section(annotation)
-    if section is not None:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{label}: {_dotted(path)}: expected a mapping of "
-                              f"{', '.join(section.model_fields)}, given {value!r}")
-        _check_keys(value, section, path, label)
-        return
-    parts = _mapping_parts(annotation)
-    if parts is None or not isinstance(value, dict):
-        return
-    key_type, value_type = parts
-    allowed: list[str] | None = None
-    if typing.get_origin(key_type) is Literal:
-        allowed = [str(arg) for arg in typing.get_args(key_type)]
-    for key, item in value.items():
-        if allowed is not None and key not in allowed:
-            raise _unknown_key(label, path, str(key), allowed)
-        _check_value(item, value_type, path + (str(key),), label)
-
-
-def _annotation_at(model: type[BaseModel], path: Key) -> Any:
-    """The annotation of the value at a key path, or None when the path is not in the schema."""
-    annotation: Any = model
-    for key in path:
-        section = _section(annotation)
-        parts = _mapping_parts(annotation)
-        if section is not None and key in section.model_fields:
-            annotation = section.model_fields[key].annotation
-        elif parts is not None:
-            annotation = parts[1]
-        else:
-            return None
-    return annotation
-
-
-def _accepts(annotation: Any, kind: type) -> bool:
-    """Whether a leaf annotation takes a `kind` value (str or None), through unions and Literals."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts(arg, kind) for arg in typing.get_args(annotation))
-    if origin is Literal:
-        return all(isinstance(arg, kind) for arg in typing.get_args(annotation))
-    return annotation is kind or (kind is type(None) and annotation is None)
-
-
-def _parse_text(raw: str, annotation: Any) -> Any:
-    """Turn an env/CLI string into a value: kept as text for string keys, else a YAML scalar."""
-    if annotation is not None and _accepts(annotation, str):
-        if _accepts(annotation, type(None)) and raw.strip() in ("null", "~"):
-            return None
-        return raw
-    if raw == "":
-        return raw
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-
-
 # --- merging and validating layers -----------------------------------------------------------
 
 def _record(value: Any, label: str, path: Key, sources: dict[Key, str]) -> None:
@@ -229,20 +148,13 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any], label: str, path: Key
         _record(value, label, here, sources)
 
 
-def _source_for(loc: Key, sources: Mapping[Key, str]) -> str | None:
-    """The layer that set the value at loc (or the nearest key above or below it)."""
-    for size in range(len(loc), 0, -1):
-        if loc[:size] in sources:
-            return sources[loc[:size]]
-    return next((label for key, label in sources.items() if key[: len(loc)] == loc), None)
-
 
 def _describe(exc: ValidationError, sources: Mapping[Key, str], fallback: str) -> str:
     """One line per pydantic error: source, key path, what was expected, what was given."""
     lines = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"] if part != "[key]")
-        label = _source_for(loc, sources) or fallback
+        label = source_for(loc, sources) or fallback
         msg = error["msg"]
         if msg.startswith("Input should be "):
             expected = msg.removeprefix("Input should be ")
@@ -253,7 +165,7 @@ def _describe(exc: ValidationError, sources: Mapping[Key, str], fallback: str) -
             text = "required but missing"
         else:
             text = msg.removeprefix("Value error, ")
-        lines.append(f"{label}: {_dotted(loc) or '(top level)'}: {text}")
+        lines.append(f"{label}: {dotted_path(loc) or '(top level)'}: {text}")
     return "\n".join(lines)
 
 
@@ -267,7 +179,7 @@ class _Stack:
 
     def add(self, layer: Mapping[str, Any], label: str) -> None:
         """Check the layer's keys, merge it, and validate so errors name this layer."""
-        _check_keys(layer, self.model, (), label)
+        check_keys(layer, self.model, (), label)
         _merge(self.data, layer, label, (), self.sources)
         self.build(label)
 
@@ -296,7 +208,7 @@ def _env_layers(env: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
         if not all(path):
             raise ConfigError(
                 f"env {name}: expected a name like ORCHESTRATOR__EXECUTION__MAX_ATTEMPTS")
-        value = _parse_text(env[name], _annotation_at(OrchestratorConfig, path))
+        value = parse_text(env[name], annotation_at(OrchestratorConfig, path))
         layers.append((f"env {name}", _nest(path, value)))
     return layers
 
@@ -312,7 +224,7 @@ def _cli_layers(cli: Mapping[str, Any],
             raise ConfigError(f"{label}: expected a dotted key like execution.max_attempts, "
                               f"given {dotted!r}")
         if isinstance(value, str):
-            value = _parse_text(value, _annotation_at(OrchestratorConfig, path))
+            value = parse_text(value, annotation_at(OrchestratorConfig, path))
         layers.append((label, _nest(path, value)))
     return layers
 
@@ -328,8 +240,8 @@ def _check_invariants(config: OrchestratorConfig, sources: Mapping[Key, str]) ->
     ]
     for big, small, ok, why in pairs:
         if not ok:
-            label = _source_for(("execution", big), sources) or DEFAULTS_LABEL
-            other = _source_for(("execution", small), sources) or DEFAULTS_LABEL
+            label = source_for(("execution", big), sources) or DEFAULTS_LABEL
+            other = source_for(("execution", small), sources) or DEFAULTS_LABEL
             raise ConfigError(
                 f"{label}: execution.{big} ({getattr(ex, big)}) must be larger than "
                 f"execution.{small} ({getattr(ex, small)}, from {other}), {why}")
@@ -365,8 +277,8 @@ def load_config(paths: Paths, repo: Path | None = None, env: Mapping[str, str] |
     catalog: ModelsCatalog = catalog_stack.build(DEFAULTS_LABEL)
     return LoadedConfig(
         config=config, catalog=catalog, files=files,
-        sources={_dotted(k): v for k, v in stack.sources.items()},
-        catalog_sources={_dotted(k): v for k, v in catalog_stack.sources.items()},
+        sources={dotted_path(k): v for k, v in stack.sources.items()},
+        catalog_sources={dotted_path(k): v for k, v in catalog_stack.sources.items()},
     )
 
 
@@ -384,12 +296,12 @@ def make_snapshot(loaded: LoadedConfig) -> dict[str, Any]:
 
 def _prune(data: Any, annotation: Any) -> Any:
     """Drop keys the schema no longer knows, so runs stored by older versions still resume."""
-    section = _section(annotation)
+    section = section_model(annotation)
     if section is not None and isinstance(data, dict):
         fields = section.model_fields
         return {k: _prune(v, fields[k].annotation) for k, v in data.items() if k in fields}
-    parts = _mapping_parts(annotation)
-    if parts is not None and isinstance(data, dict) and _section(parts[1]) is not None:
+    parts = mapping_parts(annotation)
+    if parts is not None and isinstance(data, dict) and section_model(parts[1]) is not None:
         return {k: _prune(v, parts[1]) for k, v in data.items()}
     return data
 
@@ -406,81 +318,3 @@ def config_from_snapshot(snapshot: Mapping[str, Any]) -> tuple[OrchestratorConfi
         detail = _describe(exc, {}, "stored run configuration")
         raise ConfigError(f"the configuration stored with this run is invalid:\n{detail}") from None
     return config, catalog
-
-
-# --- showing ---------------------------------------------------------------------------------
-
-def _format_value(value: Any) -> str:
-    """A value as a one-line YAML flow scalar or collection."""
-    text: str = yaml.safe_dump(value, default_flow_style=True, width=1_000_000,
-                               allow_unicode=True)
-    return text.strip().removesuffix("...").strip()
-
-
-def _render(data: Mapping[str, Any], path: Key, sources: Mapping[Key, str],
-            lines: list[str]) -> None:
-    """Append `key: value  # from source` lines, nesting non-empty mappings."""
-    indent = "  " * len(path)
-    for key, value in data.items():
-        here = path + (str(key),)
-        if isinstance(value, dict) and value:
-            lines.append(f"{indent}{key}:")
-            _render(value, here, sources, lines)
-        else:
-            entry = f"{indent}{key}: {_format_value(value)}"
-            source = _source_for(here, sources) or DEFAULTS_LABEL
-            lines.append(f"{entry:<48}  # from {source}")
-
-
-def _role_source(loaded: LoadedConfig, role: str) -> str:
-    """Where a role's model came from: a `models:` override or the catalog's roles."""
-    if getattr(loaded.config.models, role, None):
-        return loaded.sources.get(f"models.{role}", DEFAULTS_LABEL)
-    return loaded.catalog_sources.get(f"roles.{role}", DEFAULTS_LABEL)
-
-
-def _roles(loaded: LoadedConfig) -> dict[str, ModelDef | None]:
-    """Every role's resolved model, None for a role with nothing configured."""
-    resolved: dict[str, ModelDef | None] = {}
-    for role in dict.fromkeys([*ROLES, *loaded.catalog.roles]):
-        try:
-            resolved[role] = loaded.model_for(role)
-        except ConfigError:
-            resolved[role] = None
-    return resolved
-
-
-def render_show(loaded: LoadedConfig) -> str:
-    """Every key with its value and `# from <source>`, then the model of each role."""
-    lines = ["# files read: " + (", ".join(map(str, loaded.files)) or "none (defaults only)")]
-    sources = {tuple(k.split(".")): v for k, v in loaded.sources.items()}
-    _render(loaded.config.snapshot(), (), sources, lines)
-    lines.append("")
-    lines.append("# models per role")
-    for role, model in _roles(loaded).items():
-        if model is None:
-            lines.append(f"{role}: null  # nothing configured")
-            continue
-        window = model.context_window or "asked from provider"
-        entry = f"{role}: {_format_value(model.name)}"
-        lines.append(f"{entry:<48}  # from {_role_source(loaded, role)}; "
-                     f"{model.provider} {model.tag}, context {window}")
-    return "\n".join(lines) + "\n"
-
-
-def show_dict(loaded: LoadedConfig) -> dict[str, Any]:
-    """The data of `config show --json`: values, their sources, files read and models."""
-    return {
-        "config": loaded.config.snapshot(),
-        "sources": dict(loaded.sources),
-        "files": [str(path) for path in loaded.files],
-        "models": {
-            "roles": {
-                role: None if model is None
-                else {**model.model_dump(mode="json"), "source": _role_source(loaded, role)}
-                for role, model in _roles(loaded).items()
-            },
-            "catalog": loaded.catalog.model_dump(mode="json"),
-            "sources": dict(loaded.catalog_sources),
-        },
-    }

@@ -37,7 +37,8 @@ class RunContext:
     executor_model: ModelDef
     repo: Path
     run_worktree: Path
-    merge_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Serialises changes to the repository's worktree registry and merges into the run branch.
+    git_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def run_id(self) -> str:

@@ -180,8 +180,8 @@ class RunDriver:
         try:
             while True:
                 phases = {p.plan_id: p for p in await self.store.get_phases_for_run(ctx.run_id)}
-                await self._skip_blocked(ctx, phases)
-                phases = {p.plan_id: p for p in await self.store.get_phases_for_run(ctx.run_id)}
+                if await self._skip_blocked(ctx, phases):
+                    phases = {p.plan_id: p for p in await self.store.get_phases_for_run(ctx.run_id)}
                 for plan_id, phase in phases.items():
                     if len(running) >= limit:
                         break
@@ -201,9 +201,9 @@ class RunDriver:
                 task.cancel()
             await asyncio.gather(*running.values(), return_exceptions=True)
 
-    async def _skip_blocked(self, ctx: RunContext, phases: dict[str, Phase]) -> None:
+    async def _skip_blocked(self, ctx: RunContext, phases: dict[str, Phase]) -> bool:
         """Skip pending phases whose dependency was skipped or failed (they can never start)."""
-        changed = True
+        changed, skipped_any = True, False
         status = {k: p.status for k, p in phases.items()}
         while changed:
             changed = False
@@ -219,7 +219,8 @@ class RunDriver:
                     )
                     ctx.log(phase.id, f"phase {plan_id} {error}")
                     status[plan_id] = PhaseStatus.SKIPPED
-                    changed = True
+                    changed = skipped_any = True
+        return skipped_any
 
     async def _check_thresholds(self, ctx: RunContext, phase: Phase) -> None:
         """After a phase's last attempt: abort, ask or warn when open findings pass a threshold."""

@@ -10,6 +10,7 @@ buffered lines first so subscribers see lines and state changes in the order the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import logging
 from collections import deque
@@ -22,6 +23,9 @@ from core.procenv import secret_redactor
 from core.timeutil import utcnow
 
 run_logger = logging.getLogger("orchestrator.run")
+# Live-log lines copied into the structured log file; the high-volume stream (model text, agent
+# and verification output, info lines) stays in the database and the run.log artifact.
+_MIRRORED_LEVELS = frozenset({"warning", "error", "critical"})
 _journal_logger = logging.getLogger("orchestrator.journal")
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -48,6 +52,9 @@ class Journal:
         self.max_batch = max_batch
         self._redact = secret_redactor()  # secret values from the environment never reach the store
         self._buffer: deque[tuple[str, str | None, str, str, str]] = deque()
+        self._appended = 0  # lines ever logged
+        self._consumed = 0  # lines written (or dropped) so far
+        self._events: deque[tuple[int, Event]] = deque()  # (lines logged before it, event)
         self._pending = asyncio.Event()  # set when lines wait to be written
         self._full = asyncio.Event()  # set when a whole batch is waiting
         self._flush_lock = asyncio.Lock()
@@ -60,17 +67,16 @@ class Journal:
         level = level.lower()
         message = self._redact(message)
         self._buffer.append((run_id, phase_id, level, message, utcnow()))
+        self._appended += 1
         while len(self._buffer) > MAX_BUFFERED_LINES:
             self._buffer.popleft()
+            self._consumed += 1
             self.dropped_lines += 1
         self._pending.set()
         if len(self._buffer) >= self.max_batch:
             self._full.set()
-        run_logger.log(
-            _LEVELS.get(level, logging.INFO),
-            message,
-            extra={"run_id": run_id, "phase_id": phase_id},
-        )
+        if level in _MIRRORED_LEVELS:
+            run_logger.log(_LEVELS[level], message, extra={"run_id": run_id, "phase_id": phase_id})
 
     async def start(self) -> None:
         """Start the background writer; calling it twice is harmless."""
@@ -98,18 +104,34 @@ class Journal:
                 records = await self.store.append_logs(batch)
                 for _ in range(count):
                     self._buffer.popleft()
+                self._consumed += count
                 self._publish(records)
+                self._publish_due_events()
+            self._publish_due_events()
             if not self._buffer:
                 self._pending.clear()
                 self._full.clear()
 
     async def emit(self, event: Event) -> None:
-        """Publish a state event the caller already persisted, after the log lines logged before it."""
-        try:
-            await self.flush()
-        except Exception:
-            _journal_logger.exception("could not write buffered log lines before an event")
+        """Publish a state event the caller already persisted, after the log lines logged before it.
+
+        With no line waiting it is published at once; otherwise the writer publishes it right after
+        those lines are stored, so order is kept without a database write per event.
+        """
+        if self._consumed >= self._appended:
+            self._publish_event(event)
+        else:
+            self._events.append((self._appended, event))
+            self._pending.set()
+
+    def _publish_event(self, event: Event) -> None:
         self.bus.publish(event)
+        run_logger.info(type(event).__name__, extra={"run_id": event.run_id, "data": _fields(event)})
+
+    def _publish_due_events(self) -> None:
+        """Publish queued state events whose preceding log lines are now stored."""
+        while self._events and self._events[0][0] <= self._consumed:
+            self._publish_event(self._events.popleft()[1])
 
     def _publish(self, records: list[LogRecord]) -> None:
         """Publish stored lines as one LogEmitted per run, keeping their order."""
@@ -135,3 +157,8 @@ class Journal:
                 _journal_logger.exception("could not write log lines; will retry")
                 await asyncio.sleep(self.flush_interval)
                 self._pending.set()
+
+
+def _fields(event: Event) -> dict[str, object]:
+    """The event's fields for the structured log file, without the run id it already carries."""
+    return {k: v for k, v in dataclasses.asdict(event).items() if k != "run_id"}

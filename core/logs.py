@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 
-from core.procenv import redact
+from core.procenv import secret_redactor
 
 _HANDLER_NAME = "orchestrator-file"
 
@@ -16,10 +16,14 @@ _HANDLER_NAME = "orchestrator-file"
 class _TraceFilter(logging.Filter):
     """Copy the record's run_id into trace_id and redact secret values from the message."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._redact = secret_redactor()
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.trace_id = getattr(record, "run_id", None)
         if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
+            record.msg = self._redact(record.msg)
         return True
 
 

@@ -91,7 +91,8 @@ class PhaseRunner:
             await ctx.store.set_phase_git(
                 self.phase.id, base_commit=base, branch=self.branch, worktree=str(self.worktree)
             )
-        await asyncio.to_thread(worktrees.create_worktree, ctx.repo, self.worktree, self.branch, base)
+        async with ctx.git_lock:
+            await asyncio.to_thread(worktrees.create_worktree, ctx.repo, self.worktree, self.branch, base)
         return base
 
     async def _recover_interrupted_attempt(self) -> str | None:
@@ -355,7 +356,7 @@ class PhaseRunner:
     async def _deliver(self, sha: str) -> PhaseStatus:
         """Merge the phase branch into the run branch and mark the phase completed with its commit."""
         ctx = self.ctx
-        async with ctx.merge_lock:
+        async with ctx.git_lock:
             try:
                 await asyncio.to_thread(
                     worktrees.merge_branch,

@@ -77,15 +77,18 @@ async def build_clients(
     planner_model = await checked_model(provider, catalog.resolve("planner", config.models.planner))
     executor_model = await checked_model(provider, catalog.resolve("executor", config.models.executor))
 
+    phase_ids: dict[str, str] = {}  # plan id -> phase id; fixed once the plan is stored
+
     async def on_usage(request: ChatRequest, response: ChatResponse) -> None:
         phase_id = execution_id = None
         if request.phase is not None:
-            for phase in await store.get_phases_for_run(run_id):
-                if phase.plan_id == request.phase:
-                    phase_id = phase.id
-                    for execution in await store.get_executions(run_id, phase_id=phase.id):
-                        if execution.attempt == request.attempt:
-                            execution_id = execution.id
+            if request.phase not in phase_ids:
+                phase_ids.update({p.plan_id: p.id for p in await store.get_phases_for_run(run_id)})
+            phase_id = phase_ids.get(request.phase)
+            if phase_id is not None:
+                for execution in await store.get_executions(run_id, phase_id=phase_id):
+                    if execution.attempt == request.attempt:
+                        execution_id = execution.id
         await store.record_usage(
             run_id, phase_id, execution_id, request.role, response.provider, response.model,
             response.prompt_tokens, response.completion_tokens, response.duration_ms, response.cached,

@@ -56,9 +56,11 @@ def _branch_exists(repo_path: Path, branch: str) -> bool:
 def create_worktree(repo_path: Path, worktree_path: Path, branch: str, start_point: str) -> None:
     """Make sure `worktree_path` is a worktree on `branch`, creating the branch at start_point only when it is new."""
     g = git_cmd(repo_path)
-    run_git(g, "worktree", "prune")
     for entry in list_worktrees(repo_path):
         if _same_path(entry.get("worktree", ""), worktree_path):
+            if not (worktree_path / ".git").exists():
+                run_git(g, "worktree", "prune")  # registered, but its folder is gone
+                break
             if entry.get("branch") == f"refs/heads/{branch}":
                 return
             raise GitError(
@@ -75,10 +77,16 @@ def create_worktree(repo_path: Path, worktree_path: Path, branch: str, start_poi
                 "move it away and try again."
             )
     worktree_path.parent.mkdir(parents=True, exist_ok=True)
-    if _branch_exists(repo_path, branch):
-        run_git(g, "worktree", "add", str(worktree_path), branch)
-    else:
-        run_git(g, "worktree", "add", "-b", branch, str(worktree_path), start_point)
+    args = ["worktree", "add", str(worktree_path), branch]
+    if not _branch_exists(repo_path, branch):
+        args = ["worktree", "add", "-b", branch, str(worktree_path), start_point]
+    try:
+        run_git(g, *args)
+    except GitError:
+        # A stale registration (its folder deleted) blocks the branch: prune, then try once more.
+        # Pruning only here keeps it from racing a worktree another phase is adding right now.
+        run_git(g, "worktree", "prune")
+        run_git(g, *args)
 
 
 def merge_in_progress(worktree: Path) -> bool:

@@ -1,0 +1,232 @@
+"""The state database's plumbing: opening and migrating it, its connections, the write helper."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiosqlite
+
+from core.errors import NotFoundError, StateError
+from core.state import schema
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 10_000
+LOCK_RETRY_SECONDS = 30.0
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """True when SQLite refused because another connection holds the lock."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _restrict_modes(path: Path) -> None:
+    """Make the database and its WAL/SHM files readable by the owner only."""
+    for suffix in ("", "-wal", "-shm"):
+        candidate = Path(f"{path}{suffix}")
+        if candidate.exists():
+            os.chmod(candidate, 0o600)
+
+
+def _retry_locked(fn: Callable[[], T]) -> T:
+    """Run a blocking SQLite step, retrying for a while if another process holds the lock."""
+    deadline, delay = time.monotonic() + LOCK_RETRY_SECONDS, 0.005
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.25)
+
+
+def _prepare(path: Path) -> None:
+    """Create the file 0600, switch it to WAL and apply migrations in one IMMEDIATE transaction."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = _retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"could not switch to WAL mode (got {mode})")
+        _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            schema.migrate(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    _restrict_modes(path)
+
+
+class StateDatabase:
+    """The open database: one writer, one query-only reader, and the helpers every topic uses.
+
+    One writer connection does every write inside `BEGIN IMMEDIATE` (serialised by an asyncio.Lock
+    and retried while another process holds the lock); a second, query-only connection serves
+    reads, so a reader never sees a half-written transaction.
+    """
+
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection
+    ) -> None:
+        """Wrap two open connections; use `await StateStore.open(path)` instead."""
+        self.path = path
+        self._writer: aiosqlite.Connection | None = writer
+        self._reader: aiosqlite.Connection | None = reader
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        """Open (creating and migrating if needed) the database at `path`."""
+        path = Path(path).expanduser().absolute()
+        try:
+            await asyncio.to_thread(_prepare, path)
+            writer = await cls._connect(path, query_only=False)
+            reader = await cls._connect(path, query_only=True)
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(
+                f"cannot open state database {path}: {exc}; check the path and its permissions"
+            ) from exc
+        _restrict_modes(path)
+        return cls(path, writer, reader)
+
+    @staticmethod
+    async def _connect(path: Path, query_only: bool) -> aiosqlite.Connection:
+        """Open one connection in autocommit mode with the store's pragmas."""
+        db = await aiosqlite.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        db.row_factory = sqlite3.Row
+        for pragma in (
+            f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+            "PRAGMA foreign_keys = ON",
+            "PRAGMA synchronous = NORMAL",
+            f"PRAGMA query_only = {'ON' if query_only else 'OFF'}",
+        ):
+            await db.execute(pragma)
+        return db
+
+    async def close(self) -> None:
+        """Close both connections; safe to call twice."""
+        async with self._lock:
+            for db in (self._reader, self._writer):
+                if db is not None:
+                    await db.close()
+            self._reader = self._writer = None
+
+    async def __aenter__(self) -> Self:
+        """Use the store as `async with await StateStore.open(p) as store`."""
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Close on leaving the block."""
+        await self.close()
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _closed_error(self) -> StateError:
+        """The error for use after close."""
+        return StateError(f"state database {self.path} is closed; open the store again")
+
+    async def _begin(self, db: aiosqlite.Connection) -> None:
+        """BEGIN IMMEDIATE, retrying with backoff while another process holds the write lock."""
+        deadline, delay = time.monotonic() + LOCK_RETRY_SECONDS, 0.005
+        while True:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.25)
+
+    @staticmethod
+    async def _rollback(db: aiosqlite.Connection) -> None:
+        """Roll back if a transaction is open; the statement is queued even if we are cancelled."""
+        try:
+            await db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction was open
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One IMMEDIATE transaction on the writer: commit on success, roll back on any error."""
+        async with self._lock:
+            db = self._writer
+            if db is None:
+                raise self._closed_error()
+            try:
+                await self._begin(db)
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot start a write on {self.path}: {exc}") from exc
+            except BaseException:
+                # Cancelled while BEGIN ran in the worker thread: never leave the lock held.
+                await self._rollback(db)
+                raise
+            try:
+                yield db
+            except BaseException as exc:
+                await self._rollback(db)
+                if isinstance(exc, sqlite3.Error):
+                    raise StateError(f"write to {self.path} failed: {exc}") from exc
+                raise
+            try:
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._rollback(db)
+                raise StateError(f"commit to {self.path} failed: {exc}") from exc
+
+    async def _fetch(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[sqlite3.Row]:
+        """Run a read on the query-only connection."""
+        db = self._reader
+        if db is None:
+            raise self._closed_error()
+        try:
+            return list(await db.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StateError(f"read from {self.path} failed: {exc}") from exc
+
+    @staticmethod
+    async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
+        """First row of a query on a given connection, or None."""
+        rows = list(await db.execute_fetchall(sql, params))
+        return rows[0] if rows else None
+
+    async def _require(
+        self, db: aiosqlite.Connection, table: str, what: str, id_: str
+    ) -> sqlite3.Row:
+        """The row with this id, or NotFoundError naming what was missing."""
+        row = await self._one(db, f"SELECT * FROM {table} WHERE id = ?", (id_,))
+        if row is None:
+            hint = "`orchestrator runs` lists run ids" if what == "run" else "check the id"
+            raise NotFoundError(f"no {what} with id {id_!r} in {self.path}; {hint}")
+        return row
+
+    async def _get(self, table: str, what: str, id_: str) -> sqlite3.Row:
+        """Read one row by id on the reader, or raise NotFoundError."""
+        rows = await self._fetch(f"SELECT * FROM {table} WHERE id = ?", (id_,))
+        if not rows:
+            hint = "`orchestrator runs` lists run ids" if what == "run" else "check the id"
+            raise NotFoundError(f"no {what} with id {id_!r} in {self.path}; {hint}")
+        return rows[0]

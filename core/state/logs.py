@@ -1,0 +1,190 @@
+"""The state store's run output: log lines, artifacts, and the LLM token ledger and cache."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.errors import StateError
+from core.records import Artifact, LogRecord, Usage
+from core.state import schema
+from core.state.db import StateDatabase
+from core.state.schema import dumps
+from core.timeutil import new_id, utcnow
+
+LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+# A log line for append_logs: (run_id, phase_id, level, message) or the same plus its timestamp.
+LogLine = tuple[str, str | None, str, str] | tuple[str, str | None, str, str, str]
+
+
+def _file_digest(path: Path) -> tuple[int, str]:
+    """Size and sha256 hex of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return path.stat().st_size, digest.hexdigest()
+
+
+class LogsMixin(StateDatabase):
+    """Reads and writes of the events, artifacts, llm_usage and llm_cache tables."""
+
+    # -- logs ------------------------------------------------------------------------------------
+
+    async def append_logs(self, records: Sequence[LogLine]) -> list[LogRecord]:
+        """Store log lines in one transaction; a 5th tuple item is the line's own timestamp."""
+        if not records:
+            return []
+        now = utcnow()
+        rows = [(r[0], r[1], r[4] if len(r) > 4 else now, r[2], r[3]) for r in records]
+        async with self._write() as db:
+            await db.executemany(
+                "INSERT INTO events (run_id, phase_id, ts, level, message) VALUES (?,?,?,?,?)", rows
+            )
+            last = await self._one(db, "SELECT last_insert_rowid()", ())
+            first = int(last[0]) - len(rows) + 1 if last else 1
+        return [LogRecord(first + i, *row) for i, row in enumerate(rows)]
+
+    async def get_logs(
+        self,
+        run_id: str,
+        after_seq: int = 0,
+        limit: int = 1000,
+        level: str | None = None,
+        contains: str | None = None,
+    ) -> list[LogRecord]:
+        """A run's log lines after `after_seq`; `level` keeps that level and above, `contains` is
+        a case-insensitive substring."""
+        levels: list[str] | None = None
+        if level is not None:
+            floor = LOG_LEVELS.get(level.lower())
+            levels = (
+                [name for name, n in LOG_LEVELS.items() if n >= floor]
+                if floor is not None
+                else [level]
+            )
+        pattern = None
+        if contains:
+            escaped = contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
+        rows = await self._fetch(
+            "SELECT * FROM events WHERE run_id = ? AND seq > ?"
+            " AND (? IS NULL OR lower(level) IN (SELECT value FROM json_each(?)))"
+            " AND (? IS NULL OR message LIKE ? ESCAPE '\\') ORDER BY seq LIMIT ?",
+            (run_id, after_seq, levels and 1, dumps(levels or []), pattern, pattern, limit),
+        )
+        return [schema.log_from_row(r) for r in rows]
+
+    async def count_logs(self, run_id: str) -> int:
+        """How many log lines a run has."""
+        rows = await self._fetch("SELECT COUNT(*) FROM events WHERE run_id = ?", (run_id,))
+        return int(rows[0][0])
+
+    # -- artifacts -------------------------------------------------------------------------------
+
+    async def add_artifact(
+        self, run_id: str, phase_id: str | None, name: str, path: Path, type: str
+    ) -> Artifact:
+        """Register a file the run produced, with its size and sha256."""
+        path = Path(path).absolute()
+        try:
+            size, digest = await asyncio.to_thread(_file_digest, path)
+        except OSError as exc:
+            raise StateError(f"cannot read artifact {path}: {exc}") from exc
+        aid = new_id("a")
+        async with self._write() as db:
+            await self._require(db, "runs", "run", run_id)
+            await db.execute(
+                "INSERT INTO artifacts (id, run_id, phase_id, name, path, type, size, hash,"
+                " created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (aid, run_id, phase_id, name, str(path), type, size, digest, utcnow()),
+            )
+            return schema.artifact_from_row(await self._require(db, "artifacts", "artifact", aid))
+
+    async def get_artifacts(self, run_id: str) -> list[Artifact]:
+        """A run's artifacts in the order they were registered."""
+        rows = await self._fetch(
+            "SELECT * FROM artifacts WHERE run_id = ? ORDER BY created_at, rowid", (run_id,)
+        )
+        return [schema.artifact_from_row(r) for r in rows]
+
+    # -- LLM usage and cache ---------------------------------------------------------------------
+
+    async def record_usage(
+        self,
+        run_id: str | None,
+        phase_id: str | None,
+        execution_id: str | None,
+        role: str,
+        provider: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        duration_ms: float,
+        cached: bool,
+    ) -> None:
+        """Add one model call to the token ledger."""
+        async with self._write() as db:
+            await db.execute(
+                "INSERT INTO llm_usage (id, run_id, phase_id, execution_id, role, provider, model,"
+                " prompt_tokens, completion_tokens, duration_ms, cached, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    new_id("u"),
+                    run_id,
+                    phase_id,
+                    execution_id,
+                    role,
+                    provider,
+                    model,
+                    int(prompt_tokens),
+                    int(completion_tokens),
+                    float(duration_ms),
+                    int(cached),
+                    utcnow(),
+                ),
+            )
+
+    async def usage_by_role(self, run_id: str) -> dict[str, dict[str, int]]:
+        """Token totals and call counts per role for a run."""
+        rows = await self._fetch(
+            "SELECT role, SUM(prompt_tokens) AS p, SUM(completion_tokens) AS c, COUNT(*) AS n"
+            " FROM llm_usage WHERE run_id = ? GROUP BY role ORDER BY role",
+            (run_id,),
+        )
+        return {
+            r["role"]: {
+                "prompt_tokens": int(r["p"]),
+                "completion_tokens": int(r["c"]),
+                "calls": int(r["n"]),
+            }
+            for r in rows
+        }
+
+    async def get_usage(self, run_id: str) -> list[Usage]:
+        """Token totals per role, provider and model for a run."""
+        rows = await self._fetch(
+            "SELECT role, provider, model, SUM(prompt_tokens) AS p, SUM(completion_tokens) AS c,"
+            " COUNT(*) AS n FROM llm_usage WHERE run_id = ? GROUP BY role, provider, model"
+            " ORDER BY role, provider, model",
+            (run_id,),
+        )
+        return [
+            Usage(r["role"], r["provider"], r["model"], int(r["p"]), int(r["c"]), int(r["n"]))
+            for r in rows
+        ]
+
+    async def cache_get(self, key: str) -> str | None:
+        """A cached model response by key, or None."""
+        rows = await self._fetch("SELECT response FROM llm_cache WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    async def cache_put(self, key: str, value: str) -> None:
+        """Store (or replace) a model response under key."""
+        async with self._write() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO llm_cache (key, response, created_at) VALUES (?, ?, ?)",
+                (key, value, utcnow()),
+            )

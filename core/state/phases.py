@@ -1,0 +1,203 @@
+"""The state store's phases and executions: the saved plan and every attempt of a phase."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core.errors import StateError
+from core.records import Execution, ExecutionStatus, Phase, PhaseStatus
+from core.state import schema
+from core.state.db import StateDatabase
+from core.state.schema import dumps
+from core.timeutil import new_id, utcnow
+
+FINISHED_PHASE_STATUSES = frozenset(
+    {PhaseStatus.COMPLETED, PhaseStatus.FAILED, PhaseStatus.SKIPPED}
+)
+
+
+class PhasesMixin(StateDatabase):
+    """Reads and writes of the phases and executions tables."""
+
+    # -- phases ----------------------------------------------------------------------------------
+
+    async def save_plan(
+        self, run_id: str, phases: list[dict[str, Any]], max_attempts: int
+    ) -> list[Phase]:
+        """Store the planner's phases in order in one transaction; a second call returns the first plan."""
+        now = utcnow()
+        async with self._write() as db:
+            await self._require(db, "runs", "run", run_id)
+            existing = await self._one(db, "SELECT 1 FROM phases WHERE run_id = ?", (run_id,))
+            if existing is None:
+                await db.executemany(
+                    "INSERT INTO phases (id, run_id, plan_id, seq, name, description, status,"
+                    " dependencies, estimated_complexity, risk_level, verification_criteria,"
+                    " attempts, max_attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?,?)",
+                    [
+                        (
+                            new_id("p"),
+                            run_id,
+                            str(p["id"]),
+                            seq,
+                            p.get("name", p["id"]),
+                            p.get("description", ""),
+                            PhaseStatus.PENDING.value,
+                            dumps(list(p.get("dependencies") or [])),
+                            str(p.get("estimated_complexity") or "medium"),
+                            str(p.get("risk_level") or "low"),
+                            dumps(list(p.get("verification_criteria") or [])),
+                            max_attempts,
+                            now,
+                        )
+                        for seq, p in enumerate(phases)
+                    ],
+                )
+            rows = await db.execute_fetchall(
+                "SELECT * FROM phases WHERE run_id = ? ORDER BY seq", (run_id,)
+            )
+            return [schema.phase_from_row(r) for r in rows]
+
+    async def update_phase_status(
+        self,
+        phase_id: str,
+        status: PhaseStatus | str,
+        error: str | None = None,
+        commit: str | None = None,
+    ) -> Phase:
+        """Move a phase to `status`; `commit` records the phase's commit SHA."""
+        status, now = PhaseStatus(status), utcnow()
+        async with self._write() as db:
+            await self._require(db, "phases", "phase", phase_id)
+            await db.execute(
+                "UPDATE phases SET status = ?, error = ?, commit_sha = COALESCE(?, commit_sha),"
+                " started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,"
+                " completed_at = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?",
+                (
+                    status.value,
+                    error,
+                    commit,
+                    status == PhaseStatus.IN_PROGRESS,
+                    now,
+                    status in FINISHED_PHASE_STATUSES,
+                    now,
+                    phase_id,
+                ),
+            )
+            return schema.phase_from_row(await self._require(db, "phases", "phase", phase_id))
+
+    async def set_phase_git(
+        self,
+        phase_id: str,
+        base_commit: str | None = None,
+        branch: str | None = None,
+        worktree: str | Path | None = None,
+    ) -> Phase:
+        """Record a phase's base commit, branch or worktree (None leaves a field unchanged)."""
+        async with self._write() as db:
+            await self._require(db, "phases", "phase", phase_id)
+            await db.execute(
+                "UPDATE phases SET base_commit = COALESCE(?, base_commit),"
+                " branch = COALESCE(?, branch), worktree = COALESCE(?, worktree) WHERE id = ?",
+                (base_commit, branch, None if worktree is None else str(worktree), phase_id),
+            )
+            return schema.phase_from_row(await self._require(db, "phases", "phase", phase_id))
+
+    async def get_phase(self, phase_id: str) -> Phase:
+        """One phase by id."""
+        return schema.phase_from_row(await self._get("phases", "phase", phase_id))
+
+    async def get_phases_for_run(self, run_id: str) -> list[Phase]:
+        """A run's phases in plan order."""
+        rows = await self._fetch("SELECT * FROM phases WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [schema.phase_from_row(r) for r in rows]
+
+    # -- executions ------------------------------------------------------------------------------
+
+    async def create_execution(
+        self, phase_id: str, run_id: str, attempt: int | None = None
+    ) -> Execution:
+        """Start an attempt of a phase (next number when `attempt` is None) and count it on the phase."""
+        exec_id, now = new_id("e"), utcnow()
+        async with self._write() as db:
+            phase = await self._require(db, "phases", "phase", phase_id)
+            if phase["run_id"] != run_id:
+                raise StateError(f"phase {phase_id} belongs to run {phase['run_id']}, not {run_id}")
+            if attempt is None:
+                row = await self._one(
+                    db,
+                    "SELECT COALESCE(MAX(attempt_number), 0) FROM executions WHERE phase_id = ?",
+                    (phase_id,),
+                )
+                attempt = int(row[0] if row else 0) + 1
+            await db.execute(
+                "INSERT INTO executions (id, phase_id, run_id, attempt_number, status, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (exec_id, phase_id, run_id, attempt, ExecutionStatus.RUNNING.value, now),
+            )
+            await db.execute(
+                "UPDATE phases SET attempts = MAX(attempts, ?) WHERE id = ?", (attempt, phase_id)
+            )
+            return schema.execution_from_row(
+                await self._require(db, "executions", "execution", exec_id)
+            )
+
+    async def _finish_execution(
+        self,
+        execution_id: str,
+        status: ExecutionStatus,
+        error: str | None,
+        output: str | None,
+        context: str | None,
+    ) -> Execution:
+        """Close an execution row with its outcome."""
+        async with self._write() as db:
+            await self._require(db, "executions", "execution", execution_id)
+            await db.execute(
+                "UPDATE executions SET status = ?, error = ?, output = COALESCE(?, output),"
+                " context = COALESCE(?, context), completed_at = ? WHERE id = ?",
+                (status.value, error, output, context, utcnow(), execution_id),
+            )
+            return schema.execution_from_row(
+                await self._require(db, "executions", "execution", execution_id)
+            )
+
+    async def complete_execution(
+        self, execution_id: str, output: str | None, context: str | None = None
+    ) -> Execution:
+        """Mark an attempt succeeded with the agent's output."""
+        return await self._finish_execution(
+            execution_id, ExecutionStatus.SUCCEEDED, None, output, context
+        )
+
+    async def fail_execution(
+        self, execution_id: str, error: str, output: str | None = None, context: str | None = None
+    ) -> Execution:
+        """Mark an attempt failed with the reason."""
+        return await self._finish_execution(
+            execution_id, ExecutionStatus.FAILED, error, output, context
+        )
+
+    async def get_execution(self, execution_id: str) -> Execution:
+        """One execution by id."""
+        return schema.execution_from_row(await self._get("executions", "execution", execution_id))
+
+    async def get_executions(self, run_id: str, phase_id: str | None = None) -> list[Execution]:
+        """A run's (or one phase's) attempts in the order they started."""
+        rows = await self._fetch(
+            "SELECT * FROM executions WHERE run_id = ? AND (? IS NULL OR phase_id = ?)"
+            " ORDER BY started_at, rowid",
+            (run_id, phase_id, phase_id),
+        )
+        return [schema.execution_from_row(r) for r in rows]
+
+    async def fail_running_executions(self, run_id: str, error: str) -> int:
+        """Mark attempts left running by a dead process as failed; returns how many (resume)."""
+        async with self._write() as db:
+            cur = await db.execute(
+                "UPDATE executions SET status = 'failed', error = ?, completed_at = ?"
+                " WHERE run_id = ? AND status = 'running'",
+                (error, utcnow(), run_id),
+            )
+            return cur.rowcount

@@ -1,0 +1,215 @@
+"""The state store's runs: their rows, run summaries, heartbeat leases and cancel requests."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from core.records import FINISHED_RUN_STATUSES, Run, RunStatus, RunSummary
+from core.state import schema
+from core.state.db import StateDatabase
+from core.state.schema import dumps
+from core.timeutil import new_id, parse_ts, utcnow
+
+
+class RunsMixin(StateDatabase):
+    """Reads and writes of the runs table."""
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        task: str,
+        repo: str | Path,
+        config: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+    ) -> Run:
+        """Insert a pending run; the repo path is stored absolute."""
+        run_id, now = new_id("r"), utcnow()
+        repo_abs = os.path.abspath(os.path.expanduser(str(repo)))
+        async with self._write() as db:
+            await db.execute(
+                "INSERT INTO runs (id, task, repo, status, created_at, updated_at, config, metadata)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    task,
+                    repo_abs,
+                    RunStatus.PENDING.value,
+                    now,
+                    now,
+                    dumps(config),
+                    dumps(metadata or {}),
+                ),
+            )
+            return schema.run_from_row(await self._require(db, "runs", "run", run_id))
+
+    async def update_run_status(
+        self, run_id: str, status: RunStatus | str, error: str | None = None
+    ) -> Run:
+        """Move a run to `status`, stamping started_at once and completed_at on finishing."""
+        status, now = RunStatus(status), utcnow()
+        finished = status in FINISHED_RUN_STATUSES
+        async with self._write() as db:
+            await self._require(db, "runs", "run", run_id)
+            await db.execute(
+                "UPDATE runs SET status = ?, error = ?, updated_at = ?,"
+                " started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,"
+                " completed_at = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?",
+                (status.value, error, now, status != RunStatus.PENDING, now, finished, now, run_id),
+            )
+            return schema.run_from_row(await self._require(db, "runs", "run", run_id))
+
+    async def set_run_git(
+        self, run_id: str, base_commit: str | None, branch: str | None, worktree: str | Path | None
+    ) -> Run:
+        """Record the run's base commit, branch and worktree path."""
+        async with self._write() as db:
+            await self._require(db, "runs", "run", run_id)
+            await db.execute(
+                "UPDATE runs SET base_commit = ?, branch = ?, worktree = ?, updated_at = ? WHERE id = ?",
+                (
+                    base_commit,
+                    branch,
+                    None if worktree is None else str(worktree),
+                    utcnow(),
+                    run_id,
+                ),
+            )
+            return schema.run_from_row(await self._require(db, "runs", "run", run_id))
+
+    async def set_run_metadata(self, run_id: str, **kv: Any) -> Run:
+        """Merge keys into the run's metadata JSON."""
+        async with self._write() as db:
+            row = await self._require(db, "runs", "run", run_id)
+            merged = {**schema.run_from_row(row).metadata, **kv}
+            await db.execute(
+                "UPDATE runs SET metadata = ?, updated_at = ? WHERE id = ?",
+                (dumps(merged), utcnow(), run_id),
+            )
+            return schema.run_from_row(await self._require(db, "runs", "run", run_id))
+
+    async def get_run(self, run_id: str) -> Run:
+        """One run by id."""
+        return schema.run_from_row(await self._get("runs", "run", run_id))
+
+    async def list_runs(
+        self, status: RunStatus | str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[RunSummary]:
+        """Runs newest first with phase progress and open findings by severity, in one query."""
+        open_ = "f.status IN ('new', 'open')"
+        rows = await self._fetch(
+            f"""SELECT r.*,
+              (SELECT COUNT(*) FROM phases p WHERE p.run_id = r.id) AS n_phases,
+              (SELECT COUNT(*) FROM phases p WHERE p.run_id = r.id AND p.status = 'completed')
+                AS n_done,
+              (SELECT COUNT(*) FROM findings f WHERE f.run_id = r.id AND {open_}
+                AND f.severity = 'major') AS n_major,
+              (SELECT COUNT(*) FROM findings f WHERE f.run_id = r.id AND {open_}
+                AND f.severity = 'medium') AS n_medium,
+              (SELECT COUNT(*) FROM findings f WHERE f.run_id = r.id AND {open_}
+                AND f.severity = 'minor') AS n_minor
+            FROM (SELECT rowid AS rid, * FROM runs WHERE (:status IS NULL OR status = :status)
+                  ORDER BY created_at DESC, rowid DESC LIMIT :limit OFFSET :offset) r
+            ORDER BY r.created_at DESC, r.rid DESC""",
+            {
+                "status": None if status is None else RunStatus(status).value,
+                "limit": limit,
+                "offset": offset,
+            },
+        )
+        return [
+            RunSummary(
+                run=schema.run_from_row(r),
+                phases_total=r["n_phases"],
+                phases_completed=r["n_done"],
+                findings={"major": r["n_major"], "medium": r["n_medium"], "minor": r["n_minor"]},
+            )
+            for r in rows
+        ]
+
+    async def count_runs(self, status: RunStatus | str | None = None) -> int:
+        """How many runs there are, optionally with one status."""
+        value = None if status is None else RunStatus(status).value
+        rows = await self._fetch(
+            "SELECT COUNT(*) FROM runs WHERE (? IS NULL OR status = ?)", (value, value)
+        )
+        return int(rows[0][0])
+
+    async def delete_run(self, run_id: str) -> None:
+        """Delete a run and everything recorded for it (used by `clean`)."""
+        async with self._write() as db:
+            await self._require(db, "runs", "run", run_id)
+            for table in ("events", "llm_usage"):
+                await db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            await db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    # -- leases and cancellation -----------------------------------------------------------------
+
+    async def acquire_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
+        """Take the run's heartbeat lease if it is free, ours already, or expired."""
+        now = utcnow()
+        expires = _later(now, ttl_seconds)
+        async with self._write() as db:
+            await self._require(db, "runs", "run", run_id)
+            cur = await db.execute(
+                "UPDATE runs SET lease_owner = ?, lease_expires_at = ? WHERE id = ? AND"
+                " (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at IS NULL"
+                "  OR lease_expires_at < ?)",
+                (owner, expires, run_id, owner, now),
+            )
+            return cur.rowcount == 1
+
+    async def renew_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
+        """Extend the lease if `owner` still holds it; False means another process took it."""
+        expires = _later(utcnow(), ttl_seconds)
+        async with self._write() as db:
+            cur = await db.execute(
+                "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+                (expires, run_id, owner),
+            )
+            return cur.rowcount == 1
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        """Give the lease up if `owner` holds it."""
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = ? AND lease_owner = ?",
+                (run_id, owner),
+            )
+
+    async def get_recoverable_runs(self) -> list[Run]:
+        """Runs marked interrupted, or active runs whose lease is missing or expired."""
+        rows = await self._fetch(
+            "SELECT * FROM runs WHERE status = 'interrupted' OR"
+            " (status IN ('pending', 'planning', 'executing', 'waiting') AND"
+            "  (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?))"
+            " ORDER BY created_at, rowid",
+            (utcnow(),),
+        )
+        return [schema.run_from_row(r) for r in rows]
+
+    async def request_cancel(self, run_id: str) -> None:
+        """Flag the run so its executing process stops at the next checkpoint."""
+        async with self._write() as db:
+            await self._require(db, "runs", "run", run_id)
+            await db.execute(
+                "UPDATE runs SET cancel_requested = 1, updated_at = ? WHERE id = ?",
+                (utcnow(), run_id),
+            )
+
+    async def cancel_requested(self, run_id: str) -> bool:
+        """Whether someone asked to cancel the run."""
+        return bool((await self._get("runs", "run", run_id))["cancel_requested"])
+
+
+def _later(now: str, seconds: float) -> str:
+    """The utcnow()-formatted timestamp `seconds` after `now`."""
+    return (
+        (parse_ts(now) + timedelta(seconds=seconds))
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
+    )

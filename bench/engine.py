@@ -18,7 +18,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,32 +25,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config.loader import load_config  # noqa: E402
-from config.paths import Paths  # noqa: E402
-from core import phase_runner  # noqa: E402
-from core.engine import Engine  # noqa: E402
-from core.git import repo as gitrepo  # noqa: E402
-from core.git import worktrees  # noqa: E402
-from core.records import RunStatus  # noqa: E402
+from config.loader import load_config
+from config.paths import Paths
+from core import phase_runner
+from core.engine import Engine
+from core.records import RunStatus
+from core.retrieval import RepoFilesRetriever
 
-SPENT = {"git": 0.0, "verify": 0.0}
-_DEPTH = threading.local()  # git helpers call each other: count only the outermost call
-
-
-def _timed_sync(bucket: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        depth = getattr(_DEPTH, "n", 0)
-        _DEPTH.n = depth + 1
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _DEPTH.n = depth
-            if depth == 0:
-                SPENT[bucket] += time.perf_counter() - start
-
-    return wrapper
+SPENT = {"git": 0.0, "verify": 0.0, "retrieval": 0.0}
 
 
 def _timed_async(bucket: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,32 +48,74 @@ def _timed_async(bucket: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def instrument() -> None:
-    """Wrap the git and verification entry points the phase runner calls, to subtract their time."""
-    for module in (gitrepo, worktrees):
-        for name in dir(module):
-            fn = getattr(module, name)
-            if callable(fn) and getattr(fn, "__module__", "") == module.__name__ and not isinstance(fn, type):
-                setattr(module, name, _timed_sync("git", fn))
+    """Time what the engine awaits on git, verification and retrieval, to subtract it from wall time."""
+    real_to_thread = asyncio.to_thread
+
+    async def to_thread(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if not getattr(fn, "__module__", "").startswith("core.git"):
+            return await real_to_thread(fn, *args, **kwargs)
+        start = time.perf_counter()
+        try:
+            return await real_to_thread(fn, *args, **kwargs)
+        finally:
+            SPENT["git"] += time.perf_counter() - start
+
+    asyncio.to_thread = to_thread  # every git call of the engine goes through asyncio.to_thread
     phase_runner.run_basic = _timed_async("verify", phase_runner.run_basic)
+    # The stand-in retriever runs `git ls-files` and scores every file; the RAG index replaces it.
+    RepoFilesRetriever.retrieve = _timed_async("retrieval", RepoFilesRetriever.retrieve)
 
 
 def make_workspace(root: Path, phases: int) -> tuple[Path, Path]:
     repo = root / "repo"
     repo.mkdir()
-    for args in (["init", "-q", "-b", "main"], ["config", "user.name", "b"], ["config", "user.email", "b@b"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.name", "b"],
+        ["config", "user.email", "b@b"],
+    ):
         subprocess.run(["git", *args], cwd=repo, check=True)
     (repo / "README.md").write_text("bench\n")
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "commit", "-q", "-m", "init"], cwd=repo, check=True)
-    plan = [{"id": f"p{i:03d}", "name": f"phase {i}", "description": "write one file",
-             "dependencies": [f"p{i - 1:03d}"] if i % 10 else [], "estimated_complexity": "low",
-             "risk_level": "low", "verification_criteria": []} for i in range(phases)]
-    lines = [{"role": "planner", "phase": None, "attempt": None, "repair": 0, "request": None,
-              "response": {"content": json.dumps({"phases": plan}), "prompt_tokens": 1, "completion_tokens": 1}}]
+    plan = [
+        {
+            "id": f"p{i:03d}",
+            "name": f"phase {i}",
+            "description": "write one file",
+            "dependencies": [f"p{i - 1:03d}"] if i % 10 else [],
+            "estimated_complexity": "low",
+            "risk_level": "low",
+            "verification_criteria": [],
+        }
+        for i in range(phases)
+    ]
+    lines = [
+        {
+            "role": "planner",
+            "phase": None,
+            "attempt": None,
+            "repair": 0,
+            "request": None,
+            "response": {
+                "content": json.dumps({"phases": plan}),
+                "prompt_tokens": 1,
+                "completion_tokens": 1,
+            },
+        }
+    ]
     for i in range(phases):
         block = f"f{i:03d}.txt\n```\n<<<<<<< SEARCH\n=======\nphase {i}\n>>>>>>> REPLACE\n```\n"
-        lines.append({"role": "executor", "phase": f"p{i:03d}", "attempt": 1, "repair": 0, "request": None,
-                      "response": {"content": block, "prompt_tokens": 1, "completion_tokens": 1}})
+        lines.append(
+            {
+                "role": "executor",
+                "phase": f"p{i:03d}",
+                "attempt": 1,
+                "repair": 0,
+                "request": None,
+                "response": {"content": block, "prompt_tokens": 1, "completion_tokens": 1},
+            }
+        )
     cassette = root / "bench.jsonl"
     cassette.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return repo, cassette
@@ -101,20 +124,34 @@ def make_workspace(root: Path, phases: int) -> tuple[Path, Path]:
 async def bench_run(root: Path, phases: int) -> None:
     repo, cassette = make_workspace(root, phases)
     paths = Paths.resolve(str(root / "home"), {})
-    loaded = load_config(paths, repo=repo, env={}, cli={
-        "llm.provider": "replay", "llm.replay": str(cassette), "verification.test": ["true"],
-        "execution.max_parallel_phases": 1, "rag.max_context_tokens": 200,
-    })
+    loaded = load_config(
+        paths,
+        repo=repo,
+        env={},
+        cli={
+            "llm.provider": "replay",
+            "llm.replay": str(cassette),
+            "verification.test": ["true"],
+            "execution.max_parallel_phases": 1,
+            "rag.max_context_tokens": 200,
+        },
+    )
     instrument()
     async with await Engine.open(paths) as engine:
         start = time.perf_counter()
         run = await engine.start_run("benchmark", repo, loaded)
         wall = time.perf_counter() - start
     assert run.status is RunStatus.COMPLETED, run.error
-    engine_time = wall - SPENT["git"] - SPENT["verify"]
+    engine_time = wall - SPENT["git"] - SPENT["verify"] - SPENT["retrieval"]
     print(f"phases: {phases}   wall: {wall:.2f} s")
     print(f"git time: {SPENT['git']:.2f} s ({SPENT['git'] / phases * 1000:.1f} ms/phase)")
-    print(f"verification subprocess time: {SPENT['verify']:.2f} s ({SPENT['verify'] / phases * 1000:.1f} ms/phase)")
+    print(
+        f"verification subprocess time: {SPENT['verify']:.2f} s ({SPENT['verify'] / phases * 1000:.1f} ms/phase)"
+    )
+    print(
+        f"retrieval (git ls-files + file scoring): {SPENT['retrieval']:.2f} s "
+        f"({SPENT['retrieval'] / phases * 1000:.1f} ms/phase)"
+    )
     print(f"engine time per phase: {engine_time / phases * 1000:.2f} ms (target <= 10 ms)")
 
 
@@ -133,7 +170,9 @@ async def bench_logs(root: Path, count: int) -> None:
         consumer = asyncio.create_task(drain())
         start = time.perf_counter()
         for i in range(count):
-            engine.journal.log(run_id, None, "info", f"log line {i} with some typical length of text")
+            engine.journal.log(
+                run_id, None, "info", f"log line {i} with some typical length of text"
+            )
             if i % 5000 == 0:
                 await asyncio.sleep(0)
         await engine.journal.flush()
@@ -141,12 +180,16 @@ async def bench_logs(root: Path, count: int) -> None:
         committed = await engine.store.count_logs(run_id)
         sub.close()
         await consumer
-    print(f"log lines committed: {committed} in {wall:.2f} s -> {committed / wall:,.0f} events/s (target >= 20,000/s); "
-          f"subscriber received {received}")
+    print(
+        f"log lines committed: {committed} in {wall:.2f} s -> {committed / wall:,.0f} events/s (target >= 20,000/s); "
+        f"subscriber received {received}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--phases", type=int, default=200)
     parser.add_argument("--log-lines", type=int, default=200_000)
     args = parser.parse_args()

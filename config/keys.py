@@ -43,8 +43,10 @@ def _unknown_key(label: str, path: Key, key: str, allowed: list[str]) -> ConfigE
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f"; did you mean {dotted_path(path + (close[0],))!r}?" if close else ""
     level = dotted_path(path) or "the top level"
-    return ConfigError(f"{label}: unknown key {dotted_path(path + (key,))!r}{hint} "
-                       f"(allowed in {level}: {', '.join(allowed)})")
+    return ConfigError(
+        f"{label}: unknown key {dotted_path(path + (key,))!r}{hint} "
+        f"(allowed in {level}: {', '.join(allowed)})"
+    )
 
 
 def check_keys(data: Mapping[Any, Any], model: type[BaseModel], path: Key, label: str) -> None:
@@ -52,8 +54,9 @@ def check_keys(data: Mapping[Any, Any], model: type[BaseModel], path: Key, label
     fields = model.model_fields
     for key, value in data.items():
         if not isinstance(key, str):
-            raise ConfigError(f"{label}: {dotted_path(path + (str(key),))}: keys must be names, "
-                              f"given {key!r}")
+            raise ConfigError(
+                f"{label}: {dotted_path(path + (str(key),))}: keys must be names, given {key!r}"
+            )
         if key not in fields:
             raise _unknown_key(label, path, key, list(fields))
         _check_value(value, fields[key].annotation, path + (key,), label)
@@ -64,8 +67,10 @@ def _check_value(value: Any, annotation: Any, path: Key, label: str) -> None:
     section = section_model(annotation)
     if section is not None:
         if not isinstance(value, dict):
-            raise ConfigError(f"{label}: {dotted_path(path)}: expected a mapping of "
-                              f"{', '.join(section.model_fields)}, given {value!r}")
+            raise ConfigError(
+                f"{label}: {dotted_path(path)}: expected a mapping of "
+                f"{', '.join(section.model_fields)}, given {value!r}"
+            )
         check_keys(value, section, path, label)
         return
     parts = mapping_parts(annotation)
@@ -126,4 +131,3 @@ def source_for(loc: Key, sources: Mapping[Key, str]) -> str | None:
         if loc[:size] in sources:
             return sources[loc[:size]]
     return next((label for key, label in sources.items() if key[: len(loc)] == loc), None)
-

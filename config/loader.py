@@ -84,8 +84,11 @@ class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]
                 continue
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
-                    f"found duplicate key {key!r}", key_node.start_mark)
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
             seen.add(key)
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
@@ -103,8 +106,10 @@ def parse_yaml_mapping(text: str, label: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{label}: the top level must be a mapping of keys (like `execution:`), "
-                          f"given {type(data).__name__} {data!r}")
+        raise ConfigError(
+            f"{label}: the top level must be a mapping of keys (like `execution:`), "
+            f"given {type(data).__name__} {data!r}"
+        )
     return data
 
 
@@ -125,6 +130,7 @@ def _read_shipped(name: str) -> dict[str, Any]:
 
 # --- merging and validating layers -----------------------------------------------------------
 
+
 def _record(value: Any, label: str, path: Key, sources: dict[Key, str]) -> None:
     """Note the source of every leaf under path."""
     if isinstance(value, dict) and value:
@@ -134,8 +140,9 @@ def _record(value: Any, label: str, path: Key, sources: dict[Key, str]) -> None:
         sources[path] = label
 
 
-def _merge(base: dict[str, Any], layer: Mapping[str, Any], label: str, path: Key,
-           sources: dict[Key, str]) -> None:
+def _merge(
+    base: dict[str, Any], layer: Mapping[str, Any], label: str, path: Key, sources: dict[Key, str]
+) -> None:
     """Deep-merge a layer into base (mappings merge, everything else replaces) and note sources."""
     for key, value in layer.items():
         here = path + (key,)
@@ -146,7 +153,6 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any], label: str, path: Key
         for old in [k for k in sources if k[: len(here)] == here]:
             del sources[old]
         _record(value, label, here, sources)
-
 
 
 def _describe(exc: ValidationError, sources: Mapping[Key, str], fallback: str) -> str:
@@ -204,25 +210,28 @@ def _env_layers(env: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
     names.sort(key=lambda name: (name.count("__"), name))
     layers = []
     for name in names:
-        path = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         if not all(path):
             raise ConfigError(
-                f"env {name}: expected a name like ORCHESTRATOR__EXECUTION__MAX_ATTEMPTS")
+                f"env {name}: expected a name like ORCHESTRATOR__EXECUTION__MAX_ATTEMPTS"
+            )
         value = parse_text(env[name], annotation_at(OrchestratorConfig, path))
         layers.append((f"env {name}", _nest(path, value)))
     return layers
 
 
-def _cli_layers(cli: Mapping[str, Any],
-                labels: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+def _cli_layers(
+    cli: Mapping[str, Any], labels: Mapping[str, str]
+) -> list[tuple[str, dict[str, Any]]]:
     """One layer per dotted CLI key, labelled with the flag the user typed when known."""
     layers = []
     for dotted, value in cli.items():
         label = f"cli {labels.get(dotted, dotted)}"
         path = tuple(part.strip() for part in dotted.split("."))
         if not all(path):
-            raise ConfigError(f"{label}: expected a dotted key like execution.max_attempts, "
-                              f"given {dotted!r}")
+            raise ConfigError(
+                f"{label}: expected a dotted key like execution.max_attempts, given {dotted!r}"
+            )
         if isinstance(value, str):
             value = parse_text(value, annotation_at(OrchestratorConfig, path))
         layers.append((label, _nest(path, value)))
@@ -233,10 +242,18 @@ def _check_invariants(config: OrchestratorConfig, sources: Mapping[Key, str]) ->
     """Rules that involve two keys, checked once on the final result."""
     ex = config.execution
     pairs = [
-        ("lease_seconds", "heartbeat_seconds", ex.lease_seconds > ex.heartbeat_seconds,
-         "or live runs would look abandoned"),
-        ("backoff_max_seconds", "backoff_base_seconds",
-         ex.backoff_max_seconds >= ex.backoff_base_seconds, "or the first wait exceeds the cap"),
+        (
+            "lease_seconds",
+            "heartbeat_seconds",
+            ex.lease_seconds > ex.heartbeat_seconds,
+            "or live runs would look abandoned",
+        ),
+        (
+            "backoff_max_seconds",
+            "backoff_base_seconds",
+            ex.backoff_max_seconds >= ex.backoff_base_seconds,
+            "or the first wait exceeds the cap",
+        ),
     ]
     for big, small, ok, why in pairs:
         if not ok:
@@ -244,12 +261,17 @@ def _check_invariants(config: OrchestratorConfig, sources: Mapping[Key, str]) ->
             other = source_for(("execution", small), sources) or DEFAULTS_LABEL
             raise ConfigError(
                 f"{label}: execution.{big} ({getattr(ex, big)}) must be larger than "
-                f"execution.{small} ({getattr(ex, small)}, from {other}), {why}")
+                f"execution.{small} ({getattr(ex, small)}, from {other}), {why}"
+            )
 
 
-def load_config(paths: Paths, repo: Path | None = None, env: Mapping[str, str] | None = None,
-                cli: Mapping[str, Any] | None = None,
-                cli_labels: Mapping[str, str] | None = None) -> LoadedConfig:
+def load_config(
+    paths: Paths,
+    repo: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cli: Mapping[str, Any] | None = None,
+    cli_labels: Mapping[str, str] | None = None,
+) -> LoadedConfig:
     """Load, merge and validate every layer; raises ConfigError before anything runs."""
     env = os.environ if env is None else env
     files: list[Path] = []
@@ -276,7 +298,9 @@ def load_config(paths: Paths, repo: Path | None = None, env: Mapping[str, str] |
         files.append(paths.user_models)
     catalog: ModelsCatalog = catalog_stack.build(DEFAULTS_LABEL)
     return LoadedConfig(
-        config=config, catalog=catalog, files=files,
+        config=config,
+        catalog=catalog,
+        files=files,
         sources={dotted_path(k): v for k, v in stack.sources.items()},
         catalog_sources={dotted_path(k): v for k, v in catalog_stack.sources.items()},
     )
@@ -288,6 +312,7 @@ def shipped_catalog() -> ModelsCatalog:
 
 
 # --- snapshots stored with runs --------------------------------------------------------------
+
 
 def make_snapshot(loaded: LoadedConfig) -> dict[str, Any]:
     """The configuration and catalog a run is started with, as JSON-safe data."""
@@ -310,10 +335,14 @@ def config_from_snapshot(snapshot: Mapping[str, Any]) -> tuple[OrchestratorConfi
     """Rebuild the configuration stored with a run (the format make_snapshot produces)."""
     try:
         config = OrchestratorConfig.model_validate(
-            _prune(snapshot.get("config") or {}, OrchestratorConfig))
+            _prune(snapshot.get("config") or {}, OrchestratorConfig)
+        )
         raw_catalog = snapshot.get("catalog")
-        catalog = (ModelsCatalog.model_validate(_prune(raw_catalog, ModelsCatalog))
-                   if raw_catalog else shipped_catalog())
+        catalog = (
+            ModelsCatalog.model_validate(_prune(raw_catalog, ModelsCatalog))
+            if raw_catalog
+            else shipped_catalog()
+        )
     except ValidationError as exc:
         detail = _describe(exc, {}, "stored run configuration")
         raise ConfigError(f"the configuration stored with this run is invalid:\n{detail}") from None

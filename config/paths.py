@@ -110,6 +110,13 @@ class Paths:
         if not self.home.exists():
             self.home.mkdir(mode=0o700, parents=True)
             self.home.chmod(0o700)
-        for folder in (self.logs, self.worktrees, self.demo, self.cache, self.indexes,
-                       self.reports, self.artifacts):
+        for folder in (
+            self.logs,
+            self.worktrees,
+            self.demo,
+            self.cache,
+            self.indexes,
+            self.reports,
+            self.artifacts,
+        ):
             folder.mkdir(parents=True, exist_ok=True)

@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 
 def _format_value(value: Any) -> str:
     """A value as a one-line YAML flow scalar or collection."""
-    text: str = yaml.safe_dump(value, default_flow_style=True, width=1_000_000,
-                               allow_unicode=True)
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=1_000_000, allow_unicode=True)
     return text.strip().removesuffix("...").strip()
 
 
-def _render(data: Mapping[str, Any], path: Key, sources: Mapping[Key, str],
-            lines: list[str]) -> None:
+def _render(
+    data: Mapping[str, Any], path: Key, sources: Mapping[Key, str], lines: list[str]
+) -> None:
     """Append `key: value  # from source` lines, nesting non-empty mappings."""
     indent = "  " * len(path)
     for key, value in data.items():
@@ -68,8 +68,10 @@ def render_show(loaded: LoadedConfig) -> str:
             continue
         window = model.context_window or "asked from provider"
         entry = f"{role}: {_format_value(model.name)}"
-        lines.append(f"{entry:<48}  # from {_role_source(loaded, role)}; "
-                     f"{model.provider} {model.tag}, context {window}")
+        lines.append(
+            f"{entry:<48}  # from {_role_source(loaded, role)}; "
+            f"{model.provider} {model.tag}, context {window}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -81,7 +83,8 @@ def show_dict(loaded: LoadedConfig) -> dict[str, Any]:
         "files": [str(path) for path in loaded.files],
         "models": {
             "roles": {
-                role: None if model is None
+                role: None
+                if model is None
                 else {**model.model_dump(mode="json"), "source": _role_source(loaded, role)}
                 for role, model in _roles(loaded).items()
             },

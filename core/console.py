@@ -38,12 +38,16 @@ def describe(event: Event, names: dict[str, str] | None = None) -> str | None:
             return f"plan: {len(ids)} phases"
         case PhaseStatusChanged(phase_id=phase_id, plan_id=plan_id, status=status, error=error):
             names[phase_id] = plan_id
-            return f"phase {plan_id} {status}" + (f": {error.splitlines()[0][:200]}" if error else "")
+            return f"phase {plan_id} {status}" + (
+                f": {error.splitlines()[0][:200]}" if error else ""
+            )
         case ExecutionStarted(phase_id=phase_id, attempt=attempt):
             return f"  {names.get(phase_id, phase_id)} attempt {attempt} started"
         case ExecutionFinished(phase_id=phase_id, attempt=attempt, status=status, error=error):
             first = _first_line(error) if error else ""
-            return f"  {names.get(phase_id, phase_id)} attempt {attempt} {status}" + (f": {first}" if first else "")
+            return f"  {names.get(phase_id, phase_id)} attempt {attempt} {status}" + (
+                f": {first}" if first else ""
+            )
         case FindingRecorded(severity=severity, category=category, message=message):
             return f"  finding [{severity}] {category}: {message.splitlines()[0][:200]}"
         case InterventionRequested(intervention_id=iid, kind=kind, reason=reason):
@@ -63,8 +67,7 @@ async def print_events(sub: Subscription, out: TextIO, *, verbose: bool = False)
         async for event in sub:
             if isinstance(event, LogEmitted):
                 if verbose:
-                    for record in event.lines:
-                        out.write(f"    {record.message}\n")
+                    out.writelines(f"    {record.message}\n" for record in event.lines)
                     out.flush()
                 continue
             line = describe(event, names)

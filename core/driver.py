@@ -10,7 +10,7 @@ from pathlib import Path
 from config.loader import config_from_snapshot
 from config.paths import Paths
 from core.context import RunContext
-from core.errors import LLMError, OrchestratorError, RunLockedError
+from core.errors import OrchestratorError, RunLockedError
 from core.events import PhaseStatusChanged, PlanCreated, RunStatusChanged
 from core.gate import Gate, NeedsInputError, RunCancelled
 from core.git import repo as gitrepo
@@ -39,7 +39,9 @@ LEASE_OWNER = f"{socket.gethostname()}:{os.getpid()}"
 class RunDriver:
     """Executes (or resumes) one run in this process while holding its heartbeat lease."""
 
-    def __init__(self, paths: Paths, store: StateStore, journal: Journal, run_id: str, *, auto_approve: bool) -> None:
+    def __init__(
+        self, paths: Paths, store: StateStore, journal: Journal, run_id: str, *, auto_approve: bool
+    ) -> None:
         self.paths = paths
         self.store = store
         self.journal = journal
@@ -60,7 +62,11 @@ class RunDriver:
                 f"expire (about {config.execution.lease_seconds:.0f} s after that process died)"
             )
         main = asyncio.current_task()
-        heartbeat = asyncio.create_task(self._heartbeat(main, config.execution.heartbeat_seconds, config.execution.lease_seconds))
+        heartbeat = asyncio.create_task(
+            self._heartbeat(
+                main, config.execution.heartbeat_seconds, config.execution.lease_seconds
+            )
+        )
         try:
             await self._execute(run)
         except (RunCancelled, asyncio.CancelledError) as exc:
@@ -68,7 +74,9 @@ class RunDriver:
             status = RunStatus.CANCELLED if by_user else RunStatus.INTERRUPTED
             if main is not None:
                 main.uncancel()
-            await self._finish(status, "cancelled by the user" if status is RunStatus.CANCELLED else "interrupted")
+            await self._finish(
+                status, "cancelled by the user" if status is RunStatus.CANCELLED else "interrupted"
+            )
         except NeedsInputError as exc:
             await self._finish(RunStatus.FAILED, str(exc))
         except RunAborted as exc:
@@ -94,8 +102,15 @@ class RunDriver:
 
     async def _set_run_status(self, status: RunStatus, error: str | None = None) -> None:
         await self.store.update_run_status(self.run_id, status, error=error)
-        await self.journal.emit(RunStatusChanged(run_id=self.run_id, status=str(status), error=error))
-        self.journal.log(self.run_id, None, "error" if error else "info", f"run {status}" + (f": {error}" if error else ""))
+        await self.journal.emit(
+            RunStatusChanged(run_id=self.run_id, status=str(status), error=error)
+        )
+        self.journal.log(
+            self.run_id,
+            None,
+            "error" if error else "info",
+            f"run {status}" + (f": {error}" if error else ""),
+        )
 
     async def _finish(self, status: RunStatus, error: str | None) -> None:
         """Close running attempts, store the final status, and write the summary artifact."""
@@ -128,19 +143,33 @@ class RunDriver:
             branch = f"{config.git.branch_prefix}{run.id}"
             await self.store.set_run_git(run.id, base, branch, str(run_worktree))
             run = await self.store.get_run(run.id)
-        await asyncio.to_thread(worktrees.create_worktree, repo, run_worktree, run.branch, run.base_commit)
+        await asyncio.to_thread(
+            worktrees.create_worktree, repo, run_worktree, run.branch, run.base_commit
+        )
         gate = Gate(
-            self.store, self.journal, run.id,
+            self.store,
+            self.journal,
+            run.id,
             auto_approve=self.auto_approve,
             poll_seconds=config.execution.poll_seconds,
             on_waiting=self._on_waiting,
         )
         clients = await build_clients(config, catalog, self.store, run.id, self.paths)
         return RunContext(
-            run=run, config=config, catalog=catalog, paths=self.paths, store=self.store, journal=self.journal,
-            gate=gate, llm=clients.llm, executor=clients.executor, retriever=clients.retriever,
-            planner_model=clients.planner_model, executor_model=clients.executor_model,
-            repo=repo, run_worktree=run_worktree,
+            run=run,
+            config=config,
+            catalog=catalog,
+            paths=self.paths,
+            store=self.store,
+            journal=self.journal,
+            gate=gate,
+            llm=clients.llm,
+            executor=clients.executor,
+            retriever=clients.retriever,
+            planner_model=clients.planner_model,
+            executor_model=clients.executor_model,
+            repo=repo,
+            run_worktree=run_worktree,
         )
 
     async def _on_waiting(self, waiting: bool) -> None:
@@ -152,20 +181,17 @@ class RunDriver:
             ctx.run.task, repo=ctx.run_worktree, budget_tokens=ctx.config.rag.max_context_tokens
         )
         model = ctx.planner_model
-        try:
-            plan, _raw = await make_plan(
-                ctx.llm,
-                task=ctx.run.task,
-                model=model.model or model.name,
-                context=retrieved.text,
-                run_id=ctx.run_id,
-                temperature=model.temperature,
-                max_tokens=model.max_tokens,
-                context_window=model.context_window,
-                on_text=lambda text: ctx.log(None, text, "llm"),
-            )
-        except LLMError:
-            raise
+        plan, _raw = await make_plan(
+            ctx.llm,
+            task=ctx.run.task,
+            model=model.model or model.name,
+            context=retrieved.text,
+            run_id=ctx.run_id,
+            temperature=model.temperature,
+            max_tokens=model.max_tokens,
+            context_window=model.context_window,
+            on_text=lambda text: ctx.log(None, text, "llm"),
+        )
         phases = await self.store.save_plan(
             ctx.run_id, [p.model_dump() for p in plan.phases], ctx.config.execution.max_attempts
         )
@@ -177,15 +203,19 @@ class RunDriver:
         """Start every phase whose dependencies completed, up to max_parallel_phases at once."""
         running: dict[str, asyncio.Task[PhaseStatus]] = {}
         limit = ctx.config.execution.max_parallel_phases
+        # Only this driver changes the run's phases while it holds the lease, so it keeps the rows
+        # in memory and re-reads just the phase that finished.
+        phases = {p.plan_id: p for p in await self.store.get_phases_for_run(ctx.run_id)}
         try:
             while True:
-                phases = {p.plan_id: p for p in await self.store.get_phases_for_run(ctx.run_id)}
-                if await self._skip_blocked(ctx, phases):
-                    phases = {p.plan_id: p for p in await self.store.get_phases_for_run(ctx.run_id)}
+                await self._skip_blocked(ctx, phases)
                 for plan_id, phase in phases.items():
                     if len(running) >= limit:
                         break
-                    if plan_id in running or phase.status not in (PhaseStatus.PENDING, PhaseStatus.IN_PROGRESS):
+                    if plan_id in running or phase.status not in (
+                        PhaseStatus.PENDING,
+                        PhaseStatus.IN_PROGRESS,
+                    ):
                         continue
                     if all(phases[d].status is PhaseStatus.COMPLETED for d in phase.dependencies):
                         running[plan_id] = asyncio.create_task(PhaseRunner(ctx, phase).run())
@@ -195,32 +225,42 @@ class RunDriver:
                 for plan_id in [k for k, t in running.items() if t in done]:
                     task = running.pop(plan_id)
                     task.result()  # re-raises RunAborted and friends
+                    phases[plan_id] = await self.store.get_phase(phases[plan_id].id)
                     await self._check_thresholds(ctx, phases[plan_id])
         finally:
             for task in running.values():
                 task.cancel()
             await asyncio.gather(*running.values(), return_exceptions=True)
 
-    async def _skip_blocked(self, ctx: RunContext, phases: dict[str, Phase]) -> bool:
+    async def _skip_blocked(self, ctx: RunContext, phases: dict[str, Phase]) -> None:
         """Skip pending phases whose dependency was skipped or failed (they can never start)."""
-        changed, skipped_any = True, False
-        status = {k: p.status for k, p in phases.items()}
+        changed = True
         while changed:
             changed = False
             for plan_id, phase in phases.items():
-                if status[plan_id] is not PhaseStatus.PENDING:
+                if phase.status is not PhaseStatus.PENDING:
                     continue
-                blocked = [d for d in phase.dependencies if status[d] in (PhaseStatus.SKIPPED, PhaseStatus.FAILED)]
+                blocked = [
+                    d
+                    for d in phase.dependencies
+                    if phases[d].status in (PhaseStatus.SKIPPED, PhaseStatus.FAILED)
+                ]
                 if blocked:
-                    error = f"skipped: dependency {blocked[0]} was {status[blocked[0]]}"
-                    await self.store.update_phase_status(phase.id, PhaseStatus.SKIPPED, error=error)
+                    error = f"skipped: dependency {blocked[0]} was {phases[blocked[0]].status}"
+                    phases[plan_id] = await self.store.update_phase_status(
+                        phase.id, PhaseStatus.SKIPPED, error=error
+                    )
                     await self.journal.emit(
-                        PhaseStatusChanged(run_id=ctx.run_id, phase_id=phase.id, plan_id=plan_id, status="skipped", error=error)
+                        PhaseStatusChanged(
+                            run_id=ctx.run_id,
+                            phase_id=phase.id,
+                            plan_id=plan_id,
+                            status="skipped",
+                            error=error,
+                        )
                     )
                     ctx.log(phase.id, f"phase {plan_id} {error}")
-                    status[plan_id] = PhaseStatus.SKIPPED
-                    changed = skipped_any = True
-        return skipped_any
+                    changed = True
 
     async def _check_thresholds(self, ctx: RunContext, phase: Phase) -> None:
         """After a phase's last attempt: abort, ask or warn when open findings pass a threshold."""
@@ -254,14 +294,22 @@ class RunDriver:
 
     async def _settled_open_findings(self, run_id: str) -> tuple[dict[str, int], dict[str, int]]:
         """Open findings by severity and category, of phases past their last attempt only."""
-        settled = {
-            p.id for p in await self.store.get_phases_for_run(run_id)
-            if p.status in (PhaseStatus.COMPLETED, PhaseStatus.FAILED)
-        }
         severities = {"major": 0, "medium": 0, "minor": 0}
         categories: dict[str, int] = {}
-        for finding in await self.store.get_findings(run_id):
-            if finding.phase_id in settled and finding.status in (FindingStatus.NEW, FindingStatus.OPEN):
+        open_findings = [
+            f
+            for f in await self.store.get_findings(run_id)
+            if f.status in (FindingStatus.NEW, FindingStatus.OPEN)
+        ]
+        if not open_findings:
+            return severities, categories
+        settled = {
+            p.id
+            for p in await self.store.get_phases_for_run(run_id)
+            if p.status in (PhaseStatus.COMPLETED, PhaseStatus.FAILED)
+        }
+        for finding in open_findings:
+            if finding.phase_id in settled:
                 severities[finding.severity] += 1
                 categories[finding.category] = categories.get(finding.category, 0) + 1
         return severities, categories
@@ -277,7 +325,9 @@ class RunDriver:
     async def _write_summary(self) -> None:
         """Write the markdown summary and the run's log as artifacts."""
         run = await self.store.get_run(self.run_id)
-        if run.config and not run.config.get("config", {}).get("artifacts", {}).get("write_summary", True):
+        if run.config and not run.config.get("config", {}).get("artifacts", {}).get(
+            "write_summary", True
+        ):
             return
         folder = self.paths.artifacts / self.run_id
         doc = await run_document(self.store, self.run_id)

@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from config.loader import LoadedConfig, make_snapshot
 from config.paths import Paths
@@ -49,7 +49,7 @@ class Engine:
         setup_logging(paths.logs, level=log_level, max_bytes=5_000_000, backup_count=3)
         store = await StateStore.open(paths.db)
         bus = EventBus()
-        journal = Journal(store, bus)
+        journal = Journal(store, bus, flush_interval=0.1)
         await journal.start()
         return cls(paths, store, bus, journal)
 
@@ -58,7 +58,7 @@ class Engine:
         self.bus.close()
         await self.store.close()
 
-    async def __aenter__(self) -> Engine:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -69,13 +69,19 @@ class Engine:
 
     # ---- commands ------------------------------------------------------------------------------
 
-    async def create_run(self, task: str, repo: Path, loaded: LoadedConfig, *, allow_dirty: bool = False) -> Run:
+    async def create_run(
+        self, task: str, repo: Path, loaded: LoadedConfig, *, allow_dirty: bool = False
+    ) -> Run:
         """Check the repository and store a new pending run with its configuration snapshot."""
         if not task.strip():
-            raise InputError("the task is empty: say what the run should do, e.g. orchestrator run \"Add input validation\" --repo .")
+            raise InputError(
+                'the task is empty: say what the run should do, e.g. orchestrator run "Add input validation" --repo .'
+            )
         git_repo = await asyncio.to_thread(gitrepo.open_repo, repo)
         root = Path(git_repo.working_tree_dir or repo).resolve()
-        await asyncio.to_thread(gitrepo.ensure_clean, git_repo, allow_dirty or loaded.config.git.allow_dirty)
+        await asyncio.to_thread(
+            gitrepo.ensure_clean, git_repo, allow_dirty or loaded.config.git.allow_dirty
+        )
         run = await self.store.create_run(redact(task.strip()), str(root), make_snapshot(loaded))
         await self.journal.emit(RunCreated(run_id=run.id, task=run.task, repo=run.repo))
         self.journal.log(run.id, None, "info", f"run {run.id} created for {root}")
@@ -83,10 +89,18 @@ class Engine:
 
     async def execute_run(self, run_id: str, *, auto_approve: bool = False) -> Run:
         """Drive a stored run in this process until it finishes, fails or is interrupted."""
-        return await RunDriver(self.paths, self.store, self.journal, run_id, auto_approve=auto_approve).drive()
+        return await RunDriver(
+            self.paths, self.store, self.journal, run_id, auto_approve=auto_approve
+        ).drive()
 
     async def start_run(
-        self, task: str, repo: Path, loaded: LoadedConfig, *, allow_dirty: bool = False, auto_approve: bool = False
+        self,
+        task: str,
+        repo: Path,
+        loaded: LoadedConfig,
+        *,
+        allow_dirty: bool = False,
+        auto_approve: bool = False,
     ) -> Run:
         run = await self.create_run(task, repo, loaded, allow_dirty=allow_dirty)
         return await self.execute_run(run.id, auto_approve=auto_approve)
@@ -99,7 +113,9 @@ class Engine:
         if run.status is RunStatus.CANCELLED:
             raise InputError(f"run {run_id} was cancelled; start a new run instead")
         if self._lease_live(run):
-            raise RunLockedError(f"run {run_id} is still running in {run.lease_owner}; watch it with `orchestrator show {run_id}`")
+            raise RunLockedError(
+                f"run {run_id} is still running in {run.lease_owner}; watch it with `orchestrator show {run_id}`"
+            )
         if run.lease_owner:
             await self.store.release_lease(run_id, run.lease_owner)  # its process is gone
         if run.status is RunStatus.FAILED:
@@ -113,14 +129,20 @@ class Engine:
             raise InputError(f"run {run_id} is already {run.status}")
         await self.store.request_cancel(run_id)
         if not self._lease_live(run):
-            await self.store.update_run_status(run_id, RunStatus.CANCELLED, error="cancelled by the user")
+            await self.store.update_run_status(
+                run_id, RunStatus.CANCELLED, error="cancelled by the user"
+            )
         return await self.store.get_run(run_id)
 
-    async def resolve_intervention(self, intervention_id: str, *, approve: bool, note: str | None = None) -> Intervention:
+    async def resolve_intervention(
+        self, intervention_id: str, *, approve: bool, note: str | None = None
+    ) -> Intervention:
         """Record a person's decision; the run's process sees it at its next poll (or on resume)."""
         item = await self.store.resolve_intervention(intervention_id, approve, note)
         await self.journal.emit(
-            InterventionResolved(run_id=item.run_id, intervention_id=item.id, status=str(item.status), note=note)
+            InterventionResolved(
+                run_id=item.run_id, intervention_id=item.id, status=str(item.status), note=note
+            )
         )
         return item
 
@@ -136,10 +158,16 @@ class Engine:
         if run_id is not None:
             run = await self.store.get_run(run_id)
             if run.status not in FINISHED_RUN_STATUSES:
-                raise InputError(f"run {run_id} is {run.status}; cancel it or let it finish before cleaning it")
+                raise InputError(
+                    f"run {run_id} is {run.status}; cancel it or let it finish before cleaning it"
+                )
             runs = [run]
         else:
-            runs = [s.run for s in await self.store.list_runs(limit=1_000_000) if s.run.status in FINISHED_RUN_STATUSES]
+            runs = [
+                s.run
+                for s in await self.store.list_runs(limit=1_000_000)
+                if s.run.status in FINISHED_RUN_STATUSES
+            ]
         cleaned = []
         for run in runs:
             if run.metadata.get("cleaned") or not run.branch:
@@ -148,13 +176,20 @@ class Engine:
             for phase in phases:
                 if phase.worktree or phase.branch:
                     await asyncio.to_thread(
-                        worktrees.remove_worktree, Path(run.repo),
-                        Path(phase.worktree) if phase.worktree else self.paths.worktrees / run.id / phase.plan_id,
-                        phase.branch, True,
+                        worktrees.remove_worktree,
+                        Path(run.repo),
+                        Path(phase.worktree)
+                        if phase.worktree
+                        else self.paths.worktrees / run.id / phase.plan_id,
+                        phase.branch,
+                        True,
                     )
             await asyncio.to_thread(
-                worktrees.remove_worktree, Path(run.repo),
-                Path(run.worktree) if run.worktree else self.paths.worktrees / run.id / "run", run.branch, True,
+                worktrees.remove_worktree,
+                Path(run.repo),
+                Path(run.worktree) if run.worktree else self.paths.worktrees / run.id / "run",
+                run.branch,
+                True,
             )
             await self.store.set_run_metadata(run.id, cleaned=True, cleaned_at=utcnow())
             cleaned.append(run.id)
@@ -162,12 +197,21 @@ class Engine:
 
     # ---- queries -------------------------------------------------------------------------------
 
-    async def list_runs(self, status: str | None = None, *, recoverable: bool = False, limit: int = 100, offset: int = 0) -> list[RunSummary]:
+    async def list_runs(
+        self,
+        status: str | None = None,
+        *,
+        recoverable: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunSummary]:
         if recoverable:
             ids = {r.id for r in await self.store.get_recoverable_runs()}
             found = [
-                s for s in await self.store.list_runs(limit=1_000_000)
-                if s.run.id in ids or (s.run.status in ACTIVE_RUN_STATUSES and not self._lease_live(s.run))
+                s
+                for s in await self.store.list_runs(limit=1_000_000)
+                if s.run.id in ids
+                or (s.run.status in ACTIVE_RUN_STATUSES and not self._lease_live(s.run))
             ]
             return found[offset : offset + limit]
         return await self.store.list_runs(status=status, limit=limit, offset=offset)
@@ -191,7 +235,9 @@ class Engine:
             return render_markdown(doc)
         raise InputError(f"--format {fmt!r} is not supported; use markdown or json")
 
-    async def interventions(self, run_id: str | None = None, *, pending_only: bool = False) -> list[Intervention]:
+    async def interventions(
+        self, run_id: str | None = None, *, pending_only: bool = False
+    ) -> list[Intervention]:
         return await self.store.list_interventions(run_id=run_id, pending_only=pending_only)
 
     async def logs(self, run_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[LogRecord]:

@@ -66,7 +66,9 @@ class Gate:
                 )
             )
             self._journal.log(
-                self._run_id, phase_id, "warning",
+                self._run_id,
+                phase_id,
+                "warning",
                 f"intervention {item.id} ({kind}) pending: {reason} "
                 f"[approve: orchestrator approve {item.id} | reject: orchestrator reject {item.id}]",
             )
@@ -82,7 +84,9 @@ class Gate:
             )
         return await self._wait(item)
 
-    async def _find(self, kind: InterventionKind, phase_id: str | None, key: str) -> Intervention | None:
+    async def _find(
+        self, kind: InterventionKind, phase_id: str | None, key: str
+    ) -> Intervention | None:
         for item in await self._store.list_interventions(run_id=self._run_id):
             if item.kind == kind and item.phase_id == phase_id and item.payload.get("key") == key:
                 return item
@@ -96,11 +100,16 @@ class Gate:
     async def _announce(self, item: Intervention) -> None:
         await self._journal.emit(
             InterventionResolved(
-                run_id=self._run_id, intervention_id=item.id, status=str(item.status), note=item.note
+                run_id=self._run_id,
+                intervention_id=item.id,
+                status=str(item.status),
+                note=item.note,
             )
         )
         self._journal.log(
-            self._run_id, item.phase_id, "info",
+            self._run_id,
+            item.phase_id,
+            "info",
             f"intervention {item.id} {item.status}" + (f" ({item.note})" if item.note else ""),
         )
 

@@ -10,16 +10,16 @@ buffered lines first so subscribers see lines and state changes in the order the
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import contextlib
+import dataclasses
 import logging
 from collections import deque
 
 from core.bus import EventBus
 from core.events import Event, LogEmitted
+from core.procenv import secret_redactor
 from core.records import LogRecord
 from core.state.store import LogLine, StateStore
-from core.procenv import secret_redactor
 from core.timeutil import utcnow
 
 run_logger = logging.getLogger("orchestrator.run")
@@ -126,7 +126,9 @@ class Journal:
 
     def _publish_event(self, event: Event) -> None:
         self.bus.publish(event)
-        run_logger.info(type(event).__name__, extra={"run_id": event.run_id, "data": _fields(event)})
+        run_logger.info(
+            type(event).__name__, extra={"run_id": event.run_id, "data": _fields(event)}
+        )
 
     def _publish_due_events(self) -> None:
         """Publish queued state events whose preceding log lines are now stored."""

@@ -36,7 +36,9 @@ def setup_logging(folder: Path, *, level: str, max_bytes: int, backup_count: int
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
             handler.close()
-    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+    handler = RotatingFileHandler(
+        path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
+    )
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(_TraceFilter())
     handler.setFormatter(

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from core.context import RunContext
 from core.errors import GitError, MergeConflictError
-from core.events import ArtifactRecorded, ExecutionFinished, ExecutionStarted, FindingRecorded, PhaseStatusChanged
+from core.events import (
+    ArtifactRecorded,
+    ExecutionFinished,
+    ExecutionStarted,
+    FindingRecorded,
+    PhaseStatusChanged,
+)
 from core.executors.base import AttemptResult, PhaseJob
 from core.git import repo as gitrepo
 from core.git import worktrees
@@ -50,15 +56,16 @@ class PhaseRunner:
 
     async def run(self) -> PhaseStatus:
         """Run the phase to a final status; raises RunAborted when the run must fail."""
-        ctx, phase = self.ctx, self.phase
+        phase = self.phase
         if phase.status in (PhaseStatus.COMPLETED, PhaseStatus.SKIPPED, PhaseStatus.FAILED):
             return phase.status
         if not await self._risk_approved():
             await self._set_status(PhaseStatus.SKIPPED, error="rejected at risk approval")
             return PhaseStatus.SKIPPED
         await self._set_status(PhaseStatus.IN_PROGRESS)
+        fresh = phase.status is PhaseStatus.PENDING and phase.attempts == 0
         base = await self._prepare_worktree()
-        sha = await self._recover_interrupted_attempt()
+        sha = None if fresh else await self._recover_interrupted_attempt()
         if sha is None:
             sha = await self._attempts(base)
         if sha is None:
@@ -92,7 +99,9 @@ class PhaseRunner:
                 self.phase.id, base_commit=base, branch=self.branch, worktree=str(self.worktree)
             )
         async with ctx.git_lock:
-            await asyncio.to_thread(worktrees.create_worktree, ctx.repo, self.worktree, self.branch, base)
+            await asyncio.to_thread(
+                worktrees.create_worktree, ctx.repo, self.worktree, self.branch, base
+            )
         return base
 
     async def _recover_interrupted_attempt(self) -> str | None:
@@ -101,18 +110,26 @@ class PhaseRunner:
         executions = await ctx.store.get_executions(ctx.run_id, phase_id=self.phase.id)
         running = [e for e in executions if e.status is ExecutionStatus.RUNNING]
         sha = await asyncio.to_thread(
-            gitrepo.find_commit_with_trailers, self.worktree, self.branch, ctx.trailers(self.phase.plan_id)
+            gitrepo.find_commit_with_trailers,
+            self.worktree,
+            self.branch,
+            ctx.trailers(self.phase.plan_id),
         )
         for execution in running:
             if sha is not None and execution is running[-1]:
-                await ctx.store.complete_execution(execution.id, "recovered: the phase commit was found after a restart")
+                await ctx.store.complete_execution(
+                    execution.id, "recovered: the phase commit was found after a restart"
+                )
                 await self._announce_execution(execution, ExecutionStatus.SUCCEEDED, None)
             else:
                 error = "interrupted: the orchestrator stopped during this attempt"
                 await ctx.store.fail_execution(execution.id, error)
                 await self._announce_execution(execution, ExecutionStatus.FAILED, error)
         if sha is not None:
-            ctx.log(self.phase.id, f"found phase commit {sha[:10]} made before the restart; not redoing it")
+            ctx.log(
+                self.phase.id,
+                f"found phase commit {sha[:10]} made before the restart; not redoing it",
+            )
         return sha
 
     # ---- attempts ------------------------------------------------------------------------------
@@ -120,7 +137,7 @@ class PhaseRunner:
     async def _attempts(self, base: str) -> str | None:
         """Run attempts until one commits; None when the phase failed for good (and policy allows)."""
         ctx, cfg = self.ctx, self.ctx.config.execution
-        previous_failure = await self._last_failure()
+        previous_failure = await self._last_failure() if self.phase.attempts else None
         while True:
             phase = await ctx.store.get_phase(self.phase.id)
             allowed = cfg.max_attempts + await self._granted_extra_attempts()
@@ -134,7 +151,10 @@ class PhaseRunner:
             execution = await ctx.store.create_execution(self.phase.id, ctx.run_id)
             await ctx.emit(
                 ExecutionStarted(
-                    run_id=ctx.run_id, phase_id=self.phase.id, execution_id=execution.id, attempt=execution.attempt
+                    run_id=ctx.run_id,
+                    phase_id=self.phase.id,
+                    execution_id=execution.id,
+                    attempt=execution.attempt,
                 )
             )
             ctx.log(self.phase.id, f"attempt {execution.attempt} of {self.phase.plan_id} started")
@@ -147,7 +167,9 @@ class PhaseRunner:
                 if not await self._on_exhausted(None, error):
                     return None
 
-    async def _attempt(self, execution: Execution, previous_failure: str | None) -> tuple[str | None, str, bool]:
+    async def _attempt(
+        self, execution: Execution, previous_failure: str | None
+    ) -> tuple[str | None, str, bool]:
         """One attempt: execute, verify, commit. Returns (commit, error, retriable)."""
         ctx, phase = self.ctx, self.phase
         retrieved = await ctx.retriever.retrieve(
@@ -169,7 +191,9 @@ class PhaseRunner:
             previous_failure=previous_failure,
             findings_feedback=await self._findings_feedback(),
         )
-        result: AttemptResult = await ctx.executor.execute(job, lambda line, level="info": ctx.log(phase.id, line, level))
+        result: AttemptResult = await ctx.executor.execute(
+            job, lambda line, level="info": ctx.log(phase.id, line, level)
+        )
         if not result.ok:
             error = result.error or "the executor failed"
             await self._fail(execution, error, result.summary, retrieved.text)
@@ -203,7 +227,9 @@ class PhaseRunner:
         await self._announce_execution(execution, ExecutionStatus.FAILED, error)
         self.ctx.log(self.phase.id, f"attempt {execution.attempt} failed: {error}", "warning")
 
-    async def _announce_execution(self, execution: Execution, status: ExecutionStatus, error: str | None) -> None:
+    async def _announce_execution(
+        self, execution: Execution, status: ExecutionStatus, error: str | None
+    ) -> None:
         await self.ctx.emit(
             ExecutionFinished(
                 run_id=self.ctx.run_id,
@@ -265,11 +291,21 @@ class PhaseRunner:
         """Run the configured commands; store findings by fingerprint; return the blocking ones."""
         ctx, vcfg = self.ctx, self.ctx.config.verification
         steps = configured_steps(
-            {"build": vcfg.build, "test": vcfg.test, "lint": vcfg.lint, "security": vcfg.security, "custom": vcfg.custom}
+            {
+                "build": vcfg.build,
+                "test": vcfg.test,
+                "lint": vcfg.lint,
+                "security": vcfg.security,
+                "custom": vcfg.custom,
+            }
         )
         if not vcfg.enabled or not steps:
             return []
-        extra = [str(p / ".venv" / "bin") for p in (self.worktree, ctx.repo) if (p / ".venv" / "bin").is_dir()]
+        extra = [
+            str(p / ".venv" / "bin")
+            for p in (self.worktree, ctx.repo)
+            if (p / ".venv" / "bin").is_dir()
+        ]
         results, found = await run_basic(
             steps,
             self.worktree,
@@ -333,12 +369,17 @@ class PhaseRunner:
 
     async def _findings_feedback(self) -> list[str]:
         findings = await self.ctx.store.get_findings(self.ctx.run_id, phase_id=self.phase.id)
-        open_ones = sorted((f for f in findings if f.status in OPEN_STATUSES), key=lambda f: SEVERITY_RANK[f.severity])
+        open_ones = sorted(
+            (f for f in findings if f.status in OPEN_STATUSES),
+            key=lambda f: SEVERITY_RANK[f.severity],
+        )
         return [f"[{f.severity}] {f.category}/{f.tool}: {f.message[:1500]}" for f in open_ones[:10]]
 
     async def _save_report(self, execution: Execution, results: list) -> None:
         ctx = self.ctx
-        path = ctx.paths.reports / ctx.run_id / f"{self.phase.plan_id}-attempt-{execution.attempt}.txt"
+        path = (
+            ctx.paths.reports / ctx.run_id / f"{self.phase.plan_id}-attempt-{execution.attempt}.txt"
+        )
         text = "\n\n".join(
             f"$ {r.command}\nexit: {r.exit_code}{' (timed out)' if r.timed_out else ''} "
             f"in {r.duration_seconds:.2f}s\n{r.output}"
@@ -348,8 +389,14 @@ class PhaseRunner:
 
     async def _artifact(self, path: Path, text: str, kind: str) -> None:
         await asyncio.to_thread(_write_text, path, redact(text))
-        artifact = await self.ctx.store.add_artifact(self.ctx.run_id, self.phase.id, path.name, path, kind)
-        await self.ctx.emit(ArtifactRecorded(run_id=self.ctx.run_id, artifact_id=artifact.id, name=artifact.name, type=kind))
+        artifact = await self.ctx.store.add_artifact(
+            self.ctx.run_id, self.phase.id, path.name, path, kind
+        )
+        await self.ctx.emit(
+            ArtifactRecorded(
+                run_id=self.ctx.run_id, artifact_id=artifact.id, name=artifact.name, type=kind
+            )
+        )
 
     # ---- delivery ----------------------------------------------------------------------------------
 
@@ -371,7 +418,9 @@ class PhaseRunner:
                     return PhaseStatus.FAILED
         if ctx.config.artifacts.save_diffs:
             diff = await asyncio.to_thread(gitrepo.diff_of_commit, self.worktree, sha)
-            await self._artifact(ctx.paths.artifacts / ctx.run_id / f"{self.phase.plan_id}.diff", diff, "diff")
+            await self._artifact(
+                ctx.paths.artifacts / ctx.run_id / f"{self.phase.plan_id}.diff", diff, "diff"
+            )
         await self._set_status(PhaseStatus.COMPLETED, commit=sha)
         return PhaseStatus.COMPLETED
 
@@ -403,15 +452,26 @@ class PhaseRunner:
         await self._set_status(PhaseStatus.FAILED, error=f"merge conflict in {files} (rejected)")
         return False
 
-    async def _set_status(self, status: PhaseStatus, *, error: str | None = None, commit: str | None = None) -> None:
+    async def _set_status(
+        self, status: PhaseStatus, *, error: str | None = None, commit: str | None = None
+    ) -> None:
         ctx = self.ctx
-        self.phase = await ctx.store.update_phase_status(self.phase.id, status, error=error, commit=commit)
+        self.phase = await ctx.store.update_phase_status(
+            self.phase.id, status, error=error, commit=commit
+        )
         await ctx.emit(
             PhaseStatusChanged(
-                run_id=ctx.run_id, phase_id=self.phase.id, plan_id=self.phase.plan_id, status=str(status), error=error
+                run_id=ctx.run_id,
+                phase_id=self.phase.id,
+                plan_id=self.phase.plan_id,
+                status=str(status),
+                error=error,
             )
         )
-        ctx.log(self.phase.id, f"phase {self.phase.plan_id} {status}" + (f": {error[:300]}" if error else ""))
+        ctx.log(
+            self.phase.id,
+            f"phase {self.phase.plan_id} {status}" + (f": {error[:300]}" if error else ""),
+        )
 
 
 def _write_text(path: Path, text: str) -> None:

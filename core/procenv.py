@@ -47,7 +47,11 @@ def safe_env(
 def secret_redactor(env: Mapping[str, str] | None = None) -> Callable[[str], str]:
     """A function that replaces the values of secret-named variables with "***", compiled once for hot paths."""
     source = os.environ if env is None else env
-    values = {value for name, value in source.items() if holds_secret_value(name) and len(value) >= _MIN_REDACT_LENGTH}
+    values = {
+        value
+        for name, value in source.items()
+        if holds_secret_value(name) and len(value) >= _MIN_REDACT_LENGTH
+    }
     if not values:
         return lambda text: text
     # Longest first, so a secret that contains another is replaced whole.

@@ -64,7 +64,9 @@ async def checked_model(provider: LLMProvider, model: ModelDef) -> ModelDef:
     info = await provider.model_info(model.model or model.name)
     if not info.present:
         tag = model.model or model.name
-        raise ModelNotFoundError(f"model {tag!r} is not present on the {provider.name} server; run: ollama pull {tag}")
+        raise ModelNotFoundError(
+            f"model {tag!r} is not present on the {provider.name} server; run: ollama pull {tag}"
+        )
     if model.context_window is None and info.context_length:
         return model.model_copy(update={"context_window": info.context_length})
     return model
@@ -75,7 +77,9 @@ async def build_clients(
 ) -> Clients:
     provider = provider_for(config)
     planner_model = await checked_model(provider, catalog.resolve("planner", config.models.planner))
-    executor_model = await checked_model(provider, catalog.resolve("executor", config.models.executor))
+    executor_model = await checked_model(
+        provider, catalog.resolve("executor", config.models.executor)
+    )
 
     phase_ids: dict[str, str] = {}  # plan id -> phase id; fixed once the plan is stored
 
@@ -90,8 +94,16 @@ async def build_clients(
                     if execution.attempt == request.attempt:
                         execution_id = execution.id
         await store.record_usage(
-            run_id, phase_id, execution_id, request.role, response.provider, response.model,
-            response.prompt_tokens, response.completion_tokens, response.duration_ms, response.cached,
+            run_id,
+            phase_id,
+            execution_id,
+            request.role,
+            response.provider,
+            response.model,
+            response.prompt_tokens,
+            response.completion_tokens,
+            response.duration_ms,
+            response.cached,
         )
 
     use_cache = config.llm.cache and provider.name != "replay"
@@ -104,5 +116,7 @@ async def build_clients(
         on_usage=on_usage,
     )
     executor = executor_factory(config.execution.executor)(config, llm, executor_model)
-    retriever = RepoFilesRetriever(exclude=config.rag.exclude, max_file_bytes=config.rag.max_file_bytes)
+    retriever = RepoFilesRetriever(
+        exclude=config.rag.exclude, max_file_bytes=config.rag.max_file_bytes
+    )
     return Clients(llm, executor, retriever, planner_model, executor_model)

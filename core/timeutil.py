@@ -13,7 +13,7 @@ def utcnow() -> str:
 
 def parse_ts(value: str) -> datetime:
     """Parse a timestamp written by utcnow()."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return datetime.fromisoformat(value)
 
 
 def new_id(prefix: str = "") -> str:

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 
-def phase(pid: str, deps: list[str] | None = None, risk: str = "low", name: str | None = None) -> dict[str, Any]:
+def phase(
+    pid: str, deps: list[str] | None = None, risk: str = "low", name: str | None = None
+) -> dict[str, Any]:
     return {
         "id": pid,
         "name": name or f"Work {pid}",
@@ -28,14 +30,34 @@ def replace(path: str, search: str, repl: str) -> str:
     return f"{path}\n```\n<<<<<<< SEARCH\n{search.rstrip(chr(10))}\n=======\n{repl.rstrip(chr(10))}\n>>>>>>> REPLACE\n```\n"
 
 
-def write_cassette(path: Path, phases: list[dict[str, Any]], answers: dict[tuple[str, int], str]) -> Path:
+def write_cassette(
+    path: Path, phases: list[dict[str, Any]], answers: dict[tuple[str, int], str]
+) -> Path:
     """A cassette with the plan and one executor answer per (plan id, attempt)."""
     lines = [
-        {"role": "planner", "phase": None, "attempt": None, "repair": 0, "request": None,
-         "response": {"content": json.dumps({"phases": phases}), "prompt_tokens": 100, "completion_tokens": 50}}
+        {
+            "role": "planner",
+            "phase": None,
+            "attempt": None,
+            "repair": 0,
+            "request": None,
+            "response": {
+                "content": json.dumps({"phases": phases}),
+                "prompt_tokens": 100,
+                "completion_tokens": 50,
+            },
+        }
     ]
     for (pid, attempt), content in answers.items():
-        lines.append({"role": "executor", "phase": pid, "attempt": attempt, "repair": 0, "request": None,
-                      "response": {"content": content, "prompt_tokens": 200, "completion_tokens": 80}})
+        lines.append(
+            {
+                "role": "executor",
+                "phase": pid,
+                "attempt": attempt,
+                "repair": 0,
+                "request": None,
+                "response": {"content": content, "prompt_tokens": 200, "completion_tokens": 80},
+            }
+        )
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path

@@ -13,19 +13,34 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR") and k != "OLLAMA_HOST"}
-    env.update({"ORCHESTRATOR_HOME": str(home), "ORT_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT)})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ORCHESTRATOR") and k != "OLLAMA_HOST"
+    }
+    env.update(
+        {"ORCHESTRATOR_HOME": str(home), "ORT_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT)}
+    )
     env.update(extra)
     return env
 
 
-def cli(home: Path, *args: str, check: bool = False, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    home: Path, *args: str, check: bool = False, timeout: float = 120, **extra: str
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "tui.cli", *args], cwd=ROOT, env=cli_env(home, **extra),
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "tui.cli", *args],
+        cwd=ROOT,
+        env=cli_env(home, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"orchestrator {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"orchestrator {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -35,6 +50,10 @@ def cli_json(home: Path, *args: str, **extra: str) -> Any:
 
 def spawn(home: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", *args], cwd=ROOT, env=cli_env(home, **extra),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "tui.cli", *args],
+        cwd=ROOT,
+        env=cli_env(home, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )

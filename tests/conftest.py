@@ -15,7 +15,9 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 def git(cwd: Path, *args: str) -> str:
     """Run git in cwd and return its stdout, failing the test on error."""
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:

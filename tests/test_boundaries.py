@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _loaded_after(imports: str) -> set[str]:
     code = f"import sys\n{imports}\nprint('\\n'.join(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
+    )
     return set(out.stdout.split())
 
 
@@ -32,7 +34,9 @@ def test_engine_side_never_imports_textual(imports: str) -> None:
 
 
 def test_verify_imports_nothing_from_core() -> None:
-    modules = _loaded_after("import verify.basic, verify.runner, verify.thresholds, verify.findings")
+    modules = _loaded_after(
+        "import verify.basic, verify.runner, verify.thresholds, verify.findings"
+    )
     assert not any(m == "core" or m.startswith("core.") for m in modules)
 
 

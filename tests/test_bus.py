@@ -215,10 +215,15 @@ async def test_emit_publishes_after_earlier_log_lines(store: StateStore, tmp_pat
         run_id=run.id, phase_id="p1", plan_id="phase-001", status="completed"
     )
     await journal.emit(event)
+    assert drain(sub) == []  # the event waits for the line logged before it to be stored
+    await journal.flush()
     first, second = drain(sub)
     assert isinstance(first, LogEmitted) and first.lines[0].message == "phase starting"
     assert first.lines[0].level == "info" and first.lines[0].phase_id == "p1"
     assert second == event
+    later = PhaseStatusChanged(run_id=run.id, phase_id="p1", plan_id="phase-001", status="failed")
+    await journal.emit(later)  # no line waiting: published at once
+    assert drain(sub) == [later]
 
 
 async def test_stop_flushes_everything_buffered(store: StateStore, tmp_path: Path) -> None:

@@ -30,8 +30,22 @@ def test_demo_headless_yes_end_to_end(tmp_path: Path) -> None:
     assert any(p["risk_level"] == "high" for p in doc["phases"])
     assert any(len(p["dependencies"]) > 0 for p in doc["phases"])
     assert len(doc["findings"]) >= 1
-    assert {"id", "phase_id", "execution_id", "category", "severity", "tool", "rule", "path", "line", "column",
-            "message", "fingerprint", "status", "location"} <= set(doc["findings"][0])
+    assert {
+        "id",
+        "phase_id",
+        "execution_id",
+        "category",
+        "severity",
+        "tool",
+        "rule",
+        "path",
+        "line",
+        "column",
+        "message",
+        "fingerprint",
+        "status",
+        "location",
+    } <= set(doc["findings"][0])
     [risk] = [i for i in doc["interventions"] if i["kind"] == "risk"]
     assert risk["status"] == "approved" and risk["note"] == "auto-approved"
     exported = cli(home, "export", run_id, "--format", "json", check=True).stdout
@@ -41,9 +55,16 @@ def test_demo_headless_yes_end_to_end(tmp_path: Path) -> None:
 
     # The sample's own tests pass on the run's branch.
     checkout = tmp_path / "checkout"
-    subprocess.run(["git", "clone", "-q", "-b", doc["branch"], doc["repo"], str(checkout)], check=True)
-    tests = subprocess.run([sys.executable, "-m", "unittest", "discover", "-s", "tests", "-q"], cwd=checkout,
-                           capture_output=True, text=True)
+    subprocess.run(
+        ["git", "clone", "-q", "-b", doc["branch"], doc["repo"], str(checkout)], check=True
+    )
+    tests = subprocess.run(
+        [sys.executable, "-m", "unittest", "discover", "-s", "tests", "-q"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert tests.returncode == 0, tests.stderr
 
     # apply brings the branch into the user's branch; clean removes worktrees and branches, history stays.
@@ -65,7 +86,9 @@ def test_headless_run_waits_for_an_approval_from_another_process(tmp_path: Path)
         pending = cli_json(home, "interventions", "--run", run_id, "--pending")
     assert pending and pending[0]["kind"] == "risk"
     assert cli_json(home, "runs")[0]["status"] == "waiting"
-    assert cli(home, "approve", pending[0]["id"], "--note", "looks fine", check=True).returncode == 0
+    assert (
+        cli(home, "approve", pending[0]["id"], "--note", "looks fine", check=True).returncode == 0
+    )
     second = cli(home, "reject", pending[0]["id"])
     assert second.returncode == 1 and "already answered" in second.stderr
     out, err = proc.communicate(timeout=240)
@@ -85,8 +108,18 @@ def test_bad_input_gets_exit_code_2_and_a_clear_message(tmp_path: Path) -> None:
     assert "orchestrator.yaml" in bad.stderr and "max_parallel_phases" in bad.stderr
     not_git = tmp_path / "plain"
     not_git.mkdir()
-    refused = cli(home, "run", "do it", "--repo", str(not_git), "--headless", "--provider", "replay",
-                  "--replay", str(tmp_path / "missing.jsonl"))
+    refused = cli(
+        home,
+        "run",
+        "do it",
+        "--repo",
+        str(not_git),
+        "--headless",
+        "--provider",
+        "replay",
+        "--replay",
+        str(tmp_path / "missing.jsonl"),
+    )
     assert refused.returncode == 2
     assert cli(home, "runs", "--bogus").returncode == 2
 
@@ -95,7 +128,15 @@ def test_config_show_names_sources(tmp_path: Path) -> None:
     home = tmp_path / "home"
     repo = make_repo(tmp_path / "repo")
     (repo / "orchestrator.yaml").write_text("execution:\n  max_attempts: 5\n")
-    out = cli(home, "config", "show", "--repo", str(repo), check=True, ORCHESTRATOR__LLM__TIMEOUT_SECONDS="42").stdout
+    out = cli(
+        home,
+        "config",
+        "show",
+        "--repo",
+        str(repo),
+        check=True,
+        ORCHESTRATOR__LLM__TIMEOUT_SECONDS="42",
+    ).stdout
     assert "max_attempts: 5" in out and str(repo / "orchestrator.yaml") in out
     assert "ORCHESTRATOR__LLM__TIMEOUT_SECONDS" in out
 
@@ -111,9 +152,23 @@ def test_secrets_from_the_environment_are_never_written_down(tmp_path: Path) -> 
     (repo / "orchestrator.yaml").write_text(f'verification:\n  lint: ["sh {leak}"]\n')
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "config")
-    cassette = write_cassette(tmp_path / "c.jsonl", [phase("phase-001")], {("phase-001", 1): new_file("a.txt", "a")})
-    proc = cli(home, "run", f"use the key {secret} carefully", "--repo", str(repo), "--headless", "--yes",
-               "--provider", "replay", "--replay", str(cassette), SERVICE_TOKEN=secret)
+    cassette = write_cassette(
+        tmp_path / "c.jsonl", [phase("phase-001")], {("phase-001", 1): new_file("a.txt", "a")}
+    )
+    proc = cli(
+        home,
+        "run",
+        f"use the key {secret} carefully",
+        "--repo",
+        str(repo),
+        "--headless",
+        "--yes",
+        "--provider",
+        "replay",
+        "--replay",
+        str(cassette),
+        SERVICE_TOKEN=secret,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_id = proc.stdout.split()[1]
     doc = cli_json(home, "show", run_id)

@@ -43,21 +43,28 @@ def repo(tmp_path: Path) -> Path:
     return folder
 
 
-def load(paths: Paths, repo: Path | None = None, env: dict[str, str] | None = None,
-         cli: dict[str, object] | None = None) -> LoadedConfig:
+def load(
+    paths: Paths,
+    repo: Path | None = None,
+    env: dict[str, str] | None = None,
+    cli: dict[str, object] | None = None,
+) -> LoadedConfig:
     return load_config(paths, repo=repo, env=env or {}, cli=cli)
 
 
 # --- paths -----------------------------------------------------------------------------------
+
 
 def test_home_precedence_cli_then_env_then_xdg(tmp_path: Path) -> None:
     env = {"ORCHESTRATOR_HOME": str(tmp_path / "env-home"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
     assert resolve_home(str(tmp_path / "cli-home"), env) == tmp_path / "cli-home"
     assert resolve_home(None, env) == tmp_path / "env-home"
     assert resolve_home(None, {"XDG_DATA_HOME": str(tmp_path / "xdg")}) == (
-        tmp_path / "xdg" / "agent-orchestrator")
+        tmp_path / "xdg" / "agent-orchestrator"
+    )
     assert resolve_home(None, {"HOME": str(tmp_path)}) == (
-        tmp_path / ".local" / "share" / "agent-orchestrator")
+        tmp_path / ".local" / "share" / "agent-orchestrator"
+    )
     assert resolve_home("~/state", {"HOME": str(tmp_path)}) == tmp_path / "state"
 
 
@@ -71,8 +78,9 @@ def test_default_user_config_lives_in_xdg_config(tmp_path: Path) -> None:
 
 def test_orchestrator_home_moves_user_config(tmp_path: Path) -> None:
     home = tmp_path / "elsewhere"
-    paths = Paths.resolve(None, {"ORCHESTRATOR_HOME": str(home),
-                                 "XDG_CONFIG_HOME": str(tmp_path / "cfg")})
+    paths = Paths.resolve(
+        None, {"ORCHESTRATOR_HOME": str(home), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    )
     assert paths.explicit
     assert paths.user_config == home / "config.yaml"
     assert paths.user_models == home / "models.yaml"
@@ -86,13 +94,21 @@ def test_ensure_creates_private_home(tmp_path: Path) -> None:
     paths = Paths(tmp_path / "state")
     paths.ensure()
     assert stat.S_IMODE(paths.home.stat().st_mode) == 0o700
-    for folder in (paths.logs, paths.worktrees, paths.demo, paths.cache, paths.indexes,
-                   paths.reports, paths.artifacts):
+    for folder in (
+        paths.logs,
+        paths.worktrees,
+        paths.demo,
+        paths.cache,
+        paths.indexes,
+        paths.reports,
+        paths.artifacts,
+    ):
         assert folder.is_dir()
     assert paths.user_config == tmp_path / "state" / "config.yaml"
 
 
 # --- defaults and layering -------------------------------------------------------------------
+
 
 def test_shipped_defaults_hold_every_default(paths: Paths) -> None:
     loaded = load(paths)
@@ -108,30 +124,38 @@ def test_every_field_has_a_description() -> None:
             assert info.description, f"{model.__name__}.{name} has no description"
             if isinstance(info.annotation, type) and hasattr(info.annotation, "model_fields"):
                 walk(info.annotation)
+
     walk(OrchestratorConfig)
     walk(ModelDef)
 
 
 def test_layer_precedence_and_sources(paths: Paths, repo: Path) -> None:
-    user = write_yaml(paths.user_config, {
-        "execution": {"max_attempts": 4, "max_parallel_phases": 3, "backoff_jitter": 0.1},
-        "llm": {"host": "http://user:1", "timeout_seconds": 11},
-        "rag": {"max_context_tokens": 100},
-        "verification": {"severity": {"lint": "major"}},
-    })
-    shared = write_yaml(repo / "orchestrator.yaml", {
-        "execution": {"max_attempts": 5, "max_parallel_phases": 4},
-        "llm": {"timeout_seconds": 22},
-        "verification": {"test": ["pytest -q"]},
-    })
+    user = write_yaml(
+        paths.user_config,
+        {
+            "execution": {"max_attempts": 4, "max_parallel_phases": 3, "backoff_jitter": 0.1},
+            "llm": {"host": "http://user:1", "timeout_seconds": 11},
+            "rag": {"max_context_tokens": 100},
+            "verification": {"severity": {"lint": "major"}},
+        },
+    )
+    shared = write_yaml(
+        repo / "orchestrator.yaml",
+        {
+            "execution": {"max_attempts": 5, "max_parallel_phases": 4},
+            "llm": {"timeout_seconds": 22},
+            "verification": {"test": ["pytest -q"]},
+        },
+    )
     local = write_yaml(repo / "orchestrator.local.yaml", {"execution": {"max_attempts": 6}})
     env = {
         "OLLAMA_HOST": "ollama.lan:9999",
         "ORCHESTRATOR__LLM__TIMEOUT_SECONDS": "33",
         "ORCHESTRATOR__RAG__MAX_CONTEXT_TOKENS": "200",
     }
-    loaded = load(paths, repo, env, cli={"rag.max_context_tokens": 300,
-                                         "models.planner": "llama3.1:8b"})
+    loaded = load(
+        paths, repo, env, cli={"rag.max_context_tokens": 300, "models.planner": "llama3.1:8b"}
+    )
     cfg, src = loaded.config, loaded.sources
     assert cfg.execution.backoff_jitter == 0.1 and src["execution.backoff_jitter"] == str(user)
     assert cfg.execution.max_parallel_phases == 4
@@ -147,8 +171,11 @@ def test_layer_precedence_and_sources(paths: Paths, repo: Path) -> None:
     assert cfg.verification.severity["build"] == "major"  # deep merge keeps sibling defaults
     assert src["verification.severity.test"] == "defaults"
     assert cfg.verification.test == ["pytest -q"]
-    assert loaded.files == [paths.user_config, repo / "orchestrator.yaml",
-                            repo / "orchestrator.local.yaml"]
+    assert loaded.files == [
+        paths.user_config,
+        repo / "orchestrator.yaml",
+        repo / "orchestrator.local.yaml",
+    ]
 
 
 def test_orchestrator_env_beats_ollama_host(paths: Paths) -> None:
@@ -159,20 +186,27 @@ def test_orchestrator_env_beats_ollama_host(paths: Paths) -> None:
 
 
 def test_cli_labels_name_the_flag(paths: Paths) -> None:
-    loaded = load_config(paths, env={}, cli={"models.planner": "llama3.1:8b"},
-                         cli_labels={"models.planner": "--model"})
+    loaded = load_config(
+        paths,
+        env={},
+        cli={"models.planner": "llama3.1:8b"},
+        cli_labels={"models.planner": "--model"},
+    )
     assert loaded.sources["models.planner"] == "cli --model"
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("ollama.lan:9999", "http://ollama.lan:9999"),
-    (":1234", "http://127.0.0.1:1234"),
-    ("myhost", "http://myhost:11434"),
-    ("https://gpu.example.com", "https://gpu.example.com:443"),
-    ("http://10.0.0.2:11434/", "http://10.0.0.2:11434"),
-    ("0.0.0.0", "http://127.0.0.1:11434"),
-    ("[::1]:8080", "http://[::1]:8080"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("ollama.lan:9999", "http://ollama.lan:9999"),
+        (":1234", "http://127.0.0.1:1234"),
+        ("myhost", "http://myhost:11434"),
+        ("https://gpu.example.com", "https://gpu.example.com:443"),
+        ("http://10.0.0.2:11434/", "http://10.0.0.2:11434"),
+        ("0.0.0.0", "http://127.0.0.1:11434"),
+        ("[::1]:8080", "http://[::1]:8080"),
+    ],
+)
 def test_ollama_host_forms(raw: str, expected: str) -> None:
     assert normalize_ollama_host(raw) == expected
 
@@ -211,14 +245,21 @@ def test_env_values_are_parsed_by_type(paths: Paths) -> None:
 
 
 def test_cli_string_values_are_parsed(paths: Paths) -> None:
-    cfg = load(paths, cli={"execution.max_parallel_phases": "5", "llm.provider": "replay",
-                           "verification.enabled": "no"}).config
+    cfg = load(
+        paths,
+        cli={
+            "execution.max_parallel_phases": "5",
+            "llm.provider": "replay",
+            "verification.enabled": "no",
+        },
+    ).config
     assert cfg.execution.max_parallel_phases == 5
     assert cfg.llm.provider == "replay"
     assert cfg.verification.enabled is False
 
 
 # --- errors ----------------------------------------------------------------------------------
+
 
 def test_misspelt_key_suggests_the_right_one(paths: Paths, repo: Path) -> None:
     path = write_yaml(repo / "orchestrator.yaml", {"execution": {"max_paralel_phases": 3}})
@@ -265,7 +306,8 @@ def test_bad_literal_and_range_from_env(paths: Paths) -> None:
     with pytest.raises(ConfigError) as info:
         load(paths, env={"ORCHESTRATOR__EXECUTION__ON_PHASE_FAILURE": "explode"})
     assert "env ORCHESTRATOR__EXECUTION__ON_PHASE_FAILURE: execution.on_phase_failure" in str(
-        info.value)
+        info.value
+    )
     assert "'abort', 'ask' or 'continue'" in str(info.value)
     with pytest.raises(ConfigError, match="greater than or equal to 1, given 0"):
         load(paths, cli={"execution.max_parallel_phases": 0})
@@ -331,6 +373,7 @@ def test_cross_field_rule_names_source(paths: Paths) -> None:
 
 # --- models ----------------------------------------------------------------------------------
 
+
 def test_model_resolution(paths: Paths) -> None:
     loaded = load(paths)
     catalog = loaded.catalog
@@ -342,18 +385,27 @@ def test_model_resolution(paths: Paths) -> None:
     assert entry.context_window == 131072
     raw = catalog.resolve("executor", "deepseek-coder-v2:16b")
     assert (raw.name, raw.provider, raw.tag, raw.context_window) == (
-        "deepseek-coder-v2:16b", "ollama", "deepseek-coder-v2:16b", None)
+        "deepseek-coder-v2:16b",
+        "ollama",
+        "deepseek-coder-v2:16b",
+        None,
+    )
     assert catalog.resolve("embedder", "mxbai-embed-large").capabilities == ["embed"]
     with pytest.raises(ConfigError, match="unknown model role 'critic'"):
         catalog.resolve("critic")
 
 
 def test_config_override_and_user_models_file(paths: Paths) -> None:
-    write_yaml(paths.user_models, {
-        "models": {"my-coder": {"model": "hf.co/me/coder:q4", "context_window": 16384},
-                   "llama3.1:8b": {"temperature": 0.7}},
-        "roles": {"executor": "my-coder"},
-    })
+    write_yaml(
+        paths.user_models,
+        {
+            "models": {
+                "my-coder": {"model": "hf.co/me/coder:q4", "context_window": 16384},
+                "llama3.1:8b": {"temperature": 0.7},
+            },
+            "roles": {"executor": "my-coder"},
+        },
+    )
     loaded = load(paths, cli={"models.planner": "llama3.1:8b"})
     assert loaded.model_for("executor").tag == "hf.co/me/coder:q4"
     planner = loaded.model_for("planner")
@@ -380,9 +432,13 @@ def test_catalog_names_default_to_keys() -> None:
 
 # --- snapshots and show ----------------------------------------------------------------------
 
+
 def test_snapshot_round_trip(paths: Paths) -> None:
-    loaded = load(paths, env={"ORCHESTRATOR__EXECUTION__MAX_ATTEMPTS": "9"},
-                  cli={"models.executor": "llama3.1:8b"})
+    loaded = load(
+        paths,
+        env={"ORCHESTRATOR__EXECUTION__MAX_ATTEMPTS": "9"},
+        cli={"models.executor": "llama3.1:8b"},
+    )
     snapshot = json.loads(json.dumps(make_snapshot(loaded)))
     config, catalog = config_from_snapshot(snapshot)
     assert config == loaded.config

@@ -23,10 +23,17 @@ async def _engine(home: Path) -> Engine:
 
 
 def _loaded(home: Path, repo: Path, cassette: Path, **extra: Any):
-    cli = {"llm.provider": "replay", "llm.replay": str(cassette), "execution.backoff_base_seconds": 0.01,
-           "execution.backoff_max_seconds": 0.02, "execution.poll_seconds": 0.05}
+    cli = {
+        "llm.provider": "replay",
+        "llm.replay": str(cassette),
+        "execution.backoff_base_seconds": 0.01,
+        "execution.backoff_max_seconds": 0.02,
+        "execution.poll_seconds": 0.05,
+    }
     cli.update(extra)
-    return load_config(Paths.resolve(None, {"ORCHESTRATOR_HOME": str(home)}), repo=repo, env={}, cli=cli)
+    return load_config(
+        Paths.resolve(None, {"ORCHESTRATOR_HOME": str(home)}), repo=repo, env={}, cli=cli
+    )
 
 
 async def _wait_for_pending(engine: Engine, run_id: str) -> list:
@@ -37,19 +44,29 @@ async def _wait_for_pending(engine: Engine, run_id: str) -> list:
 
 
 def _trailer_commits(repo: Path, branch: str, run_id: str) -> list[str]:
-    out = git(repo, "log", "--no-merges", "--format=%H", f"--grep=Orchestrator-Run: {run_id}", branch)
+    out = git(
+        repo, "log", "--no-merges", "--format=%H", f"--grep=Orchestrator-Run: {run_id}", branch
+    )
     return out.split()
 
 
 async def test_run_with_parallel_phases_retry_and_auto_approval(home: Path, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"README.md": "demo\n"})
-    phases = [phase("phase-001"), phase("phase-002", ["phase-001"]), phase("phase-003", ["phase-001"], risk="high")]
-    cassette = write_cassette(tmp_path / "c.jsonl", phases, {
-        ("phase-001", 1): new_file("a.txt", "a\n"),
-        ("phase-002", 1): new_file("b.txt", "wrong\n"),
-        ("phase-002", 2): new_file("b.txt", "b\n"),
-        ("phase-003", 1): new_file("c.txt", "c\n"),
-    })
+    phases = [
+        phase("phase-001"),
+        phase("phase-002", ["phase-001"]),
+        phase("phase-003", ["phase-001"], risk="high"),
+    ]
+    cassette = write_cassette(
+        tmp_path / "c.jsonl",
+        phases,
+        {
+            ("phase-001", 1): new_file("a.txt", "a\n"),
+            ("phase-002", 1): new_file("b.txt", "wrong\n"),
+            ("phase-002", 2): new_file("b.txt", "b\n"),
+            ("phase-003", 1): new_file("c.txt", "c\n"),
+        },
+    )
     check = "! test -f b.txt || grep -q '^b$' b.txt"
     async with await _engine(home) as engine:
         loaded = _loaded(home, repo, cassette, **{"verification.test": [check]})
@@ -58,10 +75,14 @@ async def test_run_with_parallel_phases_retry_and_auto_approval(home: Path, tmp_
         doc = await engine.run_document(run.id)
 
     by_id = {p["plan_id"]: p for p in doc["phases"]}
-    assert [by_id[k]["status"] for k in ("phase-001", "phase-002", "phase-003")] == ["completed"] * 3
+    assert [by_id[k]["status"] for k in ("phase-001", "phase-002", "phase-003")] == [
+        "completed"
+    ] * 3
     assert by_id["phase-002"]["attempts"] == 2 and by_id["phase-001"]["attempts"] == 1
     assert all(len(p["commit"]) == 40 for p in doc["phases"])
-    attempts = [e["attempt"] for e in doc["executions"] if e["phase_id"] == by_id["phase-002"]["id"]]
+    attempts = [
+        e["attempt"] for e in doc["executions"] if e["phase_id"] == by_id["phase-002"]["id"]
+    ]
     assert sorted(attempts) == [1, 2]
     # The failed first attempt left one finding, resolved by the retry.
     assert len(doc["findings"]) == 1
@@ -79,14 +100,24 @@ async def test_run_with_parallel_phases_retry_and_auto_approval(home: Path, tmp_
     assert doc["usage"]["planner"]["prompt_tokens"] == 100
 
 
-async def test_rejecting_a_risky_phase_skips_it_and_its_dependants(home: Path, tmp_path: Path) -> None:
+async def test_rejecting_a_risky_phase_skips_it_and_its_dependants(
+    home: Path, tmp_path: Path
+) -> None:
     repo = make_repo(tmp_path / "repo")
-    phases = [phase("phase-001", risk="critical"), phase("phase-002", ["phase-001"]), phase("phase-003")]
-    cassette = write_cassette(tmp_path / "c.jsonl", phases, {
-        ("phase-001", 1): new_file("a.txt", "a\n"),
-        ("phase-002", 1): new_file("b.txt", "b\n"),
-        ("phase-003", 1): new_file("c.txt", "c\n"),
-    })
+    phases = [
+        phase("phase-001", risk="critical"),
+        phase("phase-002", ["phase-001"]),
+        phase("phase-003"),
+    ]
+    cassette = write_cassette(
+        tmp_path / "c.jsonl",
+        phases,
+        {
+            ("phase-001", 1): new_file("a.txt", "a\n"),
+            ("phase-002", 1): new_file("b.txt", "b\n"),
+            ("phase-003", 1): new_file("c.txt", "c\n"),
+        },
+    )
     async with await _engine(home) as engine:
         run = await engine.create_run("task", repo, _loaded(home, repo, cassette))
         driving = asyncio.create_task(engine.execute_run(run.id))
@@ -102,14 +133,25 @@ async def test_rejecting_a_risky_phase_skips_it_and_its_dependants(home: Path, t
     assert phases_now["phase-003"].status is PhaseStatus.COMPLETED
 
 
-async def test_phase_failure_asks_and_approval_grants_one_more_attempt(home: Path, tmp_path: Path) -> None:
+async def test_phase_failure_asks_and_approval_grants_one_more_attempt(
+    home: Path, tmp_path: Path
+) -> None:
     repo = make_repo(tmp_path / "repo")
-    cassette = write_cassette(tmp_path / "c.jsonl", [phase("phase-001")], {
-        ("phase-001", 1): new_file("a.txt", "bad\n"),
-        ("phase-001", 2): new_file("a.txt", "good\n"),
-    })
+    cassette = write_cassette(
+        tmp_path / "c.jsonl",
+        [phase("phase-001")],
+        {
+            ("phase-001", 1): new_file("a.txt", "bad\n"),
+            ("phase-001", 2): new_file("a.txt", "good\n"),
+        },
+    )
     async with await _engine(home) as engine:
-        loaded = _loaded(home, repo, cassette, **{"execution.max_attempts": 1, "verification.test": ["grep -q good a.txt"]})
+        loaded = _loaded(
+            home,
+            repo,
+            cassette,
+            **{"execution.max_attempts": 1, "verification.test": ["grep -q good a.txt"]},
+        )
         run = await engine.create_run("task", repo, loaded)
         driving = asyncio.create_task(engine.execute_run(run.id))
         [pending] = await _wait_for_pending(engine, run.id)
@@ -121,11 +163,20 @@ async def test_phase_failure_asks_and_approval_grants_one_more_attempt(home: Pat
     assert p.attempts == 2 and p.status is PhaseStatus.COMPLETED
 
 
-async def test_abort_policy_fails_the_run_and_yes_does_not_answer_phase_failures(home: Path, tmp_path: Path) -> None:
+async def test_abort_policy_fails_the_run_and_yes_does_not_answer_phase_failures(
+    home: Path, tmp_path: Path
+) -> None:
     repo = make_repo(tmp_path / "repo")
-    cassette = write_cassette(tmp_path / "c.jsonl", [phase("phase-001")], {("phase-001", 1): "no blocks here"})
+    cassette = write_cassette(
+        tmp_path / "c.jsonl", [phase("phase-001")], {("phase-001", 1): "no blocks here"}
+    )
     async with await _engine(home) as engine:
-        loaded = _loaded(home, repo, cassette, **{"execution.max_attempts": 2, "execution.on_phase_failure": "abort"})
+        loaded = _loaded(
+            home,
+            repo,
+            cassette,
+            **{"execution.max_attempts": 2, "execution.on_phase_failure": "abort"},
+        )
         run = await engine.start_run("task", repo, loaded, auto_approve=True)
         assert run.status is RunStatus.FAILED and "phase-001" in (run.error or "")
         loaded = _loaded(home, repo, cassette, **{"execution.max_attempts": 1})
@@ -140,14 +191,26 @@ async def test_abort_policy_fails_the_run_and_yes_does_not_answer_phase_failures
 
 async def test_threshold_ask_and_reject_aborts(home: Path, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
-    cassette = write_cassette(tmp_path / "c.jsonl", [phase("phase-001"), phase("phase-002", ["phase-001"])], {
-        ("phase-001", 1): new_file("a.txt", "a\n"),
-        ("phase-002", 1): new_file("b.txt", "b\n"),
-    })
+    cassette = write_cassette(
+        tmp_path / "c.jsonl",
+        [phase("phase-001"), phase("phase-002", ["phase-001"])],
+        {
+            ("phase-001", 1): new_file("a.txt", "a\n"),
+            ("phase-002", 1): new_file("b.txt", "b\n"),
+        },
+    )
     async with await _engine(home) as engine:
-        loaded = _loaded(home, repo, cassette, **{
-            "verification.lint": ["echo 'style problem' && false"], "thresholds.max_medium": 0,
-            "thresholds.on_medium_exceeded": "ask", "verification.severity": {"lint": "medium"}})
+        loaded = _loaded(
+            home,
+            repo,
+            cassette,
+            **{
+                "verification.lint": ["echo 'style problem' && false"],
+                "thresholds.max_medium": 0,
+                "thresholds.on_medium_exceeded": "ask",
+                "verification.severity": {"lint": "medium"},
+            },
+        )
         run = await engine.create_run("task", repo, loaded)
         driving = asyncio.create_task(engine.execute_run(run.id))
         [pending] = await _wait_for_pending(engine, run.id)
@@ -160,12 +223,18 @@ async def test_threshold_ask_and_reject_aborts(home: Path, tmp_path: Path) -> No
     assert phases_now["phase-002"].status is PhaseStatus.PENDING
 
 
-async def test_merge_conflict_of_parallel_phases_becomes_an_intervention(home: Path, tmp_path: Path) -> None:
+async def test_merge_conflict_of_parallel_phases_becomes_an_intervention(
+    home: Path, tmp_path: Path
+) -> None:
     repo = make_repo(tmp_path / "repo", {"shared.txt": "one\n"})
-    cassette = write_cassette(tmp_path / "c.jsonl", [phase("phase-001"), phase("phase-002")], {
-        ("phase-001", 1): replace("shared.txt", "one\n", "from phase one\n"),
-        ("phase-002", 1): replace("shared.txt", "one\n", "from phase two\n"),
-    })
+    cassette = write_cassette(
+        tmp_path / "c.jsonl",
+        [phase("phase-001"), phase("phase-002")],
+        {
+            ("phase-001", 1): replace("shared.txt", "one\n", "from phase one\n"),
+            ("phase-002", 1): replace("shared.txt", "one\n", "from phase two\n"),
+        },
+    )
     async with await _engine(home) as engine:
         run = await engine.create_run("task", repo, _loaded(home, repo, cassette))
         driving = asyncio.create_task(engine.execute_run(run.id))
@@ -195,7 +264,11 @@ async def test_dirty_and_non_git_repositories_are_refused(home: Path, tmp_path: 
 
 async def test_cancel_from_another_caller_stops_a_waiting_run(home: Path, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
-    cassette = write_cassette(tmp_path / "c.jsonl", [phase("phase-001", risk="high")], {("phase-001", 1): new_file("a", "a")})
+    cassette = write_cassette(
+        tmp_path / "c.jsonl",
+        [phase("phase-001", risk="high")],
+        {("phase-001", 1): new_file("a", "a")},
+    )
     async with await _engine(home) as engine:
         run = await engine.create_run("task", repo, _loaded(home, repo, cassette))
         driving = asyncio.create_task(engine.execute_run(run.id))
@@ -207,12 +280,18 @@ async def test_cancel_from_another_caller_stops_a_waiting_run(home: Path, tmp_pa
 
 async def test_interrupted_run_resumes_and_answers_survive(home: Path, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
-    cassette = write_cassette(tmp_path / "c.jsonl", [phase("phase-001"), phase("phase-002", ["phase-001"], risk="high")], {
-        ("phase-001", 1): new_file("a.txt", "a\n"),
-        ("phase-002", 1): new_file("b.txt", "b\n"),
-    })
+    cassette = write_cassette(
+        tmp_path / "c.jsonl",
+        [phase("phase-001"), phase("phase-002", ["phase-001"], risk="high")],
+        {
+            ("phase-001", 1): new_file("a.txt", "a\n"),
+            ("phase-002", 1): new_file("b.txt", "b\n"),
+        },
+    )
     async with await _engine(home) as engine:
-        run = await engine.create_run("task", repo, _loaded(home, repo, cassette, **{"execution.max_parallel_phases": 1}))
+        run = await engine.create_run(
+            "task", repo, _loaded(home, repo, cassette, **{"execution.max_parallel_phases": 1})
+        )
         driving = asyncio.create_task(engine.execute_run(run.id))
         [pending] = await _wait_for_pending(engine, run.id)
         driving.cancel()
@@ -235,9 +314,14 @@ async def test_ollama_provider_end_to_end(home: Path, tmp_path: Path, fake_ollam
     import json
 
     fake_ollama.models = {"qwen2.5-coder:7b": 32768}
-    fake_ollama.chat_answers = [json.dumps({"phases": [phase("phase-001")]}), new_file("hello.txt", "hi\n")]
+    fake_ollama.chat_answers = [
+        json.dumps({"phases": [phase("phase-001")]}),
+        new_file("hello.txt", "hi\n"),
+    ]
     paths = Paths.resolve(None, {"ORCHESTRATOR_HOME": str(home)})
-    loaded = load_config(paths, repo=repo, env={"OLLAMA_HOST": fake_ollama.url}, cli={"execution.poll_seconds": 0.05})
+    loaded = load_config(
+        paths, repo=repo, env={"OLLAMA_HOST": fake_ollama.url}, cli={"execution.poll_seconds": 0.05}
+    )
     async with await _engine(home) as engine:
         run = await engine.start_run("say hi", repo, loaded)
         doc = await engine.run_document(run.id)

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from core.errors import ConfigError, LLMRetriableError, ModelNotFoundError
-from core.executors.base import PhaseJob
+from core.executors.base import PhaseJob, executor_factory
 from core.executors.external import ExternalAgentExecutor
-from core.executors.base import executor_factory
 from core.executors.llm import LLMExecutor
 from core.llm.base import ChatRequest, ChatResponse
 

@@ -10,17 +10,32 @@ from core.demo.prepare import cassette_path, prepare_demo_repo
 from tests.clirun import cli, cli_json, spawn
 from tests.conftest import git
 
-FAST = {"ORCHESTRATOR__EXECUTION__LEASE_SECONDS": "2", "ORCHESTRATOR__EXECUTION__HEARTBEAT_SECONDS": "0.5"}
+FAST = {
+    "ORCHESTRATOR__EXECUTION__LEASE_SECONDS": "2",
+    "ORCHESTRATOR__EXECUTION__HEARTBEAT_SECONDS": "0.5",
+}
 
 
 def _run_args(repo: Path) -> list[str]:
-    return ["run", "Add input validation and a CSV export to the inventory store", "--repo", str(repo),
-            "--headless", "--yes", "--provider", "replay", "--replay", str(cassette_path())]
+    return [
+        "run",
+        "Add input validation and a CSV export to the inventory store",
+        "--repo",
+        str(repo),
+        "--headless",
+        "--yes",
+        "--provider",
+        "replay",
+        "--replay",
+        str(cassette_path()),
+    ]
 
 
 def _counts(home: Path, run_id: str) -> tuple[int, int]:
     with sqlite3.connect(home / "orchestrator.db") as db:
-        findings = db.execute("SELECT COUNT(*) FROM findings WHERE run_id = ?", (run_id,)).fetchone()[0]
+        findings = db.execute(
+            "SELECT COUNT(*) FROM findings WHERE run_id = ?", (run_id,)
+        ).fetchone()[0]
         logs = db.execute("SELECT COUNT(*) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0]
     return findings, logs
 
@@ -34,7 +49,9 @@ def _uninterrupted_tree(tmp_path: Path) -> str:
     return git(repo, "rev-parse", f"{run['branch']}^{{tree}}")
 
 
-def _kill_then_resume(tmp_path: Path, home: Path, repo: Path, trigger: Path, pidfile: Path, extra: dict[str, str]) -> str:
+def _kill_then_resume(
+    tmp_path: Path, home: Path, repo: Path, trigger: Path, pidfile: Path, extra: dict[str, str]
+) -> str:
     trigger.write_text("armed")
     proc = spawn(home, *_run_args(repo), **FAST, **extra)
     pidfile.write_text(str(proc.pid))
@@ -59,8 +76,18 @@ def _kill_then_resume(tmp_path: Path, home: Path, repo: Path, trigger: Path, pid
         attempts = sorted(e["attempt"] for e in doc["executions"] if e["phase_id"] == p["id"])
         assert attempts == list(range(1, len(attempts) + 1)), (p["plan_id"], attempts)
         trailer = f"Orchestrator-Phase: {p['plan_id']}"
-        commits = git(repo, "log", "--no-merges", "--format=%H", "--fixed-strings",
-                      f"--grep=Orchestrator-Run: {run_id}", "--grep", trailer, "--all-match", doc["branch"]).split()
+        commits = git(
+            repo,
+            "log",
+            "--no-merges",
+            "--format=%H",
+            "--fixed-strings",
+            f"--grep=Orchestrator-Run: {run_id}",
+            "--grep",
+            trailer,
+            "--all-match",
+            doc["branch"],
+        ).split()
         assert commits == [p["commit"]], (p["plan_id"], commits)
     return git(repo, "rev-parse", f"{doc['branch']}^{{tree}}")
 
@@ -97,5 +124,7 @@ def test_kill_in_the_middle_of_verification(tmp_path: Path) -> None:
     )
     killer.chmod(0o755)
     test_cmd = f'["sh {killer}; python3 -m unittest discover -s tests -q"]'
-    tree = _kill_then_resume(tmp_path, home, repo, trigger, pidfile, {"ORCHESTRATOR__VERIFICATION__TEST": test_cmd})
+    tree = _kill_then_resume(
+        tmp_path, home, repo, trigger, pidfile, {"ORCHESTRATOR__VERIFICATION__TEST": test_cmd}
+    )
     assert tree == _uninterrupted_tree(tmp_path)

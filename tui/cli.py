@@ -16,25 +16,57 @@ def build_parser() -> argparse.ArgumentParser:
         prog="orchestrator",
         description="Plan a software task into phases, run agents in git worktrees, verify, and keep every step.",
     )
-    parser.add_argument("--home", help="folder for all state (database, logs, worktrees, config.yaml); "
-                        "default $ORCHESTRATOR_HOME or the XDG data folder")
+    parser.add_argument(
+        "--home",
+        help="folder for all state (database, logs, worktrees, config.yaml); "
+        "default $ORCHESTRATOR_HOME or the XDG data folder",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add_run_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--headless", action="store_true", help="print progress instead of opening the terminal UI")
-        p.add_argument("--yes", action="store_true", help="approve risk and threshold interventions as they come")
-        p.add_argument("--verbose", "-v", action="store_true", help="also print the live log (model output, commands)")
+        p.add_argument(
+            "--headless",
+            action="store_true",
+            help="print progress instead of opening the terminal UI",
+        )
+        p.add_argument(
+            "--yes",
+            action="store_true",
+            help="approve risk and threshold interventions as they come",
+        )
+        p.add_argument(
+            "--verbose",
+            "-v",
+            action="store_true",
+            help="also print the live log (model output, commands)",
+        )
 
     p = sub.add_parser("run", help="plan and execute a task on a repository")
     p.add_argument("task", help="what the run should do, in plain words")
     p.add_argument("--repo", required=True, help="path of the git repository to work on")
     p.add_argument("--provider", help="LLM provider: ollama or replay")
-    p.add_argument("--model", help="models.yaml entry or raw Ollama tag for the planner and the executor")
+    p.add_argument(
+        "--model", help="models.yaml entry or raw Ollama tag for the planner and the executor"
+    )
     p.add_argument("--host", help="Ollama host, e.g. http://127.0.0.1:11434")
-    p.add_argument("--record", metavar="FILE", help="write every model request and answer to a JSONL cassette")
-    p.add_argument("--replay", metavar="FILE", help="answer model requests from a cassette (with --provider replay)")
-    p.add_argument("--replay-strict", action="store_true", help="only answer requests the cassette holds exactly")
-    p.add_argument("--allow-dirty", action="store_true", help="start from HEAD even when the repository has uncommitted changes")
+    p.add_argument(
+        "--record", metavar="FILE", help="write every model request and answer to a JSONL cassette"
+    )
+    p.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="answer model requests from a cassette (with --provider replay)",
+    )
+    p.add_argument(
+        "--replay-strict",
+        action="store_true",
+        help="only answer requests the cassette holds exactly",
+    )
+    p.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="start from HEAD even when the repository has uncommitted changes",
+    )
     add_run_options(p)
 
     p = sub.add_parser("resume", help="continue an interrupted or failed run where it stopped")
@@ -43,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list runs, newest first")
     p.add_argument("--status", help="only runs with this status")
-    p.add_argument("--recoverable", action="store_true", help="only runs that were interrupted or whose process died")
+    p.add_argument(
+        "--recoverable",
+        action="store_true",
+        help="only runs that were interrupted or whose process died",
+    )
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
 
@@ -51,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("cancel", help="stop a run (the process running it stops within a heartbeat)")
+    p = sub.add_parser(
+        "cancel", help="stop a run (the process running it stops within a heartbeat)"
+    )
     p.add_argument("run_id")
 
     p = sub.add_parser("interventions", help="list manual interventions")
@@ -59,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pending", action="store_true")
     p.add_argument("--json", action="store_true")
 
-    for name, text in (("approve", "approve a pending intervention"), ("reject", "reject a pending intervention")):
+    for name, text in (
+        ("approve", "approve a pending intervention"),
+        ("reject", "reject a pending intervention"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("intervention_id")
         p.add_argument("--note", help="a note stored with the decision")
@@ -67,20 +108,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="a run's summary as markdown (default) or JSON")
     p.add_argument("run_id")
     p.add_argument("--format", choices=["markdown", "json"], default="markdown")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+    )
 
     p = sub.add_parser("apply", help="merge a completed run's branch into your current branch")
     p.add_argument("run_id")
 
-    p = sub.add_parser("clean", help="remove worktrees and branches of finished runs (history stays)")
+    p = sub.add_parser(
+        "clean", help="remove worktrees and branches of finished runs (history stays)"
+    )
     p.add_argument("run_id", nargs="?")
 
     p = sub.add_parser("config", help="show or validate the merged configuration")
     p.add_argument("action", choices=["show", "validate"])
-    p.add_argument("--repo", help="also read the repository's orchestrator.yaml and orchestrator.local.yaml")
+    p.add_argument(
+        "--repo", help="also read the repository's orchestrator.yaml and orchestrator.local.yaml"
+    )
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("demo", help="run the offline demo on a copy of the shipped sample repository")
+    p = sub.add_parser(
+        "demo", help="run the offline demo on a copy of the shipped sample repository"
+    )
     add_run_options(p)
     return parser
 

@@ -76,7 +76,9 @@ async def _watch(engine: Engine, run: Run, args: argparse.Namespace, *, resume: 
     sub = engine.subscribe(run_id=run.id)
     printer = asyncio.create_task(print_events(sub, sys.stdout, verbose=args.verbose))
     work = asyncio.create_task(
-        engine.resume_run(run.id, auto_approve=args.yes) if resume else engine.execute_run(run.id, auto_approve=args.yes)
+        engine.resume_run(run.id, auto_approve=args.yes)
+        if resume
+        else engine.execute_run(run.id, auto_approve=args.yes)
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -90,10 +92,15 @@ async def _watch(engine: Engine, run: Run, args: argparse.Namespace, *, resume: 
         sub.close()
         await printer
     if final.status is RunStatus.COMPLETED:
-        print(f"run {final.id} completed on branch {final.branch}; see `orchestrator show {final.id}`, "
-              f"then `orchestrator apply {final.id}`")
+        print(
+            f"run {final.id} completed on branch {final.branch}; see `orchestrator show {final.id}`, "
+            f"then `orchestrator apply {final.id}`"
+        )
         return 0
-    print(f"run {final.id} {final.status}" + (f": {final.error}" if final.error else ""), file=sys.stderr)
+    print(
+        f"run {final.id} {final.status}" + (f": {final.error}" if final.error else ""),
+        file=sys.stderr,
+    )
     if final.status is RunStatus.INTERRUPTED or final.status is RunStatus.FAILED:
         print(f"resume it with: orchestrator resume {final.id}", file=sys.stderr)
     return 1
@@ -101,7 +108,12 @@ async def _watch(engine: Engine, run: Run, args: argparse.Namespace, *, resume: 
 
 async def run_command(engine: Engine, args: argparse.Namespace) -> int:
     repo = Path(args.repo).expanduser()
-    loaded = load_config(engine.paths, repo=repo.resolve() if repo.is_dir() else None, env=os.environ, cli=_cli_overrides(args))
+    loaded = load_config(
+        engine.paths,
+        repo=repo.resolve() if repo.is_dir() else None,
+        env=os.environ,
+        cli=_cli_overrides(args),
+    )
     run = await engine.create_run(args.task, repo, loaded, allow_dirty=args.allow_dirty)
     print(f"run {run.id}", flush=True)
     return await _watch(engine, run, args, resume=False)
@@ -116,7 +128,9 @@ async def resume_command(engine: Engine, args: argparse.Namespace) -> int:
 async def demo_command(engine: Engine, args: argparse.Namespace) -> int:
     repo = await asyncio.to_thread(prepare_demo_repo, engine.paths.demo)
     loaded: LoadedConfig = load_config(
-        engine.paths, repo=repo, env=os.environ,
+        engine.paths,
+        repo=repo,
+        env=os.environ,
         cli={"llm.provider": "replay", "llm.replay": str(cassette_path())},
     )
     run = await engine.create_run(DEMO_TASK, repo, loaded)
@@ -131,9 +145,17 @@ async def demo_command(engine: Engine, args: argparse.Namespace) -> int:
 def summary_json(s: RunSummary) -> dict[str, Any]:
     r = s.run
     return {
-        "id": r.id, "task": r.task, "repo": r.repo, "status": str(r.status), "created_at": r.created_at,
-        "started_at": r.started_at, "completed_at": r.completed_at, "branch": r.branch, "error": r.error,
-        "phases_total": s.phases_total, "phases_completed": s.phases_completed,
+        "id": r.id,
+        "task": r.task,
+        "repo": r.repo,
+        "status": str(r.status),
+        "created_at": r.created_at,
+        "started_at": r.started_at,
+        "completed_at": r.completed_at,
+        "branch": r.branch,
+        "error": r.error,
+        "phases_total": s.phases_total,
+        "phases_completed": s.phases_completed,
         "findings": {k: s.findings.get(k, 0) for k in ("major", "medium", "minor")},
     }
 
@@ -144,14 +166,18 @@ async def runs_command(engine: Engine, args: argparse.Namespace) -> int:
         _print_json([summary_json(s) for s in summaries])
         return 0
     if not summaries:
-        print("no runs yet; start one with: orchestrator run \"TASK\" --repo PATH  (or: orchestrator demo)")
+        print(
+            'no runs yet; start one with: orchestrator run "TASK" --repo PATH  (or: orchestrator demo)'
+        )
         return 0
     print(f"{'ID':<12} {'STATUS':<12} {'PHASES':<7} {'FINDINGS M/m/n':<15} {'CREATED':<20} TASK")
     for s in summaries:
         f = s.findings
         counts = f"{f.get('major', 0)}/{f.get('medium', 0)}/{f.get('minor', 0)}"
-        print(f"{s.run.id:<12} {s.run.status:<12} {s.phases_completed}/{s.phases_total:<5} {counts:<15} "
-              f"{s.run.created_at[:19]:<20} {s.run.task[:60]}")
+        print(
+            f"{s.run.id:<12} {s.run.status:<12} {s.phases_completed}/{s.phases_total:<5} {counts:<15} "
+            f"{s.run.created_at[:19]:<20} {s.run.task[:60]}"
+        )
     return 0
 
 
@@ -166,33 +192,51 @@ async def show_command(engine: Engine, args: argparse.Namespace) -> int:
     for p in doc["phases"]:
         deps = ",".join(p["dependencies"]) or "-"
         commit = (p["commit"] or "")[:10]
-        print(f"  {p['plan_id']:<12} {p['status']:<12} risk={p['risk_level']:<8} attempts={p['attempts']} "
-              f"deps={deps:<20} {commit}  {p['name']}")
+        print(
+            f"  {p['plan_id']:<12} {p['status']:<12} risk={p['risk_level']:<8} attempts={p['attempts']} "
+            f"deps={deps:<20} {commit}  {p['name']}"
+        )
     if doc["findings"]:
         print("\nfindings:")
         for f in doc["findings"]:
-            print(f"  [{f['severity']}] {f['status']:<8} {f['category']}/{f['tool']}: {f['message'].splitlines()[0][:100]}")
+            print(
+                f"  [{f['severity']}] {f['status']:<8} {f['category']}/{f['tool']}: {f['message'].splitlines()[0][:100]}"
+            )
     if doc["interventions"]:
         print("\ninterventions:")
         for i in doc["interventions"]:
             print(f"  {i['id']} {i['kind']:<14} {i['status']:<9} {i['reason'][:80]}")
     usage = doc.get("usage") or {}
     if usage:
-        print("\ntokens: " + ", ".join(f"{role} {u['prompt_tokens']}+{u['completion_tokens']}" for role, u in usage.items()))
+        print(
+            "\ntokens: "
+            + ", ".join(
+                f"{role} {u['prompt_tokens']}+{u['completion_tokens']}" for role, u in usage.items()
+            )
+        )
     return 0
 
 
 async def cancel_command(engine: Engine, args: argparse.Namespace) -> int:
     run = await engine.cancel_run(args.run_id)
-    print(f"run {run.id} {'cancelled' if run.status is RunStatus.CANCELLED else 'cancel requested'}")
+    print(
+        f"run {run.id} {'cancelled' if run.status is RunStatus.CANCELLED else 'cancel requested'}"
+    )
     return 0
 
 
 def intervention_json(i: Intervention) -> dict[str, Any]:
     return {
-        "id": i.id, "run_id": i.run_id, "phase_id": i.phase_id, "kind": str(i.kind), "reason": i.reason,
-        "action_required": i.action_required, "status": str(i.status), "note": i.note,
-        "created_at": i.created_at, "resolved_at": i.resolved_at,
+        "id": i.id,
+        "run_id": i.run_id,
+        "phase_id": i.phase_id,
+        "kind": str(i.kind),
+        "reason": i.reason,
+        "action_required": i.action_required,
+        "status": str(i.status),
+        "note": i.note,
+        "created_at": i.created_at,
+        "resolved_at": i.resolved_at,
     }
 
 
@@ -213,7 +257,9 @@ async def interventions_command(engine: Engine, args: argparse.Namespace) -> int
 async def answer_command(engine: Engine, args: argparse.Namespace) -> int:
     approve = args.command == "approve"
     try:
-        item = await engine.resolve_intervention(args.intervention_id, approve=approve, note=args.note)
+        item = await engine.resolve_intervention(
+            args.intervention_id, approve=approve, note=args.note
+        )
     except AlreadyAnsweredError as exc:
         print(f"error: already answered: {exc}", file=sys.stderr)
         return 1

@@ -65,12 +65,12 @@ def executor_factory(name: str) -> ExecutorFactory:
     if name not in _REGISTRY:
         from core.errors import ConfigError
 
-        known = ", ".join(sorted(set(_REGISTRY) | {e.name for e in entry_points(group="orchestrator.executors")}))
+        known = ", ".join(
+            sorted(set(_REGISTRY) | {e.name for e in entry_points(group="orchestrator.executors")})
+        )
         raise ConfigError(f"executor.kind: unknown executor {name!r}; known executors: {known}")
     return _REGISTRY[name]
 
 
 def executor_names() -> list[str]:
     return sorted(set(_REGISTRY) | {e.name for e in entry_points(group="orchestrator.executors")})
-
-

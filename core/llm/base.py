@@ -52,7 +52,9 @@ class LLMProvider(Protocol):
 
     name: str
 
-    async def chat(self, request: ChatRequest, on_text: TokenSink | None = None) -> ChatResponse: ...
+    async def chat(
+        self, request: ChatRequest, on_text: TokenSink | None = None
+    ) -> ChatResponse: ...
 
     async def model_info(self, model: str) -> ModelInfo: ...
 

@@ -37,6 +37,8 @@ class RunContext:
     executor_model: ModelDef
     repo: Path
     run_worktree: Path
+    # (plan id, attempt) -> execution id of attempts started in this process, for the LLM ledger.
+    executions: dict[tuple[str, int], str] = field(default_factory=dict)
     # Serialises changes to the repository's worktree registry and merges into the run branch.
     git_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -168,6 +168,7 @@ class RunDriver:
             retriever=clients.retriever,
             planner_model=clients.planner_model,
             executor_model=clients.executor_model,
+            executions=clients.executions,
             repo=repo,
             run_worktree=run_worktree,
         )

@@ -140,8 +140,9 @@ class PhaseRunner:
         previous_failure = await self._last_failure() if self.phase.attempts else None
         while True:
             phase = await ctx.store.get_phase(self.phase.id)
-            allowed = cfg.max_attempts + await self._granted_extra_attempts()
-            if phase.attempts >= allowed:
+            if phase.attempts >= cfg.max_attempts and phase.attempts >= cfg.max_attempts + (
+                await self._granted_extra_attempts()
+            ):
                 if not await self._on_exhausted(phase.attempts, previous_failure):
                     return None
                 continue
@@ -149,6 +150,7 @@ class PhaseRunner:
                 await asyncio.sleep(self._backoff(phase.attempts))
             await asyncio.to_thread(gitrepo.reset_hard, self.worktree, base)
             execution = await ctx.store.create_execution(self.phase.id, ctx.run_id)
+            ctx.executions[(self.phase.plan_id, execution.attempt)] = execution.id
             await ctx.emit(
                 ExecutionStarted(
                     run_id=ctx.run_id,

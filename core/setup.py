@@ -28,6 +28,7 @@ class Clients:
     retriever: Retriever
     planner_model: ModelDef
     executor_model: ModelDef
+    executions: dict[tuple[str, int], str]
 
 
 class StoreCache:
@@ -82,6 +83,7 @@ async def build_clients(
     )
 
     phase_ids: dict[str, str] = {}  # plan id -> phase id; fixed once the plan is stored
+    executions: dict[tuple[str, int], str] = {}  # filled by the phase runner as attempts start
 
     async def on_usage(request: ChatRequest, response: ChatResponse) -> None:
         phase_id = execution_id = None
@@ -89,10 +91,8 @@ async def build_clients(
             if request.phase not in phase_ids:
                 phase_ids.update({p.plan_id: p.id for p in await store.get_phases_for_run(run_id)})
             phase_id = phase_ids.get(request.phase)
-            if phase_id is not None:
-                for execution in await store.get_executions(run_id, phase_id=phase_id):
-                    if execution.attempt == request.attempt:
-                        execution_id = execution.id
+            if request.attempt is not None:
+                execution_id = executions.get((request.phase, request.attempt))
         await store.record_usage(
             run_id,
             phase_id,
@@ -119,4 +119,4 @@ async def build_clients(
     retriever = RepoFilesRetriever(
         exclude=config.rag.exclude, max_file_bytes=config.rag.max_file_bytes
     )
-    return Clients(llm, executor, retriever, planner_model, executor_model)
+    return Clients(llm, executor, retriever, planner_model, executor_model, executions)

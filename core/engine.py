@@ -10,6 +10,7 @@ from typing import Any, Self
 
 from config.loader import LoadedConfig, make_snapshot
 from config.paths import Paths
+from config.schema import LoggingConfig
 from core.bus import EventBus, Subscription
 from core.driver import RunDriver
 from core.errors import InputError, RunLockedError
@@ -44,9 +45,17 @@ class Engine:
         self.journal = journal
 
     @classmethod
-    async def open(cls, paths: Paths, *, log_level: str = "INFO") -> Engine:
+    async def open(cls, paths: Paths, *, logging: LoggingConfig | None = None) -> Engine:
+        """Open the home folder's database and start the journal; logging settings come from config."""
         paths.ensure()
-        setup_logging(paths.logs, level=log_level, max_bytes=5_000_000, backup_count=3)
+        log = logging or LoggingConfig()
+        setup_logging(
+            paths.logs,
+            level=log.level,
+            max_bytes=log.max_bytes,
+            backup_count=log.backup_count,
+            json=log.json,
+        )
         store = await StateStore.open(paths.db)
         bus = EventBus()
         journal = Journal(store, bus, flush_interval=0.1)

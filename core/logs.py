@@ -22,15 +22,19 @@ class _TraceFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.trace_id = getattr(record, "run_id", None)
-        if isinstance(record.msg, str):
-            record.msg = self._redact(record.msg)
+        record.msg = self._redact(
+            record.getMessage()
+        )  # format first, so arguments are redacted too
+        record.args = None
         return True
 
 
-def setup_logging(folder: Path, *, level: str, max_bytes: int, backup_count: int) -> Path:
-    """Send the `orchestrator` loggers to folder/orchestrator.jsonl as one JSON object per line."""
+def setup_logging(
+    folder: Path, *, level: str, max_bytes: int, backup_count: int, json: bool = True
+) -> Path:
+    """Send the `orchestrator` loggers to folder/orchestrator.jsonl (JSON lines) or orchestrator.log (key=value)."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "orchestrator.jsonl"
+    path = folder / ("orchestrator.jsonl" if json else "orchestrator.log")
     root = logging.getLogger("orchestrator")
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
@@ -43,7 +47,9 @@ def setup_logging(folder: Path, *, level: str, max_bytes: int, backup_count: int
     handler.addFilter(_TraceFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processor=structlog.processors.JSONRenderer(),
+            processor=structlog.processors.JSONRenderer()
+            if json
+            else structlog.processors.KeyValueRenderer(),
             foreign_pre_chain=[
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,

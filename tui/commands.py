@@ -28,7 +28,8 @@ async def dispatch(args: argparse.Namespace) -> int:
     paths = Paths.resolve(args.home, os.environ)
     if args.command == "config":
         return config_command(args, paths)
-    engine = await Engine.open(paths)
+    user = load_config(paths, env=os.environ)  # the user's logging settings; run config comes later
+    engine = await Engine.open(paths, logging=user.config.logging)
     async with engine:
         handler = COMMANDS[args.command]
         return await handler(engine, args)

@@ -203,6 +203,7 @@ class RunDriver:
     async def _schedule(self, ctx: RunContext) -> None:
         """Start every phase whose dependencies completed, up to max_parallel_phases at once."""
         running: dict[str, asyncio.Task[PhaseStatus]] = {}
+        runners: dict[str, PhaseRunner] = {}
         limit = ctx.config.execution.max_parallel_phases
         # Only this driver changes the run's phases while it holds the lease, so it keeps the rows
         # in memory and re-reads just the phase that finished.
@@ -219,14 +220,15 @@ class RunDriver:
                     ):
                         continue
                     if all(phases[d].status is PhaseStatus.COMPLETED for d in phase.dependencies):
-                        running[plan_id] = asyncio.create_task(PhaseRunner(ctx, phase).run())
+                        runners[plan_id] = PhaseRunner(ctx, phase)
+                        running[plan_id] = asyncio.create_task(runners[plan_id].run())
                 if not running:
                     return
                 done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
                 for plan_id in [k for k, t in running.items() if t in done]:
                     task = running.pop(plan_id)
                     task.result()  # re-raises RunAborted and friends
-                    phases[plan_id] = await self.store.get_phase(phases[plan_id].id)
+                    phases[plan_id] = runners.pop(plan_id).phase  # the runner keeps its stored row
                     await self._check_thresholds(ctx, phases[plan_id])
         finally:
             for task in running.values():

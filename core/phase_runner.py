@@ -62,9 +62,8 @@ class PhaseRunner:
         if not await self._risk_approved():
             await self._set_status(PhaseStatus.SKIPPED, error="rejected at risk approval")
             return PhaseStatus.SKIPPED
-        await self._set_status(PhaseStatus.IN_PROGRESS)
         fresh = phase.status is PhaseStatus.PENDING and phase.attempts == 0
-        base = await self._prepare_worktree()
+        base = await self._start()
         sha = None if fresh else await self._recover_interrupted_attempt()
         if sha is None:
             sha = await self._attempts(base)
@@ -89,15 +88,20 @@ class PhaseRunner:
 
     # ---- git -----------------------------------------------------------------------------------
 
-    async def _prepare_worktree(self) -> str:
-        """The phase's base commit (recorded before the worktree exists, so resume reuses it)."""
+    async def _start(self) -> str:
+        """Mark the phase in progress with its base commit (stored before the worktree exists, so
+        resume reuses it), then make sure the worktree exists; returns the base commit."""
         ctx = self.ctx
-        base = self.phase.base_commit
-        if base is None:
-            base = await asyncio.to_thread(gitrepo.head_commit_of, ctx.run_worktree)
-            await ctx.store.set_phase_git(
-                self.phase.id, base_commit=base, branch=self.branch, worktree=str(self.worktree)
-            )
+        base = self.phase.base_commit or await asyncio.to_thread(
+            gitrepo.head_commit_of, ctx.run_worktree
+        )
+        await self._set_status(
+            PhaseStatus.IN_PROGRESS,
+            base_commit=base,
+            branch=self.branch,
+            worktree=str(self.worktree),
+        )
+        base = self.phase.base_commit or base
         async with ctx.git_lock:
             await asyncio.to_thread(
                 worktrees.create_worktree, ctx.repo, self.worktree, self.branch, base
@@ -137,19 +141,20 @@ class PhaseRunner:
     async def _attempts(self, base: str) -> str | None:
         """Run attempts until one commits; None when the phase failed for good (and policy allows)."""
         ctx, cfg = self.ctx, self.ctx.config.execution
-        previous_failure = await self._last_failure() if self.phase.attempts else None
+        attempts = self.phase.attempts  # this runner is the only one creating attempts of the phase
+        previous_failure = await self._last_failure() if attempts else None
         while True:
-            phase = await ctx.store.get_phase(self.phase.id)
-            if phase.attempts >= cfg.max_attempts and phase.attempts >= cfg.max_attempts + (
+            if attempts >= cfg.max_attempts and attempts >= cfg.max_attempts + (
                 await self._granted_extra_attempts()
             ):
-                if not await self._on_exhausted(phase.attempts, previous_failure):
+                if not await self._on_exhausted(attempts, previous_failure):
                     return None
                 continue
-            if phase.attempts > 0:
-                await asyncio.sleep(self._backoff(phase.attempts))
+            if attempts > 0:
+                await asyncio.sleep(self._backoff(attempts))
             await asyncio.to_thread(gitrepo.reset_hard, self.worktree, base)
             execution = await ctx.store.create_execution(self.phase.id, ctx.run_id)
+            attempts = execution.attempt
             ctx.executions[(self.phase.plan_id, execution.attempt)] = execution.id
             await ctx.emit(
                 ExecutionStarted(
@@ -166,7 +171,7 @@ class PhaseRunner:
             previous_failure = error
             if not retriable:
                 ctx.log(self.phase.id, f"not retrying: {error}", "error")
-                if not await self._on_exhausted(None, error):
+                if not await self._on_exhausted(attempts, error):
                     return None
 
     async def _attempt(
@@ -191,7 +196,7 @@ class PhaseRunner:
             context=retrieved.text,
             relevant_files=retrieved.files,
             previous_failure=previous_failure,
-            findings_feedback=await self._findings_feedback(),
+            findings_feedback=await self._findings_feedback() if execution.attempt > 1 else [],
         )
         result: AttemptResult = await ctx.executor.execute(
             job, lambda line, level="info": ctx.log(phase.id, line, level)
@@ -264,17 +269,16 @@ class PhaseRunner:
             and i.status is InterventionStatus.APPROVED
         )
 
-    async def _on_exhausted(self, attempts: int | None, error: str | None) -> bool:
+    async def _on_exhausted(self, attempts: int, error: str | None) -> bool:
         """Apply `execution.on_phase_failure`; True means one more attempt was granted."""
         ctx = self.ctx
         policy = ctx.config.execution.on_phase_failure
         reason = f"phase {self.phase.plan_id} '{self.phase.name}' failed: {(error or '')[:500]}"
         if policy == "ask":
-            phase = await ctx.store.get_phase(self.phase.id)
             answer = await ctx.gate.decide(
                 InterventionKind.PHASE_FAILED,
                 phase_id=self.phase.id,
-                key=f"after-attempt-{phase.attempts}",
+                key=f"after-attempt-{attempts}",
                 reason=reason,
                 action_required="approve: grant one more attempt; reject: fail the run",
             )
@@ -325,6 +329,8 @@ class PhaseRunner:
     async def _record_findings(self, execution: Execution, found: list[VerifyFinding]) -> None:
         """Store new findings once; a fingerprint seen again stays open; one not seen again is resolved."""
         ctx = self.ctx
+        if not found and execution.attempt == 1:
+            return  # nothing found, and no earlier attempt whose findings could now be resolved
         existing = {
             f.fingerprint: f
             for f in await ctx.store.get_findings(ctx.run_id, phase_id=self.phase.id)
@@ -455,11 +461,16 @@ class PhaseRunner:
         return False
 
     async def _set_status(
-        self, status: PhaseStatus, *, error: str | None = None, commit: str | None = None
+        self,
+        status: PhaseStatus,
+        *,
+        error: str | None = None,
+        commit: str | None = None,
+        **git: str,
     ) -> None:
         ctx = self.ctx
         self.phase = await ctx.store.update_phase_status(
-            self.phase.id, status, error=error, commit=commit
+            self.phase.id, status, error=error, commit=commit, **git
         )
         await ctx.emit(
             PhaseStatusChanged(

@@ -123,7 +123,9 @@ async def test_rejecting_a_risky_phase_skips_it_and_its_dependants(
         driving = asyncio.create_task(engine.execute_run(run.id))
         [pending] = await _wait_for_pending(engine, run.id)
         assert pending.kind == "risk"
-        assert (await engine.get_run(run.id)).status is RunStatus.WAITING
+        while (await engine.get_run(run.id)).status is not RunStatus.WAITING:
+            assert not driving.done()
+            await asyncio.sleep(0.02)
         await engine.resolve_intervention(pending.id, approve=False, note="too risky")
         final = await driving
         phases_now = {p.plan_id: p for p in await engine.phases(run.id)}

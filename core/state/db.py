@@ -223,6 +223,16 @@ class StateDatabase:
             raise NotFoundError(f"no {what} with id {id_!r} in {self.path}; {hint}")
         return row
 
+    async def _update_one(
+        self, db: aiosqlite.Connection, what: str, id_: str, sql: str, params: tuple[Any, ...]
+    ) -> sqlite3.Row:
+        """Run `UPDATE ... WHERE id = ?` with RETURNING * in one round trip; NotFoundError if no row."""
+        rows = list(await db.execute_fetchall(sql + " RETURNING *", params))
+        if not rows:
+            hint = "`orchestrator runs` lists run ids" if what == "run" else "check the id"
+            raise NotFoundError(f"no {what} with id {id_!r} in {self.path}; {hint}")
+        return rows[0]
+
     async def _get(self, table: str, what: str, id_: str) -> sqlite3.Row:
         """Read one row by id on the reader, or raise NotFoundError."""
         rows = await self._fetch(f"SELECT * FROM {table} WHERE id = ?", (id_,))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,13 +96,18 @@ class LogsMixin(StateDatabase):
             raise StateError(f"cannot read artifact {path}: {exc}") from exc
         aid = new_id("a")
         async with self._write() as db:
-            await self._require(db, "runs", "run", run_id)
-            await db.execute(
-                "INSERT INTO artifacts (id, run_id, phase_id, name, path, type, size, hash,"
-                " created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (aid, run_id, phase_id, name, str(path), type, size, digest, utcnow()),
-            )
-            return schema.artifact_from_row(await self._require(db, "artifacts", "artifact", aid))
+            try:
+                rows = list(
+                    await db.execute_fetchall(
+                        "INSERT INTO artifacts (id, run_id, phase_id, name, path, type, size, hash,"
+                        " created_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING *",
+                        (aid, run_id, phase_id, name, str(path), type, size, digest, utcnow()),
+                    )
+                )
+            except sqlite3.IntegrityError:  # the foreign key: no such run
+                await self._require(db, "runs", "run", run_id)
+                raise
+            return schema.artifact_from_row(rows[0])
 
     async def get_artifacts(self, run_id: str) -> list[Artifact]:
         """A run's artifacts in the order they were registered."""

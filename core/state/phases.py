@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.errors import StateError
+from core.errors import NotFoundError, StateError
 from core.records import Execution, ExecutionStatus, Phase, PhaseStatus
 from core.state import schema
 from core.state.db import StateDatabase
@@ -65,15 +65,23 @@ class PhasesMixin(StateDatabase):
         status: PhaseStatus | str,
         error: str | None = None,
         commit: str | None = None,
+        *,
+        base_commit: str | None = None,
+        branch: str | None = None,
+        worktree: str | Path | None = None,
     ) -> Phase:
-        """Move a phase to `status`; `commit` records the phase's commit SHA."""
+        """Move a phase to `status`; `commit` records its commit; git fields are kept once set."""
         status, now = PhaseStatus(status), utcnow()
         async with self._write() as db:
-            await self._require(db, "phases", "phase", phase_id)
-            await db.execute(
+            row = await self._update_one(
+                db,
+                "phase",
+                phase_id,
                 "UPDATE phases SET status = ?, error = ?, commit_sha = COALESCE(?, commit_sha),"
                 " started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,"
-                " completed_at = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?",
+                " completed_at = CASE WHEN ? THEN ? ELSE NULL END,"
+                " base_commit = COALESCE(base_commit, ?), branch = COALESCE(branch, ?),"
+                " worktree = COALESCE(worktree, ?) WHERE id = ?",
                 (
                     status.value,
                     error,
@@ -82,10 +90,13 @@ class PhasesMixin(StateDatabase):
                     now,
                     status in FINISHED_PHASE_STATUSES,
                     now,
+                    base_commit,
+                    branch,
+                    None if worktree is None else str(worktree),
                     phase_id,
                 ),
             )
-            return schema.phase_from_row(await self._require(db, "phases", "phase", phase_id))
+            return schema.phase_from_row(row)
 
     async def set_phase_git(
         self,
@@ -96,13 +107,15 @@ class PhasesMixin(StateDatabase):
     ) -> Phase:
         """Record a phase's base commit, branch or worktree (None leaves a field unchanged)."""
         async with self._write() as db:
-            await self._require(db, "phases", "phase", phase_id)
-            await db.execute(
+            row = await self._update_one(
+                db,
+                "phase",
+                phase_id,
                 "UPDATE phases SET base_commit = COALESCE(?, base_commit),"
                 " branch = COALESCE(?, branch), worktree = COALESCE(?, worktree) WHERE id = ?",
                 (base_commit, branch, None if worktree is None else str(worktree), phase_id),
             )
-            return schema.phase_from_row(await self._require(db, "phases", "phase", phase_id))
+            return schema.phase_from_row(row)
 
     async def get_phase(self, phase_id: str) -> Phase:
         """One phase by id."""
@@ -121,27 +134,30 @@ class PhasesMixin(StateDatabase):
         """Start an attempt of a phase (next number when `attempt` is None) and count it on the phase."""
         exec_id, now = new_id("e"), utcnow()
         async with self._write() as db:
-            phase = await self._require(db, "phases", "phase", phase_id)
-            if phase["run_id"] != run_id:
-                raise StateError(f"phase {phase_id} belongs to run {phase['run_id']}, not {run_id}")
+            # One round trip for the phase check and the last attempt number.
+            phase = await self._one(
+                db,
+                "SELECT p.run_id, (SELECT COALESCE(MAX(attempt_number), 0) FROM executions"
+                " WHERE phase_id = p.id) FROM phases p WHERE p.id = ?",
+                (phase_id,),
+            )
+            if phase is None:
+                raise NotFoundError(f"no phase with id {phase_id!r} in {self.path}; check the id")
+            if phase[0] != run_id:
+                raise StateError(f"phase {phase_id} belongs to run {phase[0]}, not {run_id}")
             if attempt is None:
-                row = await self._one(
-                    db,
-                    "SELECT COALESCE(MAX(attempt_number), 0) FROM executions WHERE phase_id = ?",
-                    (phase_id,),
+                attempt = int(phase[1]) + 1
+            rows = list(
+                await db.execute_fetchall(
+                    "INSERT INTO executions (id, phase_id, run_id, attempt_number, status, started_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+                    (exec_id, phase_id, run_id, attempt, ExecutionStatus.RUNNING.value, now),
                 )
-                attempt = int(row[0] if row else 0) + 1
-            await db.execute(
-                "INSERT INTO executions (id, phase_id, run_id, attempt_number, status, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (exec_id, phase_id, run_id, attempt, ExecutionStatus.RUNNING.value, now),
             )
             await db.execute(
                 "UPDATE phases SET attempts = MAX(attempts, ?) WHERE id = ?", (attempt, phase_id)
             )
-            return schema.execution_from_row(
-                await self._require(db, "executions", "execution", exec_id)
-            )
+            return schema.execution_from_row(rows[0])
 
     async def _finish_execution(
         self,
@@ -153,15 +169,15 @@ class PhasesMixin(StateDatabase):
     ) -> Execution:
         """Close an execution row with its outcome."""
         async with self._write() as db:
-            await self._require(db, "executions", "execution", execution_id)
-            await db.execute(
+            row = await self._update_one(
+                db,
+                "execution",
+                execution_id,
                 "UPDATE executions SET status = ?, error = ?, output = COALESCE(?, output),"
                 " context = COALESCE(?, context), completed_at = ? WHERE id = ?",
                 (status.value, error, output, context, utcnow(), execution_id),
             )
-            return schema.execution_from_row(
-                await self._require(db, "executions", "execution", execution_id)
-            )
+            return schema.execution_from_row(row)
 
     async def complete_execution(
         self, execution_id: str, output: str | None, context: str | None = None

@@ -30,6 +30,7 @@ from core.records import (
     RunStatus,
     RunSummary,
 )
+from core.setup import preflight
 from core.state.export import render_markdown, run_document
 from core.state.store import StateStore
 from core.timeutil import parse_ts, utcnow
@@ -87,10 +88,14 @@ class Engine:
                 'the task is empty: say what the run should do, e.g. orchestrator run "Add input validation" --repo .'
             )
         git_repo = await asyncio.to_thread(gitrepo.open_repo, repo)
-        root = Path(git_repo.working_tree_dir or repo).resolve()
-        await asyncio.to_thread(
-            gitrepo.ensure_clean, git_repo, allow_dirty or loaded.config.git.allow_dirty
-        )
+        try:
+            root = Path(git_repo.working_tree_dir or repo).resolve()
+            await asyncio.to_thread(
+                gitrepo.ensure_clean, git_repo, allow_dirty or loaded.config.git.allow_dirty
+            )
+        finally:
+            git_repo.close()
+        await preflight(loaded.config, loaded.catalog)
         run = await self.store.create_run(redact(task.strip()), str(root), make_snapshot(loaded))
         await self.journal.emit(RunCreated(run_id=run.id, task=run.task, repo=run.repo))
         self.journal.log(run.id, None, "info", f"run {run.id} created for {root}")

@@ -73,6 +73,16 @@ async def checked_model(provider: LLMProvider, model: ModelDef) -> ModelDef:
     return model
 
 
+async def preflight(config: OrchestratorConfig, catalog: ModelsCatalog) -> None:
+    """Fail before a run is stored when its provider is unknown or unreachable or a model is missing."""
+    provider = provider_for(config)
+    try:
+        await checked_model(provider, catalog.resolve("planner", config.models.planner))
+        await checked_model(provider, catalog.resolve("executor", config.models.executor))
+    finally:
+        await provider.aclose()
+
+
 async def build_clients(
     config: OrchestratorConfig, catalog: ModelsCatalog, store: StateStore, run_id: str, paths: Paths
 ) -> Clients:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from core.errors import ConfigError
 from core.executors.base import AttemptResult, LogFn, PhaseJob
 from core.executors.prompts import build_external_prompt
+from core.git import repo as gitrepo
 from core.procenv import redact, safe_env
 
 PromptVia = Literal["file", "stdin", "arg"]
@@ -54,21 +55,7 @@ async def _git(worktree: Path, *args: str) -> tuple[int, str]:
 
 async def changed_paths(worktree: Path) -> list[str]:
     """Paths that differ from HEAD in the worktree (modified, added, deleted or untracked)."""
-    code, out = await _git(worktree, "status", "--porcelain=v1", "-z", "--untracked-files=all")
-    if code != 0:
-        return []
-    paths: list[str] = []
-    entries = out.split("\0")
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
-        if len(entry) < 4:
-            continue
-        paths.append(entry[3:])
-        if entry[0] in "RC":
-            i += 1  # a rename or copy is followed by its source path
-    return paths
+    return await asyncio.to_thread(gitrepo.changed_files, worktree)
 
 
 def _kill_group(proc: asyncio.subprocess.Process, sig: int) -> None:

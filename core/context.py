@@ -9,11 +9,12 @@ from pathlib import Path
 from config.catalog import ModelDef, ModelsCatalog
 from config.paths import Paths
 from config.schema import OrchestratorConfig
-from core.events import Event
+from core.events import ArtifactRecorded, Event
 from core.executors.base import Executor
 from core.gate import Gate
 from core.journal import Journal
 from core.llm.client import LLMClient
+from core.procenv import redact
 from core.records import Run
 from core.retrieval import Retriever
 from core.state.store import StateStore
@@ -54,6 +55,16 @@ class RunContext:
         """Publish a state event whose change is already stored."""
         await self.journal.emit(event)
 
+    async def save_artifact(self, phase_id: str | None, path: Path, text: str, kind: str) -> None:
+        """Write a file the run produced (secrets redacted), record it, and announce it."""
+        await asyncio.to_thread(_write_text, path, redact(text))
+        artifact = await self.store.add_artifact(self.run.id, phase_id, path.name, path, kind)
+        await self.emit(
+            ArtifactRecorded(
+                run_id=self.run.id, artifact_id=artifact.id, name=artifact.name, type=kind
+            )
+        )
+
     def phase_branch(self, plan_id: str) -> str:
         return f"{self.config.git.branch_prefix}{self.run.id}--{plan_id}"
 
@@ -62,3 +73,8 @@ class RunContext:
 
     def trailers(self, plan_id: str) -> dict[str, str]:
         return {self.config.git.trailer: self.run.id, "Orchestrator-Phase": plan_id}
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

@@ -4,39 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import random
-from pathlib import Path
 
 from core.context import RunContext
 from core.errors import GitError, MergeConflictError
 from core.events import (
-    ArtifactRecorded,
     ExecutionFinished,
     ExecutionStarted,
-    FindingRecorded,
     PhaseStatusChanged,
 )
 from core.executors.base import AttemptResult, PhaseJob
 from core.git import repo as gitrepo
 from core.git import worktrees
-from core.procenv import redact, safe_env
+from core.phase_checks import PhaseChecks
+from core.procenv import redact
 from core.records import (
     RISK_ORDER,
-    Category,
     Execution,
     ExecutionStatus,
-    FindingIn,
-    FindingStatus,
     InterventionKind,
     InterventionStatus,
     Phase,
     PhaseStatus,
-    Severity,
 )
-from verify.basic import configured_steps, run_basic
-from verify.findings import VerifyFinding, fingerprint
-
-SEVERITY_RANK = {"major": 0, "medium": 1, "minor": 2}
-OPEN_STATUSES = (FindingStatus.NEW, FindingStatus.OPEN)
 
 
 class RunAborted(Exception):
@@ -51,6 +40,7 @@ class PhaseRunner:
         self.phase = phase
         self.worktree = ctx.phase_worktree(phase.plan_id)
         self.branch = ctx.phase_branch(phase.plan_id)
+        self.checks = PhaseChecks(ctx, phase, self.worktree)
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -196,7 +186,7 @@ class PhaseRunner:
             context=retrieved.text,
             relevant_files=retrieved.files,
             previous_failure=previous_failure,
-            findings_feedback=await self._findings_feedback() if execution.attempt > 1 else [],
+            findings_feedback=await self.checks.feedback() if execution.attempt > 1 else [],
         )
         result: AttemptResult = await ctx.executor.execute(
             job, lambda line, level="info": ctx.log(phase.id, line, level)
@@ -205,7 +195,7 @@ class PhaseRunner:
             error = result.error or "the executor failed"
             await self._fail(execution, error, result.summary, retrieved.text)
             return None, error, result.retriable
-        failures = await self._verify(execution)
+        failures = await self.checks.run(execution)
         if failures:
             error = "verification failed:\n" + "\n".join(failures)
             await self._fail(execution, error, result.summary, retrieved.text)
@@ -291,121 +281,6 @@ class PhaseRunner:
             raise RunAborted(reason)
         return False
 
-    # ---- verification ----------------------------------------------------------------------------
-
-    async def _verify(self, execution: Execution) -> list[str]:
-        """Run the configured commands; store findings by fingerprint; return the blocking ones."""
-        ctx, vcfg = self.ctx, self.ctx.config.verification
-        steps = configured_steps(
-            {
-                "build": vcfg.build,
-                "test": vcfg.test,
-                "lint": vcfg.lint,
-                "security": vcfg.security,
-                "custom": vcfg.custom,
-            }
-        )
-        if not vcfg.enabled or not steps:
-            return []
-        extra = [
-            str(p / ".venv" / "bin")
-            for p in (self.worktree, ctx.repo)
-            if (p / ".venv" / "bin").is_dir()
-        ]
-        results, found = await run_basic(
-            steps,
-            self.worktree,
-            timeout=vcfg.timeout_seconds,
-            env=safe_env(extra_path=extra),
-            max_output_bytes=vcfg.max_output_bytes,
-            tail_lines=vcfg.output_tail_lines,
-            severity=vcfg.severity,
-            on_line=lambda line: ctx.log(self.phase.id, line, "verify"),
-        )
-        await self._save_report(execution, results)
-        await self._record_findings(execution, found)
-        return [f.message.splitlines()[0] for f in found if f.severity == Severity.MAJOR]
-
-    async def _record_findings(self, execution: Execution, found: list[VerifyFinding]) -> None:
-        """Store new findings once; a fingerprint seen again stays open; one not seen again is resolved."""
-        ctx = self.ctx
-        if not found and execution.attempt == 1:
-            return  # nothing found, and no earlier attempt whose findings could now be resolved
-        existing = {
-            f.fingerprint: f
-            for f in await ctx.store.get_findings(ctx.run_id, phase_id=self.phase.id)
-            if f.status in OPEN_STATUSES
-        }
-        seen: set[str] = set()
-        for vf in found:
-            fp = fingerprint(vf.tool, vf.rule, vf.path, vf.message)
-            seen.add(fp)
-            if fp in existing:
-                if existing[fp].status is FindingStatus.NEW:
-                    await ctx.store.update_finding_status(existing[fp].id, FindingStatus.OPEN)
-                continue
-            finding = await ctx.store.add_finding(
-                ctx.run_id,
-                self.phase.id,
-                execution.id,
-                FindingIn(
-                    category=Category(vf.category),
-                    severity=Severity(vf.severity),
-                    tool=vf.tool,
-                    message=redact(vf.message),
-                    rule=vf.rule,
-                    path=vf.path,
-                    line=vf.line,
-                    column=vf.column,
-                    fingerprint=fp,
-                ),
-            )
-            existing[fp] = finding
-            await ctx.emit(
-                FindingRecorded(
-                    run_id=ctx.run_id,
-                    finding_id=finding.id,
-                    phase_id=self.phase.id,
-                    severity=finding.severity,
-                    category=finding.category,
-                    message=finding.message,
-                )
-            )
-        for fp, finding in existing.items():
-            if fp not in seen:
-                await ctx.store.update_finding_status(finding.id, FindingStatus.RESOLVED)
-
-    async def _findings_feedback(self) -> list[str]:
-        findings = await self.ctx.store.get_findings(self.ctx.run_id, phase_id=self.phase.id)
-        open_ones = sorted(
-            (f for f in findings if f.status in OPEN_STATUSES),
-            key=lambda f: SEVERITY_RANK[f.severity],
-        )
-        return [f"[{f.severity}] {f.category}/{f.tool}: {f.message[:1500]}" for f in open_ones[:10]]
-
-    async def _save_report(self, execution: Execution, results: list) -> None:
-        ctx = self.ctx
-        path = (
-            ctx.paths.reports / ctx.run_id / f"{self.phase.plan_id}-attempt-{execution.attempt}.txt"
-        )
-        text = "\n\n".join(
-            f"$ {r.command}\nexit: {r.exit_code}{' (timed out)' if r.timed_out else ''} "
-            f"in {r.duration_seconds:.2f}s\n{r.output}"
-            for r in results
-        )
-        await self._artifact(path, text, "report")
-
-    async def _artifact(self, path: Path, text: str, kind: str) -> None:
-        await asyncio.to_thread(_write_text, path, redact(text))
-        artifact = await self.ctx.store.add_artifact(
-            self.ctx.run_id, self.phase.id, path.name, path, kind
-        )
-        await self.ctx.emit(
-            ArtifactRecorded(
-                run_id=self.ctx.run_id, artifact_id=artifact.id, name=artifact.name, type=kind
-            )
-        )
-
     # ---- delivery ----------------------------------------------------------------------------------
 
     async def _deliver(self, sha: str) -> PhaseStatus:
@@ -426,8 +301,11 @@ class PhaseRunner:
                     return PhaseStatus.FAILED
         if ctx.config.artifacts.save_diffs:
             diff = await asyncio.to_thread(gitrepo.diff_of_commit, self.worktree, sha)
-            await self._artifact(
-                ctx.paths.artifacts / ctx.run_id / f"{self.phase.plan_id}.diff", diff, "diff"
+            await ctx.save_artifact(
+                self.phase.id,
+                ctx.paths.artifacts / ctx.run_id / f"{self.phase.plan_id}.diff",
+                diff,
+                "diff",
             )
         await self._set_status(PhaseStatus.COMPLETED, commit=sha)
         return PhaseStatus.COMPLETED
@@ -485,8 +363,3 @@ class PhaseRunner:
             self.phase.id,
             f"phase {self.phase.plan_id} {status}" + (f": {error[:300]}" if error else ""),
         )
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")

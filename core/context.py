@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,8 +58,10 @@ class RunContext:
 
     async def save_artifact(self, phase_id: str | None, path: Path, text: str, kind: str) -> None:
         """Write a file the run produced (secrets redacted), record it, and announce it."""
-        await asyncio.to_thread(_write_text, path, redact(text))
-        artifact = await self.store.add_artifact(self.run.id, phase_id, path.name, path, kind)
+        size, digest = await asyncio.to_thread(_write_text, path, redact(text))
+        artifact = await self.store.add_artifact(
+            self.run.id, phase_id, path.name, path, kind, size=size, digest=digest
+        )
         await self.emit(
             ArtifactRecorded(
                 run_id=self.run.id, artifact_id=artifact.id, name=artifact.name, type=kind
@@ -75,6 +78,9 @@ class RunContext:
         return {self.config.git.trailer: self.run.id, "Orchestrator-Phase": plan_id}
 
 
-def _write_text(path: Path, text: str) -> None:
+def _write_text(path: Path, text: str) -> tuple[int, str]:
+    """Write the file and return its size and sha256, so it need not be read back."""
+    data = text.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path.write_bytes(data)
+    return len(data), hashlib.sha256(data).hexdigest()

@@ -18,7 +18,7 @@ from core.events import InterventionResolved, RunCreated
 from core.git import repo as gitrepo
 from core.git import worktrees
 from core.journal import Journal
-from core.logs import setup_logging
+from core.logs import setup_logging, shutdown_logging
 from core.procenv import redact
 from core.records import (
     ACTIVE_RUN_STATUSES,
@@ -67,6 +67,7 @@ class Engine:
         await self.journal.stop()
         self.bus.close()
         await self.store.close()
+        shutdown_logging()
 
     async def __aenter__(self) -> Self:
         return self

@@ -1,16 +1,22 @@
-"""Structured JSON log files under the home folder, rotated by size, each record tagged with its trace id."""
+"""Structured log files under the home folder, rotated by size, each record tagged with its trace id.
+
+Records are handed to a queue on the caller's thread and formatted and written by a listener
+thread (`QueueHandler` + `QueueListener`), so logging never does file I/O on the event loop.
+"""
 
 from __future__ import annotations
 
 import logging
-from logging.handlers import RotatingFileHandler
+import queue
+from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
 
 import structlog
 
 from core.procenv import secret_redactor
 
-_HANDLER_NAME = "orchestrator-file"
+_HANDLER_NAME = "orchestrator-queue"
+_listener: QueueListener | None = None
 
 
 class _TraceFilter(logging.Filter):
@@ -35,17 +41,17 @@ def setup_logging(
     """Send the `orchestrator` loggers to folder/orchestrator.jsonl (JSON lines) or orchestrator.log (key=value)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ("orchestrator.jsonl" if json else "orchestrator.log")
+    shutdown_logging()
     root = logging.getLogger("orchestrator")
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
             handler.close()
-    handler = RotatingFileHandler(
+    file_handler = RotatingFileHandler(
         path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
     )
-    handler.set_name(_HANDLER_NAME)
-    handler.addFilter(_TraceFilter())
-    handler.setFormatter(
+    file_handler.addFilter(_TraceFilter())
+    file_handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=structlog.processors.JSONRenderer()
             if json
@@ -58,7 +64,30 @@ def setup_logging(
             ],
         )
     )
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handler = _RawQueueHandler(records)
+    handler.set_name(_HANDLER_NAME)
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+    global _listener
+    _listener = QueueListener(records, file_handler)
+    _listener.start()
     return path
+
+
+def shutdown_logging() -> None:
+    """Write out every queued record and stop the listener thread."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        for handler in _listener.handlers:
+            handler.close()
+        _listener = None
+
+
+class _RawQueueHandler(QueueHandler):
+    """Queues the record as it is; the listener thread's filter and formatter do all the work."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record

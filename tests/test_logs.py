@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.logs import setup_logging
+from core.logs import setup_logging, shutdown_logging
 
 
 def test_records_carry_trace_ids_rotate_and_hide_secrets(
@@ -22,6 +22,7 @@ def test_records_carry_trace_ids_rotate_and_hide_secrets(
             "attempt %s failed with %s", i, "tok-0123456789-secret", extra={"run_id": "r1"}
         )
     logger.debug("not written at INFO", extra={"run_id": "r1"})
+    shutdown_logging()  # writes out the queue
     files = sorted(p.name for p in path.parent.iterdir())
     assert files == ["orchestrator.jsonl", "orchestrator.jsonl.1", "orchestrator.jsonl.2"]
     records = [

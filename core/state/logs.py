@@ -86,14 +86,23 @@ class LogsMixin(StateDatabase):
     # -- artifacts -------------------------------------------------------------------------------
 
     async def add_artifact(
-        self, run_id: str, phase_id: str | None, name: str, path: Path, type: str
+        self,
+        run_id: str,
+        phase_id: str | None,
+        name: str,
+        path: Path,
+        type: str,
+        *,
+        size: int | None = None,
+        digest: str | None = None,
     ) -> Artifact:
-        """Register a file the run produced, with its size and sha256."""
+        """Register a file the run produced, with its size and sha256 (read from the file unless given)."""
         path = Path(path).absolute()
-        try:
-            size, digest = await asyncio.to_thread(_file_digest, path)
-        except OSError as exc:
-            raise StateError(f"cannot read artifact {path}: {exc}") from exc
+        if size is None or digest is None:
+            try:
+                size, digest = await asyncio.to_thread(_file_digest, path)
+            except OSError as exc:
+                raise StateError(f"cannot read artifact {path}: {exc}") from exc
         aid = new_id("a")
         async with self._write() as db:
             try:

@@ -64,6 +64,18 @@ def _kill_group(proc: asyncio.subprocess.Process, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
+async def _group_gone(pgid: int, limit: float = 2.0) -> None:
+    """Wait (bounded) until no process of the group is left, so none outlives the attempt."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        await asyncio.sleep(0.01)
+
+
 class ExternalAgentExecutor:
     """Executor that hands the phase to an external agent CLI which edits the worktree itself."""
 
@@ -177,13 +189,11 @@ class ExternalAgentExecutor:
         finally:
             if proc.returncode is None:
                 _kill_group(proc, signal.SIGTERM)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proc.wait(), _KILL_GRACE_SECONDS)
-                except TimeoutError:
-                    _kill_group(proc, signal.SIGKILL)
-                    await proc.wait()
-            else:
-                _kill_group(proc, signal.SIGKILL)  # leftovers the agent started in its group
+            _kill_group(proc, signal.SIGKILL)  # what is left of the group, leader included
+            await proc.wait()
+            await _group_gone(proc.pid)
         last = "\n".join(tail)
         if timed_out:
             return AttemptResult(

@@ -116,7 +116,8 @@ async def build_clients(
             response.cached,
         )
 
-    use_cache = config.llm.cache and provider.name != "replay"
+    # Replay is already a cache, and a recording must hold every answer, so neither uses it.
+    use_cache = config.llm.cache and provider.name != "replay" and not config.llm.record
     llm = LLMClient(
         provider,
         max_retries=config.llm.max_retries,

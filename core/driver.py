@@ -138,14 +138,13 @@ class RunDriver:
         config, catalog = config_from_snapshot(run.config)
         repo = Path(run.repo)
         run_worktree = self.paths.worktrees / run.id / "run"
-        if run.branch is None:
+        if run.branch is None or run.base_commit is None:
             base = await asyncio.to_thread(gitrepo.head_commit_of, repo)
             branch = f"{config.git.branch_prefix}{run.id}"
-            await self.store.set_run_git(run.id, base, branch, str(run_worktree))
-            run = await self.store.get_run(run.id)
-        await asyncio.to_thread(
-            worktrees.create_worktree, repo, run_worktree, run.branch, run.base_commit
-        )
+            run = await self.store.set_run_git(run.id, base, branch, str(run_worktree))
+        else:
+            base, branch = run.base_commit, run.branch
+        await asyncio.to_thread(worktrees.create_worktree, repo, run_worktree, branch, base)
         gate = Gate(
             self.store,
             self.journal,
@@ -276,7 +275,7 @@ class RunDriver:
             max_medium=t.max_medium,
             on_major_exceeded=t.on_major_exceeded,
             on_medium_exceeded=t.on_medium_exceeded,
-            per_category=t.per_category,
+            per_category=dict(t.per_category.items()),
         )
         for breach in breaches:
             text = f"{breach.kind} findings: {breach.actual} open, threshold {breach.limit}"

@@ -50,7 +50,7 @@ class PhaseChecks:
             env=safe_env(extra_path=extra),
             max_output_bytes=vcfg.max_output_bytes,
             tail_lines=vcfg.output_tail_lines,
-            severity=vcfg.severity,
+            severity=dict(vcfg.severity.items()),
             on_line=lambda line: ctx.log(self.phase.id, line, "verify"),
         )
         await self._save_report(execution, results)

@@ -82,16 +82,19 @@ class PhaseRunner:
         """Mark the phase in progress with its base commit (stored before the worktree exists, so
         resume reuses it), then make sure the worktree exists; returns the base commit."""
         ctx = self.ctx
-        base = self.phase.base_commit or await asyncio.to_thread(
-            gitrepo.head_commit_of, ctx.run_worktree
-        )
+        base: str
+        if self.phase.base_commit is not None:
+            base = self.phase.base_commit  # recorded before a restart
+        else:
+            base = await asyncio.to_thread(gitrepo.head_commit_of, ctx.run_worktree)
         await self._set_status(
             PhaseStatus.IN_PROGRESS,
             base_commit=base,
             branch=self.branch,
             worktree=str(self.worktree),
         )
-        base = self.phase.base_commit or base
+        if self.phase.base_commit is not None:
+            base = self.phase.base_commit  # the store keeps the first base it was given
         async with ctx.git_lock:
             await asyncio.to_thread(
                 worktrees.create_worktree, ctx.repo, self.worktree, self.branch, base
@@ -188,9 +191,11 @@ class PhaseRunner:
             previous_failure=previous_failure,
             findings_feedback=await self.checks.feedback() if execution.attempt > 1 else [],
         )
-        result: AttemptResult = await ctx.executor.execute(
-            job, lambda line, level="info": ctx.log(phase.id, line, level)
-        )
+
+        def log(line: str, level: str = "info") -> None:
+            ctx.log(phase.id, line, level)
+
+        result: AttemptResult = await ctx.executor.execute(job, log)
         if not result.ok:
             error = result.error or "the executor failed"
             await self._fail(execution, error, result.summary, retrieved.text)

@@ -31,7 +31,7 @@ from core.records import (
     RunSummary,
 )
 from core.setup import preflight
-from core.state.export import render_markdown, run_document
+from core.state.export import run_document
 from core.state.store import StateStore
 from core.timeutil import parse_ts, utcnow
 
@@ -131,10 +131,7 @@ class Engine:
             raise RunLockedError(
                 f"run {run_id} is still running in {run.lease_owner}; watch it with `orchestrator show {run_id}`"
             )
-        if run.lease_owner:
-            await self.store.release_lease(run_id, run.lease_owner)  # its process is gone
-        if run.status is RunStatus.FAILED:
-            await self.store.update_run_status(run_id, RunStatus.INTERRUPTED, error=None)
+        await self.store.recover_run(run_id)  # its process is gone: drop the lease, mark interrupted
         return await self.execute_run(run_id, auto_approve=auto_approve)
 
     async def cancel_run(self, run_id: str) -> Run:
@@ -241,14 +238,8 @@ class Engine:
         return await run_document(self.store, run_id)
 
     async def export(self, run_id: str, fmt: str) -> str:
-        import json
-
-        doc = await run_document(self.store, run_id)
-        if fmt == "json":
-            return json.dumps(doc, indent=2) + "\n"
-        if fmt == "markdown":
-            return render_markdown(doc)
-        raise InputError(f"--format {fmt!r} is not supported; use markdown or json")
+        """The run summary as markdown or JSON."""
+        return await self.store.export_run_summary(run_id, fmt)
 
     async def interventions(
         self, run_id: str | None = None, *, pending_only: bool = False

@@ -582,3 +582,29 @@ async def test_cancelled_writes_never_leave_a_transaction_open(tmp_path: Path) -
         other.execute("ROLLBACK")
         other.close()
         assert (await store.get_run(run.id)).metadata["done"] is True
+
+
+async def test_seed_api_create_phase_recover_run_and_export(tmp_path: Path) -> None:
+    import json
+
+    from core.errors import StateError
+
+    async with await StateStore.open(tmp_path / "seed.db") as store:
+        run = await store.create_run("task", str(tmp_path), {})
+        await store.save_plan(run.id, [{"id": "phase-001", "name": "first"}], max_attempts=2)
+        added = await store.create_phase(
+            run.id, {"id": "phase-002", "name": "second", "dependencies": ["phase-001"]}
+        )
+        assert (added.seq, added.dependencies, added.max_attempts) == (1, ["phase-001"], 3)
+        with pytest.raises(StateError, match="phase-002"):
+            await store.create_phase(run.id, {"id": "phase-002"})
+
+        await store.update_run_status(run.id, "executing")
+        assert await store.acquire_lease(run.id, "host:1:x", 60)
+        recovered = await store.recover_run(run.id)
+        assert recovered.status == "interrupted" and recovered.lease_owner is None
+        assert await store.acquire_lease(run.id, "host:2:y", 60), "the dead owner's lease is gone"
+
+        doc = json.loads(await store.export_run_summary(run.id, "json"))
+        assert [p["plan_id"] for p in doc["phases"]] == ["phase-001", "phase-002"]
+        assert "phase-002" in await store.export_run_summary(run.id)

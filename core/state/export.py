@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.records import RISK_ORDER, Severity
-from core.state.store import StateStore
 from core.timeutil import parse_ts
+
+if TYPE_CHECKING:
+    from core.state.store import StateStore
 
 
 def _duration(started: str | None, completed: str | None) -> float | None:

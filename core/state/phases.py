@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -32,32 +33,36 @@ class PhasesMixin(StateDatabase):
             existing = await self._one(db, "SELECT 1 FROM phases WHERE run_id = ?", (run_id,))
             if existing is None:
                 await db.executemany(
-                    "INSERT INTO phases (id, run_id, plan_id, seq, name, description, status,"
-                    " dependencies, estimated_complexity, risk_level, verification_criteria,"
-                    " attempts, max_attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?,?)",
-                    [
-                        (
-                            new_id("p"),
-                            run_id,
-                            str(p["id"]),
-                            seq,
-                            p.get("name", p["id"]),
-                            p.get("description", ""),
-                            PhaseStatus.PENDING.value,
-                            dumps(list(p.get("dependencies") or [])),
-                            str(p.get("estimated_complexity") or "medium"),
-                            str(p.get("risk_level") or "low"),
-                            dumps(list(p.get("verification_criteria") or [])),
-                            max_attempts,
-                            now,
-                        )
-                        for seq, p in enumerate(phases)
-                    ],
+                    _INSERT_PHASE,
+                    [_phase_row(run_id, seq, p, max_attempts, now) for seq, p in enumerate(phases)],
                 )
             rows = await db.execute_fetchall(
                 "SELECT * FROM phases WHERE run_id = ? ORDER BY seq", (run_id,)
             )
             return [schema.phase_from_row(r) for r in rows]
+
+    async def create_phase(
+        self, run_id: str, phase_data: dict[str, Any], max_attempts: int = 3
+    ) -> Phase:
+        """Add one phase after the run's others (the seed's create_phase); plan ids are unique per run."""
+        async with self._write() as db:
+            await self._require(db, "runs", "run", run_id)
+            row = await self._one(
+                db, "SELECT COALESCE(MAX(seq) + 1, 0) FROM phases WHERE run_id = ?", (run_id,)
+            )
+            seq = int(row[0]) if row else 0
+            try:
+                rows = list(
+                    await db.execute_fetchall(
+                        _INSERT_PHASE + " RETURNING *",
+                        _phase_row(run_id, seq, phase_data, max_attempts, utcnow()),
+                    )
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StateError(
+                    f"run {run_id} already has a phase with plan id {phase_data.get('id')!r}"
+                ) from exc
+            return schema.phase_from_row(rows[0])
 
     async def update_phase_status(
         self,
@@ -217,3 +222,31 @@ class PhasesMixin(StateDatabase):
                 (error, utcnow(), run_id),
             )
             return cur.rowcount
+
+
+_INSERT_PHASE = (
+    "INSERT INTO phases (id, run_id, plan_id, seq, name, description, status,"
+    " dependencies, estimated_complexity, risk_level, verification_criteria,"
+    " attempts, max_attempts, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,0,?,?)"
+)
+
+
+def _phase_row(
+    run_id: str, seq: int, p: dict[str, Any], max_attempts: int, now: str
+) -> tuple[Any, ...]:
+    """The INSERT parameters of one planned phase (a dict with the plan JSON's keys)."""
+    return (
+        new_id("p"),
+        run_id,
+        str(p["id"]),
+        seq,
+        p.get("name", p["id"]),
+        p.get("description", ""),
+        PhaseStatus.PENDING.value,
+        dumps(list(p.get("dependencies") or [])),
+        str(p.get("estimated_complexity") or "medium"),
+        str(p.get("risk_level") or "low"),
+        dumps(list(p.get("verification_criteria") or [])),
+        max_attempts,
+        now,
+    )

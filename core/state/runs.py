@@ -192,6 +192,25 @@ class RunsMixin(StateDatabase):
         )
         return [schema.run_from_row(r) for r in rows]
 
+    async def recover_run(self, run_id: str) -> Run:
+        """Make a run whose process died resumable: drop its lease and mark it interrupted.
+
+        Attempts it left running stay as they are: on resume the phase runner adopts a commit the
+        dead process made, or closes the attempt as failed and starts the next one.
+        """
+        async with self._write() as db:
+            row = await self._update_one(
+                db,
+                "run",
+                run_id,
+                "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?,"
+                " status = CASE WHEN status IN ('pending', 'planning', 'executing', 'waiting',"
+                " 'failed') THEN 'interrupted' ELSE status END,"
+                " error = CASE WHEN status = 'failed' THEN NULL ELSE error END WHERE id = ?",
+                (utcnow(), run_id),
+            )
+            return schema.run_from_row(row)
+
     async def request_cancel(self, run_id: str) -> None:
         """Flag the run so its executing process stops at the next checkpoint."""
         async with self._write() as db:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+from core.errors import InputError
 from core.state.db import BUSY_TIMEOUT_MS, LOCK_RETRY_SECONDS
+from core.state.export import render_markdown, run_document
 from core.state.findings import OPEN_FINDING_STATUSES, FindingsMixin
 from core.state.logs import LOG_LEVELS, LogLine, LogsMixin
 from core.state.phases import FINISHED_PHASE_STATUSES, PhasesMixin
@@ -26,3 +30,12 @@ class StateStore(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin):
     write inside `BEGIN IMMEDIATE`, one query-only reader) lives in core.state.db; each topic's
     reads and writes live in its own mixin. Rows come back as core.records dataclasses.
     """
+
+    async def export_run_summary(self, run_id: str, format: str = "markdown") -> str:
+        """The run's summary as markdown or as the JSON document of `show --json` (the seed's export)."""
+        doc = await run_document(self, run_id)
+        if format == "json":
+            return json.dumps(doc, indent=2) + "\n"
+        if format == "markdown":
+            return render_markdown(doc)
+        raise InputError(f"--format {format!r} is not supported; use markdown or json")

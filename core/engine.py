@@ -131,7 +131,9 @@ class Engine:
             raise RunLockedError(
                 f"run {run_id} is still running in {run.lease_owner}; watch it with `orchestrator show {run_id}`"
             )
-        await self.store.recover_run(run_id)  # its process is gone: drop the lease, mark interrupted
+        await self.store.recover_run(
+            run_id
+        )  # its process is gone: drop the lease, mark interrupted
         return await self.execute_run(run_id, auto_approve=auto_approve)
 
     async def cancel_run(self, run_id: str) -> Run:

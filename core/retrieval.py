@@ -236,3 +236,10 @@ class RepoFilesRetriever:
             used += len(section) + 2
             included.append(rel)
         return RetrievedContext(text="\n\n".join(sections), files=included)
+
+
+class NoRetrieval:
+    """The retriever used when `rag.enabled` is off: prompts get no repository context."""
+
+    async def retrieve(self, query: str, *, repo: Path, budget_tokens: int) -> RetrievedContext:
+        return RetrievedContext(text="", files=[])

@@ -14,7 +14,7 @@ from core.executors.llm import LLMExecutor
 from core.llm.base import ChatRequest, ChatResponse, LLMProvider
 from core.llm.client import LLMClient
 from core.llm.registry import make_provider
-from core.retrieval import RepoFilesRetriever, Retriever
+from core.retrieval import NoRetrieval, RepoFilesRetriever, Retriever
 from core.state.store import StateStore
 
 register_executor("llm", LLMExecutor.from_config)
@@ -127,7 +127,9 @@ async def build_clients(
         on_usage=on_usage,
     )
     executor = executor_factory(config.execution.executor)(config, llm, executor_model)
-    retriever = RepoFilesRetriever(
-        exclude=config.rag.exclude, max_file_bytes=config.rag.max_file_bytes
+    retriever: Retriever = (
+        RepoFilesRetriever(exclude=config.rag.exclude, max_file_bytes=config.rag.max_file_bytes)
+        if config.rag.enabled
+        else NoRetrieval()
     )
     return Clients(llm, executor, retriever, planner_model, executor_model, executions)

@@ -203,3 +203,32 @@ async def test_merge_conflict_resolved_by_hand_then_approved(home: Path, tmp_pat
         final.branch or "",
     ).split()
     assert len(phase_commits) == 2
+
+
+async def test_rag_enabled_decides_whether_prompts_get_repository_context(
+    home: Path, tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    paths = Paths.resolve(None, {"ORCHESTRATOR_HOME": str(home)})
+    for enabled in (True, False):
+        _script(fake_ollama)
+        fake_ollama.requests.clear()
+        repo = make_repo(
+            tmp_path / f"repo-{enabled}", {"notes/inventory_notes.md": "stock levels\n"}
+        )
+        loaded = load_config(
+            paths,
+            repo=repo,
+            env={"OLLAMA_HOST": fake_ollama.url},
+            cli={
+                "models.planner": "coder:raw",
+                "models.executor": "coder:raw",
+                "rag.enabled": enabled,
+            },
+        )
+        async with await Engine.open(paths) as engine:
+            run = await engine.start_run("two files", repo, loaded)
+        assert run.status is RunStatus.COMPLETED, run.error
+        prompts = [
+            m["content"] for c in fake_ollama.chats() for m in c["messages"] if m["role"] == "user"
+        ]
+        assert any("inventory_notes.md" in p for p in prompts) is enabled

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from core.errors import OrchestratorError
+from core.records import RunStatus
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p)
 
     p = sub.add_parser("runs", help="list runs, newest first")
-    p.add_argument("--status", help="only runs with this status")
+    p.add_argument(
+        "--status", choices=[s.value for s in RunStatus], help="only runs with this status"
+    )
     p.add_argument(
         "--recoverable",
         action="store_true",

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.catalog import ModelDef, ModelsCatalog
 from config.paths import Paths
 from config.schema import OrchestratorConfig
-from core.events import ArtifactRecorded, Event
+from core.artifacts import save_artifact
+from core.events import Event
 from core.executors.base import Executor
 from core.gate import Gate
 from core.journal import Journal
 from core.llm.client import LLMClient
-from core.procenv import redact
 from core.records import Run
 from core.retrieval import Retriever
 from core.state.store import StateStore
@@ -58,15 +57,7 @@ class RunContext:
 
     async def save_artifact(self, phase_id: str | None, path: Path, text: str, kind: str) -> None:
         """Write a file the run produced (secrets redacted), record it, and announce it."""
-        size, digest = await asyncio.to_thread(_write_text, path, redact(text))
-        artifact = await self.store.add_artifact(
-            self.run.id, phase_id, path.name, path, kind, size=size, digest=digest
-        )
-        await self.emit(
-            ArtifactRecorded(
-                run_id=self.run.id, artifact_id=artifact.id, name=artifact.name, type=kind
-            )
-        )
+        await save_artifact(self.store, self.journal, self.run.id, phase_id, path, text, kind)
 
     def phase_branch(self, plan_id: str) -> str:
         return f"{self.config.git.branch_prefix}{self.run.id}--{plan_id}"
@@ -76,11 +67,3 @@ class RunContext:
 
     def trailers(self, plan_id: str) -> dict[str, str]:
         return {self.config.git.trailer: self.run.id, "Orchestrator-Phase": plan_id}
-
-
-def _write_text(path: Path, text: str) -> tuple[int, str]:
-    """Write the file and return its size and sha256, so it need not be read back."""
-    data = text.encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return len(data), hashlib.sha256(data).hexdigest()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from config.loader import config_from_snapshot
 from config.paths import Paths
+from core.artifacts import save_artifact
 from core.context import RunContext
 from core.errors import OrchestratorError, RunLockedError
 from core.events import PhaseStatusChanged, PlanCreated, RunStatusChanged
@@ -334,18 +335,14 @@ class RunDriver:
         folder = self.paths.artifacts / self.run_id
         doc = await run_document(self.store, self.run_id)
         summary = folder / "summary.md"
-        await asyncio.to_thread(_write, summary, render_markdown(doc))
-        await self.store.add_artifact(self.run_id, None, "summary.md", summary, "summary")
+        await save_artifact(
+            self.store, self.journal, self.run_id, None, summary, render_markdown(doc), "summary"
+        )
         log_path = folder / "run.log"
         lines: list[str] = []
         after = 0
         while batch := await self.store.get_logs(self.run_id, after_seq=after, limit=5000):
             lines.extend(f"{r.ts} {r.level:<7} {r.message}" for r in batch)
             after = batch[-1].seq
-        await asyncio.to_thread(_write, log_path, "\n".join(lines) + "\n")
-        await self.store.add_artifact(self.run_id, None, "run.log", log_path, "log")
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+        text = "\n".join(lines) + "\n"
+        await save_artifact(self.store, self.journal, self.run_id, None, log_path, text, "log")

@@ -301,8 +301,12 @@ async def test_phase_status_commit_and_git(store: StateStore, tmp_path: Path) ->
     assert done.commit == "c" * 40 and done.error is None
     later = await store.update_phase_status(phase.id, PhaseStatus.COMPLETED)
     assert later.commit == "c" * 40
-    git = await store.set_phase_git(phase.id, base_commit="d" * 40, branch="b1")
-    git = await store.set_phase_git(phase.id, worktree=tmp_path / "wt")
+    git = await store.update_phase_status(
+        phase.id, "in_progress", base_commit="d" * 40, branch="b1"
+    )
+    git = await store.update_phase_status(
+        phase.id, "in_progress", base_commit="e" * 40, worktree=tmp_path / "wt"
+    )  # git fields are kept once set (resume reuses the first base)
     assert (git.base_commit, git.branch, git.worktree) == ("d" * 40, "b1", str(tmp_path / "wt"))
     assert await store.get_phase(phase.id) == git
     with pytest.raises(NotFoundError):

@@ -113,11 +113,6 @@ def ensure_clean(repo: git.Repo, allow_dirty: bool) -> None:
     )
 
 
-def head_commit(repo: git.Repo) -> str:
-    """The full SHA of HEAD."""
-    return run_git(repo.git, "rev-parse", "HEAD")
-
-
 def head_commit_of(path: Path | str) -> str:
     """The full SHA of HEAD of the repository or worktree at `path`, without keeping a Repo open."""
     return run_git(git_cmd(path), "rev-parse", "HEAD")
@@ -208,16 +203,6 @@ def find_commit_with_trailers(
     return None
 
 
-def count_commits_with_trailer(repo_path: Path, ref: str, key: str, value: str) -> int:
-    """How many non-merge commits reachable from ref carry the trailer "key: value"."""
-    wanted = {key: value}
-    return sum(
-        1
-        for _sha, body in _log_messages(repo_path, ref, "--no-merges")
-        if _has_trailers(body, wanted)
-    )
-
-
 def diff_of_commit(repo_path: Path, sha: str) -> str:
     """The commit's header, stat and patch, as stored in a run's diff artifact."""
     return run_git(git_cmd(repo_path), "show", "--stat", "--patch", "--format=fuller", sha)
@@ -246,8 +231,3 @@ def is_ancestor(repo_path: Path, a: str, b: str) -> bool:
     # Anything else means a bad ref; let git say which.
     run_git(g, "merge-base", "--is-ancestor", a, b)
     return False
-
-
-def tree_of(repo_path: Path, ref: str) -> str:
-    """The SHA of the tree a ref points at, to compare contents regardless of history."""
-    return run_git(git_cmd(repo_path), "rev-parse", f"{ref}^{{tree}}")

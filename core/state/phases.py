@@ -103,25 +103,6 @@ class PhasesMixin(StateDatabase):
             )
             return schema.phase_from_row(row)
 
-    async def set_phase_git(
-        self,
-        phase_id: str,
-        base_commit: str | None = None,
-        branch: str | None = None,
-        worktree: str | Path | None = None,
-    ) -> Phase:
-        """Record a phase's base commit, branch or worktree (None leaves a field unchanged)."""
-        async with self._write() as db:
-            row = await self._update_one(
-                db,
-                "phase",
-                phase_id,
-                "UPDATE phases SET base_commit = COALESCE(?, base_commit),"
-                " branch = COALESCE(?, branch), worktree = COALESCE(?, worktree) WHERE id = ?",
-                (base_commit, branch, None if worktree is None else str(worktree), phase_id),
-            )
-            return schema.phase_from_row(row)
-
     async def get_phase(self, phase_id: str) -> Phase:
         """One phase by id."""
         return schema.phase_from_row(await self._get("phases", "phase", phase_id))

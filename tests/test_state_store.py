@@ -494,6 +494,11 @@ async def test_artifacts(store: StateStore, tmp_path: Path) -> None:
     art = await store.add_artifact(run.id, None, "summary.md", f, "summary")
     assert (art.size, art.hash, art.path) == (8, hashlib.sha256(b"# hello\n").hexdigest(), str(f))
     assert await store.get_artifacts(run.id) == [art]
+    # Writing the same file again (a resumed run rewrites its summary) replaces the row.
+    f.write_bytes(b"# hello again\n")
+    again = await store.add_artifact(run.id, None, "summary.md", f, "summary")
+    assert await store.get_artifacts(run.id) == [again]
+    assert again.hash == hashlib.sha256(b"# hello again\n").hexdigest()
     with pytest.raises(StateError, match="cannot read artifact"):
         await store.add_artifact(run.id, None, "x", tmp_path / "missing", "log")
 

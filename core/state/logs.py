@@ -105,6 +105,10 @@ class LogsMixin(StateDatabase):
                 raise StateError(f"cannot read artifact {path}: {exc}") from exc
         aid = new_id("a")
         async with self._write() as db:
+            # The file at this path was just rewritten, so an older row for it would carry a stale hash.
+            await db.execute(
+                "DELETE FROM artifacts WHERE run_id = ? AND path = ?", (run_id, str(path))
+            )
             try:
                 rows = list(
                     await db.execute_fetchall(

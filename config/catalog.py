@@ -20,6 +20,12 @@ class ModelPrices(BaseModel):
     output_per_mtok: float = Field(
         default=0, ge=0, description="price per million completion tokens"
     )
+    cached_input_per_mtok: float | None = Field(
+        default=None,
+        ge=0,
+        description="price per million prompt tokens served from the provider's cache "
+        "(None = input price)",
+    )
 
 
 class ModelDef(BaseModel):

@@ -1,0 +1,77 @@
+"""API keys: read from the environment, or from a KEY=value file the user points to; never stored."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from core.errors import ConfigError
+
+
+def read_secrets_file(path: str | Path) -> dict[str, str]:
+    """KEY=value lines (optional `export `, quotes and # comments), as dotenv files hold them."""
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"llm.secrets_file {file} does not exist; create it with lines like "
+            "OPENAI_API_KEY=... (mode 0600) or unset llm.secrets_file"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"llm.secrets_file {file} cannot be read: {error}") from None
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip().replace("_", "").isalnum():
+            # The line itself may hold a key, so only its number is named.
+            raise ConfigError(
+                f"llm.secrets_file {file} line {number}: expected NAME=value (the line is not shown)"
+            )
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name.strip()] = value
+    return values
+
+
+def secrets_file_is_private(path: str | Path) -> bool:
+    """Whether only the owner may read the file (no group or other permission bits)."""
+    mode = Path(path).expanduser().stat().st_mode
+    return not mode & (stat.S_IRWXG | stat.S_IRWXO)
+
+
+def api_key(
+    name: str, secrets_file: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> str | None:
+    """The key in environment variable `name`, else in the secrets file, else None."""
+    source = os.environ if env is None else env
+    value = source.get(name, "").strip()
+    if value:
+        return value
+    if secrets_file:
+        return read_secrets_file(secrets_file).get(name) or None
+    return None
+
+
+def mask(value: str | None) -> str:
+    """How a key is shown: never its characters, only whether it is set and how long it is."""
+    return "not set" if not value else f"set (******, {len(value)} characters)"
+
+
+def scrubber(*secrets: str | None) -> Callable[[str], str]:
+    """A function removing the given secret values from text (server error messages may echo keys)."""
+    values = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def scrub(text: str) -> str:
+        for value in values:
+            text = text.replace(value, "***")
+        return text
+
+    return scrub

@@ -2,7 +2,8 @@
 
 Imported lazily (the SDK takes over a second to import). The SDK's own retries are off so only
 LLMClient retries. System messages go to the `system` parameter; streamed answers arrive as SSE
-`content_block_delta` events. JSON-schema requests are asked in the prompt and validated, with
+`content_block_delta` events. JSON-schema requests use structured outputs (output_config) and
+fall back to asking in the prompt when the endpoint refuses them; answers are validated, with
 one repair round.
 """
 
@@ -41,6 +42,7 @@ class AnthropicProvider:
         self._key_env = key_env
         self._key_missing = not api_key
         self._timeout = timeout_seconds
+        self._native_format = True  # structured outputs (output_config.format) until refused
         self._endpoint = Endpoint(
             label="Anthropic",
             url=self.base_url,
@@ -59,12 +61,42 @@ class AnthropicProvider:
         """One messages call; JSON-schema requests are validated with one repair round."""
         self._require_key()
         check_prompt_fits(request)
-        if request.json_schema is None:
-            return await self._complete(request, request.messages, on_text)
-        return await validated_json(request, lambda msgs: self._complete(request, msgs, on_text))
+        schema = request.json_schema
+        if schema is None:
+            return await self._complete(request, request.messages, None, on_text)
+        if self._native_format:
+            output_format = {"type": "json_schema", "schema": schema}
+
+            async def native(messages: Messages) -> ChatResponse:
+                return await self._complete(request, messages, output_format, on_text)
+
+            try:
+                first = await native(request.messages)
+            except LLMError as error:
+                if not self._format_refused(error):
+                    raise
+                self._native_format = False  # an endpoint without structured outputs
+            else:
+                return await validated_json(request, native, first=first, messages=request.messages)
+
+        async def prompted(messages: Messages) -> ChatResponse:
+            return await self._complete(request, messages, None, on_text)
+
+        return await validated_json(request, prompted)
+
+    @staticmethod
+    def _format_refused(error: LLMError) -> bool:
+        """Whether the API rejected output_config (a proxy or endpoint without structured outputs)."""
+        import anthropic
+
+        return isinstance(error.__cause__, anthropic.BadRequestError)
 
     async def _complete(
-        self, request: ChatRequest, messages: Messages, on_text: TokenSink | None
+        self,
+        request: ChatRequest,
+        messages: Messages,
+        output_format: dict[str, Any] | None,
+        on_text: TokenSink | None,
     ) -> ChatResponse:
         system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system")
         turns = [
@@ -79,8 +111,9 @@ class AnthropicProvider:
         }
         if system:
             kwargs["system"] = system
-        if request.temperature is not None:
-            kwargs["temperature"] = min(1.0, request.temperature)  # Anthropic accepts 0..1
+        if output_format is not None:
+            kwargs["output_config"] = {"format": output_format}
+        # No temperature: this SDK's messages API no longer takes sampling parameters.
         started = time.monotonic()
         try:
             if on_text is None:

@@ -99,8 +99,9 @@ def from_status(
         retry_after = parse_retry_after(headers)
         wait = f"; it asked to wait {retry_after:g}s" if retry_after is not None else ""
         what = "is rate limiting" if status == 429 else "failed"
+        code = f"HTTP {status}" if status > 0 else "an error inside the stream"
         return LLMRetriableError(
-            f"{where} {what} (HTTP {status}): {detail}{wait}", retry_after=retry_after
+            f"{where} {what} ({code}): {detail}{wait}", retry_after=retry_after
         )
     return LLMError(
         f"{where} rejected the request for model '{model}' (HTTP {status}): {detail}. "
@@ -139,7 +140,9 @@ def from_sdk_error(
     if isinstance(error, sdk.APIStatusError):
         headers = dict(error.response.headers.items()) if error.response is not None else {}
         message = _sdk_message(error)
-        return from_status(endpoint, int(error.status_code), message, model, headers)
+        status = int(error.status_code)
+        # An error event inside a stream arrives after a 200: the server broke off mid-answer.
+        return from_status(endpoint, status if status >= 400 else -1, message, model, headers)
     if isinstance(error, sdk.APIError):
         return LLMRetriableError(
             f"{endpoint.where()} sent an answer that could not be read: "

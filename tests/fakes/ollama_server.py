@@ -38,6 +38,8 @@ class FakeOllama:
         self.default_answer: Answer | None = None
         self.requests: list[dict[str, Any]] = []
         self.stream_pieces = 4
+        self.max_active = 0  # the most chat requests answered at once
+        self._active = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -157,7 +159,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         try:
             if self.path == "/api/chat":
-                self._chat(body)
+                with self.fake._lock:
+                    self.fake._active += 1
+                    self.fake.max_active = max(self.fake.max_active, self.fake._active)
+                try:
+                    self._chat(body)
+                finally:
+                    with self.fake._lock:
+                        self.fake._active -= 1
             elif self.path == "/api/show":
                 self._show(body)
             else:

@@ -20,6 +20,7 @@ from core.git import repo as gitrepo
 from core.git import worktrees
 from core.journal import Journal
 from core.logs import setup_logging, shutdown_logging
+from core.models_report import ModelStatus, models_report
 from core.procenv import redact
 from core.records import (
     ACTIVE_RUN_STATUSES,
@@ -275,6 +276,10 @@ class Engine:
 
     async def logs(self, run_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[LogRecord]:
         return await self.store.get_logs(run_id, after_seq=after_seq, limit=limit)
+
+    async def models(self, loaded: LoadedConfig) -> list[ModelStatus]:
+        """Every configured model with its provider, reachability, presence, context and price."""
+        return await models_report(loaded.config, loaded.catalog)
 
     async def usage(self, run_id: str) -> RunUsage:
         """Tokens and cost of a run's model calls: per run, for planning, and per phase."""

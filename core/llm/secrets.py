@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from core.errors import ConfigError
 
@@ -75,3 +76,26 @@ def scrubber(*secrets: str | None) -> Callable[[str], str]:
         return text
 
     return scrub
+
+
+def key_status(llm: Any, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each provider's key variable and whether it is set (masked), for `config show`."""
+    names = {
+        "openai": llm.openai.api_key_env,
+        "anthropic": llm.anthropic.api_key_env,
+        "ollama": "OLLAMA_API_KEY",
+    }
+    status: dict[str, str] = {}
+    for provider, name in names.items():
+        try:
+            value = api_key(name, llm.secrets_file, env)
+        except ConfigError as error:
+            status[name] = f"unreadable secrets file ({error})"
+            continue
+        source = (
+            ""
+            if not value
+            else (" from env" if (env or os.environ).get(name) else " from secrets file")
+        )
+        status[name] = f"{mask(value)}{source} ({provider})"
+    return status

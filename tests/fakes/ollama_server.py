@@ -121,7 +121,14 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else {}
         except json.JSONDecodeError:
             body = {"_raw": raw.decode("utf-8", "replace")}
-        self.fake.requests.append({"method": self.command, "path": self.path, "body": body})
+        self.fake.requests.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "body": body,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            }
+        )
         return body
 
     def _json(self, status: int, payload: dict[str, Any]) -> None:

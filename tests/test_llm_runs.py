@@ -20,6 +20,7 @@ from tests.cassette import new_file, phase
 from tests.clirun import cli
 from tests.conftest import git, make_repo
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
 
 OPENAI_KEY = "sk-openai-test-key-for-runs-0001"
@@ -165,13 +166,19 @@ async def test_rejecting_a_budget_stops_the_run(
     assert openai.chats() == []
 
 
-@pytest.mark.parametrize("planner", ["fake-gpt", "fake-claude"])
+@pytest.mark.parametrize("planner", ["test-model", "fake-gpt", "fake-claude"])
 async def test_tokens_reach_the_store_while_the_answer_is_still_streaming(
-    home: Path, tmp_path: Path, servers: tuple[FakeOpenAI, FakeAnthropic], planner: str
+    home: Path,
+    tmp_path: Path,
+    servers: tuple[FakeOpenAI, FakeAnthropic],
+    fake_ollama: FakeOllama,
+    planner: str,
 ) -> None:
     openai, anthropic = servers
     repo = make_repo(tmp_path / "repo")
-    paths, loaded = configure(home, repo, servers, **{"models.planner": planner})
+    paths, loaded = configure(
+        home, repo, servers, **{"models.planner": planner, "llm.host": fake_ollama.url}
+    )
     plan = json.dumps({"phases": [phase("phase-001")]})
 
     def streamed_line_stored() -> bool:
@@ -182,7 +189,10 @@ async def test_tokens_reach_the_store_while_the_answer_is_still_streaming(
 
     # The server sends all but the last piece, then waits for the first streamed log line.
     held = {"content": plan, "hold_last": streamed_line_stored}
-    if planner == "fake-gpt":
+    if planner == "test-model":  # a raw Ollama tag: NDJSON streaming
+        fake_ollama.chat_answers = [held]
+        openai.answers = [new_file("one.txt", "one\n")]
+    elif planner == "fake-gpt":
         openai.answers = [held, new_file("one.txt", "one\n")]
     else:
         anthropic.answers = [held]
@@ -250,3 +260,27 @@ def test_record_with_hosted_providers_then_replay_offline(
     ]
     assert trees[0] == trees[1]
     assert len(openai.chats()) == 2 and len(anthropic.messages()) == 1
+
+
+async def test_exhausted_client_retries_fail_the_attempt_and_the_phase_retry_takes_over(
+    home: Path, tmp_path: Path, servers: tuple[FakeOpenAI, FakeAnthropic]
+) -> None:
+    openai, anthropic = servers
+    anthropic.answers = [json.dumps({"phases": [phase("phase-001")]})]
+    storm = {"status": 500, "error": "upstream storm"}
+    openai.answers = [storm, storm, new_file("one.txt", "one\n")]
+    repo = make_repo(tmp_path / "repo")
+    paths, loaded = configure(
+        home,
+        repo,
+        servers,
+        **{"llm.max_retries": 1, "llm.retry_backoff_seconds": 0.001, "execution.max_attempts": 2},
+    )
+    async with await Engine.open(paths) as engine:
+        run = await engine.start_run("one file", repo, loaded)
+        executions = (await engine.run_document(run.id))["executions"]
+    assert run.status is RunStatus.COMPLETED, run.error
+    assert [e["status"] for e in executions] == ["failed", "succeeded"]
+    assert "HTTP 500" in executions[0]["error"] and "upstream storm" in executions[0]["error"]
+    # Attempt 1: one try + one client retry; attempt 2: one try. Never more.
+    assert len(openai.chats()) == 3

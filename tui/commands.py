@@ -271,7 +271,7 @@ async def answer_command(engine: Engine, args: argparse.Namespace) -> int:
     except AlreadyAnsweredError as exc:
         print(f"error: already answered: {exc}", file=sys.stderr)
         return 1
-    print(f"intervention {item.id} {item.status}")
+    print(f"intervention {item.id} {item.status}" + (f" ({item.note})" if item.note else ""))
     return 0
 
 

@@ -9,7 +9,7 @@ from config.catalog import ModelDef, ModelsCatalog
 from config.paths import Paths
 from config.schema import OrchestratorConfig
 from core.budget import BudgetGuard
-from core.errors import ModelNotFoundError
+from core.errors import ConfigError, ModelNotFoundError
 from core.executors.base import Executor, executor_factory, register_executor
 from core.executors.external import ExternalAgentExecutor
 from core.executors.llm import LLMExecutor
@@ -108,7 +108,16 @@ async def checked_model(provider: LLMProvider, model: ModelDef) -> ModelDef:
         else:
             hint = "check the model name (`orchestrator models` lists what is configured and found)"
         raise ModelNotFoundError(f"model {tag!r} is not present on the {served_by} server; {hint}")
-    if model.context_window is None and info.context_length:
+    if info.capabilities and served_by == "ollama" and "completion" not in info.capabilities:
+        raise ConfigError(
+            f"model {tag!r} on Ollama cannot chat (its capabilities: "
+            f"{', '.join(info.capabilities)}); pick a chat model for the planner and executor "
+            "in models.yaml or with --model"
+        )
+    if info.context_length and (
+        model.context_window is None or info.context_length < model.context_window
+    ):
+        # The server's own context length wins over a larger figure in models.yaml.
         return model.model_copy(update={"context_window": info.context_length})
     return model
 

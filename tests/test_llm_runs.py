@@ -15,6 +15,7 @@ import pytest
 from config.loader import LoadedConfig, load_config
 from config.paths import Paths
 from core.engine import Engine
+from core.errors import InputError
 from core.records import InterventionKind, RunStatus
 from tests.cassette import new_file, phase
 from tests.clirun import cli
@@ -284,3 +285,34 @@ async def test_exhausted_client_retries_fail_the_attempt_and_the_phase_retry_tak
     assert "HTTP 500" in executions[0]["error"] and "upstream storm" in executions[0]["error"]
     # Attempt 1: one try + one client retry; attempt 2: one try. Never more.
     assert len(openai.chats()) == 3
+
+
+async def test_phase_budget_pauses_a_retry_and_is_raised_for_that_phase_only(
+    home: Path, tmp_path: Path, servers: tuple[FakeOpenAI, FakeAnthropic]
+) -> None:
+    openai, anthropic = servers
+    anthropic.answers = [json.dumps({"phases": [phase("phase-001")]})]
+    openai.answers = [
+        {"content": "no edit blocks here", "prompt_tokens": 100, "completion_tokens": 10},
+        {"content": new_file("one.txt", "one\n"), "prompt_tokens": 100, "completion_tokens": 10},
+    ]
+    repo = make_repo(tmp_path / "repo")
+    paths, loaded = configure(home, repo, servers, **{"execution.max_phase_tokens": 50})
+    async with await Engine.open(paths) as engine:
+        run = await engine.create_run("one file", repo, loaded)
+        driving = asyncio.create_task(engine.execute_run(run.id))
+        while not (pending := await engine.interventions(run.id, pending_only=True)):
+            assert not driving.done(), (await engine.get_run(run.id)).error
+            await asyncio.sleep(0.02)
+        item = pending[0]
+        phases = {p.plan_id: p.id for p in await engine.phases(run.id)}
+        assert item.kind is InterventionKind.BUDGET and item.phase_id == phases["phase-001"]
+        assert "phase phase-001 reached its budget: 110 tokens spent of 50 tokens" in item.reason
+        with pytest.raises(InputError, match="--budget-tokens"):
+            await engine.resolve_intervention(item.id, approve=True, budget_usd=3.0)
+        await engine.resolve_intervention(item.id, approve=True, budget_tokens=1000)
+        final = await driving
+        metadata = (await engine.get_run(run.id)).metadata
+    assert final.status is RunStatus.COMPLETED, final.error
+    assert metadata["budget"] == {"phase-001": {"tokens": 1000}}
+    assert len(openai.chats()) == 2

@@ -116,7 +116,8 @@ def _factory(name: str) -> ProviderFactory:
     plugin = _plugins().get(name)
     if plugin is None:
         raise ConfigError(
-            f"Unknown LLM provider '{name}'; known providers: {', '.join(known_providers())}"
+            f"Unknown LLM provider '{name}'; known providers: {', '.join(known_providers())} "
+            "(or auto: each model's models.yaml provider)"
         )
     try:
         factory: ProviderFactory = plugin.load()

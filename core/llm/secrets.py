@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Callable, Mapping
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def read_secrets_file(path: str | Path) -> dict[str, str]:
@@ -57,7 +60,14 @@ def api_key(
     if value:
         return value
     if secrets_file:
-        return read_secrets_file(secrets_file).get(name) or None
+        values = read_secrets_file(secrets_file)
+        if not secrets_file_is_private(secrets_file):
+            log.warning(
+                "llm.secrets_file %s can be read by other users; run: chmod 600 %s",
+                secrets_file,
+                secrets_file,
+            )
+        return values.get(name) or None
     return None
 
 

@@ -8,6 +8,7 @@ under "budget" (scope "run" or a phase's plan id), so a resumed run keeps it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,8 @@ class BudgetGuard:
         self._execution = execution
         self._phase_id_of = phase_id_of
         self.gate = gate
+        # Parallel phases reaching the run's budget together share one intervention and wait.
+        self._run_lock = asyncio.Lock()
 
     def _any_limit(self, metadata: dict[str, Any]) -> bool:
         ex = self._execution
@@ -90,7 +93,8 @@ class BudgetGuard:
         run = await self._store.get_run(self._run_id)
         if not self._any_limit(run.metadata):
             return
-        await self._check_scope(RUN_SCOPE, None)
+        async with self._run_lock:
+            await self._check_scope(RUN_SCOPE, None)
         if request.phase is not None:
             phase_id = await self._phase_id_of(request.phase)
             if phase_id is not None:

@@ -129,11 +129,11 @@ async def _status(
     row.reachable = True
     row.present = _matches(model.tag, listed)
     if not row.present:
-        row.note = (
-            f"run: ollama pull {model.tag}"
-            if model.provider == "ollama"
-            else "the server does not list this model"
-        )
+        if model.provider == "ollama":
+            row.note = f"run: ollama pull {model.tag}"
+        else:
+            shown = ", ".join(sorted(listed)[:8]) + (" ..." if len(listed) > 8 else "")
+            row.note = f"the server does not list this model; it lists: {shown or 'nothing'}"
     elif model.provider == "ollama":
         try:
             info = await providers["ollama"].model_info(model.tag)

@@ -326,3 +326,35 @@ async def test_concurrency_limit_is_per_provider_and_process_wide(target: Target
     assert target.server.max_active == 1, "two providers, three clients, one slot in the process"
     await first.aclose()
     await second.aclose()
+
+
+def test_retry_after_forms_and_the_wait_cap() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from core.llm.errors import parse_retry_after
+
+    assert parse_retry_after({"Retry-After": "7"}) == 7.0
+    assert parse_retry_after({"retry-after-ms": "250", "Retry-After": "7"}) == 0.25
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 < (parse_retry_after({"Retry-After": later}) or 0) <= 30
+    assert parse_retry_after({"Retry-After": "soon"}) is None
+    assert parse_retry_after({}) is None
+
+
+async def test_a_long_retry_after_is_capped_by_the_max_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with FakeOpenAI([MODEL]) as server:
+        server.answers = [
+            {"status": 429, "error": "slow down", "headers": {"Retry-After": "3600"}},
+            "ok",
+        ]
+        provider = OpenAICompatProvider(
+            server.base_url, None, timeout_seconds=5, connect_timeout_seconds=1
+        )
+        client = LLMClient(provider, max_retries=1, backoff_seconds=0.001, max_backoff_seconds=0.2)
+        with caplog.at_level(logging.WARNING, logger="core.llm.client"):
+            assert (await client.chat(req())).content == "ok"
+        await provider.aclose()
+    assert any("retrying in 0.20s" in r.getMessage() for r in caplog.records)

@@ -10,7 +10,7 @@ import warnings
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 Category = Literal["build", "test", "lint", "security", "custom"]
 Severity = Literal["major", "medium", "minor"]
@@ -288,7 +288,7 @@ class LLMConfig(Section):
     max_concurrent_calls: int = Field(
         default=2, ge=1, description="model calls in flight at once per provider (process-wide)"
     )
-    concurrency: dict[str, int] = Field(
+    concurrency: dict[str, PositiveInt] = Field(
         default_factory=dict,
         description="per-provider limits over max_concurrent_calls, e.g. {openai: 8, ollama: 1}",
     )

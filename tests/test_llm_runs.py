@@ -316,3 +316,47 @@ async def test_phase_budget_pauses_a_retry_and_is_raised_for_that_phase_only(
     assert final.status is RunStatus.COMPLETED, final.error
     assert metadata["budget"] == {"phase-001": {"tokens": 1000}}
     assert len(openai.chats()) == 2
+
+
+def test_readme_command_for_a_local_openai_compatible_server(tmp_path: Path) -> None:
+    """`--provider openai --base-url URL --model TAG`: no key, no models.yaml entry needed."""
+    with FakeOpenAI(["local-coder"]) as server:
+        server.answers = [
+            json.dumps({"phases": [phase("phase-001")]}),
+            new_file("one.txt", "one\n"),
+        ]
+        repo = make_repo(tmp_path / "repo")
+        proc = cli(
+            tmp_path / "home",
+            "run",
+            "one file",
+            "--repo",
+            str(repo),
+            "--headless",
+            "--provider",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "local-coder",
+            OPENAI_API_KEY="",
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert [c["model"] for c in server.chats()] == ["local-coder", "local-coder"]
+        assert server.chats()[0]["response_format"]["type"] == "json_schema"
+        missing = cli(
+            tmp_path / "home",
+            "run",
+            "x",
+            "--repo",
+            str(repo),
+            "--headless",
+            "--provider",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "other-model",
+        )
+    assert missing.returncode == 2
+    assert "'other-model' is not present on the openai server" in missing.stderr

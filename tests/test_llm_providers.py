@@ -358,3 +358,39 @@ async def test_a_long_retry_after_is_capped_by_the_max_wait(
             assert (await client.chat(req())).content == "ok"
         await provider.aclose()
     assert any("retrying in 0.20s" in r.getMessage() for r in caplog.records)
+
+
+async def test_anthropic_endpoint_without_structured_outputs_falls_back_to_the_prompt() -> None:
+    def refuse_format(body: dict[str, Any]) -> dict[str, Any]:
+        if "output_config" in body:
+            return {"status": 400, "error": "output_config: Extra inputs are not permitted"}
+        return {"content": json.dumps({"answer": "ok", "count": 4})}
+
+    with FakeAnthropic([MODEL], api_key=KEY) as server:
+        server.default_answer = refuse_format
+        provider = AnthropicProvider(
+            server.base_url, KEY, timeout_seconds=5, connect_timeout_seconds=1
+        )
+        try:
+            first = await provider.chat(req(json_schema=SCHEMA))
+            second = await provider.chat(req(json_schema=SCHEMA))
+        finally:
+            await provider.aclose()
+    assert json.loads(first.content) == json.loads(second.content) == {"answer": "ok", "count": 4}
+    sent = ["output_config" in body for body in server.messages()]
+    assert sent == [True, False, False], "refused once, then asked in the prompt"
+    assert '"count"' in server.messages()[1]["system"]
+
+
+async def test_a_400_that_is_not_about_the_format_is_not_retried_in_another_mode() -> None:
+    with FakeOpenAI([MODEL]) as server:
+        server.answers = [{"status": 400, "error": "maximum context length is 8192 tokens"}]
+        provider = OpenAICompatProvider(
+            server.base_url, None, timeout_seconds=5, connect_timeout_seconds=1
+        )
+        try:
+            with pytest.raises(LLMError, match="maximum context length"):
+                await provider.chat(req(json_schema=SCHEMA))
+        finally:
+            await provider.aclose()
+    assert len(server.chats()) == 1

@@ -89,7 +89,8 @@ class AnthropicProvider:
         """Whether the API rejected output_config (a proxy or endpoint without structured outputs)."""
         import anthropic
 
-        return isinstance(error.__cause__, anthropic.BadRequestError)
+        about_format = any(w in str(error).lower() for w in ("output_config", "format", "schema"))
+        return isinstance(error.__cause__, anthropic.BadRequestError) and about_format
 
     async def _complete(
         self,

@@ -124,7 +124,9 @@ class OpenAICompatProvider:
 
         cause = error.__cause__
         refused = isinstance(cause, (openai.BadRequestError, openai.UnprocessableEntityError))
-        return refused and mode in ("auto", "json_object")
+        # Other 400s (a prompt past the context, a bad parameter) are not about the format.
+        about_format = any(word in str(error).lower() for word in ("format", "schema", "json"))
+        return refused and about_format and mode in ("auto", "json_object")
 
     async def _complete(
         self,

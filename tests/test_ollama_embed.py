@@ -62,3 +62,21 @@ async def test_missing_model_and_unreachable_host(fake_ollama: FakeOllama) -> No
             await gone.embed(["x"], "nomic-embed-text")
     finally:
         await gone.aclose()
+
+
+def test_the_embed_helper_imports_nothing_from_core() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, rag.ollama_embed\nprint([m for m in sys.modules if m.split('.')[0] == 'core'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"

@@ -76,7 +76,7 @@ def _import_ms(module: str) -> float:
     return float(out.stdout.strip()) * 1000
 
 
-async def main(tokens: int, calls: int) -> None:
+async def main(tokens: int, calls: int, with_imports: bool = True) -> None:
     with (
         FakeOllama({MODEL: 32768}) as ollama,
         FakeOpenAI([MODEL]) as openai,
@@ -101,13 +101,17 @@ async def main(tokens: int, calls: int) -> None:
             tokens,
             calls,
         )
-    for module in ("core.engine", "openai", "anthropic"):
-        print(f"import {module}: {_import_ms(module):.0f} ms")
+    if with_imports:
+        for module in ("core.engine", "openai", "anthropic"):
+            print(f"import {module}: {_import_ms(module):.0f} ms")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=5000)
     parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument(
+        "--no-import-times", action="store_true", help="skip the import-time subprocesses"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.tokens, args.calls))
+    asyncio.run(main(args.tokens, args.calls, not args.no_import_times))

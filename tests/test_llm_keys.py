@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -95,21 +96,9 @@ def test_canary_keys_are_never_written_or_printed(tmp_path: Path) -> None:
         assert outputs[-1].returncode == 0, outputs[-1].stdout + outputs[-1].stderr
         runs = json.loads(cli(home, "runs", "--json", **env).stdout)
         for run in runs:
-            for args in (
-                ("show", run["id"]),
-                ("show", run["id"], "--json"),
-                ("export", run["id"]),
-                ("export", run["id"], "--format", "json"),
-            ):
+            for args in (("show", run["id"], "--json"), ("export", run["id"])):
                 outputs.append(cli(home, *args, **env))
-        for args in (
-            ("runs",),
-            ("interventions",),
-            ("models",),
-            ("models", "--json"),
-            ("config", "show"),
-            ("config", "show", "--json"),
-        ):
+        for args in (("interventions",), ("models",), ("config", "show")):
             outputs.append(cli(home, *args, **env))
             assert outputs[-1].returncode == 0, outputs[-1].stderr
         received = {
@@ -129,6 +118,8 @@ def test_canary_keys_are_never_written_or_printed(tmp_path: Path) -> None:
         assert _files_holding(user_home, value.encode()) == [], name
         for proc in outputs:
             assert value not in proc.stdout and value not in proc.stderr, (name, proc.args)
+    models_text = next(p.stdout for p in outputs if "REACHABLE" in p.stdout)
+    assert "fake-claude" in models_text and "anthropic" in models_text
     config_show = next(p.stdout for p in outputs if "# API keys" in p.stdout)
     assert f"OPENAI_API_KEY: set (******, {len(CANARIES['OPENAI_API_KEY'])} characters)" in (
         config_show
@@ -153,7 +144,6 @@ def test_models_lists_provider_presence_context_and_price(tmp_path: Path) -> Non
             ORCHESTRATOR__LLM__ANTHROPIC__BASE_URL=f"http://127.0.0.1:{closed}",
             ANTHROPIC_API_KEY="sk-ant-test-models-0000",
         )
-        text = cli(home, "models", OLLAMA_HOST=ollama.url).stdout
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     coder = rows["qwen2.5-coder:7b"]
@@ -168,7 +158,6 @@ def test_models_lists_provider_presence_context_and_price(tmp_path: Path) -> Non
     claude = rows["claude-sonnet-4-5"]
     assert claude["reachable"] is False and f"127.0.0.1:{closed}" in claude["note"]
     assert rows["all-minilm-l6-v2-int8"]["reachable"] is None
-    assert "qwen2.5-coder:7b" in text and "REACHABLE" in text
 
 
 def test_missing_hosted_key_fails_before_the_run_is_stored(tmp_path: Path) -> None:
@@ -181,7 +170,8 @@ def test_missing_hosted_key_fails_before_the_run_is_stored(tmp_path: Path) -> No
     )
     assert proc.returncode == 2
     assert "ANTHROPIC_API_KEY" in proc.stderr and "llm.secrets_file" in proc.stderr
-    assert json.loads(cli(home, "runs", "--json").stdout) == []
+    with sqlite3.connect(home / "orchestrator.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
 
 
 def test_a_secrets_file_supplies_keys_that_config_show_masks(tmp_path: Path) -> None:

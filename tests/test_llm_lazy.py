@@ -24,7 +24,7 @@ def test_engine_and_cli_do_not_import_the_provider_sdks() -> None:
 
 def test_bench_llm_runs_and_prints_its_figures() -> None:
     proc = subprocess.run(
-        [sys.executable, "bench/llm.py", "--tokens", "300", "--calls", "3"],
+        [sys.executable, "bench/llm.py", "--tokens", "300", "--calls", "3", "--no-import-times"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -34,4 +34,3 @@ def test_bench_llm_runs_and_prints_its_figures() -> None:
     assert proc.returncode == 0, proc.stderr
     for name in ("ollama", "openai", "anthropic"):
         assert f"{name}" in proc.stdout and "batches" in proc.stdout
-    assert "import anthropic:" in proc.stdout

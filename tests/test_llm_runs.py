@@ -111,12 +111,13 @@ async def test_budget_reached_mid_run_pauses_until_raised(
         assert (await engine.get_run(run.id)).status is RunStatus.WAITING
         assert len(openai.chats()) == 1, "no model call while the budget is reached"
 
-        too_low = await asyncio.to_thread(cli, home, "approve", item.id, "--budget-usd", "0.3")
-        assert too_low.returncode == 2 and "not above what was spent" in too_low.stderr
-        wrong_flag = await asyncio.to_thread(cli, home, "approve", item.id)
-        assert wrong_flag.returncode == 2 and "--budget-usd" in wrong_flag.stderr
+        with pytest.raises(InputError, match="not above what was spent"):
+            await engine.resolve_intervention(item.id, approve=True, budget_usd=0.3)
+        with pytest.raises(InputError, match="--budget-usd"):
+            await engine.resolve_intervention(item.id, approve=True)
         raised = await asyncio.to_thread(cli, home, "approve", item.id, "--budget-usd", "5")
         assert raised.returncode == 0, raised.stderr
+        assert "budget raised to $5.0000" in raised.stdout
         final = await driving
 
         assert final.status is RunStatus.COMPLETED, final.error
@@ -136,7 +137,8 @@ async def test_budget_reached_mid_run_pauses_until_raised(
     doc = json.loads(cli(home, "export", run.id, "--format", "json", check=True).stdout)
     assert doc["usage_totals"]["run"]["cost_usd"] == pytest.approx(0.67)
     assert doc["usage_totals"]["phases"]["phase-001"]["total_tokens"] == 240
-    markdown = cli(home, "export", run.id, check=True).stdout
+    async with await Engine.open(paths) as engine:
+        markdown = await engine.export(run.id, "markdown")
     assert "## Tokens and cost" in markdown and "| **run total** | 3 |" in markdown
     providers = {
         (r[0], r[1], r[2])

@@ -362,3 +362,26 @@ def test_readme_command_for_a_local_openai_compatible_server(tmp_path: Path) -> 
         )
     assert missing.returncode == 2
     assert "'other-model' is not present on the openai server" in missing.stderr
+
+
+def test_an_embedding_model_as_planner_is_refused_before_the_run(
+    tmp_path: Path, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.models = {"nomic-embed-text": 2048}
+    fake_ollama.capabilities = {"nomic-embed-text": ["embedding"]}
+    repo = make_repo(tmp_path / "repo")
+    proc = cli(
+        tmp_path / "home",
+        "run",
+        "x",
+        "--repo",
+        str(repo),
+        "--headless",
+        "--host",
+        fake_ollama.url,
+        "--model",
+        "nomic-embed-text",
+    )
+    assert proc.returncode == 2
+    assert "'nomic-embed-text' on Ollama cannot chat (its capabilities: embedding)" in proc.stderr
+    assert fake_ollama.chats() == []

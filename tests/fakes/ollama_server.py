@@ -40,6 +40,7 @@ class FakeOllama:
         self.default_answer: Answer | None = None
         self.requests: list[dict[str, Any]] = []
         self.stream_pieces = 4
+        self.capabilities: dict[str, list[str]] = {}  # per model; ["completion"] when absent
         self.max_active = 0  # the most chat requests answered at once
         self._active = 0
         self._lock = threading.Lock()
@@ -212,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "general.architecture": "llama",
                     "llama.context_length": self.fake.models[model],
                 },
-                "capabilities": ["completion"],
+                "capabilities": self.fake.capabilities.get(model, ["completion"]),
                 "modified_at": _CREATED_AT,
             },
         )

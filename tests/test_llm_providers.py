@@ -179,9 +179,17 @@ async def test_invalid_json_gets_one_repair_round(name: str) -> None:
             assert response.prompt_tokens == 30, "both rounds are counted in the ledger"
             repair = server.calls("/messages" if name == "anthropic" else "/chat/completions")[1]
             assert "count" in repair["messages"][-1]["content"]  # the error is sent back
+            spent: list[int] = []
+
+            async def on_usage(_request: ChatRequest, response: Any) -> None:
+                spent.append(response.prompt_tokens + response.completion_tokens)
+
+            client = LLMClient(provider, max_retries=2, on_usage=on_usage)
             with pytest.raises(LLMError, match="after one repair round") as caught:
-                await provider.chat(req(json_schema=SCHEMA))
+                await client.chat(req(json_schema=SCHEMA))
             assert not isinstance(caught.value, LLMRetriableError)
+            assert len(spent) == 1 and spent[0] > 0, "the failed rounds are still in the ledger"
+            assert len(server.calls("/messages" if name == "anthropic" else "/completions")) == 4
         finally:
             await provider.aclose()
 

@@ -19,7 +19,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from core.errors import LLMRetriableError
+from core.errors import LLMError, LLMRetriableError
 from core.llm.base import ChatRequest, ChatResponse, LLMProvider, ModelInfo, TokenSink
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,14 @@ class LLMClient:
                 return cached
         if self._before_call is not None:
             await self._before_call(request)
-        response = await self._call_with_retries(request, on_text)
+        try:
+            response = await self._call_with_retries(request, on_text)
+        except LLMError as error:
+            # Answers that were paid for but failed validation still go into the ledger.
+            spent = getattr(error, "spent", None)
+            if isinstance(spent, ChatResponse):
+                await self._report(request, spent)
+            raise
         if self._cache is not None and key is not None:
             await self._cache.put(key, _dump(response))
         await self._report(request, response)

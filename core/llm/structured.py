@@ -107,8 +107,10 @@ async def validated_json(
     second = await call(repair)
     second_error = schema_error(second.content, schema)
     if second_error is not None:
-        raise LLMError(
+        failed = LLMError(
             f"Model '{request.model}' did not answer with JSON matching the schema after one "
             f"repair round: {second_error}. It answered: {_quote(second.content)}"
         )
+        failed.spent = _merged(answer, second, second.content)  # type: ignore[attr-defined]
+        raise failed
     return _merged(answer, second, extract_json(second.content))

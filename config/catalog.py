@@ -35,7 +35,7 @@ class ModelDef(BaseModel):
 
     name: str = Field(description="the catalog's name for the model, used in roles and overrides")
     provider: str = Field(
-        default="ollama", description="ollama, onnx (local embedder), openai, ..."
+        default="ollama", description="ollama, openai, anthropic, or onnx (a local embedder)"
     )
     model: str | None = Field(
         default=None, description="the provider's tag for it; defaults to name"

@@ -402,3 +402,20 @@ async def test_a_400_that_is_not_about_the_format_is_not_retried_in_another_mode
         finally:
             await provider.aclose()
     assert len(server.chats()) == 1
+
+
+async def test_a_server_without_stream_usage_still_streams_and_usage_is_estimated() -> None:
+    with FakeOpenAI([MODEL]) as server:
+        server.supports_stream_options = False
+        server.answers = ["x" * 350, "y" * 35]
+        provider = OpenAICompatProvider(
+            server.base_url, None, timeout_seconds=5, connect_timeout_seconds=1
+        )
+        try:
+            first = await provider.chat(req(), on_text=lambda _t: None)
+            second = await provider.chat(req(), on_text=lambda _t: None)
+        finally:
+            await provider.aclose()
+    assert (first.content, second.content) == ("x" * 350, "y" * 35)
+    assert first.completion_tokens == 100 and second.completion_tokens == 10  # 3.5 chars a token
+    assert ["stream_options" in c for c in server.chats()] == [True, False, False]

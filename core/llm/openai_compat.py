@@ -58,6 +58,7 @@ class OpenAICompatProvider:
         self._key_env = key_env
         self._timeout = timeout_seconds
         self._structured = structured_output
+        self._usage_in_stream = True  # stream_options.include_usage, until a server refuses it
         self._endpoint = Endpoint(
             label="OpenAI" if self._official else "OpenAI-compatible server",
             url=self.base_url,
@@ -174,9 +175,19 @@ class OpenAICompatProvider:
         return reply.choices[0].message.content or "", reply.usage
 
     async def _streamed(self, kwargs: dict[str, Any], on_text: TokenSink) -> tuple[str, Any]:
-        stream = await self._client.chat.completions.create(
-            **kwargs, stream=True, stream_options={"include_usage": True}
-        )
+        import openai
+
+        extra: dict[str, Any] = {}
+        if self._usage_in_stream:
+            extra["stream_options"] = {"include_usage": True}
+        try:
+            stream = await self._client.chat.completions.create(**kwargs, stream=True, **extra)
+        except openai.BadRequestError as error:
+            if not extra or "stream_options" not in str(error):
+                raise
+            # An older compatible server: stream without usage (it is estimated instead).
+            self._usage_in_stream = False
+            stream = await self._client.chat.completions.create(**kwargs, stream=True)
         batcher = TextBatcher(on_text)
         pieces: list[str] = []
         usage = None

@@ -23,6 +23,7 @@ class FakeOpenAI(ScriptedServer):
         self.handler = _Handler
         super().__init__(models, api_key)
         self.supports_json_schema = True
+        self.supports_stream_options = True  # False: HTTP 400 for stream_options, as old servers
 
     @property
     def base_url(self) -> str:
@@ -98,6 +99,9 @@ class _Handler(ScriptedHandler):
         fmt = body.get("response_format") or {}
         if fmt.get("type") == "json_schema" and not fake.supports_json_schema:
             self.send_json(400, _error("response_format json_schema is not supported"))
+            return
+        if "stream_options" in body and not fake.supports_stream_options:
+            self.send_json(400, _error("Unrecognized request argument: stream_options"))
             return
         answer = fake.next_answer(body)
         if "stall" in answer:

@@ -385,3 +385,39 @@ def test_an_embedding_model_as_planner_is_refused_before_the_run(
     assert proc.returncode == 2
     assert "'nomic-embed-text' on Ollama cannot chat (its capabilities: embedding)" in proc.stderr
     assert fake_ollama.chats() == []
+
+
+def test_headless_yes_stops_at_a_budget_and_resume_continues_after_approval(
+    tmp_path: Path, servers: tuple[FakeOpenAI, FakeAnthropic]
+) -> None:
+    openai, anthropic = servers
+    anthropic.answers = [{"content": PLAN, "prompt_tokens": 100, "completion_tokens": 50}]
+    openai.answers = [
+        {"content": new_file("one.txt", "one\n"), "prompt_tokens": 200, "completion_tokens": 40},
+        {"content": new_file("two.txt", "two\n"), "prompt_tokens": 200, "completion_tokens": 40},
+    ]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models.yaml").write_text(MODELS_YAML)
+    env = {
+        "ORCHESTRATOR__LLM__OPENAI__BASE_URL": openai.base_url,
+        "ORCHESTRATOR__LLM__ANTHROPIC__BASE_URL": anthropic.base_url,
+        "ORCHESTRATOR__EXECUTION__MAX_COST_USD": "0.3",
+        "OPENAI_API_KEY": OPENAI_KEY,
+        "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
+    }
+    repo = make_repo(tmp_path / "repo")
+    first = cli(home, "run", "two files", "--repo", str(repo), "--headless", "--yes", **env)
+    assert first.returncode == 1
+    assert "(budget) waiting" in first.stdout and "--budget-usd N" in first.stdout
+    assert "needs your input" in first.stderr
+    run_id = first.stdout.split()[1]  # "run <id>" comes first
+    intervention = first.stdout.split("intervention ", 1)[1].split()[0]
+    cli(home, "approve", intervention, "--budget-usd", "2", check=True)
+    resumed = cli(home, "resume", run_id, "--headless", "--yes", **env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"run {run_id} completed" in resumed.stdout
+    with sqlite3.connect(home / "orchestrator.db") as conn:
+        cost = conn.execute("SELECT SUM(cost_usd) FROM llm_usage WHERE run_id = ?", (run_id,))
+        assert cost.fetchone()[0] == pytest.approx(0.76)
+    assert len(openai.chats()) == 2

@@ -241,6 +241,7 @@ def intervention_json(i: Intervention) -> dict[str, Any]:
         "note": i.note,
         "created_at": i.created_at,
         "resolved_at": i.resolved_at,
+        "payload": i.payload,  # e.g. a budget's scope, metric and limit
     }
 
 

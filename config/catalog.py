@@ -20,6 +20,12 @@ class ModelPrices(BaseModel):
     output_per_mtok: float = Field(
         default=0, ge=0, description="price per million completion tokens"
     )
+    cached_input_per_mtok: float | None = Field(
+        default=None,
+        ge=0,
+        description="price per million prompt tokens served from the provider's cache "
+        "(None = input price)",
+    )
 
 
 class ModelDef(BaseModel):
@@ -29,7 +35,7 @@ class ModelDef(BaseModel):
 
     name: str = Field(description="the catalog's name for the model, used in roles and overrides")
     provider: str = Field(
-        default="ollama", description="ollama, onnx (local embedder), openai, ..."
+        default="ollama", description="ollama, openai, anthropic, or onnx (a local embedder)"
     )
     model: str | None = Field(
         default=None, description="the provider's tag for it; defaults to name"

@@ -10,7 +10,7 @@ import warnings
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 Category = Literal["build", "test", "lint", "security", "custom"]
 Severity = Literal["major", "medium", "minor"]
@@ -79,6 +79,22 @@ class ExecutionConfig(Section):
         default=0.25,
         gt=0,
         description="how often a waiting run re-reads interventions and cancel flags",
+    )
+    max_cost_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="model cost a run may spend (models.yaml prices); reaching it pauses the run",
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="prompt + completion tokens a run may use; reaching it pauses the run",
+    )
+    max_phase_cost_usd: float | None = Field(
+        default=None, gt=0, description="model cost one phase may spend (all its attempts)"
+    )
+    max_phase_tokens: int | None = Field(
+        default=None, ge=1, description="tokens one phase may use (all its attempts)"
     )
 
 
@@ -221,11 +237,38 @@ def normalize_ollama_host(raw: str) -> str:
     return f"{scheme}://{host}:{port}" + (f"/{path}" if path else "")
 
 
+class OpenAIConfig(Section):
+    """The OpenAI-compatible provider: OpenAI itself, vLLM, LM Studio, llama.cpp's server, ..."""
+
+    base_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="API base URL, e.g. http://127.0.0.1:8000/v1 for vLLM or LM Studio",
+    )
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY", description="environment variable holding the API key"
+    )
+    structured_output: Literal["auto", "json_schema", "json_object", "prompt"] = Field(
+        default="auto",
+        description="how JSON answers are asked for; auto tries json_schema, then falls back",
+    )
+
+
+class AnthropicConfig(Section):
+    """The Anthropic provider (messages API)."""
+
+    base_url: str = Field(default="https://api.anthropic.com", description="API base URL")
+    api_key_env: str = Field(
+        default="ANTHROPIC_API_KEY", description="environment variable holding the API key"
+    )
+
+
 class LLMConfig(Section):
     """How chat models are reached."""
 
     provider: str = Field(
-        default="ollama", description="ollama, or replay to answer from a cassette"
+        default="auto",
+        description="auto (each model's models.yaml provider), ollama, openai, anthropic, "
+        "or replay to answer from a cassette",
     )
     host: str = Field(
         default="http://127.0.0.1:11434", description="Ollama server URL (or OLLAMA_HOST)"
@@ -242,7 +285,24 @@ class LLMConfig(Section):
     retry_backoff_seconds: float = Field(
         default=0.5, ge=0, description="first wait before a client retry"
     )
-    max_concurrent_calls: int = Field(default=2, ge=1, description="model calls in flight at once")
+    max_concurrent_calls: int = Field(
+        default=2, ge=1, description="model calls in flight at once per provider (process-wide)"
+    )
+    concurrency: dict[str, PositiveInt] = Field(
+        default_factory=dict,
+        description="per-provider limits over max_concurrent_calls, e.g. {openai: 8, ollama: 1}",
+    )
+    retry_max_wait_seconds: float = Field(
+        default=20, ge=0, description="longest wait between client retries (and of Retry-After)"
+    )
+    secrets_file: str | None = Field(
+        default=None,
+        description="file of KEY=value lines read for API keys missing from the environment",
+    )
+    openai: OpenAIConfig = Field(
+        default_factory=OpenAIConfig, description="OpenAI and compatible servers"
+    )
+    anthropic: AnthropicConfig = Field(default_factory=AnthropicConfig, description="Anthropic")
     cache: bool = Field(default=True, description="reuse answers to identical requests")
     record: str | None = Field(
         default=None, description="append every exchange to this cassette file"

@@ -10,6 +10,7 @@ import yaml
 from config.catalog import ROLES, ModelDef
 from config.keys import DEFAULTS_LABEL, Key, source_for
 from core.errors import ConfigError
+from core.llm.secrets import key_status
 
 if TYPE_CHECKING:
     from config.loader import LoadedConfig
@@ -72,6 +73,10 @@ def render_show(loaded: LoadedConfig) -> str:
             f"{entry:<48}  # from {_role_source(loaded, role)}; "
             f"{model.provider} {model.tag}, context {window}"
         )
+    lines.append("")
+    lines.append("# API keys (read from the environment or llm.secrets_file; never shown)")
+    for name, state in key_status(loaded.config.llm).items():
+        lines.append(f"{name}: {state}")
     return "\n".join(lines) + "\n"
 
 
@@ -91,4 +96,5 @@ def show_dict(loaded: LoadedConfig) -> dict[str, Any]:
             "catalog": loaded.catalog.model_dump(mode="json"),
             "sources": dict(loaded.catalog_sources),
         },
+        "api_keys": key_status(loaded.config.llm),
     }

@@ -51,9 +51,11 @@ def describe(event: Event, names: dict[str, str] | None = None) -> str | None:
         case FindingRecorded(severity=severity, category=category, message=message):
             return f"  finding [{severity}] {category}: {message.splitlines()[0][:200]}"
         case InterventionRequested(intervention_id=iid, kind=kind, reason=reason):
+            raise_it = " --budget-usd N (or --budget-tokens N)" if kind == "budget" else ""
             return (
                 f"intervention {iid} ({kind}) waiting: {reason}\n"
-                f"  approve: orchestrator approve {iid}   reject: orchestrator reject {iid}"
+                f"  approve: orchestrator approve {iid}{raise_it}   "
+                f"reject: orchestrator reject {iid}"
             )
         case InterventionResolved(intervention_id=iid, status=status, note=note):
             return f"intervention {iid} {status}" + (f" ({note})" if note else "")

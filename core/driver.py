@@ -154,7 +154,9 @@ class RunDriver:
             poll_seconds=config.execution.poll_seconds,
             on_waiting=self._on_waiting,
         )
-        clients = await build_clients(config, catalog, self.store, run.id, self.paths)
+        clients = await build_clients(
+            config, catalog, self.store, run.id, self.paths, gate=gate, journal=self.journal
+        )
         return RunContext(
             run=run,
             config=config,

@@ -11,6 +11,7 @@ from typing import Any, Self
 from config.loader import LoadedConfig, make_snapshot
 from config.paths import Paths
 from config.schema import LoggingConfig
+from core.budget import raise_budget
 from core.bus import EventBus, Subscription
 from core.driver import RunDriver
 from core.errors import InputError, RunLockedError
@@ -19,16 +20,20 @@ from core.git import repo as gitrepo
 from core.git import worktrees
 from core.journal import Journal
 from core.logs import setup_logging, shutdown_logging
+from core.models_report import ModelStatus, models_report
 from core.procenv import redact
 from core.records import (
     ACTIVE_RUN_STATUSES,
     FINISHED_RUN_STATUSES,
     Intervention,
+    InterventionKind,
+    InterventionStatus,
     LogRecord,
     Phase,
     Run,
     RunStatus,
     RunSummary,
+    RunUsage,
 )
 from core.setup import preflight
 from core.state.export import run_document
@@ -149,9 +154,30 @@ class Engine:
         return await self.store.get_run(run_id)
 
     async def resolve_intervention(
-        self, intervention_id: str, *, approve: bool, note: str | None = None
+        self,
+        intervention_id: str,
+        *,
+        approve: bool,
+        note: str | None = None,
+        budget_usd: float | None = None,
+        budget_tokens: int | None = None,
     ) -> Intervention:
-        """Record a person's decision; the run's process sees it at its next poll (or on resume)."""
+        """Record a person's decision; the run's process sees it at its next poll (or on resume).
+
+        A `budget` intervention is approved with a new limit (budget_usd and/or budget_tokens),
+        which is stored before the answer so the run continues under it; rejecting it stops the run.
+        """
+        if budget_usd is not None or budget_tokens is not None or approve:
+            pending = await self.store.get_intervention(intervention_id)
+            is_budget = pending.kind is InterventionKind.BUDGET
+            if (budget_usd is not None or budget_tokens is not None) and not is_budget:
+                raise InputError(
+                    f"--budget-usd/--budget-tokens apply to budget interventions only; "
+                    f"{intervention_id} is a {pending.kind} intervention"
+                )
+            if approve and is_budget and pending.status is InterventionStatus.PENDING:
+                raised = await raise_budget(self.store, pending, budget_usd, budget_tokens)
+                note = f"{note}; {raised}" if note else raised
         item = await self.store.resolve_intervention(intervention_id, approve, note)
         await self.journal.emit(
             InterventionResolved(
@@ -250,6 +276,15 @@ class Engine:
 
     async def logs(self, run_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[LogRecord]:
         return await self.store.get_logs(run_id, after_seq=after_seq, limit=limit)
+
+    async def models(self, loaded: LoadedConfig) -> list[ModelStatus]:
+        """Every configured model with its provider, reachability, presence, context and price."""
+        return await models_report(loaded.config, loaded.catalog)
+
+    async def usage(self, run_id: str) -> RunUsage:
+        """Tokens and cost of a run's model calls: per run, for planning, and per phase."""
+        await self.store.get_run(run_id)  # NotFoundError for an unknown id
+        return await self.store.run_usage(run_id)
 
     @staticmethod
     def _lease_live(run: Run) -> bool:

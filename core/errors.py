@@ -8,8 +8,10 @@ OrchestratorError
 ├── AlreadyAnsweredError   an intervention that was already approved or rejected
 ├── StateError             the database could not be read or written
 ├── LLMError               a model call failed
-│   ├── LLMRetriableError  connection, timeout, 429, 5xx: worth another try
+│   ├── LLMRetriableError  connection, timeout, 429, 5xx, overloaded: worth another try
+│   ├── LLMAuthError       the provider refused the API key (401/403), or none was given
 │   ├── ModelNotFoundError the model is not present on the provider (not retried)
+│   ├── PromptTooLargeError the prompt does not fit the model's context window
 │   └── ReplayMissError    a replay cassette holds no answer for a request
 ├── PlanError              the planner's answer was not a valid plan after one repair round
 ├── EditError              SEARCH/REPLACE blocks that did not apply, or a path outside the worktree
@@ -69,6 +71,21 @@ class LLMRetriableError(LLMError):
     """A model call failed in a way that may pass on another try (connection, timeout, 429, 5xx)."""
 
     retriable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        # Seconds the server asked us to wait (HTTP Retry-After), honoured by the client's backoff.
+        self.retry_after = retry_after
+
+
+class LLMAuthError(LLMError):
+    """The provider rejected the credentials, or no API key was found; the message names the variable."""
+
+    exit_code = 2
+
+
+class PromptTooLargeError(LLMError):
+    """The prompt is larger than the model's context window; it is never truncated silently."""
 
 
 class ModelNotFoundError(LLMError):

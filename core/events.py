@@ -123,6 +123,10 @@ class UsageRecorded(Event):
     role: str
     prompt_tokens: int
     completion_tokens: int
+    phase_id: str | None = None
+    provider: str = ""
+    model: str = ""
+    cost_usd: float = 0.0
 
 
 def is_state_event(event: Event) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from core.errors import OrchestratorError
 from core.events import InterventionRequested, InterventionResolved
@@ -49,12 +50,18 @@ class Gate:
         key: str,
         reason: str,
         action_required: str,
+        payload: dict[str, Any] | None = None,
     ) -> Intervention:
         """The answered intervention for this decision point (kind, phase, key), asking if needed."""
         item = await self._find(kind, phase_id, key)
         if item is None:
             item = await self._store.create_intervention(
-                self._run_id, phase_id, kind, reason, action_required, payload={"key": key}
+                self._run_id,
+                phase_id,
+                kind,
+                reason,
+                action_required,
+                payload={**(payload or {}), "key": key},
             )
             await self._journal.emit(
                 InterventionRequested(

@@ -238,3 +238,29 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     calls: int
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """Model calls summed over a run, a phase or the planning step: tokens, cost and time."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the provider served from its cache
+    cost_usd: float = 0.0
+    duration_ms: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class RunUsage:
+    """The ledger of one run: totals for the run, for planning, and per phase (by plan id)."""
+
+    run_id: str
+    total: UsageTotals
+    planning: UsageTotals  # calls made outside any phase (the planner)
+    phases: dict[str, UsageTotals] = field(default_factory=dict)  # plan id -> totals, plan order

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from config.catalog import ModelDef, ModelsCatalog
 from config.paths import Paths
 from config.schema import OrchestratorConfig
-from core.errors import ModelNotFoundError
+from core.budget import BudgetGuard
+from core.errors import ConfigError, ModelNotFoundError
 from core.executors.base import Executor, executor_factory, register_executor
 from core.executors.external import ExternalAgentExecutor
 from core.executors.llm import LLMExecutor
-from core.llm.base import ChatRequest, ChatResponse, LLMProvider
-from core.llm.client import LLMClient
+from core.gate import Gate
+from core.journal import Journal
+from core.ledger import UsageLedger
+from core.llm.base import LLMProvider
+from core.llm.client import LLMClient, routed_name
 from core.llm.registry import make_provider
+from core.llm.replay import CassetteRecorder
+from core.llm.router import RoutingProvider
 from core.retrieval import NoRetrieval, RepoFilesRetriever, Retriever
 from core.state.store import StateStore
+
+AUTO = "auto"  # llm.provider value: each model is served by its models.yaml provider
 
 register_executor("llm", LLMExecutor.from_config)
 register_executor("external", ExternalAgentExecutor.from_config)
@@ -44,17 +53,43 @@ class StoreCache:
         await self._store.cache_put(key, value)
 
 
-def provider_for(config: OrchestratorConfig) -> LLMProvider:
-    """The chat provider the configuration names (wrapped in a recorder when llm.record is set)."""
+def _one_provider(config: OrchestratorConfig, name: str) -> LLMProvider:
     llm = config.llm
     return make_provider(
-        llm.provider,
+        name,
         host=llm.host,
         timeout_seconds=llm.timeout_seconds,
         connect_timeout_seconds=llm.connect_timeout_seconds,
         replay_path=llm.replay,
         replay_strict=llm.replay_strict,
-        record_path=llm.record,
+        llm=llm,
+    )
+
+
+def provider_for(config: OrchestratorConfig, models: Sequence[ModelDef] = ()) -> LLMProvider:
+    """The chat provider(s) for the given models: each model's own provider when llm.provider is
+    auto, else the named one for all; wrapped in a recorder when llm.record is set."""
+    llm = config.llm
+    if llm.provider != AUTO:
+        provider = _one_provider(config, llm.provider)
+    else:
+        names = {m.tag: m.provider for m in models} or {"": "ollama"}
+        built = {name: _one_provider(config, name) for name in sorted(set(names.values()))}
+        if len(built) == 1:
+            provider = next(iter(built.values()))
+        else:
+            by_model = {tag: built[name] for tag, name in names.items()}
+            provider = RoutingProvider(by_model, built.get("ollama") or next(iter(built.values())))
+    if llm.record:
+        return CassetteRecorder(llm.record, provider)
+    return provider
+
+
+def chat_models(config: OrchestratorConfig, catalog: ModelsCatalog) -> tuple[ModelDef, ModelDef]:
+    """The planner's and the executor's model definitions."""
+    return (
+        catalog.resolve("planner", config.models.planner),
+        catalog.resolve("executor", config.models.executor),
     )
 
 
@@ -62,59 +97,60 @@ async def checked_model(provider: LLMProvider, model: ModelDef) -> ModelDef:
     """Ask the provider whether the model exists and fill in its context length when unknown."""
     if provider.name == "replay":
         return model
-    info = await provider.model_info(model.model or model.name)
+    tag = model.model or model.name
+    served_by = routed_name(provider, tag)
+    if served_by == "replay":
+        return model
+    info = await provider.model_info(tag)
     if not info.present:
-        tag = model.model or model.name
-        raise ModelNotFoundError(
-            f"model {tag!r} is not present on the {provider.name} server; run: ollama pull {tag}"
+        if served_by == "ollama":
+            hint = f"run: ollama pull {tag}"
+        else:
+            hint = "check the model name (`orchestrator models` lists what is configured and found)"
+        raise ModelNotFoundError(f"model {tag!r} is not present on the {served_by} server; {hint}")
+    if info.capabilities and served_by == "ollama" and "completion" not in info.capabilities:
+        raise ConfigError(
+            f"model {tag!r} on Ollama cannot chat (its capabilities: "
+            f"{', '.join(info.capabilities)}); pick a chat model for the planner and executor "
+            "in models.yaml or with --model"
         )
-    if model.context_window is None and info.context_length:
+    if info.context_length and (
+        model.context_window is None or info.context_length < model.context_window
+    ):
+        # The server's own context length wins over a larger figure in models.yaml.
         return model.model_copy(update={"context_window": info.context_length})
     return model
 
 
 async def preflight(config: OrchestratorConfig, catalog: ModelsCatalog) -> None:
     """Fail before a run is stored when its provider is unknown or unreachable or a model is missing."""
-    provider = provider_for(config)
+    planner, executor = chat_models(config, catalog)
+    provider = provider_for(config, [planner, executor])
     try:
-        await checked_model(provider, catalog.resolve("planner", config.models.planner))
-        await checked_model(provider, catalog.resolve("executor", config.models.executor))
+        await checked_model(provider, planner)
+        await checked_model(provider, executor)
     finally:
         await provider.aclose()
 
 
 async def build_clients(
-    config: OrchestratorConfig, catalog: ModelsCatalog, store: StateStore, run_id: str, paths: Paths
+    config: OrchestratorConfig,
+    catalog: ModelsCatalog,
+    store: StateStore,
+    run_id: str,
+    paths: Paths,
+    *,
+    gate: Gate | None = None,
+    journal: Journal | None = None,
 ) -> Clients:
-    provider = provider_for(config)
-    planner_model = await checked_model(provider, catalog.resolve("planner", config.models.planner))
-    executor_model = await checked_model(
-        provider, catalog.resolve("executor", config.models.executor)
-    )
+    planner, executor = chat_models(config, catalog)
+    provider = provider_for(config, [planner, executor])
+    planner_model = await checked_model(provider, planner)
+    executor_model = await checked_model(provider, executor)
 
-    phase_ids: dict[str, str] = {}  # plan id -> phase id; fixed once the plan is stored
     executions: dict[tuple[str, int], str] = {}  # filled by the phase runner as attempts start
-
-    async def on_usage(request: ChatRequest, response: ChatResponse) -> None:
-        phase_id = execution_id = None
-        if request.phase is not None:
-            if request.phase not in phase_ids:
-                phase_ids.update({p.plan_id: p.id for p in await store.get_phases_for_run(run_id)})
-            phase_id = phase_ids.get(request.phase)
-            if request.attempt is not None:
-                execution_id = executions.get((request.phase, request.attempt))
-        await store.record_usage(
-            run_id,
-            phase_id,
-            execution_id,
-            request.role,
-            response.provider,
-            response.model,
-            response.prompt_tokens,
-            response.completion_tokens,
-            response.duration_ms,
-            response.cached,
-        )
+    ledger = UsageLedger(store, run_id, [planner_model, executor_model], executions, journal)
+    budget = BudgetGuard(store, run_id, config.execution, ledger.phase_id, gate)
 
     # Replay is already a cache, and a recording must hold every answer, so neither uses it.
     use_cache = config.llm.cache and provider.name != "replay" and not config.llm.record
@@ -122,14 +158,17 @@ async def build_clients(
         provider,
         max_retries=config.llm.max_retries,
         backoff_seconds=config.llm.retry_backoff_seconds,
+        max_backoff_seconds=config.llm.retry_max_wait_seconds,
         max_concurrent=config.llm.max_concurrent_calls,
+        concurrency=config.llm.concurrency,
         cache=StoreCache(store) if use_cache else None,
-        on_usage=on_usage,
+        on_usage=ledger.record,
+        before_call=budget.check,
     )
-    executor = executor_factory(config.execution.executor)(config, llm, executor_model)
+    executor_impl = executor_factory(config.execution.executor)(config, llm, executor_model)
     retriever: Retriever = (
         RepoFilesRetriever(exclude=config.rag.exclude, max_file_bytes=config.rag.max_file_bytes)
         if config.rag.enabled
         else NoRetrieval()
     )
-    return Clients(llm, executor, retriever, planner_model, executor_model, executions)
+    return Clients(llm, executor_impl, retriever, planner_model, executor_model, executions)

@@ -82,13 +82,23 @@ async def test_record_then_replay_round_trip(fake_ollama: FakeOllama, tmp_path: 
 
     lines = [json.loads(line) for line in cassette.read_text().splitlines()]
     assert len(lines) == 2
-    assert set(lines[0]) == {"role", "phase", "attempt", "repair", "request", "response"}
+    assert set(lines[0]) == {
+        "role",
+        "provider",
+        "phase",
+        "attempt",
+        "repair",
+        "request",
+        "response",
+    }
+    assert lines[0]["provider"] == "ollama"
     assert set(lines[0]["request"]) == {"model", "messages", "json_schema"}
     assert lines[0]["request"]["json_schema"] == SCHEMA
     assert lines[1]["response"] == {
         "content": "edit blocks",
         "prompt_tokens": 20,
         "completion_tokens": 7,
+        "cached_tokens": 0,
     }
 
     for strict in (False, True):

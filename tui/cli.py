@@ -45,11 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="plan and execute a task on a repository")
     p.add_argument("task", help="what the run should do, in plain words")
     p.add_argument("--repo", required=True, help="path of the git repository to work on")
-    p.add_argument("--provider", help="LLM provider: ollama or replay")
+    p.add_argument(
+        "--provider",
+        help="LLM provider for every model: ollama, openai, anthropic or replay "
+        "(default auto: each model's models.yaml provider)",
+    )
     p.add_argument(
         "--model", help="models.yaml entry or raw Ollama tag for the planner and the executor"
     )
     p.add_argument("--host", help="Ollama host, e.g. http://127.0.0.1:11434")
+    p.add_argument(
+        "--base-url",
+        help="OpenAI-compatible API URL, e.g. http://127.0.0.1:8000/v1 (sets llm.openai.base_url)",
+    )
     p.add_argument(
         "--record", metavar="FILE", help="write every model request and answer to a JSONL cassette"
     )
@@ -107,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("intervention_id")
         p.add_argument("--note", help="a note stored with the decision")
+        if name == "approve":
+            p.add_argument(
+                "--budget-usd",
+                type=float,
+                metavar="N",
+                help="for a budget intervention: the new cost limit in USD, then continue",
+            )
+            p.add_argument(
+                "--budget-tokens",
+                type=int,
+                metavar="N",
+                help="for a budget intervention: the new token limit, then continue",
+            )
 
     p = sub.add_parser("export", help="a run's summary as markdown (default) or JSON")
     p.add_argument("run_id")
@@ -127,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show", "validate"])
     p.add_argument(
         "--repo", help="also read the repository's orchestrator.yaml and orchestrator.local.yaml"
+    )
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "models",
+        help="configured models: provider, reachable and present, context length, price",
     )
     p.add_argument("--json", action="store_true")
 

@@ -60,6 +60,8 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["models.executor"] = args.model
     if args.host:
         overrides["llm.host"] = args.host
+    if getattr(args, "base_url", None):
+        overrides["llm.openai.base_url"] = args.base_url
     if args.record:
         overrides["llm.record"] = str(Path(args.record).resolve())
     if args.replay:
@@ -215,6 +217,7 @@ async def show_command(engine: Engine, args: argparse.Namespace) -> int:
                 f"{role} {u['prompt_tokens']}+{u['completion_tokens']}" for role, u in usage.items()
             )
         )
+    print_usage_totals(doc.get("usage_totals") or {})
     return 0
 
 
@@ -238,6 +241,7 @@ def intervention_json(i: Intervention) -> dict[str, Any]:
         "note": i.note,
         "created_at": i.created_at,
         "resolved_at": i.resolved_at,
+        "payload": i.payload,  # e.g. a budget's scope, metric and limit
     }
 
 
@@ -259,12 +263,16 @@ async def answer_command(engine: Engine, args: argparse.Namespace) -> int:
     approve = args.command == "approve"
     try:
         item = await engine.resolve_intervention(
-            args.intervention_id, approve=approve, note=args.note
+            args.intervention_id,
+            approve=approve,
+            note=args.note,
+            budget_usd=getattr(args, "budget_usd", None),
+            budget_tokens=getattr(args, "budget_tokens", None),
         )
     except AlreadyAnsweredError as exc:
         print(f"error: already answered: {exc}", file=sys.stderr)
         return 1
-    print(f"intervention {item.id} {item.status}")
+    print(f"intervention {item.id} {item.status}" + (f" ({item.note})" if item.note else ""))
     return 0
 
 
@@ -293,6 +301,46 @@ async def clean_command(engine: Engine, args: argparse.Namespace) -> int:
     return 0
 
 
+def print_usage_totals(totals: dict[str, Any]) -> None:
+    """The ledger per phase and for the run: calls, tokens and cost."""
+    run = totals.get("run") or {}
+    if not run.get("calls"):
+        return
+    print("\nusage (calls, prompt+completion tokens, cost):")
+    rows = [("planning", totals["planning"])] if totals["planning"]["calls"] else []
+    rows += [*totals["phases"].items(), ("run total", run)]
+    for scope, t in rows:
+        print(
+            f"  {scope:<12} {t['calls']:>4} calls  {t['prompt_tokens']}+{t['completion_tokens']} "
+            f"tokens  ${t['cost_usd']:.4f}"
+        )
+
+
+async def models_command(engine: Engine, args: argparse.Namespace) -> int:
+    loaded = load_config(engine.paths, env=os.environ)
+    rows = await engine.models(loaded)
+    if args.json:
+        _print_json([r.as_dict() for r in rows])
+        return 0
+    print(
+        f"{'MODEL':<24} {'PROVIDER':<10} {'ROLES':<18} {'REACHABLE':<10} {'PRESENT':<8} "
+        f"{'CONTEXT':<8} PRICE in/out per Mtok (USD)"
+    )
+
+    def flag(value: bool | None) -> str:
+        return "-" if value is None else ("yes" if value else "no")
+
+    for r in rows:
+        price = f"{r.input_per_mtok:g}/{r.output_per_mtok:g}"
+        print(
+            f"{r.name:<24} {r.provider:<10} {','.join(r.roles) or '-':<18} "
+            f"{flag(r.reachable):<10} {flag(r.present):<8} {r.context_length or '-'!s:<8} {price}"
+        )
+        if r.note:
+            print(f"    {r.note}")
+    return 0
+
+
 COMMANDS = {
     "run": run_command,
     "resume": resume_command,
@@ -306,4 +354,5 @@ COMMANDS = {
     "export": export_command,
     "apply": apply_command,
     "clean": clean_command,
+    "models": models_command,
 }

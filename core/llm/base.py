@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from core.errors import PromptTooLargeError
+
+CHARS_PER_TOKEN = 3.5
+TOKENS_PER_MESSAGE = 4  # chat-template overhead per message
 
 # Called with batches of streamed text (never one call per token) so subscribers are not flooded.
 TokenSink = Callable[[str], None]
@@ -35,7 +42,8 @@ class ChatResponse:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     duration_ms: float = 0.0
-    cached: bool = False
+    cached: bool = False  # answered from the orchestrator's response cache (costs nothing)
+    cached_tokens: int = 0  # prompt tokens the provider served from its own prompt cache
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,3 +67,29 @@ class LLMProvider(Protocol):
     async def model_info(self, model: str) -> ModelInfo: ...
 
     async def aclose(self) -> None: ...
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count of a text (3.5 characters per token), for servers that report none."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def estimate_prompt_tokens(request: ChatRequest) -> int:
+    """A rough token count of the prompt (chars / 3.5 plus per-message overhead)."""
+    chars = sum(len(m.get("content", "")) for m in request.messages)
+    if request.json_schema is not None:
+        chars += len(json.dumps(request.json_schema))
+    return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
+
+
+def check_prompt_fits(request: ChatRequest) -> int:
+    """The prompt's estimated tokens; PromptTooLargeError when it exceeds the context window."""
+    prompt = estimate_prompt_tokens(request)
+    window = request.context_window
+    if window is not None and prompt > window:
+        raise PromptTooLargeError(
+            f"The prompt (~{prompt} tokens) does not fit model {request.model}'s context window "
+            f"({window} tokens). Shorten the task or the retrieved context, or pick a model with "
+            "a larger context window; the prompt is never truncated silently."
+        )
+    return prompt

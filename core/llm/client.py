@@ -7,8 +7,9 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 from tenacity import (
     AsyncRetrying,
@@ -18,12 +19,53 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from core.errors import LLMRetriableError
+from core.errors import LLMError, LLMRetriableError
 from core.llm.base import ChatRequest, ChatResponse, LLMProvider, ModelInfo, TokenSink
 
 log = logging.getLogger(__name__)
 
 UsageHook = Callable[[ChatRequest, ChatResponse], Awaitable[None]]
+# Awaited before a request goes to the provider (after a cache miss); budgets pause here.
+BeforeCallHook = Callable[[ChatRequest], Awaitable[None]]
+
+# Process-wide call slots per event loop, provider and limit, shared by every client and run.
+_SLOTS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, int], asyncio.Semaphore]
+]
+_SLOTS = weakref.WeakKeyDictionary()
+
+
+def provider_slots(provider: str, limit: int) -> asyncio.Semaphore:
+    """The semaphore every client in this process uses for calls to `provider`."""
+    per_loop = _SLOTS.setdefault(asyncio.get_running_loop(), {})
+    key = (provider, max(1, limit))
+    if key not in per_loop:
+        per_loop[key] = asyncio.Semaphore(key[1])
+    return per_loop[key]
+
+
+def routed_name(provider: Any, model: str) -> str:
+    """The name of the provider that serves `model` (a router answers per model)."""
+    route = getattr(provider, "provider_name_for", None)
+    return str(route(model)) if callable(route) else str(provider.name)
+
+
+class RetryAfterWait:
+    """Exponential backoff with jitter that waits at least what a 429's Retry-After asked for."""
+
+    def __init__(self, initial: float, max_wait: float) -> None:
+        self._max = max(0.0, max_wait)
+        self._backoff = wait_exponential_jitter(
+            multiplier=initial, max=self._max, jitter=initial, exp_base=2
+        )
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = float(self._backoff(state))
+        error = state.outcome.exception() if state.outcome is not None else None
+        asked = getattr(error, "retry_after", None)
+        if asked is not None:
+            wait = max(wait, float(asked))
+        return min(wait, self._max)
 
 
 class ResponseCache(Protocol):
@@ -35,7 +77,12 @@ class ResponseCache(Protocol):
 
 
 class TextBatcher:
-    """Collects streamed text and hands it on in batches (time or size), never once per token."""
+    """Collects streamed text and hands it on in batches, never once per token.
+
+    The first piece goes out at once (the live view shows the model has started); later pieces
+    leave when the batch is large or old enough, and a timer flushes a batch that would otherwise
+    wait for the next token (a model pausing mid-answer still shows what it wrote).
+    """
 
     def __init__(
         self, sink: TokenSink | None, interval_seconds: float = 0.05, max_chars: int = 200
@@ -45,10 +92,11 @@ class TextBatcher:
         self._max_chars = max_chars
         self._pending: list[str] = []
         self._pending_chars = 0
-        self._last_flush = time.monotonic()
+        self._last_flush = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
 
     def add(self, text: str) -> None:
-        """Queue text and flush when the batch is old or large enough."""
+        """Queue text and flush when the batch is old or large enough (or soon, by timer)."""
         if not text or self._sink is None:
             return
         self._pending.append(text)
@@ -56,9 +104,18 @@ class TextBatcher:
         now = time.monotonic()
         if self._pending_chars >= self._max_chars or now - self._last_flush >= self._interval:
             self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._timer = loop.call_later(self._interval, self.flush)
 
     def flush(self) -> None:
         """Hand whatever is pending to the sink."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._sink is None or not self._pending:
             return
         text = "".join(self._pending)
@@ -99,16 +156,22 @@ class LLMClient:
         *,
         max_retries: int = 3,
         backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 20.0,
         max_concurrent: int = 2,
+        concurrency: Mapping[str, int] | None = None,
         cache: ResponseCache | None = None,
         on_usage: UsageHook | None = None,
+        before_call: BeforeCallHook | None = None,
     ) -> None:
         self._provider = provider
         self._max_retries = max(0, max_retries)
         self._backoff = max(0.0, backoff_seconds)
-        self._semaphore = asyncio.Semaphore(max(1, max_concurrent))
+        self._max_backoff = max(0.0, max_backoff_seconds)
+        self._max_concurrent = max(1, max_concurrent)
+        self._concurrency = dict(concurrency or {})
         self._cache = cache
         self._on_usage = on_usage
+        self._before_call = before_call
 
     @property
     def provider_name(self) -> str:
@@ -129,7 +192,16 @@ class LLMClient:
                 emit_in_batches(on_text, cached.content)
                 await self._report(request, cached)
                 return cached
-        response = await self._call_with_retries(request, on_text)
+        if self._before_call is not None:
+            await self._before_call(request)
+        try:
+            response = await self._call_with_retries(request, on_text)
+        except LLMError as error:
+            # Answers that were paid for but failed validation still go into the ledger.
+            spent = getattr(error, "spent", None)
+            if isinstance(spent, ChatResponse):
+                await self._report(request, spent)
+            raise
         if self._cache is not None and key is not None:
             await self._cache.put(key, _dump(response))
         await self._report(request, response)
@@ -149,16 +221,16 @@ class LLMClient:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(LLMRetriableError),
             stop=stop_after_attempt(self._max_retries + 1),
-            wait=wait_exponential_jitter(
-                multiplier=self._backoff, max=self._backoff * 32, jitter=self._backoff
-            ),
+            wait=RetryAfterWait(self._backoff, self._max_backoff),
             before_sleep=_log_retry,
             reraise=True,
         )
+        name = routed_name(self._provider, request.model)
+        slots = provider_slots(name, self._concurrency.get(name, self._max_concurrent))
         async for attempt in retrying:
             with attempt:
                 # The slot is held per try, so a request waiting out its backoff blocks nobody.
-                async with self._semaphore:
+                async with slots:
                     return await self._provider.chat(request, on_text)
         raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
 
@@ -175,6 +247,7 @@ class LLMClient:
                 provider=str(data.get("provider") or self.provider_name),
                 prompt_tokens=int(data.get("prompt_tokens") or 0),
                 completion_tokens=int(data.get("completion_tokens") or 0),
+                cached_tokens=int(data.get("cached_tokens") or 0),
                 duration_ms=0.0,
                 cached=True,
             )
@@ -195,6 +268,7 @@ def _dump(response: ChatResponse) -> str:
             "provider": response.provider,
             "prompt_tokens": response.prompt_tokens,
             "completion_tokens": response.completion_tokens,
+            "cached_tokens": response.cached_tokens,
         },
         ensure_ascii=False,
     )

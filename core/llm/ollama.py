@@ -13,35 +13,27 @@ import ollama
 import pydantic
 
 from core.errors import LLMError, LLMRetriableError, ModelNotFoundError
-from core.llm.base import ChatRequest, ChatResponse, ModelInfo, TokenSink
+from core.llm.base import (
+    ChatRequest,
+    ChatResponse,
+    ModelInfo,
+    TokenSink,
+    check_prompt_fits,
+)
 from core.llm.client import TextBatcher
+from core.llm.errors import Endpoint, from_connection, from_status, from_timeout
+from core.llm.secrets import scrubber
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
-CHARS_PER_TOKEN = 3.5
-TOKENS_PER_MESSAGE = 4  # chat-template overhead per message
 DEFAULT_ANSWER_TOKENS = 2048  # answer budget when the request sets no max_tokens
 CONTEXT_MARGIN_TOKENS = 256
 MIN_NUM_CTX = 2048
 
 
-def estimate_prompt_tokens(request: ChatRequest) -> int:
-    """A rough token count of the prompt (chars / 3.5 plus per-message overhead)."""
-    chars = sum(len(m.get("content", "")) for m in request.messages)
-    if request.json_schema is not None:
-        chars += len(json.dumps(request.json_schema))
-    return math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
-
-
 def num_ctx_for(request: ChatRequest) -> int:
     """The num_ctx to send: prompt + answer + margin, rounded up to 1024, capped by the model."""
-    prompt = estimate_prompt_tokens(request)
+    prompt = check_prompt_fits(request)
     window = request.context_window
-    if window is not None and prompt > window:
-        raise LLMError(
-            f"The prompt (~{prompt} tokens) does not fit model {request.model}'s context window "
-            f"({window} tokens). Shorten the task or the retrieved context, or pick a model with "
-            "a larger context window; the prompt is never truncated silently."
-        )
     answer = request.max_tokens if request.max_tokens is not None else DEFAULT_ANSWER_TOKENS
     wanted = prompt + answer + CONTEXT_MARGIN_TOKENS
     num_ctx = max(MIN_NUM_CTX, math.ceil(wanted / 1024) * 1024)
@@ -55,12 +47,32 @@ class OllamaProvider:
 
     name = "ollama"
 
-    def __init__(self, host: str, timeout_seconds: float, connect_timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        timeout_seconds: float,
+        connect_timeout_seconds: float,
+        api_key: str | None = None,
+    ) -> None:
         self.host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
         self._timeout_seconds = timeout_seconds
+        self._connect_timeout = connect_timeout_seconds
+        # The client sends OLLAMA_API_KEY from the environment itself; a key from the secrets
+        # file is passed the same way, as a Bearer header.
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._endpoint = Endpoint(
+            label="Ollama",
+            url=self.host,
+            key_env="OLLAMA_API_KEY",
+            missing_model_hint="run: ollama pull {model}",
+            unreachable_hint="start it with `ollama serve`, or set llm.host / OLLAMA_HOST "
+            "to where it runs",
+            scrub=scrubber(api_key, os.environ.get("OLLAMA_API_KEY")),
+        )
         self._client = ollama.AsyncClient(
             host=self.host,
             timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
+            headers=headers,
         )
 
     async def chat(self, request: ChatRequest, on_text: TokenSink | None = None) -> ChatResponse:
@@ -113,13 +125,15 @@ class OllamaProvider:
         batcher = TextBatcher(on_text)
         pieces: list[str] = []
         last: ollama.ChatResponse | None = None
-        async for part in parts:
-            text = part.message.content or ""
-            if text:
-                pieces.append(text)
-                batcher.add(text)
-            last = part
-        batcher.flush()
+        try:
+            async for part in parts:
+                text = part.message.content or ""
+                if text:
+                    pieces.append(text)
+                    batcher.add(text)
+                last = part
+        finally:
+            batcher.flush()
         return "".join(pieces), last
 
     async def model_info(self, model: str) -> ModelInfo:
@@ -152,42 +166,45 @@ class OllamaProvider:
         """Close the HTTP connection pool."""
         await self._client.close()  # type: ignore[no-untyped-call]
 
+    async def embed(self, texts: list[str], model: str) -> list[list[float]]:
+        """One vector per text from /api/embed (the RAG indexer may use this or rag.ollama_embed)."""
+        from rag.ollama_embed import OllamaEmbedError, embed_texts
+
+        try:
+            return await embed_texts(
+                texts,
+                model=model,
+                host=self.host,
+                timeout_seconds=self._timeout_seconds,
+                connect_timeout_seconds=self._connect_timeout,
+            )
+        except OllamaEmbedError as error:
+            if error.missing_model:
+                raise ModelNotFoundError(str(error)) from error
+            if error.retriable:
+                raise LLMRetriableError(str(error)) from error
+            raise LLMError(str(error)) from error
+
     def _raise_mapped(self, error: BaseException, model: str) -> NoReturn:
         """Translate client, transport and HTTP errors into the orchestrator's error tree."""
-        start_hint = "Start it with `ollama serve`, or set llm.host / OLLAMA_HOST to where it runs."
+        endpoint = self._endpoint
         if isinstance(error, LLMError):
             raise error
         if isinstance(error, httpx.TimeoutException):
-            phase = "connect" if isinstance(error, httpx.ConnectTimeout) else "answer"
-            raise LLMRetriableError(
-                f"Ollama at {self.host} did not {phase} within the timeout "
-                f"({self._timeout_seconds:g}s for answers): {type(error).__name__}. "
-                f"Check that the server is running and not overloaded. {start_hint}"
-            ) from error
+            connect = isinstance(error, httpx.ConnectTimeout)
+            raise from_timeout(endpoint, self._timeout_seconds, connect) from error
         if isinstance(error, (ConnectionError, httpx.ConnectError)):
-            raise LLMRetriableError(
-                f"Cannot reach Ollama at {self.host}: {error}. {start_hint}"
-            ) from error
+            raise from_connection(endpoint, error) from error
         if isinstance(error, ollama.ResponseError):
             status = error.status_code
             message = str(error.error)
-            if status == 404 or "not found" in message.lower():
-                raise ModelNotFoundError(
-                    f"Model '{model}' is not available on Ollama at {self.host} ({message}); "
-                    f"run: ollama pull {model}"
-                ) from error
-            if status == 429 or status >= 500 or status == -1:
-                # -1 is an error line inside a stream (e.g. the runner died mid-answer).
-                raise LLMRetriableError(
-                    f"Ollama at {self.host} failed (HTTP {status}): {message}"
-                ) from error
-            raise LLMError(
-                f"Ollama at {self.host} rejected the request for model '{model}' "
-                f"(HTTP {status}): {message}"
-            ) from error
+            if status != 404 and "not found" in message.lower() and status < 500:
+                status = 404  # older servers answer a missing model with 400 "not found"
+            raise from_status(endpoint, status, message, model) from error
         if isinstance(error, httpx.TransportError):
             raise LLMRetriableError(
-                f"The connection to Ollama at {self.host} broke: {type(error).__name__}: {error}"
+                f"The connection to Ollama at {self.host} broke: {type(error).__name__}: "
+                f"{endpoint.scrub(str(error))}"
             ) from error
         if isinstance(error, pydantic.ValidationError):
             raise LLMError(

@@ -14,17 +14,66 @@ from core.llm.replay import CassetteRecorder
 ENTRY_POINT_GROUP = "orchestrator.providers"
 
 # A factory is called with keyword arguments host, timeout_seconds, connect_timeout_seconds,
-# replay_path and replay_strict; it should accept **kwargs so new settings do not break it.
+# replay_path, replay_strict and llm (the LLMConfig section, or None); it should accept
+# **kwargs so new settings do not break it.
 ProviderFactory = Callable[..., LLMProvider]
 _REGISTRY: dict[str, ProviderFactory] = {}
 
 
+def _key(llm: Any, env_name: str) -> str | None:
+    from core.llm.secrets import api_key
+
+    return api_key(env_name, getattr(llm, "secrets_file", None))
+
+
 def _ollama(
-    *, host: str, timeout_seconds: float, connect_timeout_seconds: float, **_: Any
+    *,
+    host: str,
+    timeout_seconds: float,
+    connect_timeout_seconds: float,
+    llm: Any = None,
+    **_: Any,
 ) -> LLMProvider:
     from core.llm.ollama import OllamaProvider
 
-    return OllamaProvider(host, timeout_seconds, connect_timeout_seconds)
+    # The Ollama client reads OLLAMA_API_KEY from the environment itself; only a key from the
+    # secrets file has to be handed over.
+    secrets_file = getattr(llm, "secrets_file", None)
+    key = _key(llm, "OLLAMA_API_KEY") if secrets_file else None
+    return OllamaProvider(host, timeout_seconds, connect_timeout_seconds, api_key=key)
+
+
+def _openai(
+    *, timeout_seconds: float, connect_timeout_seconds: float, llm: Any = None, **_: Any
+) -> LLMProvider:
+    from config.schema import OpenAIConfig
+    from core.llm.openai_compat import OpenAICompatProvider
+
+    section = getattr(llm, "openai", None) or OpenAIConfig()
+    return OpenAICompatProvider(
+        section.base_url,
+        _key(llm, section.api_key_env),
+        timeout_seconds=timeout_seconds,
+        connect_timeout_seconds=connect_timeout_seconds,
+        structured_output=section.structured_output,
+        key_env=section.api_key_env,
+    )
+
+
+def _anthropic(
+    *, timeout_seconds: float, connect_timeout_seconds: float, llm: Any = None, **_: Any
+) -> LLMProvider:
+    from config.schema import AnthropicConfig
+    from core.llm.anthropic import AnthropicProvider
+
+    section = getattr(llm, "anthropic", None) or AnthropicConfig()
+    return AnthropicProvider(
+        section.base_url,
+        _key(llm, section.api_key_env),
+        timeout_seconds=timeout_seconds,
+        connect_timeout_seconds=connect_timeout_seconds,
+        key_env=section.api_key_env,
+    )
 
 
 def _replay(
@@ -37,7 +86,12 @@ def _replay(
     return ReplayProvider(replay_path, strict=replay_strict)
 
 
-_BUILTIN: dict[str, ProviderFactory] = {"ollama": _ollama, "replay": _replay}
+_BUILTIN: dict[str, ProviderFactory] = {
+    "ollama": _ollama,
+    "openai": _openai,
+    "anthropic": _anthropic,
+    "replay": _replay,
+}
 
 
 def register_provider(name: str, factory: ProviderFactory) -> None:
@@ -62,7 +116,8 @@ def _factory(name: str) -> ProviderFactory:
     plugin = _plugins().get(name)
     if plugin is None:
         raise ConfigError(
-            f"Unknown LLM provider '{name}'; known providers: {', '.join(known_providers())}"
+            f"Unknown LLM provider '{name}'; known providers: {', '.join(known_providers())} "
+            "(or auto: each model's models.yaml provider)"
         )
     try:
         factory: ProviderFactory = plugin.load()
@@ -83,6 +138,7 @@ def make_provider(
     replay_path: str | Path | None = None,
     replay_strict: bool = False,
     record_path: str | Path | None = None,
+    llm: Any = None,
 ) -> LLMProvider:
     """Build the named provider, wrapped in a CassetteRecorder when record_path is given."""
     provider = _factory(name)(
@@ -91,6 +147,7 @@ def make_provider(
         connect_timeout_seconds=connect_timeout_seconds,
         replay_path=replay_path,
         replay_strict=replay_strict,
+        llm=llm,
     )
     if record_path is not None:
         return CassetteRecorder(record_path, provider)

@@ -16,6 +16,7 @@ def cassette_entry(request: ChatRequest, response: ChatResponse) -> dict[str, An
     """The one JSON object a cassette holds per call: identity, request essentials, answer."""
     return {
         "role": request.role,
+        "provider": response.provider,
         "phase": request.phase,
         "attempt": request.attempt,
         "repair": request.repair,
@@ -28,6 +29,7 @@ def cassette_entry(request: ChatRequest, response: ChatResponse) -> dict[str, An
             "content": response.content,
             "prompt_tokens": response.prompt_tokens,
             "completion_tokens": response.completion_tokens,
+            "cached_tokens": response.cached_tokens,
         },
     }
 
@@ -54,6 +56,11 @@ class CassetteRecorder:
         """Forwarded to the recorded provider."""
         return await self.inner.model_info(model)
 
+    def provider_name_for(self, model: str) -> str:
+        """The recorded provider's name for a model (a router answers per model)."""
+        route = getattr(self.inner, "provider_name_for", None)
+        return str(route(model)) if callable(route) else self.inner.name
+
     async def aclose(self) -> None:
         """Close the recorded provider."""
         await self.inner.aclose()
@@ -72,6 +79,7 @@ class _Entry:
     content: str
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
 
 
 def load_cassette(path: str | Path) -> list[_Entry]:
@@ -122,6 +130,7 @@ def _parse_entry(obj: Any, line: int) -> _Entry:
         content=response["content"],
         prompt_tokens=int(response.get("prompt_tokens") or 0),
         completion_tokens=int(response.get("completion_tokens") or 0),
+        cached_tokens=int(response.get("cached_tokens") or 0),
     )
 
 
@@ -150,6 +159,7 @@ class ReplayProvider:
             provider=self.name,
             prompt_tokens=entry.prompt_tokens,
             completion_tokens=entry.completion_tokens,
+            cached_tokens=entry.cached_tokens,
             raw={"cassette_line": entry.line},
         )
 

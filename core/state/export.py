@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from core.records import RISK_ORDER, Severity
+from core.records import RISK_ORDER, RunUsage, Severity, UsageTotals
 from core.timeutil import parse_ts
 
 if TYPE_CHECKING:
@@ -111,8 +111,53 @@ async def run_document(store: StateStore, run_id: str) -> dict[str, Any]:
             for a in artifacts
         ],
         "usage": await store.usage_by_role(run_id),
+        "usage_totals": _usage_totals(await store.run_usage(run_id)),
         "findings_summary": await store.get_findings_summary(run_id),
     }
+
+
+def _totals_json(totals: UsageTotals) -> dict[str, Any]:
+    return {
+        "calls": totals.calls,
+        "prompt_tokens": totals.prompt_tokens,
+        "completion_tokens": totals.completion_tokens,
+        "cached_tokens": totals.cached_tokens,
+        "total_tokens": totals.total_tokens,
+        "cost_usd": round(totals.cost_usd, 6),
+        "duration_seconds": round(totals.duration_ms / 1000.0, 3),
+    }
+
+
+def _usage_totals(usage: RunUsage) -> dict[str, Any]:
+    """The ledger's totals per run, for planning and per phase (by plan id)."""
+    return {
+        "run": _totals_json(usage.total),
+        "planning": _totals_json(usage.planning),
+        "phases": {plan_id: _totals_json(t) for plan_id, t in usage.phases.items()},
+    }
+
+
+def _usage_section(doc: dict[str, Any]) -> list[str]:
+    """Tokens and cost per phase and for the whole run."""
+    totals = doc.get("usage_totals") or {}
+    run = totals.get("run") or {}
+    if not run.get("calls"):
+        return []
+    out = [
+        "## Tokens and cost",
+        "",
+        "| Scope | Calls | Prompt tokens | Completion tokens | Cached | Cost (USD) |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = [("planning", totals["planning"])] if totals["planning"]["calls"] else []
+    rows += list(totals["phases"].items())
+    rows.append(("**run total**", run))
+    for scope, t in rows:
+        out.append(
+            f"| {_cell(scope)} | {t['calls']} | {t['prompt_tokens']} | {t['completion_tokens']} | "
+            f"{t['cached_tokens']} | {t['cost_usd']:.4f} |"
+        )
+    return [*out, ""]
 
 
 def _cell(value: Any) -> str:
@@ -259,6 +304,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
             ),
             "",
         ]
+    out += _usage_section(doc)
     if doc["artifacts"]:
         out += ["## Artifacts", ""]
         out += [

@@ -143,13 +143,17 @@ class LogsMixin(StateDatabase):
         completion_tokens: int,
         duration_ms: float,
         cached: bool,
+        *,
+        attempt: int | None = None,
+        cached_tokens: int = 0,
+        cost_usd: float = 0.0,
     ) -> None:
         """Add one model call to the token ledger."""
         async with self._write() as db:
             await db.execute(
                 "INSERT INTO llm_usage (id, run_id, phase_id, execution_id, role, provider, model,"
-                " prompt_tokens, completion_tokens, duration_ms, cached, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " prompt_tokens, completion_tokens, duration_ms, cached, created_at, attempt,"
+                " cached_tokens, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     new_id("u"),
                     run_id,
@@ -163,6 +167,9 @@ class LogsMixin(StateDatabase):
                     float(duration_ms),
                     int(cached),
                     utcnow(),
+                    attempt,
+                    int(cached_tokens),
+                    float(cost_usd),
                 ),
             )
 

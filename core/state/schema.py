@@ -167,8 +167,16 @@ _V1: list[str] = [
     )""",
 ]
 
+# The LLM ledger: the attempt, prompt tokens served from the provider's cache, and the cost.
+_V_LLM: list[str] = [
+    "ALTER TABLE llm_usage ADD COLUMN attempt INTEGER",
+    "ALTER TABLE llm_usage ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE llm_usage ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0",
+    "CREATE INDEX idx_llm_usage_phase ON llm_usage(run_id, phase_id)",
+]
+
 # MIGRATIONS[i] upgrades version i to i + 1.
-MIGRATIONS: list[list[str]] = [_V1]
+MIGRATIONS: list[list[str]] = [_V1, _V_LLM]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -11,6 +11,7 @@ from core.state.findings import OPEN_FINDING_STATUSES, FindingsMixin
 from core.state.logs import LOG_LEVELS, LogLine, LogsMixin
 from core.state.phases import FINISHED_PHASE_STATUSES, PhasesMixin
 from core.state.runs import RunsMixin
+from core.state.usage import UsageMixin
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 
-class StateStore(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin):
+class StateStore(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin, UsageMixin):
     """Async access to runs, phases, executions, findings, interventions, logs, artifacts, usage.
 
     Open it with `await StateStore.open(path)`. The plumbing (one writer connection doing every

@@ -27,6 +27,8 @@ class FakeOllama:
       with the rest of the dict (or "" content);
     - {"content": str, "stream_error": "..."}: when streaming, send the content and then an
       {"error": ...} line (the client raises ResponseError with status -1);
+    - {"content": str, "hold_last": callable}: when streaming, send all pieces but the last,
+      then wait until the callable returns True;
     - a callable taking the request body and returning one of the above.
     When the script is empty, `default_answer` is used; if that is None the server answers
     HTTP 400 "fake ollama: no scripted chat answer left" so the test fails loudly.
@@ -38,6 +40,9 @@ class FakeOllama:
         self.default_answer: Answer | None = None
         self.requests: list[dict[str, Any]] = []
         self.stream_pieces = 4
+        self.capabilities: dict[str, list[str]] = {}  # per model; ["completion"] when absent
+        self.max_active = 0  # the most chat requests answered at once
+        self._active = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -93,6 +98,17 @@ class FakeOllama:
         """Block the handler thread for a scripted stall, ending early when the server stops."""
         self._stop.wait(seconds)
 
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+        """Poll a condition from a handler thread until it holds, the server stops, or timeout."""
+        waited = 0.0
+        while not condition():
+            if self._stop.wait(0.02):
+                return False
+            waited += 0.02
+            if waited >= timeout:
+                return False
+        return True
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -119,7 +135,14 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else {}
         except json.JSONDecodeError:
             body = {"_raw": raw.decode("utf-8", "replace")}
-        self.fake.requests.append({"method": self.command, "path": self.path, "body": body})
+        self.fake.requests.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "body": body,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            }
+        )
         return body
 
     def _json(self, status: int, payload: dict[str, Any]) -> None:
@@ -153,13 +176,22 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def do_POST(self) -> None:
-        """Serve /api/chat and /api/show."""
+        """Serve /api/chat, /api/show and /api/embed."""
         body = self._body()
         try:
             if self.path == "/api/chat":
-                self._chat(body)
+                with self.fake._lock:
+                    self.fake._active += 1
+                    self.fake.max_active = max(self.fake.max_active, self.fake._active)
+                try:
+                    self._chat(body)
+                finally:
+                    with self.fake._lock:
+                        self.fake._active -= 1
             elif self.path == "/api/show":
                 self._show(body)
+            elif self.path == "/api/embed":
+                self._embed(body)
             else:
                 self._json(404, {"error": f"unknown path {self.path}"})
         except (BrokenPipeError, ConnectionResetError):
@@ -181,10 +213,21 @@ class _Handler(BaseHTTPRequestHandler):
                     "general.architecture": "llama",
                     "llama.context_length": self.fake.models[model],
                 },
-                "capabilities": ["completion"],
+                "capabilities": self.fake.capabilities.get(model, ["completion"]),
                 "modified_at": _CREATED_AT,
             },
         )
+
+    def _embed(self, body: dict[str, Any]) -> None:
+        """Deterministic 8-dimensional vectors from the text's bytes, one per input."""
+        model = str(body.get("model", ""))
+        if model not in self.fake.models:
+            self._not_found(model)
+            return
+        raw = body.get("input", [])
+        texts = [raw] if isinstance(raw, str) else list(raw)
+        vectors = [_vector(str(text)) for text in texts]
+        self._json(200, {"model": model, "embeddings": vectors, "prompt_eval_count": len(texts)})
 
     def _chat(self, body: dict[str, Any]) -> None:
         model = str(body.get("model", ""))
@@ -218,7 +261,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for piece in _split(content, self.fake.stream_pieces):
+        pieces = _split(content, self.fake.stream_pieces)
+        hold = answer.get("hold_last")
+        for number, piece in enumerate(pieces):
+            if hold is not None and number == len(pieces) - 1:
+                self.fake.wait_until(hold)
             self._chunk(
                 {
                     "model": model,
@@ -233,6 +280,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk({**final, "message": {"role": "assistant", "content": ""}})
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+
+def _vector(text: str) -> list[float]:
+    data = text.encode("utf-8") or b"\0"
+    return [round(sum(data[i::8]) / (255.0 * len(data)), 6) for i in range(8)]
 
 
 def _split(text: str, pieces: int) -> list[str]:

@@ -80,14 +80,14 @@ async def test_fresh_file_is_migrated_and_version_persists(tmp_path: Path) -> No
     run = await store.create_run("task", str(tmp_path), {"a": 1})
     await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     expected = {"runs", "phases", "executions", "findings", "artifacts", "manual_interventions"}
     assert expected | {"events", "llm_usage", "llm_cache"} <= tables
     async with await StateStore.open(path) as again:
         assert (await again.get_run(run.id)).config == {"a": 1}
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
 
 
 async def test_forward_migrations_apply_in_order_and_roll_back_on_error(tmp_path: Path) -> None:
@@ -97,13 +97,13 @@ async def test_forward_migrations_apply_in_order_and_roll_back_on_error(tmp_path
     v2 = [*schema.MIGRATIONS, ["ALTER TABLE runs ADD COLUMN extra TEXT"]]
     bad = [*v2, ["CREATE TABLE later (x INT)", "THIS IS NOT SQL"]]
     conn.execute("BEGIN IMMEDIATE")
-    assert schema.migrate(conn, v2) == 2
+    assert schema.migrate(conn, v2) == len(v2)
     conn.execute("COMMIT")
     conn.execute("BEGIN IMMEDIATE")
     with pytest.raises(sqlite3.OperationalError):
         schema.migrate(conn, bad)
     conn.execute("ROLLBACK")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(v2)
     assert "extra" in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert "later" not in names
@@ -410,6 +410,7 @@ async def test_findings_crud_fingerprint_and_summary(store: StateStore, tmp_path
         "minor": 1,
         "total_open": 3,
         "by_category": {"build": 0, "test": 2, "lint": 1, "security": 0, "custom": 0},
+        "baseline": 1,
     }
     assert len(await store.get_findings(run.id)) == 5
     assert len(await store.get_findings(run.id, phase_id=phase.id)) == 3

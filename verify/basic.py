@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,23 +23,54 @@ DEFAULT_SEVERITY: dict[str, str] = {
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
-@dataclass
+@dataclass(frozen=True)
 class VerifyStep:
-    """One command to run and the finding category its failure belongs to."""
+    """One command to run and the finding category its problems belong to.
+
+    The command may hold {report} (a file in the reports folder the tool writes its report to),
+    {cache} (a cache folder outside the tree) and {python} (the interpreter beside `requires`).
+    """
 
     category: str
     command: str
+    tool: str | None = None  # the tool's name in findings; the command's program when None
+    parser: str = "auto"  # a parser name, or auto to recognise the output
+    requires: str | None = None  # a program that must be on PATH, else the step is skipped
+    ok_exit_codes: tuple[int, ...] = (0,)
+    source: str = "config"  # config, detected:<verifier>, or criteria
+    report_ext: str = "json"
+
+    @property
+    def tool_label(self) -> str:
+        """The tool name findings carry."""
+        return self.tool or tool_name(self.command)
 
 
-def configured_steps(commands: Mapping[str, list[str]]) -> list[VerifyStep]:
+def _entry(category: str, entry: object) -> VerifyStep | None:
+    """A step from one configured entry: a shell string or an object with command/parser/tool."""
+    if isinstance(entry, str):
+        return VerifyStep(category, entry.strip()) if entry.strip() else None
+    get = entry.get if isinstance(entry, Mapping) else lambda k, d=None: getattr(entry, k, d)
+    command = str(get("command", "") or "").strip()
+    if not command:
+        return None
+    parser = str(get("parser", None) or "auto")
+    return VerifyStep(
+        category,
+        command,
+        tool=get("tool", None) or None,
+        parser=parser,
+        report_ext="xml" if parser == "junit" else "json",
+    )
+
+
+def configured_steps(commands: Mapping[str, Sequence[object]]) -> list[VerifyStep]:
     """Steps in the fixed order build, test, lint, security, custom (other categories after), blanks skipped."""
     order = [c for c in CATEGORIES if c in commands] + [c for c in commands if c not in CATEGORIES]
-    return [
-        VerifyStep(category, command.strip())
-        for category in order
-        for command in commands.get(category) or []
-        if command and command.strip()
+    steps = [
+        _entry(category, entry) for category in order for entry in commands.get(category) or []
     ]
+    return [s for s in steps if s is not None]
 
 
 def tool_name(command: str) -> str:

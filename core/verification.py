@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from config.schema import CategoryLimit, FindingsThresholds, VerificationConfig
-from core.procenv import safe_env
+from config.paths import Paths
+from config.schema import (
+    CategoryLimit,
+    FindingsThresholds,
+    OrchestratorConfig,
+    VerificationConfig,
+)
+from core.procenv import safe_env, secret_redactor
+from core.timeutil import utcnow
 from verify.basic import VerifyStep, configured_steps
 from verify.detect import detect_steps
-from verify.pipeline import VerifyOptions, tool_path_dirs
+from verify.findings import VerifyFinding
+from verify.pipeline import VerifyOptions, VerifyReport, run_steps, tool_path_dirs
 from verify.severity import SeverityPolicy
+from verify.thresholds import Breach, check_thresholds
 
 CATEGORY_ORDER = ("build", "test", "lint", "security", "custom")
 
@@ -79,3 +89,57 @@ def category_limits(t: FindingsThresholds) -> dict[str, tuple[int, str]]:
         else:
             out[category] = (int(limit), t.on_major_exceeded)
     return out
+
+
+def threshold_counts(
+    findings: list[VerifyFinding], dropped: dict[str, int]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Counts by severity (dropped ones included) and by category, for check_thresholds."""
+    severities = {"major": 0, "medium": 0, "minor": 0}
+    categories: dict[str, int] = {}
+    for f in findings:
+        severities[f.severity] = severities.get(f.severity, 0) + 1
+        categories[f.category] = categories.get(f.category, 0) + 1
+    for severity, n in dropped.items():
+        severities[severity] = severities.get(severity, 0) + n
+    return severities, categories
+
+
+async def verify_tree(
+    paths: Paths,
+    config: OrchestratorConfig,
+    tree: Path,
+    *,
+    only: set[str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> tuple[VerifyReport, list[Breach], str, Path]:
+    """Verify a tree as it is (the `verify` command): reports go under the home folder, never into
+    the tree. Returns the report, the exceeded thresholds, where the steps came from, and the
+    reports folder."""
+    steps, origin = resolve_steps(config.verification, tree, only)
+    stamp = utcnow().replace(":", "").replace("-", "").replace(".", "")
+    folder = (
+        paths.reports / "verify" / f"{stamp}-{hashlib.sha1(str(tree).encode()).hexdigest()[:8]}"
+    )
+    report = await run_steps(
+        steps,
+        tree,
+        reports_dir=folder,
+        cache_dir=paths.cache / "verify",
+        env=tool_env(tree),
+        options=verify_options(config.verification),
+        on_line=on_line,
+        redact=secret_redactor(),
+    )
+    t = config.thresholds
+    severities, categories = threshold_counts(report.findings, report.dropped())
+    breaches = check_thresholds(
+        severities,
+        categories,
+        max_major=t.max_major,
+        max_medium=t.max_medium,
+        on_major_exceeded=t.on_major_exceeded,
+        on_medium_exceeded=t.on_medium_exceeded,
+        per_category=category_limits(t),
+    )
+    return report, breaches, origin, folder

@@ -11,6 +11,7 @@ from core.state.findings import OPEN_FINDING_STATUSES, FindingsMixin
 from core.state.logs import LOG_LEVELS, LogLine, LogsMixin
 from core.state.phases import FINISHED_PHASE_STATUSES, PhasesMixin
 from core.state.runs import RunsMixin
+from verify.sarif_out import to_sarif
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -38,4 +39,6 @@ class StateStore(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin):
             return json.dumps(doc, indent=2) + "\n"
         if format == "markdown":
             return render_markdown(doc)
-        raise InputError(f"--format {format!r} is not supported; use markdown or json")
+        if format == "sarif":
+            return json.dumps(to_sarif(doc["findings"], doc["repo"]), indent=2) + "\n"
+        raise InputError(f"--format {format!r} is not supported; use markdown, json or sarif")

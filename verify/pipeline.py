@@ -214,6 +214,7 @@ def parse_step(
             timed_out=result.timed_out,
             duration=result.duration_seconds,
             tail=options.tail_lines,
+            unparsed_as=step.parser if step.parser != "auto" and not recognised else None,
         )
     return out, used, parsed
 

@@ -71,6 +71,8 @@ class Collector:
         self.dropped_by_severity: dict[str, int] = {}
         self._sources: OrderedDict[str, list[str] | None] = OrderedDict()
         self._cwd_text = str(cwd).rstrip("/") + "/"
+        self._relative: dict[str, str | None] = {}
+        self._severity: dict[tuple[str, str, str | None, str | None], str] = {}
 
     @property
     def findings(self) -> list[VerifyFinding]:
@@ -81,6 +83,13 @@ class Collector:
         """A path relative to the working folder in POSIX form when it lies inside it."""
         if not path:
             return None
+        if path not in self._relative:
+            if len(self._relative) > 10_000:
+                self._relative.clear()
+            self._relative[path] = self._make_relative(path)
+        return self._relative[path]
+
+    def _make_relative(self, path: str) -> str | None:
         text = path.strip()
         text = text.removeprefix("file://")
         if text.startswith(self._cwd_text):
@@ -137,9 +146,13 @@ class Collector:
         """Record one problem; the severity comes from config unless given."""
         category = category or self.category
         tool = tool or self.tool
+        chosen = severity or self._severity_of(category, tool, rule, level)
+        rank = SEVERITY_RANK.get(chosen, 1)
+        if self._count >= self.limit and rank >= self._worst_rank():
+            self._drop(chosen)  # no more severe than anything kept: not worth building
+            return
         rel = self.relative(path)
         line = _positive(line)
-        chosen = severity or self.policy.severity(category, tool, rule, level)
         finding = VerifyFinding(
             category=category,
             severity=chosen,
@@ -157,17 +170,29 @@ class Collector:
             level=level,
             key=key,
         )
-        rank = SEVERITY_RANK.get(chosen, 1)
         self._buckets.setdefault(rank, []).append(finding)
         self._count += 1
         if self._count > self.limit:
-            worst = max(r for r, items in self._buckets.items() if items)
-            gone = self._buckets[worst].pop()
+            gone = self._buckets[self._worst_rank()].pop()
             self._count -= 1
-            self.dropped += 1
-            self.dropped_by_severity[gone.severity] = (
-                self.dropped_by_severity.get(gone.severity, 0) + 1
-            )
+            self._drop(gone.severity)
+
+    def _severity_of(self, category: str, tool: str, rule: str | None, level: str | None) -> str:
+        """The configured severity, remembered per (category, tool, rule, level)."""
+        key = (category, tool, rule, level)
+        found = self._severity.get(key)
+        if found is None:
+            found = self.policy.severity(category, tool, rule, level)
+            if len(self._severity) < 10_000:
+                self._severity[key] = found
+        return found
+
+    def _worst_rank(self) -> int:
+        return max(r for r, items in self._buckets.items() if items)
+
+    def _drop(self, severity: str) -> None:
+        self.dropped += 1
+        self.dropped_by_severity[severity] = self.dropped_by_severity.get(severity, 0) + 1
 
 
 def _positive(value: object) -> int | None:

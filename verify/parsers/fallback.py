@@ -12,7 +12,13 @@ def tail_lines(output: str, count: int) -> str:
 
 
 def add_exit_finding(
-    src: ParseInput, out: Collector, *, timed_out: bool, duration: float, tail: int
+    src: ParseInput,
+    out: Collector,
+    *,
+    timed_out: bool,
+    duration: float,
+    tail: int,
+    unparsed_as: str | None = None,
 ) -> None:
     """One finding saying the command failed (or timed out), quoting the end of its output."""
     if timed_out:
@@ -21,6 +27,8 @@ def add_exit_finding(
     else:
         rule = f"exit-{src.exit_code}"
         head = f"`{src.command}` failed (exit {src.exit_code})"
+    if unparsed_as:
+        head += f"; its output could not be parsed as {unparsed_as}"
     quoted = tail_lines(src.output_tail, tail)
     out.add(f"{head}\n{quoted}" if quoted else head, rule=rule, details=quoted or None)
 

@@ -66,6 +66,13 @@ def parse(src: ParseInput, out: Collector) -> ParseResult:
     seen_root = False
     zero_based = src.tool in ("pytest", "py.test")
     try:
+        with source.open("rb") as fh:
+            head = fh.read(4096).lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()
+    except OSError as exc:
+        return ParseResult(False, f"cannot read {source}: {exc}")
+    if not head.startswith(b"<"):
+        return ParseResult(False)  # not XML at all (and expat is slow to say so on huge tokens)
+    try:
         for event, elem in ET.iterparse(source, events=("start", "end")):
             tag = _local(elem.tag)
             if event == "start":

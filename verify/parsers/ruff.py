@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import ijson
+
 from verify.parsers.base import Collector, ParseInput, ParseResult
-from verify.parsers.jsonstream import JSONError, head_of, iter_objects
+from verify.parsers.jsonstream import JSONError, head_of
 
 
 def sniff(head: bytes) -> bool:
@@ -31,12 +33,11 @@ def parse(src: ParseInput, out: Collector) -> ParseResult:
     started = False
     try:
         with source.open("rb") as fh:
-            for prefix, event, item in iter_objects(fh, {"item"}):
-                if prefix == "":
-                    if event != "start_array":
-                        return ParseResult(False)
-                    started = True
-                    continue
+            if not head_of(fh.read(4096)).startswith(b"["):
+                return ParseResult(False)
+            fh.seek(0)
+            started = True
+            for item in ijson.items(fh, "item", use_float=True):
                 if not isinstance(item, dict):
                     continue
                 entries += 1

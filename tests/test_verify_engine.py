@@ -226,3 +226,50 @@ async def test_per_category_limit_aborts_with_its_own_action(home: Path, tmp_pat
         "new",
     )
     assert [p["status"] for p in doc["phases"]] == ["completed", "pending"]
+
+
+async def test_baseline_is_cached_by_commit_and_the_end_check_warns(
+    home: Path, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"notes.txt": "todo: fix\n"})
+    counter = tmp_path / "baseline-runs"
+    # Fails at the base (notes.txt has a todo), and again for the phase's a.txt; counts its runs.
+    check = f"echo run >> {counter}; ! grep -Hn todo notes.txt $(ls a.txt 2>/dev/null)"
+    cassette = write_cassette(
+        tmp_path / "c.jsonl",
+        [phase("phase-001")],
+        {("phase-001", 1): new_file("a.txt", "a\ntodo: test\n")},
+    )
+    settings = {
+        "llm.provider": "replay",
+        "llm.replay": str(cassette),
+        "verification.custom": [check],
+        "thresholds.max_medium": 0,
+        "thresholds.per_category": {"custom": {"max": 0, "on_exceeded": "warn"}},
+    }
+    async with await _engine(home) as engine:
+        first = await engine.start_run("one", repo, _loaded(home, repo, **settings))
+        second = await engine.start_run("two", repo, _loaded(home, repo, **settings))
+        docs = [await engine.run_document(r.id) for r in (first, second)]
+        logs = "\n".join(r.message for r in await engine.logs(second.id, limit=10_000))
+    assert first.status is RunStatus.COMPLETED and second.status is RunStatus.COMPLETED
+    # Baseline once for the commit (the second run took it from the cache) + one per attempt.
+    assert counter.read_text().count("run") == 3
+    assert "from the cache" in logs
+    for doc in docs:
+        old, new = doc["findings"]
+        assert (old["status"], old["phase_id"], old["path"], old["line"]) == (
+            "baseline",
+            None,
+            "notes.txt",
+            1,
+        )
+        assert (new["status"], new["severity"], new["path"], new["line"]) == (
+            "new",
+            "medium",
+            "a.txt",
+            2,
+        )
+        assert doc["findings_summary"]["total_open"] == 1  # the baseline one is not counted
+    # Checked after the phase and again at the end of the run; warn only logs.
+    assert logs.count("warning: category:custom findings: 1 open, threshold 0") == 2

@@ -129,3 +129,65 @@ def test_sarif_regions_and_path_less_findings() -> None:
     assert result["ruleId"] == "build-failure"
     [note] = run["invocations"][0]["toolExecutionNotifications"]
     assert note["descriptor"]["id"] == "exit-2" and note["level"] == "error"
+
+
+def test_python_detection_markers(tmp_path) -> None:
+    from verify.detect import detect_steps, is_python
+
+    for name, files in {
+        "pkg": {"inventory/__init__.py": ""},
+        "tests": {"tests/test_a.py": ""},
+        "src": {"src/app/main.py": ""},
+        "top": {"main.py": ""},
+        "toml": {"pyproject.toml": ""},
+    }.items():
+        for rel, text in files.items():
+            (tmp_path / name / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / rel).write_text(text)
+        assert is_python(tmp_path / name), name
+        assert [s.tool for s in detect_steps(tmp_path / name)] == [
+            "pytest",
+            "ruff",
+            "mypy",
+            "bandit",
+        ]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text("# hi\n")
+    assert not is_python(tmp_path / "docs") and detect_steps(tmp_path / "docs") == []
+
+
+def test_plugin_verifier_from_an_entry_point(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    plugins = tmp_path / "plugins"
+    info = plugins / "lic_check-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lic-check\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[orchestrator.verifiers]\nlicense = lic_check:steps\n")
+    (plugins / "lic_check.py").write_text(
+        "from verify.basic import VerifyStep\n"
+        "def steps(repo):\n"
+        "    if not (repo / 'LICENSE').exists():\n"
+        "        return [VerifyStep('custom', 'test -f LICENSE', tool='license', source='plugin')]\n"
+        "    return []\n"
+    )
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1])\n"
+        "from pathlib import Path\n"
+        "from verify.detect import detect_steps\n"
+        "print(json.dumps([[s.category, s.command, s.tool] for s in detect_steps(Path(sys.argv[2]))]))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(plugins), str(repo)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out) == [["custom", "test -f LICENSE", "license"]]

@@ -51,10 +51,16 @@ def _mypy_targets(repo: Path) -> str:
 
 
 def is_python(repo: Path) -> bool:
-    """A Python project: a packaging or test config file, or Python files at the top or in src/."""
+    """A Python project: a packaging or test config file, Python files at the top, a package
+    folder at the top, or Python files in src/ or tests/."""
     if any((repo / m).is_file() for m in _PY_MARKERS):
         return True
-    return any(repo.glob("*.py")) or any((repo / "src").glob("**/*.py"))
+    return (
+        any(repo.glob("*.py"))
+        or any(repo.glob("*/__init__.py"))
+        or any((repo / "src").glob("**/*.py"))
+        or any((repo / "tests").glob("*.py"))
+    )
 
 
 def python_steps(repo: Path) -> list[VerifyStep]:

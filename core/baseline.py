@@ -15,7 +15,7 @@ from core.git import repo as gitrepo
 from core.phase_checks import finding_in
 from core.procenv import redact, secret_redactor
 from core.records import FindingStatus
-from core.verification import resolve_steps, steps_key, tool_env, verify_options
+from core.verification import resolve_steps, steps_key, tool_env, tree_cache, verify_options
 from verify.findings import VerifyFinding
 from verify.pipeline import run_steps
 
@@ -28,7 +28,7 @@ async def record_baseline(ctx: RunContext) -> None:
     run = await ctx.store.get_run(ctx.run_id)
     if not vcfg.enabled or not vcfg.baseline or "baseline" in run.metadata or not run.base_commit:
         return
-    steps, _origin = resolve_steps(vcfg, ctx.run_worktree)
+    steps, _origin = await asyncio.to_thread(resolve_steps, vcfg, ctx.run_worktree)
     if not steps:
         return
     key = f"{CACHE_PREFIX}:{run.base_commit}:{steps_key(steps)}"
@@ -53,7 +53,7 @@ async def record_baseline(ctx: RunContext) -> None:
             steps,
             ctx.run_worktree,
             reports_dir=ctx.paths.reports / ctx.run_id / "baseline",
-            cache_dir=ctx.paths.cache / "verify",
+            cache_dir=tree_cache(ctx.paths, ctx.run_worktree),
             env=tool_env(ctx.run_worktree, ctx.repo),
             options=verify_options(vcfg),
             redact=secret_redactor(),

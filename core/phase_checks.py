@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from core.records import (
     Phase,
     Severity,
 )
-from core.verification import resolve_steps, tool_env, verify_options
+from core.verification import resolve_steps, tool_env, tree_cache, verify_options
 from verify.basic import VerifyStep
 from verify.criteria import criteria_commands, is_allowed
 from verify.findings import VerifyFinding
@@ -65,7 +66,7 @@ class PhaseChecks:
         ctx, vcfg = self.ctx, self.ctx.config.verification
         if not vcfg.enabled:
             return []
-        steps, _origin = resolve_steps(vcfg, self.worktree)
+        steps, _origin = await asyncio.to_thread(resolve_steps, vcfg, self.worktree)
         steps += await self._criteria_steps()
         if not steps:
             return []
@@ -76,7 +77,7 @@ class PhaseChecks:
             steps,
             self.worktree,
             reports_dir=folder,
-            cache_dir=ctx.paths.cache / "verify",
+            cache_dir=tree_cache(ctx.paths, self.worktree),
             env=tool_env(self.worktree, ctx.repo),
             options=verify_options(vcfg),
             redact=secret_redactor(),

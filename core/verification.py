@@ -66,6 +66,11 @@ def resolve_steps(
     return steps, origin if steps else "none"
 
 
+def tree_cache(paths: Paths, tree: Path) -> Path:
+    """A cache folder for one tree's tools (mypy's cache must not mix projects)."""
+    return paths.cache / "verify" / hashlib.sha1(str(tree).encode()).hexdigest()[:12]
+
+
 def steps_key(steps: list[VerifyStep]) -> str:
     """A short hash of what the steps run, so a cached baseline is reused only for the same commands."""
     text = json.dumps([[s.category, s.command, s.parser, s.tool] for s in steps])
@@ -125,7 +130,7 @@ async def verify_tree(
         steps,
         tree,
         reports_dir=folder,
-        cache_dir=paths.cache / "verify",
+        cache_dir=tree_cache(paths, tree),
         env=tool_env(tree),
         options=verify_options(config.verification),
         on_line=on_line,

@@ -157,8 +157,13 @@ def test_configured_steps_order_and_tool_name() -> None:
         ("lint", "ruff check ."),
         ("custom", "./check.sh"),
     ]
-    assert tool_name("/usr/bin/python -m pytest") == "python"
+    assert tool_name("/usr/bin/python -m pytest") == "pytest"
+    assert tool_name("python3.11 -m mypy .") == "mypy"
+    assert tool_name("/usr/bin/python script.py") == "python"
     assert tool_name("CI=1 FOO=bar npm test") == "npm"
+    assert tool_name("npx eslint .") == "eslint"
+    assert tool_name("uv run ruff check .") == "ruff"
+    assert tool_name("poetry install") == "poetry"
 
 
 async def test_run_basic_findings_and_stable_fingerprints(tmp_path: Path) -> None:

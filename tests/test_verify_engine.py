@@ -273,3 +273,50 @@ async def test_baseline_is_cached_by_commit_and_the_end_check_warns(
         assert doc["findings_summary"]["total_open"] == 1  # the baseline one is not counted
     # Checked after the phase and again at the end of the run; warn only logs.
     assert logs.count("warning: category:custom findings: 1 open, threshold 0") == 2
+
+
+async def test_feedback_is_capped_and_most_severe_first(
+    home: Path, tmp_path: Path, fake_ollama
+) -> None:
+    import sys
+
+    repo = make_repo(tmp_path / "repo", {"calc.py": "def one() -> int:\n    return 1\n"})
+    failing = "".join(f"\n\ndef test_{i}():\n    assert {i} == -1\n" for i in range(3))
+    fake_ollama.models = {"qwen2.5-coder:7b": 32768}
+    fake_ollama.chat_answers = [
+        json.dumps({"phases": [phase("phase-001")]}),
+        new_file("tests/test_many.py", "import os" + failing) + new_file("notes.txt", "x\n"),
+        new_file("notes.txt", "fixed\n"),
+    ]
+    pytest_cmd = (
+        f"{sys.executable} -m pytest -q -p no:cacheprovider -o junit_family=xunit1 "
+        "--junitxml={report}"
+    )
+    loaded = load_config(
+        Paths.resolve(None, {"ORCHESTRATOR_HOME": str(home)}),
+        repo=repo,
+        env={"OLLAMA_HOST": fake_ollama.url},
+        cli={
+            "execution.poll_seconds": 0.05,
+            "execution.backoff_base_seconds": 0.01,
+            "execution.max_attempts": 2,
+            "execution.on_phase_failure": "continue",
+            "verification.test": [pytest_cmd],
+            "verification.lint": [
+                {"command": "ruff check --no-cache --output-format=json .", "parser": "ruff"}
+            ],
+            "verification.feedback_max_findings": 2,
+        },
+    )
+    async with await _engine(home) as engine:
+        run = await engine.start_run("many", repo, loaded)
+        doc = await engine.run_document(run.id)
+    prompt = fake_ollama.chats()[2]["messages"][-1]["content"]
+    listed = prompt.split("# Open findings to fix (most severe first)")[1].strip().splitlines()
+    items = [line for line in listed if line.startswith("- ")]
+    assert len(items) == 3, listed
+    assert items[0].startswith("- [major, new] test/pytest test-failure tests/test_many.py:")
+    assert items[1].startswith("- [major, new] test/pytest")
+    first_attempt = [f for f in doc["findings"] if f["status"] != "baseline"]
+    assert {f["rule"] for f in first_attempt} >= {"test-failure", "F401"}
+    assert items[2] == f"- ... and {len(first_attempt) - 2} more finding(s) not listed here"

@@ -73,16 +73,32 @@ def configured_steps(commands: Mapping[str, Sequence[object]]) -> list[VerifySte
     return [s for s in steps if s is not None]
 
 
+_PYTHON = re.compile(r"^python(?:\d+(?:\.\d+)?)?$")
+_RUNNERS = {"npx": 1, "pnpx": 1, "bunx": 1, "uv": 2, "poetry": 2, "pipenv": 2, "hatch": 2, "pdm": 2}
+
+
 def tool_name(command: str) -> str:
-    """The program a command runs: its first word that is not a VAR=value assignment, as a basename."""
+    """The program a command runs, as a basename: its first word that is not a VAR=value
+    assignment, or the module of `python -m X`, or the tool of `npx X` / `uv run X` and kin."""
     try:
         words = shlex.split(command)
     except ValueError:
         words = command.split()
-    for word in words:
-        if not _ASSIGNMENT.match(word):
-            return os.path.basename(word) or word
-    return command.strip() or "command"
+    words = [w for w in words if w]
+    while words and _ASSIGNMENT.match(words[0]):
+        words.pop(0)
+    if not words:
+        return command.strip() or "command"
+    program = os.path.basename(words[0]) or words[0]
+    rest = words[1:]
+    if _PYTHON.match(program) and len(rest) >= 2 and rest[0] == "-m":
+        return rest[1]
+    skip = _RUNNERS.get(program)
+    if skip and len(rest) >= skip and (skip == 1 or rest[0] in ("run", "exec")):
+        tool = rest[skip - 1]
+        if not tool.startswith("-"):
+            return os.path.basename(tool)
+    return program
 
 
 def _tail_lines(output: str, count: int) -> str:

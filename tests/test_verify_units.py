@@ -191,3 +191,68 @@ def test_plugin_verifier_from_an_entry_point(tmp_path) -> None:
         check=True,
     ).stdout
     assert json.loads(out) == [["custom", "test -f LICENSE", "license"]]
+
+
+def _parse(tree, name: str, text: str, category: str = "lint", exit_code: int = 1):
+    from verify.basic import VerifyStep
+    from verify.parsers.base import ParseInput
+    from verify.pipeline import VerifyOptions, parse_step
+    from verify.runner import CommandResult
+
+    file = tree / ".." / name
+    file.write_text(text)
+    step = VerifyStep(category, "tool", tool="tool")
+    src = ParseInput(category, "tool", "tool", tree, exit_code, text[-2000:], output_file=file)
+    out, used, _ = parse_step(
+        step,
+        src,
+        CommandResult("tool", exit_code, text, False, 0.1, False),
+        VerifyOptions(policy=severity_policy(VerificationConfig())),
+    )
+    return out.findings, used
+
+
+def test_eslint_stylish_and_gcc_and_tsc_lines(tmp_path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "src").mkdir(parents=True)
+    for name in ("a.js", "b.c", "c.ts"):
+        (tree / "src" / name).write_text("x\n" * 5)
+    text = (
+        f"\n{tree}/src/a.js\n  1:5  error    'x' is never used  no-unused-vars\n"
+        "  2:1  warning  'foo' is not defined  no-undef\n\n"
+        "src/b.c:3:7: error: use of undeclared identifier 'y'\n"
+        "src/b.c:4:1: warning: unused variable 'z' [-Wunused-variable]\n"
+        "src/c.ts(5,2): error TS2322: Type 'string' is not assignable to type 'number'.\n"
+        "12:30:01: build started\n"  # a clock time, not a file position
+        "missing.c:1:1: error: not a file of the tree\n"
+    )
+    findings, used = _parse(tree, "out.log", text)
+    assert used == "compiler"
+    got = [(f.path, f.line, f.column, f.rule, f.severity) for f in findings]
+    assert got == [
+        ("src/a.js", 1, 5, "no-unused-vars", "minor"),
+        ("src/a.js", 2, 1, "no-undef", "minor"),
+        ("src/b.c", 3, 7, None, "minor"),
+        ("src/b.c", 4, 1, "-Wunused-variable", "minor"),
+        ("src/c.ts", 5, 2, "TS2322", "minor"),
+    ]
+
+
+def test_junit_from_other_runners_without_file_attributes(tmp_path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    xml = (
+        '<?xml version="1.0"?><testsuites><testsuite name="jest tests" tests="3">'
+        '<testcase classname="math adds" name="adds 1 + 2" time="0.01"/>'
+        '<testcase classname="math subtracts" name="subtracts" time="0.01">'
+        '<failure message="expected 1 to be 2">Error: expected 1 to be 2\n    at Object.&lt;anonymous&gt; (math.test.js:7:21)</failure>'
+        "</testcase>"
+        '<testcase classname="math" name="skipped one"><skipped/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    findings, used = _parse(tree, "junit.xml", xml, category="test")
+    assert used == "junit"
+    [f] = findings
+    assert f.message == "math subtracts.subtracts failed: expected 1 to be 2"
+    assert f.path is None and f.rule == "test-failure" and f.severity == "major"
+    assert f.key == "math subtracts.subtracts"

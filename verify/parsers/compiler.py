@@ -21,9 +21,13 @@ _PAREN = re.compile(
     re.IGNORECASE,
 )
 # A trailing [code] as mypy and flake8-style tools print it, or a leading CODE as flake8 does.
-_TRAILING_CODE = re.compile(r"\s+\[(?P<code>[A-Za-z][\w.-]*)\]$")
+_TRAILING_CODE = re.compile(r"\s+\[(?P<code>-?[A-Za-z][\w.=-]*)\]$")
 _LEADING_CODE = re.compile(r"^(?P<code>[A-Z]{1,4}\d{2,5})\s+")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# eslint's default "stylish" format: a file's path on its own line, then indented problems.
+_STYLISH = re.compile(
+    r"^\s+(?P<line>\d+):(?P<col>\d+)\s+(?P<level>error|warning)\s+(?P<msg>.+?)(?:\s{2,}(?P<code1>\S+))?$"
+)
 
 
 def parse(src: ParseInput, out: Collector) -> ParseResult:
@@ -40,18 +44,28 @@ def parse(src: ParseInput, out: Collector) -> ParseResult:
     entries = 0
     seen: set[tuple[str, int, str]] = set()
     exists: dict[str, bool] = {}
+    current: str | None = None  # the file a stylish block is about
+
+    def is_file(path: str) -> bool:
+        if path not in exists:
+            exists[path] = (src.cwd / path).is_file()
+        return exists[path]
+
     try:
         for raw in lines:
             text = _ANSI.sub("", raw.rstrip("\r\n"))
             match = _COLON.match(text) or _PAREN.match(text)
             if match is None:
-                continue
-            path = out.relative(match.group("path").strip())
-            if path is None:
-                continue
-            if path not in exists:
-                exists[path] = (src.cwd / path).is_file()
-            if not exists[path]:
+                stylish = _STYLISH.match(text) if current else None
+                if stylish is None:
+                    if text and not text[0].isspace():
+                        candidate = out.relative(text.strip())
+                        current = candidate if candidate and is_file(candidate) else None
+                    continue
+                match, path = stylish, current
+            else:
+                path = out.relative(match.group("path").strip())
+            if path is None or not is_file(path):
                 continue  # "12:30:01: started" and friends are not file positions
             line = int(match.group("line"))
             message = match.group("msg").strip()

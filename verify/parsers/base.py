@@ -114,7 +114,7 @@ class Collector:
             try:
                 if target.is_file() and target.stat().st_size <= _MAX_SOURCE_BYTES:
                     lines = target.read_text(encoding="utf-8", errors="replace").splitlines()
-            except OSError:
+            except (OSError, ValueError):  # unreadable, or a "path" no file system accepts
                 lines = None
             self._sources[path] = lines
             if len(self._sources) > _SOURCE_CACHE_FILES:

@@ -47,9 +47,15 @@ def parse(src: ParseInput, out: Collector) -> ParseResult:
     current: str | None = None  # the file a stylish block is about
 
     def is_file(path: str) -> bool:
+        """Whether a path names a file of the tree (junk that is no path at all is not)."""
         if path not in exists:
-            exists[path] = (src.cwd / path).is_file()
-        return exists[path]
+            try:
+                exists[path] = len(path) < 1024 and "\0" not in path and (src.cwd / path).is_file()
+            except (OSError, ValueError):
+                exists[path] = False
+            if len(exists) > 10_000:
+                exists.clear()
+        return exists.get(path, False)
 
     try:
         for raw in lines:

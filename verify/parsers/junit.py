@@ -31,8 +31,11 @@ def _test_file(case: ET.Element, cwd: Path) -> str | None:
     parts = classname.split(".")
     for end in range(len(parts), 0, -1):
         candidate = "/".join(parts[:end]) + ".py"
-        if (cwd / candidate).is_file():
-            return candidate
+        try:
+            if len(candidate) < 1024 and (cwd / candidate).is_file():
+                return candidate
+        except (OSError, ValueError):
+            return None
     return None
 
 

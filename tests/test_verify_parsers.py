@@ -302,3 +302,40 @@ def test_sarif_input_levels_rules_and_suppressions(tree: Path, tmp_path: Path) -
 
 def test_builtin_parsers_are_registered() -> None:
     assert set(FORMATS) <= set(parsers())
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_hostile_inputs_deep_nesting_and_random_bytes(fmt: str, tree: Path, tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(4)
+    inputs = {
+        "deep-array": b"[" * 200_000 + b"]" * 200_000,
+        "deep-object": b'{"results": [' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"]}",
+        "random": bytes(rng.getrandbits(8) for _ in range(200_000)),
+    }
+    for name, data in inputs.items():
+        file = tmp_path / name
+        file.write_bytes(data)
+        findings, _parsed = parse_here(fmt, file, tree)
+        assert len(findings) == 1, (name, findings)
+        message = findings[0].message
+        assert "could not be parsed" in message or "failed (exit 1)" in message, (name, message)
+
+
+def test_a_crashing_parser_becomes_a_finding(tree: Path, tmp_path: Path) -> None:
+    from verify import registry
+    from verify.registry import Parser
+
+    def explode(src: object, out: object) -> object:
+        raise RuntimeError("plugin bug")
+
+    registry.parsers()["exploding"] = Parser("exploding", explode)
+    try:
+        file = tmp_path / "out.txt"
+        file.write_text("anything\n")
+        findings, _ = parse_here("exploding", file, tree)
+    finally:
+        del registry.parsers()["exploding"]
+    [finding] = findings
+    assert finding.rule == "parser-crash" and "RuntimeError: plugin bug" in finding.message

@@ -177,6 +177,26 @@ def parse_step(
         limit=options.max_findings,
     )
     failed = result.timed_out or result.exit_code not in step.ok_exit_codes
+    try:
+        return _parse_step(step, src, result, options, out, failed)
+    except Exception as exc:  # noqa: BLE001 - no parser (built in or plugin) may stop verification
+        out.add(
+            f"the output of `{src.command}` could not be parsed: the {step.parser} parser failed "
+            f"with {type(exc).__name__}: {str(exc)[:300]}",
+            rule="parser-crash",
+        )
+        return out, None, None
+
+
+def _parse_step(
+    step: VerifyStep,
+    src: ParseInput,
+    result: CommandResult,
+    options: VerifyOptions,
+    out: Collector,
+    failed: bool,
+) -> tuple[Collector, str | None, ParseResult | None]:
+    """The body of parse_step."""
     registry = parsers()
     used: str | None = None
     parsed: ParseResult | None = None

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from verify.parsers.base import Collector, ParseInput, ParseResult
-from verify.parsers.jsonstream import JSONError, head_of, iter_objects
+from verify.parsers.jsonstream import (
+    MAX_DEPTH,
+    JSONError,
+    head_of,
+    iter_objects,
+    read_head,
+    too_deep,
+)
 
 
 def sniff(head: bytes) -> bool:
@@ -20,6 +27,8 @@ def parse(src: ParseInput, out: Collector) -> ParseResult:
     source = src.source()
     if source is None:
         return ParseResult(False)
+    if too_deep(read_head(source)):
+        return ParseResult(True, f"bandit's JSON nests deeper than {MAX_DEPTH} levels; not read")
     entries = 0
     started = False
     try:

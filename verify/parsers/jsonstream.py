@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 import ijson
@@ -43,3 +44,39 @@ def iter_objects(
 def head_of(data: bytes) -> bytes:
     """The first bytes of an output without leading whitespace or a UTF-8 byte-order mark."""
     return data.lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()
+
+
+MAX_DEPTH = 512
+
+
+def too_deep(head: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether the start of a JSON document nests deeper than any tool report does (such input is
+    hostile or broken, and slow to build)."""
+    depth = 0
+    in_string = escaped = False
+    for byte in head:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
+def read_head(path: Path, size: int = 65536) -> bytes:
+    """The first bytes of a file (empty when it cannot be read)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(size)
+    except OSError:
+        return b""

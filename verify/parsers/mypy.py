@@ -34,7 +34,7 @@ def parse(src: ParseInput, out: Collector) -> ParseResult:
                     continue
                 try:
                     item = json.loads(text)
-                except ValueError:
+                except (ValueError, RecursionError):
                     bad += 1
                     continue
                 if not isinstance(item, dict) or "file" not in item:

@@ -7,7 +7,7 @@ from typing import Any
 import ijson
 
 from verify.parsers.base import Collector, ParseInput, ParseResult
-from verify.parsers.jsonstream import JSONError, head_of
+from verify.parsers.jsonstream import MAX_DEPTH, JSONError, head_of, read_head, too_deep
 
 
 def sniff(head: bytes) -> bool:
@@ -29,6 +29,8 @@ def parse(src: ParseInput, out: Collector) -> ParseResult:
     source = src.source()
     if source is None:
         return ParseResult(False)
+    if too_deep(read_head(source)):
+        return ParseResult(True, f"ruff's JSON nests deeper than {MAX_DEPTH} levels; not read")
     entries = 0
     started = False
     try:

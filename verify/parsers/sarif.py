@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from verify.parsers.base import Collector, ParseInput, ParseResult
-from verify.parsers.jsonstream import JSONError, head_of, iter_objects
+from verify.parsers.jsonstream import (
+    MAX_DEPTH,
+    JSONError,
+    head_of,
+    iter_objects,
+    read_head,
+    too_deep,
+)
 
 _RUN = "runs.item"
 _PREFIXES = {
@@ -112,6 +119,8 @@ def parse(src: ParseInput, out: Collector) -> ParseResult:
     source = src.source()
     if source is None:
         return ParseResult(False)
+    if too_deep(read_head(source)):
+        return ParseResult(True, f"the SARIF file nests deeper than {MAX_DEPTH} levels; not read")
     entries = 0
     started = False
     run = _Run()

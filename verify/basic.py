@@ -1,25 +1,15 @@
-"""The basic verifier: run the configured build, test, lint, security and custom commands and report failures."""
+"""Verification steps: the configured commands per category, and the tool name a command runs."""
 
 from __future__ import annotations
 
 import os
 import re
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from verify.findings import CATEGORIES, VerifyFinding
-from verify.runner import CommandResult, run_command
+from verify.findings import CATEGORIES
 
-# Severity of a failing step when the configuration names none for its category.
-DEFAULT_SEVERITY: dict[str, str] = {
-    "build": "major",
-    "test": "major",
-    "lint": "minor",
-    "security": "major",
-    "custom": "medium",
-}
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
@@ -99,65 +89,3 @@ def tool_name(command: str) -> str:
         if not tool.startswith("-"):
             return os.path.basename(tool)
     return program
-
-
-def _tail_lines(output: str, count: int) -> str:
-    """The last `count` non-trailing-blank lines of an output."""
-    lines = output.rstrip().splitlines()
-    return "\n".join(lines[-count:]) if count > 0 else ""
-
-
-def step_finding(
-    step: VerifyStep, result: CommandResult, severity: Mapping[str, str], tail_lines: int
-) -> VerifyFinding | None:
-    """The finding for a failed step (non-zero exit or timeout), or None when it passed."""
-    if result.ok:
-        return None
-    if result.timed_out:
-        rule = "timeout"
-        head = f"`{step.command}` timed out after {result.duration_seconds:.0f}s"
-    else:
-        rule = f"exit-{result.exit_code}"
-        head = f"`{step.command}` failed (exit {result.exit_code})"
-    tail = _tail_lines(result.output, tail_lines)
-    return VerifyFinding(
-        category=step.category,
-        severity=severity.get(step.category) or DEFAULT_SEVERITY.get(step.category, "medium"),
-        tool=tool_name(step.command),
-        message=f"{head}\n{tail}" if tail else head,
-        rule=rule,
-    )
-
-
-async def run_basic(
-    steps: list[VerifyStep],
-    cwd: Path,
-    *,
-    timeout: float,
-    env: Mapping[str, str],
-    max_output_bytes: int,
-    tail_lines: int,
-    severity: Mapping[str, str],
-    on_line: Callable[[str], None] | None = None,
-) -> tuple[list[CommandResult], list[VerifyFinding]]:
-    """Run the steps one after another, streaming "[category] line" to on_line; one finding per failed step."""
-    results: list[CommandResult] = []
-    findings: list[VerifyFinding] = []
-    for step in steps:
-        prefixed = None
-        if on_line is not None:
-            prefix, sink = f"[{step.category}] ", on_line
-            prefixed = lambda line, p=prefix, s=sink: s(p + line)
-        result = await run_command(
-            step.command,
-            cwd,
-            timeout=timeout,
-            env=env,
-            max_output_bytes=max_output_bytes,
-            on_line=prefixed,
-        )
-        results.append(result)
-        finding = step_finding(step, result, severity, tail_lines)
-        if finding is not None:
-            findings.append(finding)
-    return results, findings

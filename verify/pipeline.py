@@ -9,7 +9,7 @@ import shlex
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from verify.basic import VerifyStep
@@ -215,8 +215,9 @@ def _parse_step(
                 break
     recognised = parsed is not None and parsed.recognised
     if not recognised and failed:
+        output_only = replace(src, report=None)  # the fallbacks read what the command printed
         for name, module in (("unittest", pyunit), ("compiler", compiler)):
-            fallback = module.parse(src, out)
+            fallback = module.parse(output_only, out)
             if fallback.recognised:
                 used, parsed, recognised = name, fallback, True
                 break

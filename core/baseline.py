@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict
 
 from core.context import RunContext
+from core.events import VerificationCompleted
 from core.git import repo as gitrepo
 from core.phase_checks import finding_in
 from core.procenv import redact, secret_redactor
@@ -63,12 +64,27 @@ async def record_baseline(ctx: RunContext) -> None:
         payload = [{"finding": asdict(f), "fingerprint": fp} for f, fp in pairs]
         await ctx.store.cache_put(key, redact(json.dumps(payload)))
     unique = {fp: f for f, fp in pairs}
-    await ctx.store.add_findings(
-        ctx.run_id,
-        None,
-        None,
-        [finding_in(f, fp) for fp, f in unique.items()],
-        FindingStatus.BASELINE,
+    # A run stopped between storing its baseline and marking it done stores it only once.
+    if not await ctx.store.get_findings(ctx.run_id, status=FindingStatus.BASELINE):
+        await ctx.store.add_findings(
+            ctx.run_id,
+            None,
+            None,
+            [finding_in(f, fp) for fp, f in unique.items()],
+            FindingStatus.BASELINE,
+        )
+    by_severity: dict[str, int] = {}
+    for f in unique.values():
+        by_severity[f.severity] = by_severity.get(f.severity, 0) + 1
+    await ctx.emit(
+        VerificationCompleted(
+            run_id=ctx.run_id,
+            phase_id=None,
+            execution_id=None,
+            findings=len(unique),
+            blocking=0,
+            by_severity=by_severity,
+        )
     )
     await ctx.store.set_run_metadata(
         ctx.run_id, baseline={"commit": run.base_commit, "findings": len(unique)}

@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 from core.context import RunContext
-from core.events import FindingRecorded
+from core.events import FindingRecorded, VerificationCompleted
 from core.procenv import redact, secret_redactor
 from core.records import (
     Category,
@@ -93,11 +93,26 @@ class PhaseChecks:
             if fp not in baseline
         ]
         await self._record_findings(execution, found)
-        return [
+        blocking = [
             f"[{vf.severity}] {_where(vf.path, vf.line)}{vf.message.splitlines()[0]}"
             for vf, _fp in found
             if vf.severity == Severity.MAJOR
         ]
+        by_severity: dict[str, int] = {}
+        for vf, _fp in found:
+            by_severity[vf.severity] = by_severity.get(vf.severity, 0) + 1
+        await ctx.emit(
+            VerificationCompleted(
+                run_id=ctx.run_id,
+                phase_id=self.phase.id,
+                execution_id=execution.id,
+                findings=len(found),
+                blocking=len(blocking),
+                by_severity=by_severity,
+                notes=tuple(report.notes),
+            )
+        )
+        return blocking
 
     async def _criteria_steps(self) -> list[VerifyStep]:
         """Commands the phase's criteria name: allowed ones run, others only after a `command` approval."""

@@ -11,6 +11,7 @@ from typing import Any
 from config.loader import load_config
 from config.paths import Paths
 from core.engine import Engine
+from core.events import VerificationCompleted
 from core.records import RunStatus
 from tests.cassette import new_file, phase, replace, write_cassette
 from tests.conftest import make_repo
@@ -81,7 +82,12 @@ async def test_attempts_with_real_tools_baseline_resolution_and_feedback(
         cli={"execution.poll_seconds": 0.05, "execution.backoff_base_seconds": 0.01},
     )
     async with await _engine(home) as engine:
+        sub = engine.subscribe()
         run = await engine.start_run("Add sub()", repo, loaded)
+        await engine.journal.flush()
+        events = []
+        while (event := sub.get_nowait()) is not None:
+            events.append(event)
         doc = await engine.run_document(run.id)
         sarif = json.loads(await engine.export(run.id, "sarif"))
         markdown = await engine.export(run.id, "markdown")
@@ -102,6 +108,12 @@ async def test_attempts_with_real_tools_baseline_resolution_and_feedback(
     assert failed_test["status"] == "resolved" and failed_test["resolved_at"]
     assert "AssertionError" in failed_test["details"]
     assert doc["findings_summary"]["total_open"] == 0 and doc["findings_summary"]["baseline"] == 1
+    verified = [e for e in events if isinstance(e, VerificationCompleted)]
+    assert [(e.phase_id is None, e.findings, e.blocking) for e in verified] == [
+        (True, 1, 0),  # the baseline
+        (False, 1, 1),  # attempt 1: the failing test
+        (False, 0, 0),  # attempt 2
+    ]
     attempts = [e for e in doc["executions"]]
     assert [e["status"] for e in attempts] == ["failed", "succeeded"]
     assert "tests/test_sub.py:5" in attempts[0]["error"]

@@ -120,7 +120,7 @@ class PhaseChecks:
         steps = []
         for command in criteria_commands(self.phase.verification_criteria):
             if not is_allowed(command, ctx.config.verification.allowed_commands):
-                digest = hashlib.sha1(command.encode()).hexdigest()[:12]
+                digest = hashlib.sha1(command.encode(), usedforsecurity=False).hexdigest()[:12]
                 answer = await ctx.gate.decide(
                     InterventionKind.COMMAND,
                     phase_id=self.phase.id,

@@ -68,13 +68,17 @@ def resolve_steps(
 
 def tree_cache(paths: Paths, tree: Path) -> Path:
     """A cache folder for one tree's tools (mypy's cache must not mix projects)."""
-    return paths.cache / "verify" / hashlib.sha1(str(tree).encode()).hexdigest()[:12]
+    return (
+        paths.cache
+        / "verify"
+        / hashlib.sha1(str(tree).encode(), usedforsecurity=False).hexdigest()[:12]
+    )
 
 
 def steps_key(steps: list[VerifyStep]) -> str:
     """A short hash of what the steps run, so a cached baseline is reused only for the same commands."""
     text = json.dumps([[s.category, s.command, s.parser, s.tool] for s in steps])
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
 
 
 def tool_env(*trees: Path) -> dict[str, str]:
@@ -124,7 +128,9 @@ async def verify_tree(
     steps, origin = resolve_steps(config.verification, tree, only)
     stamp = utcnow().replace(":", "").replace("-", "").replace(".", "")
     folder = (
-        paths.reports / "verify" / f"{stamp}-{hashlib.sha1(str(tree).encode()).hexdigest()[:8]}"
+        paths.reports
+        / "verify"
+        / f"{stamp}-{hashlib.sha1(str(tree).encode(), usedforsecurity=False).hexdigest()[:8]}"
     )
     report = await run_steps(
         steps,

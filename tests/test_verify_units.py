@@ -256,3 +256,18 @@ def test_junit_from_other_runners_without_file_attributes(tmp_path) -> None:
     assert f.message == "math subtracts.subtracts failed: expected 1 to be 2"
     assert f.path is None and f.rule == "test-failure" and f.severity == "major"
     assert f.key == "math subtracts.subtracts"
+
+
+def test_junit_with_entities_is_refused(tmp_path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+        '<testsuites><testsuite name="x"><testcase classname="a" name="b">'
+        '<failure message="&lol2;">boom</failure></testcase></testsuite></testsuites>'
+    )
+    findings, used = _parse(tree, "bomb.xml", bomb, category="test")
+    assert used == "junit"
+    [finding] = findings
+    assert finding.rule == "unparsed-output" and "forbidden XML features" in finding.message

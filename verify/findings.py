@@ -66,7 +66,7 @@ def assign_fingerprints(findings: Iterable[VerifyFinding], roots: Iterable[str] 
         count = seen.get(base, 0)
         seen[base] = count + 1
         if count:
-            base = hashlib.sha1(f"{base}#{count}".encode()).hexdigest()[:16]
+            base = hashlib.sha1(f"{base}#{count}".encode(), usedforsecurity=False).hexdigest()[:16]
         out.append(base)
     return out
 
@@ -117,4 +117,6 @@ def fingerprint(
 ) -> str:
     """A 16-hex-digit id of tool, rule, path and normalised message, equal for the same failure across attempts."""
     key = "|".join((tool, rule or "", path or "", normalise_message(message, roots)))
-    return hashlib.sha1(key.encode("utf-8", errors="replace")).hexdigest()[:16]
+    return hashlib.sha1(key.encode("utf-8", errors="replace"), usedforsecurity=False).hexdigest()[
+        :16
+    ]

@@ -325,12 +325,12 @@ def test_hostile_inputs_deep_nesting_and_random_bytes(fmt: str, tree: Path, tmp_
 
 def test_a_crashing_parser_becomes_a_finding(tree: Path, tmp_path: Path) -> None:
     from verify import registry
-    from verify.registry import Parser
+    from verify.registry import Parser, register_parser
 
     def explode(src: object, out: object) -> object:
         raise RuntimeError("plugin bug")
 
-    registry.parsers()["exploding"] = Parser("exploding", explode)
+    register_parser(Parser("exploding", explode))
     try:
         file = tmp_path / "out.txt"
         file.write_text("anything\n")

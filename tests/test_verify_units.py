@@ -271,3 +271,16 @@ def test_junit_with_entities_is_refused(tmp_path) -> None:
     assert used == "junit"
     [finding] = findings
     assert finding.rule == "unparsed-output" and "forbidden XML features" in finding.message
+
+
+def test_register_verifier_in_process(tmp_path) -> None:
+    from verify.basic import VerifyStep
+    from verify.detect import detect_steps
+    from verify.registry import plugin_verifiers, register_verifier
+
+    register_verifier("docs", lambda repo: [VerifyStep("custom", "test -f README.md", tool="docs")])
+    try:
+        assert [(s.category, s.tool) for s in detect_steps(tmp_path)] == [("custom", "docs")]
+    finally:
+        del plugin_verifiers()["docs"]
+    assert detect_steps(tmp_path) == []

@@ -2,7 +2,8 @@
 
 A package adds a parser with an entry point in the group `orchestrator.verify_parsers` naming a
 `Parser` (or a module with `parse(src, out)` and optionally `sniff(head)`), and a verifier with one
-in `orchestrator.verifiers` naming a callable `(repo: Path) -> list[VerifyStep]`.
+in `orchestrator.verifiers` naming a callable `(repo: Path) -> list[VerifyStep]`; code that embeds
+the engine can call `register_parser` / `register_verifier` instead.
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ def parsers() -> dict[str, Parser]:
         else:
             found.setdefault(ep.name, parser)
     return found
+
+
+def register_parser(parser: Parser) -> None:
+    """Add (or replace) a parser in this process, as an entry point would."""
+    parsers()[parser.name] = parser
+
+
+def register_verifier(name: str, verifier: Verifier) -> None:
+    """Add (or replace) a verifier in this process, as an entry point would."""
+    plugin_verifiers()[name] = verifier
 
 
 def sniff_order() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,11 +83,21 @@ def steps_key(steps: list[VerifyStep]) -> str:
 
 
 def tool_env(*trees: Path) -> dict[str, str]:
-    """The environment verification commands run in: no secrets, the trees' tool folders first on PATH."""
+    """The environment verification commands run in: no secrets, the trees' tool folders first on
+    PATH, and the first tree's src/ (if any) and root first on PYTHONPATH, so a project installed
+    in editable mode from the original checkout is imported from the tree being verified."""
     extra: list[str] = []
     for tree in trees:
         extra += [d for d in tool_path_dirs(tree) if d not in extra]
-    return safe_env(extra_path=extra)
+    env = safe_env(extra_path=extra)
+    if trees:
+        first = trees[0]
+        paths = [str(first / "src")] if (first / "src").is_dir() else []
+        paths.append(str(first))
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
 
 
 def category_limits(t: FindingsThresholds) -> dict[str, tuple[int, str]]:

@@ -111,3 +111,22 @@ def test_config_show_lists_detected_steps(tmp_path: Path) -> None:
     data = json.loads(cli(home, "config", "show", "--repo", str(repo), "--json", check=True).stdout)
     commands = [(s["category"], s["command"]) for s in data["verification_steps"]]
     assert ("lint", "npm run lint") in commands and ("test", "go test ./...") in commands
+
+
+def test_src_layout_is_imported_from_the_tree_being_verified(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "pyproject.toml": "[project]\nname = 'pkg'\nversion = '0'\n",
+            "src/pkg/__init__.py": "def answer() -> int:\n    return 42\n",
+            "tests/test_pkg.py": "from pkg import answer\n\n\ndef test_answer():\n    assert answer() == 41\n",
+        },
+    )
+    data = json.loads(cli(home, "verify", str(repo), "--only", "test", "--json").stdout)
+    [finding] = data["findings"]  # the test ran (pkg imported from src/) and failed where planted
+    assert (finding["path"], finding["line"], finding["rule"]) == (
+        "tests/test_pkg.py",
+        5,
+        "test-failure",
+    )

@@ -130,3 +130,23 @@ def test_src_layout_is_imported_from_the_tree_being_verified(tmp_path: Path) -> 
         5,
         "test-failure",
     )
+
+
+def test_verify_never_writes_secrets_down(tmp_path: Path) -> None:
+    secret = "tok-77ab12cd-verify-secret"
+    home = tmp_path / "home"
+    repo = make_repo(tmp_path / "repo", {"app.py": "x = 1\n"})
+    (repo / "leak.sh").write_text(
+        f"echo 'app.py:1:1: error: connecting with {secret}'\necho 'tail {secret}'\nexit 1\n"
+    )
+    (repo / "orchestrator.yaml").write_text('verification:\n  lint: ["sh leak.sh"]\n')
+    sarif_file = tmp_path / "out.sarif"
+    proc = cli(
+        home, "verify", str(repo), "--json", "--sarif", str(sarif_file), "-v", API_TOKEN=secret
+    )
+    assert proc.returncode == 0  # one minor finding exceeds no threshold
+    [finding] = json.loads(proc.stdout)["findings"]
+    assert finding["message"] == "connecting with ***" and finding["path"] == "app.py"
+    assert secret not in proc.stdout + proc.stderr + sarif_file.read_text()
+    leaked = [p for p in home.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaked == []

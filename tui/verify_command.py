@@ -12,7 +12,7 @@ from typing import Any
 from config.loader import LoadedConfig, load_config
 from config.paths import Paths
 from core.errors import InputError
-from core.procenv import redact
+from core.procenv import redact, secret_redactor
 from core.verification import CATEGORY_ORDER, resolve_steps, verify_tree
 from verify.report import finding_dict, summary
 from verify.sarif_out import to_sarif
@@ -52,8 +52,9 @@ async def verify_command(args: argparse.Namespace, paths: Paths) -> int:
     report, breaches, origin, folder = await verify_tree(
         paths, loaded.config, tree, only=only, on_line=stream if args.verbose else None
     )
+    scrub = secret_redactor()
     findings = [
-        {**finding_dict(f, fp), "message": redact(f.message)}
+        {k: scrub(v) if isinstance(v, str) else v for k, v in finding_dict(f, fp).items()}
         for f, fp in zip(report.findings, report.fingerprints, strict=True)
     ]
     data: dict[str, Any] = {"findings": findings, "summary": summary(report, breaches, origin)}

@@ -7,6 +7,7 @@ import re
 from verify.parsers.base import Collector, ParseInput, ParseResult
 
 _MAX_LINE = 10_000
+_DEDUPE_WINDOW = 20_000
 _LEVELS = r"fatal error|error|warning|note|info|hint"
 # gcc, clang, go, rustc --message-format=short, mypy, flake8, pylint --output-format=parseable, ...
 _COLON = re.compile(
@@ -83,6 +84,8 @@ def parse(src: ParseInput, out: Collector) -> ParseResult:
             key = (path, line, message)
             if key in seen:
                 continue
+            if len(seen) >= _DEDUPE_WINDOW:
+                seen.clear()  # repeats (make echoing, retries) come close together; memory stays bounded
             seen.add(key)
             level = (match.group("level") or "").lower() or None
             if level == "note":

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
 from typing import Any
+
+import ijson
 
 from verify.parsers.base import Collector, ParseInput, ParseResult
 from verify.parsers.jsonstream import (
@@ -114,13 +118,53 @@ def _add(run: _Run, result: dict[str, Any], out: Collector) -> None:
     )
 
 
+def _one_run(source: Path) -> _Run | None:
+    """The tool, rules and URI bases of a well-formed log with exactly one run, read with ijson's
+    C item builder; None for anything else (which the event-by-event reader handles)."""
+    run = _Run()
+    try:
+        with source.open("rb") as fh:
+            tools = list(itertools.islice(ijson.items(fh, f"{_RUN}.tool", use_float=True), 2))
+        if len(tools) != 1 or not isinstance(tools[0], dict):
+            return None
+        with source.open("rb") as fh:
+            bases = list(itertools.islice(ijson.items(fh, f"{_RUN}.originalUriBaseIds"), 2))
+    except (JSONError, OSError):
+        return None
+    driver = tools[0].get("driver") or {}
+    run.tool = str(driver.get("name") or "") or None
+    for rule in driver.get("rules") or []:
+        if isinstance(rule, dict):
+            run.rules.append(rule)
+            if rule.get("id"):
+                run.by_id[str(rule["id"])] = rule
+    if bases and isinstance(bases[0], dict):
+        run.bases = {k: str(v.get("uri") or "") for k, v in bases[0].items() if isinstance(v, dict)}
+    return run
+
+
+def _parse_one_run(source: Path, run: _Run, out: Collector) -> ParseResult:
+    """The results of a one-run log, built in C one at a time."""
+    entries = 0
+    with source.open("rb") as fh:
+        for result in ijson.items(fh, f"{_RUN}.results.item", use_float=True):
+            if isinstance(result, dict):
+                entries += 1
+                if not result_suppressed(result):
+                    _add(run, result, out)
+    return ParseResult(True, None, entries)
+
+
 def parse(src: ParseInput, out: Collector) -> ParseResult:
     """Findings for every result of every run, each with its run's tool name."""
     source = src.source()
     if source is None:
         return ParseResult(False)
-    if too_deep(read_head(source)):
+    head = read_head(source)
+    if too_deep(head):
         return ParseResult(True, f"the SARIF file nests deeper than {MAX_DEPTH} levels; not read")
+    if head_of(head).startswith(b"{") and (single := _one_run(source)) is not None:
+        return _parse_one_run(source, single, out)
     entries = 0
     started = False
     run = _Run()

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config.loader import load_config
 from config.paths import Paths
-from core import phase_checks
+from core import baseline, phase_checks
 from core.engine import Engine
 from core.records import RunStatus
 from core.retrieval import RepoFilesRetriever
@@ -61,7 +61,8 @@ def instrument() -> None:
             SPENT["git"] += time.perf_counter() - start
 
     asyncio.to_thread = to_thread  # every git call of the engine goes through asyncio.to_thread
-    phase_checks.run_basic = _timed_async("verify", phase_checks.run_basic)
+    phase_checks.run_steps = _timed_async("verify", phase_checks.run_steps)
+    baseline.run_steps = _timed_async("verify", baseline.run_steps)
     # The stand-in retriever runs `git ls-files` and scores every file; the RAG index replaces it.
     RepoFilesRetriever.retrieve = _timed_async("retrieval", RepoFilesRetriever.retrieve)
 

@@ -98,6 +98,15 @@ class ExecutionConfig(Section):
     )
 
 
+class CategoryLimit(Section):
+    """A per-category limit with its own action."""
+
+    max: int = Field(ge=0, description="open findings of the category allowed")
+    on_exceeded: Literal["abort", "ask", "warn"] = Field(
+        default="ask", description="what happens when the category exceeds max"
+    )
+
+
 class FindingsThresholds(Section):
     """How many open findings a run tolerates before it stops or asks."""
 
@@ -109,9 +118,10 @@ class FindingsThresholds(Section):
     on_medium_exceeded: Literal["abort", "ask", "warn"] = Field(
         default="warn", description="what happens when medium findings exceed max_medium"
     )
-    per_category: dict[Category, int] = Field(
+    per_category: dict[Category, int | CategoryLimit] = Field(
         default_factory=dict,
-        description="max open findings per category; exceeding one acts like exceeding max_major",
+        description="max open findings per category: a number (acts like max_major when exceeded) "
+        "or {max: N, on_exceeded: abort|ask|warn}",
     )
 
 
@@ -126,17 +136,114 @@ def _default_severity() -> dict[Category, Severity]:
     }
 
 
+def _default_rule_severity() -> dict[str, Severity]:
+    """Lint findings by rule family: likely bugs (pyflakes, bugbear, syntax) medium, style minor."""
+    return {
+        "ruff:F*": "medium",
+        "ruff:E9*": "medium",
+        "ruff:B*": "medium",
+        "ruff:S*": "medium",
+        "ruff:PLE*": "medium",
+        "ruff:syntax-error": "major",
+        "ruff:*": "minor",
+    }
+
+
+def _default_level_severity() -> dict[str, Severity]:
+    """Tools' own levels: security HIGH major, MEDIUM medium, LOW minor; warnings and notes minor."""
+    return {
+        "*:high": "major",
+        "*:medium": "medium",
+        "*:low": "minor",
+        "*:warning": "minor",
+        "*:note": "minor",
+        "mypy:error": "medium",
+    }
+
+
+def _default_allowed_commands() -> list[str]:
+    """Test runners a phase's verification criteria may name without asking."""
+    return [
+        "pytest",
+        "pytest *",
+        "python -m pytest*",
+        "python3 -m pytest*",
+        "python -m unittest*",
+        "python3 -m unittest*",
+        "npm test",
+        "go test *",
+        "cargo test*",
+        "make test",
+    ]
+
+
+class VerifyCommand(Section):
+    """A verification command with an explicit parser or tool name."""
+
+    command: str = Field(
+        description="shell command; {report} is a report file in the home folder, {cache} a cache "
+        "folder, {python} the interpreter"
+    )
+    parser: str = Field(
+        default="auto",
+        description="auto, junit, ruff, mypy, bandit, sarif, compiler, or a plugin parser",
+    )
+    tool: str | None = Field(default=None, description="tool name in findings (default: program)")
+
+
+CommandList = list[str | VerifyCommand]
+
+
 class VerificationConfig(Section):
     """The repository's own checks, run in the worktree after each phase."""
 
     enabled: bool = Field(default=True, description="run verification at all")
-    build: list[str] = Field(default_factory=list, description="build commands (shell strings)")
-    test: list[str] = Field(default_factory=list, description="test commands (shell strings)")
-    lint: list[str] = Field(default_factory=list, description="lint commands (shell strings)")
-    security: list[str] = Field(
-        default_factory=list, description="security scan commands (shell strings)"
+    build: CommandList = Field(
+        default_factory=list, description="build commands (shell strings or {command, parser})"
     )
-    custom: list[str] = Field(default_factory=list, description="other commands (shell strings)")
+    test: CommandList = Field(
+        default_factory=list, description="test commands (shell strings or {command, parser})"
+    )
+    lint: CommandList = Field(
+        default_factory=list, description="lint commands (shell strings or {command, parser})"
+    )
+    security: CommandList = Field(
+        default_factory=list,
+        description="security scan commands (shell strings or {command, parser})",
+    )
+    custom: CommandList = Field(
+        default_factory=list, description="other commands (shell strings or {command, parser})"
+    )
+    auto_detect: bool = Field(
+        default=True,
+        description="when no command is configured, detect them (pytest/ruff/mypy/bandit, npm, "
+        "make, go, cargo)",
+    )
+    baseline: bool = Field(
+        default=True,
+        description="verify the run's base commit first; findings already there are baseline",
+    )
+    allowed_commands: list[str] = Field(
+        default_factory=_default_allowed_commands,
+        description="glob patterns of commands named in phase criteria that run without asking",
+    )
+    max_findings_per_step: int = Field(
+        default=1000, ge=1, description="findings kept per command; the least severe are dropped"
+    )
+    max_report_bytes: int = Field(
+        default=200_000_000, ge=1, description="output written to the reports folder per command"
+    )
+    feedback_max_findings: int = Field(
+        default=10, ge=0, description="findings listed in the next attempt's prompt"
+    )
+    rule_severity: dict[str, Severity] = Field(
+        default_factory=_default_rule_severity,
+        description='severity by "tool:rule" glob (most specific wins), e.g. "ruff:F*": medium',
+    )
+    level_severity: dict[str, Severity] = Field(
+        default_factory=_default_level_severity,
+        description='severity by "tool:level" glob for tools that rate their own findings',
+    )
     timeout_seconds: float = Field(
         default=600, gt=0, description="kill a command after this many seconds"
     )

@@ -29,11 +29,12 @@ def _render(
     indent = "  " * len(path)
     for key, value in data.items():
         here = path + (str(key),)
+        label = _format_value(str(key))  # quoted when YAML needs it, e.g. "*:high"
         if isinstance(value, dict) and value:
-            lines.append(f"{indent}{key}:")
+            lines.append(f"{indent}{label}:")
             _render(value, here, sources, lines)
         else:
-            entry = f"{indent}{key}: {_format_value(value)}"
+            entry = f"{indent}{label}: {_format_value(value)}"
             source = source_for(here, sources) or DEFAULTS_LABEL
             lines.append(f"{entry:<48}  # from {source}")
 

@@ -17,6 +17,7 @@ from core.events import (
     PhaseStatusChanged,
     PlanCreated,
     RunStatusChanged,
+    VerificationCompleted,
 )
 
 
@@ -50,6 +51,8 @@ def describe(event: Event, names: dict[str, str] | None = None) -> str | None:
             )
         case FindingRecorded(severity=severity, category=category, message=message):
             return f"  finding [{severity}] {category}: {message.splitlines()[0][:200]}"
+        case VerificationCompleted(phase_id=None, findings=count):
+            return f"baseline: {count} finding(s) already at the base commit (not counted)"
         case InterventionRequested(intervention_id=iid, kind=kind, reason=reason):
             raise_it = " --budget-usd N (or --budget-tokens N)" if kind == "budget" else ""
             return (

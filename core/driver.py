@@ -10,6 +10,7 @@ from pathlib import Path
 from config.loader import config_from_snapshot
 from config.paths import Paths
 from core.artifacts import save_artifact
+from core.baseline import record_baseline
 from core.context import RunContext
 from core.errors import OrchestratorError, RunLockedError
 from core.events import PhaseStatusChanged, PlanCreated, RunStatusChanged
@@ -32,6 +33,7 @@ from core.records import (
 from core.setup import build_clients
 from core.state.export import render_markdown, run_document
 from core.state.store import StateStore
+from core.verification import category_limits
 from verify.thresholds import check_thresholds
 
 LEASE_OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -129,7 +131,9 @@ class RunDriver:
             if not phases:
                 phases = await self._plan(ctx)
             await self._set_run_status(RunStatus.EXECUTING)
+            await record_baseline(ctx)
             await self._schedule(ctx)
+            await self._check_thresholds(ctx, None)
             await self._conclude(ctx)
         finally:
             await ctx.llm.aclose()
@@ -267,8 +271,9 @@ class RunDriver:
                     ctx.log(phase.id, f"phase {plan_id} {error}")
                     changed = True
 
-    async def _check_thresholds(self, ctx: RunContext, phase: Phase) -> None:
-        """After a phase's last attempt: abort, ask or warn when open findings pass a threshold."""
+    async def _check_thresholds(self, ctx: RunContext, phase: Phase | None) -> None:
+        """After a phase's last attempt (and once at the end, phase None): abort, ask or warn when
+        open findings (baseline excluded) pass a threshold."""
         t = ctx.config.thresholds
         severities, categories = await self._settled_open_findings(ctx.run_id)
         breaches = check_thresholds(
@@ -278,20 +283,29 @@ class RunDriver:
             max_medium=t.max_medium,
             on_major_exceeded=t.on_major_exceeded,
             on_medium_exceeded=t.on_medium_exceeded,
-            per_category=dict(t.per_category.items()),
+            per_category=category_limits(t),
         )
+        asked = {
+            (i.payload.get("key"), i.status)
+            for i in await self.store.list_interventions(run_id=ctx.run_id)
+            if i.kind is InterventionKind.THRESHOLD
+        }
         for breach in breaches:
             text = f"{breach.kind} findings: {breach.actual} open, threshold {breach.limit}"
+            key = f"threshold-{breach.kind}"
             if breach.action == "warn":
                 ctx.log(None, f"warning: {text}", "warning")
             elif breach.action == "abort":
                 raise RunAborted(f"too many findings: {text}")
+            elif phase is None and (key, InterventionStatus.APPROVED) in asked:
+                continue  # approved after a phase already; the end check does not ask again
             else:
+                where = f"after phase {phase.plan_id}" if phase else "at the end of the run"
                 answer = await ctx.gate.decide(
                     InterventionKind.THRESHOLD,
-                    phase_id=phase.id,
-                    key=f"threshold-{breach.kind}",
-                    reason=f"after phase {phase.plan_id}: {text}",
+                    phase_id=phase.id if phase else None,
+                    key=key,
+                    reason=f"{where}: {text}",
                     action_required="approve: continue the run; reject: abort it",
                 )
                 if answer.status is InterventionStatus.REJECTED:

@@ -25,6 +25,7 @@ from core.procenv import redact
 from core.records import (
     ACTIVE_RUN_STATUSES,
     FINISHED_RUN_STATUSES,
+    Finding,
     Intervention,
     InterventionKind,
     InterventionStatus,
@@ -268,6 +269,12 @@ class Engine:
     async def export(self, run_id: str, fmt: str) -> str:
         """The run summary as markdown or JSON."""
         return await self.store.export_run_summary(run_id, fmt)
+
+    async def findings(
+        self, run_id: str, *, phase_id: str | None = None, status: str | None = None
+    ) -> list[Finding]:
+        """A run's findings (baseline ones included), optionally of one phase or status."""
+        return await self.store.get_findings(run_id, phase_id=phase_id, status=status)
 
     async def interventions(
         self, run_id: str | None = None, *, pending_only: bool = False

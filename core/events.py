@@ -81,6 +81,19 @@ class FindingRecorded(Event):
 
 
 @dataclass(frozen=True)
+class VerificationCompleted(Event):
+    """A verification finished and its findings are stored: of a phase attempt, or the run's
+    baseline (phase_id and execution_id None). Counts are of what this verification reported."""
+
+    phase_id: str | None
+    execution_id: str | None
+    findings: int
+    blocking: int  # new major findings that fail the attempt
+    by_severity: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class InterventionRequested(Event):
     """The run needs a person's decision; the intervention row is pending."""
 

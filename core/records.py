@@ -44,6 +44,9 @@ class InterventionKind(StrEnum):
     THRESHOLD = "threshold"
     MERGE_CONFLICT = "merge_conflict"
     BUDGET = "budget"
+    COMMAND = (
+        "command"  # a command named in a phase's criteria, not in verification.allowed_commands
+    )
 
 
 # Kinds that need no input from the person, so `--yes` may approve them.
@@ -163,6 +166,11 @@ class FindingIn:
     line: int | None = None
     column: int | None = None
     fingerprint: str | None = None  # computed by verify.findings.fingerprint when None
+    end_line: int | None = None
+    end_column: int | None = None
+    snippet: str | None = None  # the source line the finding points at
+    details: str | None = None  # longer tool output: a traceback, the output tail, a fix hint
+    help_url: str | None = None  # the tool's documentation of the rule
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,11 @@ class Finding:
     status: FindingStatus
     created_at: str
     resolved_at: str | None = None
+    end_line: int | None = None
+    end_column: int | None = None
+    snippet: str | None = None
+    details: str | None = None
+    help_url: str | None = None
 
     @property
     def location(self) -> str | None:

@@ -42,9 +42,45 @@ def save(name: str, title: str, command: str, output: str) -> None:
     (HERE / name).write_text(console.export_svg(title=title))
 
 
+PLANTED = {
+    "pyproject.toml": "[project]\nname = 'calc'\nversion = '0.1'\n",
+    "calc.py": (
+        "import os\nimport subprocess\n\n\ndef add(a: int, b: int) -> int:\n    return a + b\n\n\n"
+        "def label(n: int) -> str:\n    return n\n\n\n"
+        "def run(cmd: str) -> int:\n    return subprocess.call(cmd, shell=True)\n"
+    ),
+    "tests/test_calc.py": (
+        "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\n"
+        "def test_add_wrong():\n    assert add(2, 2) == 5\n"
+    ),
+}
+
+
+def planted_repo(root: Path) -> Path:
+    """A small Python project with one defect for each default tool, committed to git."""
+    for rel, text in PLANTED.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"]):
+        subprocess.run(["git", *args], cwd=root, check=True)
+    return root
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
+        repo = planted_repo(Path(tmp) / "calc")
+        env = {**os.environ, "ORCHESTRATOR_HOME": str(home), "PYTHONPATH": str(ROOT)}
+        checked = subprocess.run(
+            [sys.executable, "-m", "tui.cli", "verify", str(repo)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        checked = checked.replace(str(home), "~/.local/share/agent-orchestrator")
+        save("verify.svg", "orchestrator verify", "orchestrator verify ~/src/calc", checked)
         demo = orchestrator(home, "demo", "--headless", "--yes")
         demo = demo.replace(str(home), "~/.local/share/agent-orchestrator")
         save("demo.svg", "orchestrator demo", "orchestrator demo --headless --yes", demo)

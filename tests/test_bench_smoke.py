@@ -27,3 +27,17 @@ def test_bench_engine_runs_and_prints_its_figures() -> None:
         "retrieval",
     ):
         assert figure in proc.stdout
+
+
+def test_bench_verify_runs_and_prints_its_figures() -> None:
+    proc = subprocess.run(
+        [sys.executable, "bench/verify.py", "--cases", "200", "--findings", "300"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "junit: 200 test cases" in proc.stdout and "100 problems read" in proc.stdout
+    assert "ruff: 300 findings" in proc.stdout and "300 problems read" in proc.stdout

@@ -25,6 +25,7 @@ def _loaded_after(imports: str) -> set[str]:
         "import config.loader, config.schema",
         "import core.engine, core.driver, core.phase_runner, core.state.store, core.bus",
         "import verify.basic, verify.runner, verify.thresholds",
+        "import verify.pipeline, verify.registry, verify.detect, verify.sarif_out, verify.report",
     ],
 )
 def test_engine_side_never_imports_textual(imports: str) -> None:
@@ -35,7 +36,9 @@ def test_engine_side_never_imports_textual(imports: str) -> None:
 
 def test_verify_imports_nothing_from_core() -> None:
     modules = _loaded_after(
-        "import verify.basic, verify.runner, verify.thresholds, verify.findings"
+        "import verify.basic, verify.runner, verify.thresholds, verify.findings, verify.pipeline,"
+        " verify.registry, verify.detect, verify.sarif_out, verify.report, verify.criteria,"
+        " verify.severity; verify.registry.parsers(); verify.registry.plugin_verifiers()"
     )
     assert not any(m == "core" or m.startswith("core.") for m in modules)
 

@@ -411,6 +411,7 @@ async def test_findings_crud_fingerprint_and_summary(store: StateStore, tmp_path
         "minor": 1,
         "total_open": 3,
         "by_category": {"build": 0, "test": 2, "lint": 1, "security": 0, "custom": 0},
+        "baseline": 1,
     }
     assert len(await store.get_findings(run.id)) == 5
     assert len(await store.get_findings(run.id, phase_id=phase.id)) == 3

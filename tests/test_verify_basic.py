@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from core.procenv import redact, safe_env
-from verify.basic import VerifyStep, configured_steps, run_basic, tool_name
+from verify.basic import VerifyStep, configured_steps, tool_name
 from verify.findings import VerifyFinding, fingerprint, normalise_message
+from verify.pipeline import VerifyOptions, run_steps
 from verify.runner import run_command
+from verify.severity import SeverityPolicy
 from verify.thresholds import Breach, check_thresholds
 
 ENV = safe_env()
@@ -138,7 +140,7 @@ async def test_env_is_passed(tmp_path: Path) -> None:
     assert result.output.strip() == "probe-value"
 
 
-# --- run_basic and findings -----------------------------------------------------------------------
+# --- steps and exit-code findings -----------------------------------------------------------------------
 
 
 def test_configured_steps_order_and_tool_name() -> None:
@@ -157,11 +159,16 @@ def test_configured_steps_order_and_tool_name() -> None:
         ("lint", "ruff check ."),
         ("custom", "./check.sh"),
     ]
-    assert tool_name("/usr/bin/python -m pytest") == "python"
+    assert tool_name("/usr/bin/python -m pytest") == "pytest"
+    assert tool_name("python3.11 -m mypy .") == "mypy"
+    assert tool_name("/usr/bin/python script.py") == "python"
     assert tool_name("CI=1 FOO=bar npm test") == "npm"
+    assert tool_name("npx eslint .") == "eslint"
+    assert tool_name("uv run ruff check .") == "ruff"
+    assert tool_name("poetry install") == "poetry"
 
 
-async def test_run_basic_findings_and_stable_fingerprints(tmp_path: Path) -> None:
+async def test_exit_code_findings_and_stable_fingerprints(tmp_path: Path) -> None:
     script = tmp_path / "fail.sh"
     steps = [
         VerifyStep("build", "true"),
@@ -180,17 +187,22 @@ async def test_run_basic_findings_and_stable_fingerprints(tmp_path: Path) -> Non
             "exit 3\n"
         )
         streamed: list[str] = []
-        results, findings = await run_basic(
+        report = await run_steps(
             steps,
             tmp_path,
-            timeout=10,
+            reports_dir=tmp_path / "reports",
+            cache_dir=tmp_path / "cache",
             env=ENV,
-            max_output_bytes=10_000,
-            tail_lines=2,
-            severity=severity,
+            options=VerifyOptions(
+                timeout=10,
+                max_output_bytes=10_000,
+                tail_lines=2,
+                policy=SeverityPolicy(by_category=severity),
+            ),
             on_line=streamed.append,
         )
-        assert [r.exit_code for r in results] == [0, 3, 1]
+        findings = report.findings
+        assert [o.result.exit_code for o in report.outcomes if o.result] == [0, 3, 1]
         assert "[test] collecting" in streamed and "[lint] E501 long line" in streamed
         test_f, lint_f = findings
         assert (test_f.category, test_f.severity, test_f.tool, test_f.rule) == (
@@ -204,22 +216,21 @@ async def test_run_basic_findings_and_stable_fingerprints(tmp_path: Path) -> Non
         assert test_f.message.endswith(f"1 failed in {took}")
         assert (lint_f.category, lint_f.severity, lint_f.rule) == ("lint", "minor", "exit-1")
         assert lint_f.tool == os.path.basename(sys.executable)
-        fingerprints.append((test_f.fingerprint, lint_f.fingerprint))
+        fingerprints.append(tuple(report.fingerprints))
     assert fingerprints[0] == fingerprints[1]
     assert fingerprints[0][0] != fingerprints[0][1]
 
 
-async def test_run_basic_timeout_finding(tmp_path: Path) -> None:
-    _results, findings = await run_basic(
+async def test_timeout_finding(tmp_path: Path) -> None:
+    report = await run_steps(
         [VerifyStep("custom", "echo slow; sleep 30")],
         tmp_path,
-        timeout=0.5,
+        reports_dir=tmp_path / "reports",
+        cache_dir=tmp_path / "cache",
         env=ENV,
-        max_output_bytes=1000,
-        tail_lines=5,
-        severity={},
+        options=VerifyOptions(timeout=0.5, max_output_bytes=1000, tail_lines=5),
     )
-    (finding,) = findings
+    (finding,) = report.findings
     assert finding.rule == "timeout" and finding.severity == "medium" and finding.tool == "echo"
     assert "timed out" in finding.message and finding.message.endswith("slow")
 

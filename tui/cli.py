@@ -129,9 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
                 help="for a budget intervention: the new token limit, then continue",
             )
 
-    p = sub.add_parser("export", help="a run's summary as markdown (default) or JSON")
+    p = sub.add_parser(
+        "export", help="a run's summary as markdown (default) or JSON, or its findings as SARIF"
+    )
     p.add_argument("run_id")
-    p.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    p.add_argument("--format", choices=["markdown", "json", "sarif"], default="markdown")
     p.add_argument(
         "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
     )
@@ -156,6 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="configured models: provider, reachable and present, context length, price",
     )
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "verify",
+        help="run the repository's build, test, lint and security checks on a tree as it is",
+    )
+    p.add_argument("path", help="the tree to check (its own .venv/bin comes first on PATH)")
+    p.add_argument(
+        "--only",
+        help="comma-separated categories to run: build,test,lint,security,custom",
+    )
+    p.add_argument(
+        "--json", action="store_true", help='print {"findings": [...], "summary": {...}}'
+    )
+    p.add_argument("--sarif", metavar="FILE", help="also write the findings as SARIF 2.1.0")
+    p.add_argument(
+        "--verbose", "-v", action="store_true", help="stream the tools' output to stderr"
+    )
 
     p = sub.add_parser(
         "demo", help="run the offline demo on a copy of the shipped sample repository"

@@ -28,6 +28,10 @@ async def dispatch(args: argparse.Namespace) -> int:
     paths = Paths.resolve(args.home, os.environ)
     if args.command == "config":
         return config_command(args, paths)
+    if args.command == "verify":
+        from tui.verify_command import verify_command
+
+        return await verify_command(args, paths)
     user = load_config(paths, env=os.environ)  # the user's logging settings; run config comes later
     engine = await Engine.open(paths, logging=user.config.logging)
     async with engine:
@@ -44,10 +48,12 @@ def config_command(args: argparse.Namespace, paths: Paths) -> int:
         files = ", ".join(str(f) for f in loaded.files) or "shipped defaults only"
         print(f"configuration is valid ({files})")
         return 0
+    from tui.verify_command import detected_lines, detected_steps_json
+
     if args.json:
-        _print_json(show_dict(loaded))
+        _print_json({**show_dict(loaded), "verification_steps": detected_steps_json(loaded, repo)})
     else:
-        print(render_show(loaded))
+        print(render_show(loaded) + detected_lines(loaded, repo))
     return 0
 
 
@@ -202,8 +208,10 @@ async def show_command(engine: Engine, args: argparse.Namespace) -> int:
     if doc["findings"]:
         print("\nfindings:")
         for f in doc["findings"]:
+            where = f" {f['location']}" if f.get("location") else ""
             print(
-                f"  [{f['severity']}] {f['status']:<8} {f['category']}/{f['tool']}: {f['message'].splitlines()[0][:100]}"
+                f"  [{f['severity']}] {f['status']:<8} {f['category']}/{f['tool']}{where}: "
+                f"{f['message'].splitlines()[0][:100]}"
             )
     if doc["interventions"]:
         print("\ninterventions:")

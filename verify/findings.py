@@ -13,7 +13,12 @@ SEVERITIES = ("major", "medium", "minor")
 
 @dataclass(frozen=True)
 class VerifyFinding:
-    """One problem a verification tool reported; category and severity are the engine's plain string values."""
+    """One problem a verification tool reported; category and severity are the engine's plain string values.
+
+    `snippet` is what identifies the problem apart from its position (the source line, a test id);
+    `details` is longer tool output (a traceback, the output tail); `level` is the tool's own
+    severity word (bandit HIGH, mypy error, SARIF warning) that config maps to `severity`.
+    """
 
     category: str
     severity: str
@@ -23,11 +28,47 @@ class VerifyFinding:
     path: str | None = None
     line: int | None = None
     column: int | None = None
+    end_line: int | None = None
+    end_column: int | None = None
+    snippet: str | None = None
+    details: str | None = None
+    help_url: str | None = None
+    level: str | None = None
+    key: str | None = None  # identity text chosen by the parser (a test id); not stored
+
+    @property
+    def identity(self) -> str:
+        """What identifies the problem besides tool, rule and path: the parser's key, else the
+        source line with the message, else the message alone (never the line number)."""
+        if self.key:
+            return self.key
+        if self.snippet:
+            return f"{self.snippet}\n{self.message}"
+        return self.message
 
     @property
     def fingerprint(self) -> str:
-        """This finding's fingerprint (see `fingerprint`)."""
-        return fingerprint(self.tool, self.rule, self.path, self.message)
+        """This finding's fingerprint (see `fingerprint`) over its identity."""
+        return fingerprint(self.tool, self.rule, self.path, self.identity)
+
+
+def assign_fingerprints(findings: Iterable[VerifyFinding], roots: Iterable[str] = ()) -> list[str]:
+    """Fingerprints of a verification's findings; a repeat of the same one gets an occurrence suffix.
+
+    Two identical problems on two identical lines of one file stay two findings (like GitHub's
+    occurrence count in primaryLocationLineHash), while each keeps its id when lines move.
+    """
+    roots = list(roots)
+    seen: dict[str, int] = {}
+    out: list[str] = []
+    for f in findings:
+        base = fingerprint(f.tool, f.rule, f.path, f.identity, roots=roots)
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        if count:
+            base = hashlib.sha1(f"{base}#{count}".encode(), usedforsecurity=False).hexdigest()[:16]
+        out.append(base)
+    return out
 
 
 # Order matters: the specific shapes (paths, times, addresses) go before bare numbers.
@@ -76,4 +117,6 @@ def fingerprint(
 ) -> str:
     """A 16-hex-digit id of tool, rule, path and normalised message, equal for the same failure across attempts."""
     key = "|".join((tool, rule or "", path or "", normalise_message(message, roots)))
-    return hashlib.sha1(key.encode("utf-8", errors="replace")).hexdigest()[:16]
+    return hashlib.sha1(key.encode("utf-8", errors="replace"), usedforsecurity=False).hexdigest()[
+        :16
+    ]

@@ -30,6 +30,8 @@ class CommandResult:
     timed_out: bool
     duration_seconds: float
     truncated: bool
+    output_file: Path | None = None  # the whole output on disk, when asked for
+    file_truncated: bool = False  # the file hit its cap
 
     @property
     def ok(self) -> bool:
@@ -57,8 +59,42 @@ class _Tail:
         return self.data.decode("utf-8", errors="replace")
 
 
+class _FileSink:
+    """Writes a command's whole output to a report file, up to a byte cap (the in-memory tail is separate)."""
+
+    def __init__(self, path: Path | None, limit: int) -> None:
+        self.fh = None
+        self.limit = max(0, limit)
+        self.written = 0
+        self.truncated = False
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = path.open("wb")
+
+    def add(self, chunk: bytes) -> None:
+        """Append a chunk while under the cap; past it, remember that bytes were dropped."""
+        if self.fh is None:
+            return
+        room = self.limit - self.written
+        if room <= 0:
+            self.truncated = True
+            return
+        if len(chunk) > room:
+            chunk, self.truncated = chunk[:room], True
+        self.fh.write(chunk)
+        self.written += len(chunk)
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
 async def _pump(
-    stream: asyncio.StreamReader, tail: _Tail, on_line: Callable[[str], None] | None
+    stream: asyncio.StreamReader,
+    tail: _Tail,
+    on_line: Callable[[str], None] | None,
+    sink: _FileSink | None = None,
 ) -> None:
     """Read the merged output to EOF, keeping the tail and handing each complete line to on_line.
 
@@ -82,6 +118,8 @@ async def _pump(
         if not chunk:
             break
         tail.add(chunk)
+        if sink is not None:
+            sink.add(chunk)
         if on_line is None:
             continue
         pending += chunk
@@ -155,10 +193,37 @@ async def run_command(
     env: Mapping[str, str],
     max_output_bytes: int,
     on_line: Callable[[str], None] | None = None,
+    output_file: Path | None = None,
+    max_file_bytes: int = 200_000_000,
 ) -> CommandResult:
-    """Run a shell command as its own process group; on timeout or cancellation the whole group is killed."""
+    """Run a shell command as its own process group; on timeout or cancellation the whole group is killed.
+
+    Memory holds only the last max_output_bytes of output; output_file, when given, gets all of it
+    up to max_file_bytes, so parsers can read a big report from disk.
+    """
     started = time.monotonic()
     tail = _Tail(max_output_bytes)
+    sink = _FileSink(output_file, max_file_bytes) if output_file is not None else None
+    try:
+        result = await _run(command, cwd, timeout, env, tail, on_line, sink, started)
+    finally:
+        if sink is not None:
+            sink.close()
+    result.output_file = output_file
+    return result
+
+
+async def _run(
+    command: str,
+    cwd: Path,
+    timeout: float,
+    env: Mapping[str, str],
+    tail: _Tail,
+    on_line: Callable[[str], None] | None,
+    sink: _FileSink | None,
+    started: float,
+) -> CommandResult:
+    """The body of run_command once the output buffers exist."""
     try:
         proc = await asyncio.create_subprocess_shell(
             command,
@@ -176,7 +241,7 @@ async def run_command(
         return CommandResult(command, 127, message, False, time.monotonic() - started, False)
 
     assert proc.stdout is not None
-    reader = asyncio.create_task(_pump(proc.stdout, tail, on_line))
+    reader = asyncio.create_task(_pump(proc.stdout, tail, on_line, sink))
     exited = asyncio.create_task(_leader_exit(proc))
     timed_out = False
     try:
@@ -218,4 +283,5 @@ async def run_command(
         timed_out=timed_out,
         duration_seconds=time.monotonic() - started,
         truncated=tail.truncated,
+        file_truncated=bool(sink and sink.truncated),
     )

@@ -26,9 +26,12 @@ def check_thresholds(
     max_medium: int | None,
     on_major_exceeded: str,
     on_medium_exceeded: str,
-    per_category: Mapping[str, int],
+    per_category: Mapping[str, int | tuple[int, str]],
 ) -> list[Breach]:
-    """Every limit whose count is strictly above it (None means no limit); category limits use the major action."""
+    """Every limit whose count is strictly above it (None means no limit).
+
+    A category limit is a number (acting with the major action) or (limit, action).
+    """
     breaches: list[Breach] = []
     major = int(counts.get("major", 0))
     medium = int(counts.get("medium", 0))
@@ -36,8 +39,11 @@ def check_thresholds(
         breaches.append(Breach("major", max_major, major, on_major_exceeded))
     if max_medium is not None and medium > max_medium:
         breaches.append(Breach("medium", max_medium, medium, on_medium_exceeded))
-    for category, limit in per_category.items():
+    for category, value in per_category.items():
+        if value is None:
+            continue
+        limit, action = value if isinstance(value, tuple) else (value, on_major_exceeded)
         actual = int(by_category.get(category, 0))
-        if limit is not None and actual > limit:
-            breaches.append(Breach(f"category:{category}", limit, actual, on_major_exceeded))
+        if actual > limit:
+            breaches.append(Breach(f"category:{category}", limit, actual, action))
     return breaches

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from core.records import RISK_ORDER, RunUsage, Severity, UsageTotals
+from core.records import RISK_ORDER, Category, RunUsage, Severity, UsageTotals
 from core.timeutil import parse_ts
 
 if TYPE_CHECKING:
@@ -89,6 +89,11 @@ async def run_document(store: StateStore, run_id: str) -> dict[str, Any]:
                 "location": f.location,
                 "created_at": f.created_at,
                 "resolved_at": f.resolved_at,
+                "end_line": f.end_line,
+                "end_column": f.end_column,
+                "snippet": f.snippet,
+                "details": f.details,
+                "help_url": f.help_url,
             }
             for f in findings
         ],
@@ -223,8 +228,35 @@ def _phases_section(doc: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _findings_table(doc: dict[str, Any]) -> list[str]:
+    """Open findings counted by severity (rows) and category (columns), then the baseline's count."""
+    open_ones = [f for f in doc["findings"] if f["status"] in ("new", "open")]
+    categories = [c.value for c in Category]
+    out = [
+        "| Severity | " + " | ".join(categories) + " | Total |",
+        "|---|" + "---|" * (len(categories) + 1),
+    ]
+    for severity in Severity:
+        row = [f for f in open_ones if f["severity"] == severity.value]
+        counts = [sum(1 for f in row if f["category"] == c) for c in categories]
+        out.append(f"| {severity.value} | " + " | ".join(map(str, counts)) + f" | {len(row)} |")
+    totals = [sum(1 for f in open_ones if f["category"] == c) for c in categories]
+    out.append("| **total** | " + " | ".join(map(str, totals)) + f" | {len(open_ones)} |")
+    baseline = [f for f in doc["findings"] if f["status"] == "baseline"]
+    resolved = [f for f in doc["findings"] if f["status"] == "resolved"]
+    out += [
+        "",
+        (
+            f"Resolved during the run: {len(resolved)}. Baseline (already at the base commit, "
+            f"not counted against thresholds): {len(baseline)}."
+        ),
+        "",
+    ]
+    return out
+
+
 def _findings_section(doc: dict[str, Any]) -> list[str]:
-    """Findings grouped by severity, most severe first."""
+    """A table of open findings by severity and category, then the findings, most severe first."""
     summary = doc["findings_summary"]
     out = [
         "## Findings",
@@ -235,6 +267,8 @@ def _findings_section(doc: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
+    if doc["findings"]:
+        out += _findings_table(doc)
     for severity in Severity:
         group = [f for f in doc["findings"] if f["severity"] == severity.value]
         if not group:

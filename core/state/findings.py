@@ -66,6 +66,11 @@ class FindingsMixin(StateDatabase):
                 int(resolved),
                 now,
                 now if resolved else None,
+                f.end_line,
+                f.end_column,
+                f.snippet,
+                f.details,
+                f.help_url,
             )
             for f in findings
         ]
@@ -74,7 +79,8 @@ class FindingsMixin(StateDatabase):
             await db.executemany(
                 "INSERT INTO findings (id, run_id, phase_id, execution_id, category, severity, tool,"
                 " rule, path, line, col, message, fingerprint, status, resolved, created_at,"
-                " resolved_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " resolved_at, end_line, end_col, snippet, details, help_url)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             out = []
@@ -135,6 +141,11 @@ class FindingsMixin(StateDatabase):
             by_category[r["category"]] = by_category.get(r["category"], 0) + r["n"]
         summary["by_category"] = by_category
         summary["total_open"] = sum(r["n"] for r in rows)
+        baseline = await self._fetch(
+            "SELECT COUNT(*) FROM findings WHERE run_id = ? AND status = ?",
+            (run_id, FindingStatus.BASELINE.value),
+        )
+        summary["baseline"] = int(baseline[0][0])
         return summary
 
     # -- interventions ---------------------------------------------------------------------------

@@ -175,8 +175,18 @@ _V_LLM: list[str] = [
     "CREATE INDEX idx_llm_usage_phase ON llm_usage(run_id, phase_id)",
 ]
 
+# Verification: positions, source lines and tool output of findings.
+_V_VERIFY: list[str] = [
+    "ALTER TABLE findings ADD COLUMN end_line INTEGER",
+    "ALTER TABLE findings ADD COLUMN end_col INTEGER",
+    "ALTER TABLE findings ADD COLUMN snippet TEXT",
+    "ALTER TABLE findings ADD COLUMN details TEXT",
+    "ALTER TABLE findings ADD COLUMN help_url TEXT",
+    "CREATE INDEX idx_findings_fingerprint ON findings(run_id, fingerprint)",
+]
+
 # MIGRATIONS[i] upgrades version i to i + 1.
-MIGRATIONS: list[list[str]] = [_V1, _V_LLM]
+MIGRATIONS: list[list[str]] = [_V1, _V_LLM, _V_VERIFY]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -291,6 +301,11 @@ def finding_from_row(r: sqlite3.Row) -> Finding:
         status=FindingStatus(r["status"]),
         created_at=r["created_at"],
         resolved_at=r["resolved_at"],
+        end_line=r["end_line"],
+        end_column=r["end_col"],
+        snippet=r["snippet"],
+        details=r["details"],
+        help_url=r["help_url"],
     )
 
 

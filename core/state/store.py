@@ -12,6 +12,7 @@ from core.state.logs import LOG_LEVELS, LogLine, LogsMixin
 from core.state.phases import FINISHED_PHASE_STATUSES, PhasesMixin
 from core.state.runs import RunsMixin
 from core.state.usage import UsageMixin
+from verify.sarif_out import to_sarif
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -39,4 +40,6 @@ class StateStore(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin, UsageMixin):
             return json.dumps(doc, indent=2) + "\n"
         if format == "markdown":
             return render_markdown(doc)
-        raise InputError(f"--format {format!r} is not supported; use markdown or json")
+        if format == "sarif":
+            return json.dumps(to_sarif(doc["findings"], doc["repo"]), indent=2) + "\n"
+        raise InputError(f"--format {format!r} is not supported; use markdown, json or sarif")

@@ -1,0 +1,44 @@
+"""Parse one file as a step of the given parser in a fresh process; print what came out and peak memory.
+
+Usage: python -m tests.verify_support.parse_one PARSER FILE CWD [MAX_FINDINGS]
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+from verify.basic import VerifyStep
+from verify.parsers.base import ParseInput
+from verify.pipeline import VerifyOptions, parse_step
+from verify.runner import CommandResult
+
+
+def main() -> None:
+    parser, file, cwd = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    limit = int(sys.argv[4]) if len(sys.argv) > 4 else 1000
+    step = VerifyStep("lint", "tool --report {report}", tool="tool", parser=parser)
+    result = CommandResult(step.command, 1, "", False, 0.1, False)
+    src = ParseInput("lint", "tool", step.command, cwd, 1, "tail of the output", report=file)
+    out, used, parsed = parse_step(step, src, result, VerifyOptions(max_findings=limit))
+    print(
+        json.dumps(
+            {
+                "parser": used,
+                "recognised": bool(parsed and parsed.recognised),
+                "error": parsed.error if parsed else None,
+                "entries": parsed.entries if parsed else 0,
+                "kept": len(out.findings),
+                "dropped": out.dropped,
+                "rules": sorted({f.rule or "" for f in out.findings}),
+                "first": out.findings[0].message if out.findings else None,
+                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

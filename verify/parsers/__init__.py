@@ -1,0 +1,1 @@
+"""Parsers that turn verification tools' output into findings, one module per format."""

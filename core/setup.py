@@ -14,7 +14,7 @@ from core.executors.llm import LLMExecutor
 from core.llm.base import ChatRequest, ChatResponse, LLMProvider
 from core.llm.client import LLMClient
 from core.llm.registry import make_provider
-from core.retrieval import NoRetrieval, RepoFilesRetriever, Retriever
+from core.retrieval import IndexedRetriever, NoRetrieval, Retriever
 from core.state.store import StateStore
 
 register_executor("llm", LLMExecutor.from_config)
@@ -127,9 +127,9 @@ async def build_clients(
         on_usage=on_usage,
     )
     executor = executor_factory(config.execution.executor)(config, llm, executor_model)
-    retriever: Retriever = (
-        RepoFilesRetriever(exclude=config.rag.exclude, max_file_bytes=config.rag.max_file_bytes)
-        if config.rag.enabled
-        else NoRetrieval()
-    )
+    retriever: Retriever = NoRetrieval()
+    if config.rag.enabled:
+        from core.indexing import hybrid_retriever  # numpy, tree-sitter: only when used
+
+        retriever = IndexedRetriever(hybrid_retriever(paths, config, catalog))
     return Clients(llm, executor, retriever, planner_model, executor_model, executions)

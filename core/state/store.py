@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from core.errors import InputError
+from core.state.contexts import ContextsMixin
 from core.state.db import BUSY_TIMEOUT_MS, LOCK_RETRY_SECONDS
 from core.state.export import render_markdown, run_document
 from core.state.findings import OPEN_FINDING_STATUSES, FindingsMixin
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 
-class StateStore(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin):
+class StateStore(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin, ContextsMixin):
     """Async access to runs, phases, executions, findings, interventions, logs, artifacts, usage.
 
     Open it with `await StateStore.open(path)`. The plumbing (one writer connection doing every

@@ -79,8 +79,10 @@ def test_a_very_long_function_is_windowed_and_keeps_its_symbol() -> None:
     [
         (
             "web/cart.js",
-            "// adds\nexport function addItem(a) { return a }\nconst removeItem = (a) => a;\n"
-            "class Cart { total() { return 1 } }\n",
+            (
+                "// adds\nexport function addItem(a) { return a }\nconst removeItem = (a) => a;\n"
+                "class Cart { total() { return 1 } }\n"
+            ),
             [
                 ("function", "addItem", 1, 2),
                 ("function", "removeItem", 3, 3),
@@ -99,8 +101,10 @@ def test_a_very_long_function_is_windowed_and_keeps_its_symbol() -> None:
         ),
         (
             "svc/main.go",
-            "package main\n\n// Run runs.\nfunc Run() {}\n\ntype Store struct{}\n\n"
-            "func (s *Store) Get() {}\n",
+            (
+                "package main\n\n// Run runs.\nfunc Run() {}\n\ntype Store struct{}\n\n"
+                "func (s *Store) Get() {}\n"
+            ),
             [
                 ("module", None, 1, 2),
                 ("function", "Run", 3, 4),

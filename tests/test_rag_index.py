@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import rag.cache
 from rag.embedders import EmbedderSpec, HashingEmbedder
 from rag.errors import EmbedderError, NotARepositoryError
 from rag.index import IndexSettings, RepoIndex
@@ -49,6 +50,12 @@ class CountingEmbedder:
             raise EmbedderError("simulated crash while embedding")
         self.texts.extend(texts)
         return self.inner.embed(texts)
+
+
+@pytest.fixture(autouse=True)
+def forget_vectors_of_earlier_tests() -> None:
+    """Vectors are memoised per process; these tests count embeddings, so start empty."""
+    rag.cache._memo.clear()
 
 
 @pytest.fixture

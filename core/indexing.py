@@ -60,11 +60,16 @@ def _as_orchestrator_error(exc: RagError) -> OrchestratorError:
 
 
 def index_repository(
-    hybrid: HybridRetriever, repo: Path, *, full: bool, progress: Progress | None
+    hybrid: HybridRetriever,
+    repo: Path,
+    *,
+    full: bool,
+    embed: bool = True,
+    progress: Progress | None = None,
 ) -> IndexStats:
-    """`orchestrator index`: bring a repository's index fully up to date (blocking)."""
+    """`orchestrator index`: bring a repository's index up to date (blocking)."""
     try:
-        return hybrid.refresh_sync(repo, full=full, progress=progress)
+        return hybrid.refresh_sync(repo, full=full, embed=embed, progress=progress)
     except RagError as exc:
         raise _as_orchestrator_error(exc) from exc
 

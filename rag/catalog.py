@@ -160,7 +160,8 @@ class Catalog:
     def pending(self, limit: int) -> list[tuple[str, str, str]]:
         """Up to `limit` chunks without a stored vector: (id, embed_hash, text to embed)."""
         rows = self.db.execute(
-            "SELECT id, embed_hash, path, symbol, text FROM chunks WHERE embedded=0 LIMIT ?",
+            "SELECT id, embed_hash, path, symbol, text FROM chunks WHERE embedded=0"
+            " ORDER BY rowid LIMIT ?",
             (limit,),
         ).fetchall()
         return [(r[0], r[1], _embed_text(r[2], r[3], r[4])) for r in rows]

@@ -204,7 +204,10 @@ class RepoIndex:
         return stats
 
     def embed(
-        self, progress: Progress | None = None, max_seconds: float | None = None
+        self,
+        progress: Progress | None = None,
+        max_seconds: float | None = None,
+        max_chunks: int | None = None,
     ) -> IndexStats:
         """Fill in vectors for chunks that lack one (after an update with embed=False).
 
@@ -214,7 +217,7 @@ class RepoIndex:
         started = time.perf_counter()
         stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
         with self._locked():
-            self._embed_pending(stats, progress, max_seconds)
+            self._embed_pending(stats, progress, max_seconds, max_chunks)
             if not self.catalog.counts()[2]:
                 self.catalog.set_meta("state", "ready")
         stats.files, stats.chunks, stats.pending = self.catalog.counts()
@@ -341,7 +344,11 @@ class RepoIndex:
         return found
 
     def _embed_pending(
-        self, stats: IndexStats, progress: Progress | None, max_seconds: float | None = None
+        self,
+        stats: IndexStats,
+        progress: Progress | None,
+        max_seconds: float | None = None,
+        max_chunks: int | None = None,
     ) -> None:
         """Vectors for chunks without one: from the shared cache, else from the embedder."""
         import numpy as np
@@ -350,7 +357,10 @@ class RepoIndex:
         done = 0
         started = time.perf_counter()
         while max_seconds is None or time.perf_counter() - started < max_seconds:
-            batch = self.catalog.pending(EMBED_BATCH)
+            limit = EMBED_BATCH if max_chunks is None else min(EMBED_BATCH, max_chunks - done)
+            if limit <= 0:
+                break
+            batch = self.catalog.pending(limit)
             if not batch:
                 break
             hashes = [h for _, h, _ in batch]

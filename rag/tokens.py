@@ -95,16 +95,36 @@ def split_identifier(word: str) -> list[str]:
     return [p.lower() for p in _PARTS.findall(word)]
 
 
+def _word_tokens(word: str, drop_stopwords: bool) -> tuple[str, ...]:
+    """The tokens of one identifier: itself when compound, then its parts."""
+    parts = _PARTS.findall(word)
+    out: list[str] = []
+    if len(parts) > 1:
+        out.append(word.lower().strip("_"))
+    for part in parts:
+        low = part.lower()
+        if len(low) > 1 and not (drop_stopwords and low in STOPWORDS):
+            out.append(low)
+    return tuple(out)
+
+
+# Identifiers repeat a lot in code, so each one is split once per process (bounded memory).
+_SEEN: dict[str, tuple[str, ...]] = {}
+_SEEN_MAX = 500_000
+
+
 def tokenize(text: str, *, drop_stopwords: bool = True) -> list[str]:
     """Lexical tokens of a text: identifier parts, plus each compound identifier whole."""
+    if not drop_stopwords:
+        return [t for word in _IDENT.findall(text) for t in _word_tokens(word, False)]
+    seen = _SEEN
+    if len(seen) > _SEEN_MAX:
+        seen.clear()
     out: list[str] = []
-    append = out.append
+    extend = out.extend
     for word in _IDENT.findall(text):
-        parts = _PARTS.findall(word)
-        if len(parts) > 1:
-            append(word.lower().strip("_"))
-        for part in parts:
-            low = part.lower()
-            if len(low) > 1 and not (drop_stopwords and low in STOPWORDS):
-                append(low)
+        tokens = seen.get(word)
+        if tokens is None:
+            tokens = seen[word] = _word_tokens(word, True)
+        extend(tokens)
     return out

@@ -21,6 +21,11 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("index", help="build or update a repository's retrieval index")
     p.add_argument("path", help="the git repository to index")
     p.add_argument("--full", action="store_true", help="rebuild from scratch")
+    p.add_argument(
+        "--lexical",
+        action="store_true",
+        help="update the lexical index only; vectors are filled in by a later index or run",
+    )
     p.add_argument("--json", action="store_true", help="print the index's figures as JSON")
     p = sub.add_parser("search", help="search a repository's index (updated first)")
     p.add_argument("query")
@@ -80,7 +85,12 @@ async def index_command(args: argparse.Namespace, paths: Paths) -> int:
     hybrid = hybrid_retriever(paths, loaded.config, loaded.catalog)
     with _Bar(sys.stderr.isatty() and not args.json) as bar:
         stats = await asyncio.to_thread(
-            index_repository, hybrid, repo, full=args.full, progress=bar.update
+            index_repository,
+            hybrid,
+            repo,
+            full=args.full,
+            embed=not args.lexical,
+            progress=bar.update,
         )
     for notice in (stats.rebuilt or "").split("; "):
         if notice:

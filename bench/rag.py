@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.embedders import EmbedderSpec, MiniLMEmbedder, make_embedder
+from rag.embedders import EmbedderSpec
 from rag.index import IndexSettings, RepoIndex
 from rag.retrieve import HybridRetriever
 
@@ -46,10 +46,10 @@ def say(label: str, value: str) -> None:
 
 def embed_rounds(index: RepoIndex, spec: EmbedderSpec, limit: int | None) -> None:
     """Alternate raw-model and pipeline rounds over the same pending chunks; print both rates."""
-    raw = make_embedder(spec)
-    if isinstance(raw, MiniLMEmbedder):
-        raw.load()
-    index.embedder.embed(["warm up"])  # both models loaded before timing
+    # The very model instance the pipeline uses: a second onnxruntime session's idle threads
+    # would spin and slow the other one down.
+    raw = index.embedder
+    raw.embed(["warm up"])  # loaded before timing
     raw_seconds = pipe_seconds = 0.0
     done = 0
     last = time.perf_counter()

@@ -16,7 +16,7 @@ from config.schema import OrchestratorConfig
 from core.errors import InputError, OrchestratorError
 from rag.embedders import EmbedderSpec
 from rag.errors import NotARepositoryError, RagError
-from rag.index import IndexSettings, IndexStats, Progress
+from rag.index import IndexSettings, IndexStats, Progress, prune_indexes
 from rag.retrieve import Hit, HybridRetriever
 
 _retrievers: dict[tuple[str, EmbedderSpec, tuple[str, ...], int], HybridRetriever] = {}
@@ -67,8 +67,10 @@ def index_repository(
     embed: bool = True,
     progress: Progress | None = None,
 ) -> IndexStats:
-    """`orchestrator index`: bring a repository's index up to date (blocking)."""
+    """`orchestrator index`: bring a repository's index up to date (blocking); indexes of
+    repositories or worktrees that no longer exist are deleted first."""
     try:
+        prune_indexes(hybrid.indexes)
         return hybrid.refresh_sync(repo, full=full, embed=embed, progress=progress)
     except RagError as exc:
         raise _as_orchestrator_error(exc) from exc

@@ -47,7 +47,11 @@ class IndexedRetriever:
         self._embed_lock = asyncio.Lock()
 
     async def prepare(self, repo: Path) -> IndexStats:
-        """Bring the repository's index up to date before planning (vectors in the background)."""
+        """Bring the repository's index up to date before planning (vectors in the background);
+        indexes of worktrees that were removed since are deleted first."""
+        from rag.index import prune_indexes
+
+        await asyncio.to_thread(prune_indexes, self.hybrid.indexes)
         stats = await asyncio.to_thread(self.hybrid.refresh_sync, repo, embed=False)
         self._start_embedding(Path(stats.root), stats.pending)
         return stats

@@ -19,9 +19,10 @@ import hashlib
 import logging
 import re
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -394,3 +395,36 @@ class RepoIndex:
             done += len(batch)
             if progress:
                 progress("embeddings", done, total)
+
+
+def prune_indexes(indexes: Path) -> list[str]:
+    """Delete the indexes of repository roots that no longer exist (e.g. removed run worktrees),
+    with their vector collections; returns the roots pruned."""
+    pruned: list[str] = []
+    if not indexes.is_dir():
+        return pruned
+    for catalog_file in sorted(indexes.glob("*/*/catalog.sqlite")):
+        folder = catalog_file.parent
+        try:  # a plain read of two meta rows: no integrity check of every catalog
+            with closing(sqlite3.connect(catalog_file, timeout=5)) as db:
+                meta = dict(
+                    db.execute("SELECT key, value FROM meta WHERE key IN ('root', 'embedder')")
+                )
+        except sqlite3.DatabaseError:
+            continue  # rebuilt when its repository is indexed next
+        root, embedder_key = meta.get("root"), meta.get("embedder")
+        if not root or Path(root).exists():
+            continue
+        try:
+            from rag.vectors import client_for
+
+            client_for(indexes / "chroma").delete_collection(
+                collection_name(Path(root), embedder_key or folder.name)
+            )
+        except Exception:  # noqa: BLE001, S110 - a collection that is already gone is fine
+            pass
+        shutil.rmtree(folder, ignore_errors=True)
+        if not any(folder.parent.iterdir()):
+            folder.parent.rmdir()
+        pruned.append(root)
+    return pruned

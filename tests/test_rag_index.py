@@ -242,3 +242,20 @@ def test_catalog_rows_survive_as_sqlite(repo: Path, tmp_path: Path) -> None:
         "README.md",
         ".gitignore",
     }
+
+
+def test_indexes_of_removed_worktrees_are_pruned(repo: Path, tmp_path: Path) -> None:
+    from rag.index import prune_indexes
+
+    tree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(tree))
+    kept, gone = open_index(repo, tmp_path), open_index(tree, tmp_path)
+    kept.update()
+    gone.update()
+    name = gone.vectors.name
+    gone.close()
+    git(repo, "worktree", "remove", "--force", str(tree))
+    assert prune_indexes(tmp_path / "indexes") == [str(tree.resolve())]
+    assert not gone.folder.exists() and kept.folder.exists()
+    names = {c.name for c in kept.vectors.client.list_collections()}
+    assert name not in names and kept.vectors.name in names

@@ -66,12 +66,13 @@ def index_repository(
     full: bool,
     embed: bool = True,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> IndexStats:
     """`orchestrator index`: bring a repository's index up to date (blocking); indexes of
     repositories or worktrees that no longer exist are deleted first."""
     try:
         prune_indexes(hybrid.indexes)
-        return hybrid.refresh_sync(repo, full=full, embed=embed, progress=progress)
+        return hybrid.refresh_sync(repo, full=full, embed=embed, progress=progress, stop=stop)
     except RagError as exc:
         raise _as_orchestrator_error(exc) from exc
 

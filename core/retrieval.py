@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,11 +64,15 @@ class IndexedRetriever:
     async def _embed(self, root: Path) -> None:
         from rag.errors import RagError
 
+        stop = threading.Event()
         async with self._embed_lock:  # the model runs once at a time; later jobs hit the cache
             try:
-                await asyncio.to_thread(self.hybrid.embed_sync, root)
+                await asyncio.to_thread(self.hybrid.embed_sync, root, stop=stop)
             except RagError as exc:  # search keeps working lexically
                 log.warning("embedding the index of %s failed: %s", root, exc)
+            except asyncio.CancelledError:  # the process is ending: stop after this batch
+                stop.set()
+                raise
 
     async def wait_embedded(self) -> None:
         """Wait until background embedding has finished (commands and tests use it)."""

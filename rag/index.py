@@ -20,6 +20,7 @@ import logging
 import re
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -41,7 +42,7 @@ from rag.vectors import VectorStore
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-EMBED_BATCH = 1024  # pending chunks per round; the embedder sorts them by length to pad little
+EMBED_BATCH = 256  # pending chunks per round (sorted by length to pad little); a stop waits one
 
 
 @dataclass
@@ -181,9 +182,17 @@ class RepoIndex:
     # -- updating ----------------------------------------------------------------------------
 
     def update(
-        self, *, full: bool = False, embed: bool = True, progress: Progress | None = None
+        self,
+        *,
+        full: bool = False,
+        embed: bool = True,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
     ) -> IndexStats:
-        """Bring the index up to date; with embed=False only the lexical part is made ready."""
+        """Bring the index up to date; with embed=False only the lexical part is made ready.
+
+        Setting `stop` ends the embedding after the current batch (the rest stays pending).
+        """
         started = time.perf_counter()
         stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
         with self._locked():
@@ -196,9 +205,10 @@ class RepoIndex:
             stats.lexical_seconds = time.perf_counter() - started
             if embed:
                 t0 = time.perf_counter()
-                self._embed_pending(stats, progress)
+                self._embed_pending(stats, progress, stop=stop)
                 stats.embed_seconds = time.perf_counter() - t0
-                self.catalog.set_meta("state", "ready")
+                if not self.catalog.counts()[2]:
+                    self.catalog.set_meta("state", "ready")
         stats.files, stats.chunks, stats.pending = self.catalog.counts()
         stats.rebuilt = "; ".join(self.notices) or None
         stats.seconds = time.perf_counter() - started
@@ -209,6 +219,7 @@ class RepoIndex:
         progress: Progress | None = None,
         max_seconds: float | None = None,
         max_chunks: int | None = None,
+        stop: threading.Event | None = None,
     ) -> IndexStats:
         """Fill in vectors for chunks that lack one (after an update with embed=False).
 
@@ -218,7 +229,7 @@ class RepoIndex:
         started = time.perf_counter()
         stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
         with self._locked():
-            self._embed_pending(stats, progress, max_seconds, max_chunks)
+            self._embed_pending(stats, progress, max_seconds, max_chunks, stop)
             if not self.catalog.counts()[2]:
                 self.catalog.set_meta("state", "ready")
         stats.files, stats.chunks, stats.pending = self.catalog.counts()
@@ -350,6 +361,7 @@ class RepoIndex:
         progress: Progress | None,
         max_seconds: float | None = None,
         max_chunks: int | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         """Vectors for chunks without one: from the shared cache, else from the embedder."""
         import numpy as np
@@ -359,7 +371,7 @@ class RepoIndex:
         started = time.perf_counter()
         while max_seconds is None or time.perf_counter() - started < max_seconds:
             limit = EMBED_BATCH if max_chunks is None else min(EMBED_BATCH, max_chunks - done)
-            if limit <= 0:
+            if limit <= 0 or (stop is not None and stop.is_set()):
                 break
             batch = self.catalog.pending(limit)
             if not batch:

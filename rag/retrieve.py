@@ -276,13 +276,19 @@ class HybridRetriever:
         embed: bool = True,
         full: bool = False,
         progress: Progress | None = None,
+        stop: threading.Event | None = None,
     ) -> IndexStats:
         """Bring the repository's index up to date (incrementally unless full)."""
-        return self.index_for(repo).update(embed=embed, full=full, progress=progress)
+        return self.index_for(repo).update(embed=embed, full=full, progress=progress, stop=stop)
 
-    def embed_sync(self, repo: Path, progress: Progress | None = None) -> IndexStats:
-        """Fill in missing vectors of the repository's index."""
-        return self.index_for(repo).embed(progress)
+    def embed_sync(
+        self,
+        repo: Path,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> IndexStats:
+        """Fill in missing vectors of the repository's index (until done or `stop` is set)."""
+        return self.index_for(repo).embed(progress, stop=stop)
 
     def search_sync(
         self,

@@ -259,3 +259,15 @@ def test_indexes_of_removed_worktrees_are_pruned(repo: Path, tmp_path: Path) -> 
     assert not gone.folder.exists() and kept.folder.exists()
     names = {c.name for c in kept.vectors.client.list_collections()}
     assert name not in names and kept.vectors.name in names
+
+
+def test_a_stop_request_leaves_the_rest_for_the_next_run(repo: Path, tmp_path: Path) -> None:
+    import threading
+
+    stop = threading.Event()
+    stop.set()  # as Ctrl-C during `orchestrator index` or the end of a run does
+    index = open_index(repo, tmp_path)
+    stats = index.update(stop=stop)
+    assert stats.embedded == 0 and stats.pending == stats.chunks > 0
+    again = index.update()
+    assert again.resumed and again.embedded == stats.chunks and again.pending == 0

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Self
 
@@ -83,15 +84,21 @@ async def index_command(args: argparse.Namespace, paths: Paths) -> int:
     repo = _repo(args.path, "PATH")
     loaded = load_config(paths, repo=repo, env=os.environ)
     hybrid = hybrid_retriever(paths, loaded.config, loaded.catalog)
+    stop = threading.Event()  # Ctrl-C ends the embedding after its current batch
     with _Bar(sys.stderr.isatty() and not args.json) as bar:
-        stats = await asyncio.to_thread(
-            index_repository,
-            hybrid,
-            repo,
-            full=args.full,
-            embed=not args.lexical,
-            progress=bar.update,
-        )
+        try:
+            stats = await asyncio.to_thread(
+                index_repository,
+                hybrid,
+                repo,
+                full=args.full,
+                embed=not args.lexical,
+                progress=bar.update,
+                stop=stop,
+            )
+        except asyncio.CancelledError:
+            stop.set()
+            raise
     for notice in (stats.rebuilt or "").split("; "):
         if notice:
             print(f"warning: {notice}", file=sys.stderr)
@@ -108,6 +115,11 @@ async def index_command(args: argparse.Namespace, paths: Paths) -> int:
         f"{stats.embedded} chunks embedded, {stats.reused_vectors} vectors reused "
         f"(embedder {stats.embedder})"
     )
+    if stats.pending:
+        print(
+            f"  {stats.pending} chunks still have no vector (searched lexically until then); "
+            "run `orchestrator index` again to finish"
+        )
     return 0
 
 

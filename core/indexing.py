@@ -16,7 +16,8 @@ from config.schema import OrchestratorConfig
 from core.errors import InputError, OrchestratorError
 from rag.embedders import EmbedderSpec
 from rag.errors import NotARepositoryError, RagError
-from rag.index import IndexSettings, IndexStats, Progress, prune_indexes
+from rag.index import IndexSettings, IndexStats, Progress
+from rag.layout import prune_indexes
 from rag.retrieve import Hit, HybridRetriever
 
 _retrievers: dict[tuple[str, EmbedderSpec, tuple[str, ...], int], HybridRetriever] = {}

@@ -50,7 +50,7 @@ class IndexedRetriever:
     async def prepare(self, repo: Path) -> IndexStats:
         """Bring the repository's index up to date before planning (vectors in the background);
         indexes of worktrees that were removed since are deleted first."""
-        from rag.index import prune_indexes
+        from rag.layout import prune_indexes
 
         await asyncio.to_thread(prune_indexes, self.hybrid.indexes)
         stats = await asyncio.to_thread(self.hybrid.refresh_sync, repo, embed=False)

@@ -1,10 +1,5 @@
-"""One repository's index: keeping it up to date incrementally, and its parts for search.
-
-Layout under the indexes folder (the home folder's `indexes/`):
-
-    chroma/                       the ChromaDB PersistentClient (one collection per index)
-    cache.sqlite                  chunk lists and vectors shared by every index
-    <repo>-<hash>/<embedder>/     catalog.sqlite, lexical/ (BM25), lock
+"""One repository's index: keeping it up to date incrementally, and its parts for search
+(where its files live: rag.layout).
 
 `update` lists files, re-chunks only those whose content changed, deletes chunks of removed
 files, rebuilds BM25 when anything changed (the lexical index is then ready), and `embed`
@@ -17,13 +12,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-import re
 import shutil
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +27,7 @@ from rag.chunks import Chunk
 from rag.embedders import Embedder, EmbedderSpec, make_embedder
 from rag.errors import IndexCorruptError
 from rag.files import FileSelector, content_reason, decode, repo_root
+from rag.layout import collection_name, index_folder
 from rag.lexical import LexicalIndex
 from rag.processors import ProcessorRegistry
 from rag.tokens import tokenize
@@ -79,20 +73,6 @@ class IndexSettings:
 
     exclude: list[str] = field(default_factory=list)
     max_file_bytes: int = 200_000
-
-
-def index_folder(indexes: Path, root: Path, embedder_key: str) -> Path:
-    """The folder of the index for a repository root and an embedder."""
-    slug = re.sub(r"[^a-zA-Z0-9_-]+", "-", root.name).strip("-")[:40] or "repo"
-    digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
-    return indexes / f"{slug}-{digest}" / embedder_key
-
-
-def collection_name(root: Path, embedder_key: str) -> str:
-    """A Chroma collection name (3-512 of [a-zA-Z0-9._-], alphanumeric at both ends)."""
-    slug = re.sub(r"[^a-zA-Z0-9_-]+", "-", root.name).strip("-_")[:40] or "repo"
-    digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
-    return f"{slug}-{digest}-{embedder_key}"[:200].strip("-_.") + "x"
 
 
 class RepoIndex:
@@ -407,36 +387,3 @@ class RepoIndex:
             done += len(batch)
             if progress:
                 progress("embeddings", done, total)
-
-
-def prune_indexes(indexes: Path) -> list[str]:
-    """Delete the indexes of repository roots that no longer exist (e.g. removed run worktrees),
-    with their vector collections; returns the roots pruned."""
-    pruned: list[str] = []
-    if not indexes.is_dir():
-        return pruned
-    for catalog_file in sorted(indexes.glob("*/*/catalog.sqlite")):
-        folder = catalog_file.parent
-        try:  # a plain read of two meta rows: no integrity check of every catalog
-            with closing(sqlite3.connect(catalog_file, timeout=5)) as db:
-                meta = dict(
-                    db.execute("SELECT key, value FROM meta WHERE key IN ('root', 'embedder')")
-                )
-        except sqlite3.DatabaseError:
-            continue  # rebuilt when its repository is indexed next
-        root, embedder_key = meta.get("root"), meta.get("embedder")
-        if not root or Path(root).exists():
-            continue
-        try:
-            from rag.vectors import client_for
-
-            client_for(indexes / "chroma").delete_collection(
-                collection_name(Path(root), embedder_key or folder.name)
-            )
-        except Exception:  # noqa: BLE001, S110 - a collection that is already gone is fine
-            pass
-        shutil.rmtree(folder, ignore_errors=True)
-        if not any(folder.parent.iterdir()):
-            folder.parent.rmdir()
-        pruned.append(root)
-    return pruned

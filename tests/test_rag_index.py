@@ -245,7 +245,7 @@ def test_catalog_rows_survive_as_sqlite(repo: Path, tmp_path: Path) -> None:
 
 
 def test_indexes_of_removed_worktrees_are_pruned(repo: Path, tmp_path: Path) -> None:
-    from rag.index import prune_indexes
+    from rag.layout import prune_indexes
 
     tree = tmp_path / "wt"
     git(repo, "worktree", "add", "-q", "-b", "feature", str(tree))

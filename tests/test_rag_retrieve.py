@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from rag.embedders import EmbedderSpec, HashingEmbedder
+from rag.format import Hit, format_context, group_by_file
 from rag.index import IndexSettings
-from rag.retrieve import Hit, HybridRetriever, format_context, fuse, group_by_file, is_test_path
+from rag.retrieve import HybridRetriever, fuse, is_test_path
 from tests.clirun import cli
 from tests.conftest import make_repo
 

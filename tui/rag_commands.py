@@ -14,7 +14,6 @@ from typing import Any, Self
 from config.loader import load_config
 from config.paths import Paths
 from core.errors import InputError
-from core.indexing import hybrid_retriever, index_repository, search_repository
 
 
 def add_parsers(sub: Any) -> None:
@@ -81,6 +80,8 @@ class _Bar:
 
 
 async def index_command(args: argparse.Namespace, paths: Paths) -> int:
+    from core.indexing import hybrid_retriever, index_repository  # numpy, tree-sitter: on use
+
     repo = _repo(args.path, "PATH")
     loaded = load_config(paths, repo=repo, env=os.environ)
     hybrid = hybrid_retriever(paths, loaded.config, loaded.catalog)
@@ -124,6 +125,8 @@ async def index_command(args: argparse.Namespace, paths: Paths) -> int:
 
 
 async def search_command(args: argparse.Namespace, paths: Paths) -> int:
+    from core.indexing import hybrid_retriever, search_repository  # numpy, tree-sitter: on use
+
     repo = _repo(args.repo, "--repo")
     if args.k < 1:
         raise InputError(f"-k {args.k}: give a number of results of at least 1")

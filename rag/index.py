@@ -140,9 +140,10 @@ class RepoIndex:
         shutil.rmtree(self.folder / "lexical", ignore_errors=True)
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """One updater per index at a time, across processes."""
-        with (self.folder / "lock").open("w") as handle:
+    def _locked(self, what: str) -> Iterator[None]:
+        """One updater of the files ("update") and one embedder ("embed") per index at a time,
+        across processes; a lexical update never waits for a long embedding."""
+        with (self.folder / f"{what}.lock").open("w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -175,20 +176,22 @@ class RepoIndex:
         """
         started = time.perf_counter()
         stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
-        with self._locked():
+        with self._locked("update"):
             if full:
-                self._full_reset()
+                with self._locked("embed"):
+                    self._full_reset()
             self._check_consistency()
             stats.resumed = self.catalog.get_meta("state") == "updating"
             self.catalog.set_meta("state", "updating")
             self._update_files(stats, progress)
             stats.lexical_seconds = time.perf_counter() - started
-            if embed:
-                t0 = time.perf_counter()
+        if embed:
+            t0 = time.perf_counter()
+            with self._locked("embed"):
                 self._embed_pending(stats, progress, stop=stop)
-                stats.embed_seconds = time.perf_counter() - t0
                 if not self.catalog.counts()[2]:
                     self.catalog.set_meta("state", "ready")
+            stats.embed_seconds = time.perf_counter() - t0
         stats.files, stats.chunks, stats.pending = self.catalog.counts()
         stats.rebuilt = "; ".join(self.notices) or None
         stats.seconds = time.perf_counter() - started
@@ -208,7 +211,7 @@ class RepoIndex:
         """
         started = time.perf_counter()
         stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
-        with self._locked():
+        with self._locked("embed"):
             self._embed_pending(stats, progress, max_seconds, max_chunks, stop)
             if not self.catalog.counts()[2]:
                 self.catalog.set_meta("state", "ready")
@@ -370,6 +373,13 @@ class RepoIndex:
             stats.reused_vectors += len(batch) - len(missing)
             ids = [i for i, _, _ in batch]
             rows = self.catalog.chunks_by_id(ids)
+            gone = [i for i in ids if i not in rows]  # removed by a concurrent file update
+            if gone:
+                self.catalog.mark_embedded(gone)
+                keep = [n for n, i in enumerate(ids) if i in rows]
+                ids, hashes = [ids[n] for n in keep], [hashes[n] for n in keep]
+            if not ids:
+                continue
             metadatas = [
                 {
                     "path": rows[i].path,

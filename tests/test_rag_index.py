@@ -271,3 +271,29 @@ def test_a_stop_request_leaves_the_rest_for_the_next_run(repo: Path, tmp_path: P
     assert stats.embedded == 0 and stats.pending == stats.chunks > 0
     again = index.update()
     assert again.resumed and again.embedded == stats.chunks and again.pending == 0
+
+
+def test_a_lexical_update_does_not_wait_for_a_running_embedding(
+    repo: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    class Blocking(CountingEmbedder):
+        def embed(self, texts: list[str]) -> np.ndarray:
+            entered.set()
+            release.wait(30)
+            return super().embed(texts)
+
+    embedding = threading.Thread(target=open_index(repo, tmp_path, Blocking()).update)
+    embedding.start()
+    try:
+        assert entered.wait(30)  # the other updater now holds the embedding lock
+        cart = repo / "shop/cart.py"
+        cart.write_text(cart.read_text() + "\n\ndef empty(cart):\n    cart.clear()\n")
+        stats = open_index(repo, tmp_path).update(embed=False)
+        assert stats.changed_files == 1 and not release.is_set()
+    finally:
+        release.set()
+        embedding.join(30)

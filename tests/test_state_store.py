@@ -80,14 +80,15 @@ async def test_fresh_file_is_migrated_and_version_persists(tmp_path: Path) -> No
     run = await store.create_run("task", str(tmp_path), {"a": 1})
     await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 1
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        assert version == schema.SCHEMA_VERSION == len(schema.MIGRATIONS)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     expected = {"runs", "phases", "executions", "findings", "artifacts", "manual_interventions"}
     assert expected | {"events", "llm_usage", "llm_cache"} <= tables
     async with await StateStore.open(path) as again:
         assert (await again.get_run(run.id)).config == {"a": 1}
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
 
 
 async def test_forward_migrations_apply_in_order_and_roll_back_on_error(tmp_path: Path) -> None:
@@ -97,18 +98,19 @@ async def test_forward_migrations_apply_in_order_and_roll_back_on_error(tmp_path
     v2 = [*schema.MIGRATIONS, ["ALTER TABLE runs ADD COLUMN extra TEXT"]]
     bad = [*v2, ["CREATE TABLE later (x INT)", "THIS IS NOT SQL"]]
     conn.execute("BEGIN IMMEDIATE")
-    assert schema.migrate(conn, v2) == 2
+    newer = len(v2)  # one past what this program knows
+    assert schema.migrate(conn, v2) == newer
     conn.execute("COMMIT")
     conn.execute("BEGIN IMMEDIATE")
     with pytest.raises(sqlite3.OperationalError):
         schema.migrate(conn, bad)
     conn.execute("ROLLBACK")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == newer
     assert "extra" in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert "later" not in names
     conn.close()
-    # The program knows only version 1, so a version 2 file is refused with a clear error.
+    # The program knows one version less, so the newer file is refused with a clear error.
     with pytest.raises(StateError, match="newer"):
         await StateStore.open(path)
 

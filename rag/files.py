@@ -38,6 +38,22 @@ GENERATED = [
     "go.sum",
     "*.snap",
 ]
+# Files that usually hold credentials: never indexed, so never shown in a prompt.
+SECRETS = [
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_ed25519*",
+    ".npmrc",
+    ".pypirc",
+    ".netrc",
+    ".git-credentials",
+    "*.kdbx",
+]
 GENERATED_MARKERS = (
     b"@generated",
     b"DO NOT EDIT",
@@ -129,6 +145,7 @@ class FileSelector:
         self.ignore = pathspec.GitIgnoreSpec.from_lines(exclude)
         self.vendored = pathspec.GitIgnoreSpec.from_lines(VENDORED)
         self.generated = pathspec.GitIgnoreSpec.from_lines(GENERATED)
+        self.secrets = pathspec.GitIgnoreSpec.from_lines(SECRETS)
         self.max_file_bytes = max_file_bytes
 
     def list(self, root: Path) -> tuple[list[Candidate], dict[str, int]]:
@@ -143,7 +160,14 @@ class FileSelector:
             raise NotARepositoryError(
                 f"git ls-files failed in {root}: {proc.stderr.decode(errors='replace').strip()}"
             )
-        skipped = {"ignored": 0, "vendored": 0, "generated": 0, "binary": 0, "oversized": 0}
+        skipped = {
+            "ignored": 0,
+            "secret": 0,
+            "vendored": 0,
+            "generated": 0,
+            "binary": 0,
+            "oversized": 0,
+        }
         found: list[Candidate] = []
         for path in sorted(set(proc.stdout.decode("utf-8", errors="surrogateescape").split("\0"))):
             if not path:
@@ -168,6 +192,8 @@ class FileSelector:
         """Why a path is skipped by name alone, or None."""
         if self.ignore.match_file(path):
             return "ignored"
+        if self.secrets.match_file(path):
+            return "secret"
         if self.vendored.match_file(path):
             return "vendored"
         if self.generated.match_file(path):

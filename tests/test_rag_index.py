@@ -33,6 +33,8 @@ FILES = {
     "assets/logo.png": "\x89PNG",
     "data/blob.dat": "abc\0def",
     "big.txt": "x" * 3_000,
+    "deploy/.env.production": "API_TOKEN=abc\n",
+    "certs/server.key": "-----BEGIN PRIVATE KEY-----\n",
 }
 
 
@@ -87,12 +89,13 @@ def test_selection_skips_and_counts_what_is_not_source(repo: Path, tmp_path: Pat
     }
     assert stats.skipped_by_reason == {
         "ignored": 1,  # docs/private/ from the configured list
+        "secret": 2,  # .env.production and a private key: never in a prompt
         "vendored": 1,
         "generated": 2,  # a *_pb2.py name and a DO NOT EDIT marker
         "binary": 2,  # by extension and by content
         "oversized": 1,
     }
-    assert stats.skipped == 7 and stats.files == 5
+    assert stats.skipped == 9 and stats.files == 5
     assert stats.chunks == stats.embedded == index.vectors.count()
     row = index.catalog.db.execute(
         "SELECT language, symbol, kind, start_line, end_line FROM chunks WHERE symbol='remove_item'"
@@ -273,9 +276,7 @@ def test_a_stop_request_leaves_the_rest_for_the_next_run(repo: Path, tmp_path: P
     assert again.resumed and again.embedded == stats.chunks and again.pending == 0
 
 
-def test_a_lexical_update_does_not_wait_for_a_running_embedding(
-    repo: Path, tmp_path: Path
-) -> None:
+def test_a_lexical_update_does_not_wait_for_a_running_embedding(repo: Path, tmp_path: Path) -> None:
     import threading
 
     entered, release = threading.Event(), threading.Event()

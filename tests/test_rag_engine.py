@@ -55,6 +55,7 @@ async def test_contexts_are_retrieved_per_prompt_and_stored(home: Path, tmp_path
         assert run.status is RunStatus.COMPLETED, run.error
         contexts = await engine.store.get_contexts(run.id)
         executions = await engine.store.get_executions(run.id)
+        doc = await engine.run_document(run.id)
 
     plan, first, second = contexts
     assert (plan["purpose"], plan["execution_id"], plan["query"]) == (
@@ -79,6 +80,8 @@ async def test_contexts_are_retrieved_per_prompt_and_stored(home: Path, tmp_path
     assert "Use the CSV writer" in second["query"]
     assert second["sources"][0]["path"] == "shop/csv_export.py"
     assert "### shop/csv_export.py (lines 1-2)" in second["text"]
+    shown = [(c["purpose"], c["execution_id"], c["sources"]) for c in doc["contexts"]]
+    assert shown == [(c["purpose"], c["execution_id"], c["sources"]) for c in contexts]
     stored = {e.id: e.context for e in executions}
     assert stored[second["execution_id"]] == second["text"]
 

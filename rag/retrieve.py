@@ -117,6 +117,12 @@ class HybridRetriever:
                 )
             return self._open[root]
 
+    def forget_missing(self) -> None:
+        """Close the warm indexes of roots that no longer exist (removed run worktrees)."""
+        with self._lock:
+            for root in [r for r in self._open if not r.exists()]:
+                self._open.pop(root).close()
+
     def close(self) -> None:
         with self._lock:
             for index in self._open.values():

@@ -298,3 +298,14 @@ def test_a_lexical_update_does_not_wait_for_a_running_embedding(repo: Path, tmp_
     finally:
         release.set()
         embedding.join(30)
+
+
+def test_the_retriever_lets_go_of_removed_worktrees(repo: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(tree))
+    retriever = HybridRetriever(tmp_path / "indexes", SPEC, SETTINGS, embedder=CountingEmbedder())
+    retriever.refresh_sync(repo)
+    retriever.refresh_sync(tree)
+    git(repo, "worktree", "remove", "--force", str(tree))
+    retriever.forget_missing()
+    assert list(retriever._open) == [repo.resolve()]

@@ -185,7 +185,7 @@ class RunDriver:
                 None,
                 f"index: {stats.files} files, {stats.chunks} chunks "
                 f"({stats.changed_files + stats.added_files} new or changed, "
-                f"{stats.pending} awaiting vectors) in {stats.seconds:.1f} s",
+                f"{stats.pending} to be embedded in the background) in {stats.seconds:.1f} s",
             )
         retrieved = await ctx.retriever.retrieve(
             ctx.run.task, repo=ctx.run_worktree, budget_tokens=ctx.config.rag.max_context_tokens

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+INLINE_EMBED_CHUNKS = 64  # about two seconds of MiniLM on two busy cores
+
 
 @dataclass(frozen=True)
 class RetrievedContext:
@@ -55,12 +57,24 @@ class IndexedRetriever:
         self.hybrid.forget_missing()
         await asyncio.to_thread(prune_indexes, self.hybrid.indexes)
         stats = await asyncio.to_thread(self.hybrid.refresh_sync, repo, embed=False)
-        self._start_embedding(Path(stats.root), stats.pending)
+        if await self._fill_in(Path(stats.root), stats.pending):
+            stats.pending = 0
         return stats
 
-    def _start_embedding(self, root: Path, pending: int) -> None:
+    async def _fill_in(self, root: Path, pending: int) -> bool:
+        """A few missing vectors (a small repository, a phase's changed files) are embedded
+        right away; more are left to a background job so the prompt does not wait."""
+        from rag.errors import RagError
+
+        if 0 < pending <= INLINE_EMBED_CHUNKS:
+            try:
+                await asyncio.to_thread(self.hybrid.embed_sync, root)
+                return True
+            except RagError as exc:
+                log.warning("embedding the index of %s failed: %s", root, exc)
         if pending and (root not in self._embedding or self._embedding[root].done()):
             self._embedding[root] = asyncio.create_task(self._embed(root))
+        return False
 
     async def _embed(self, root: Path) -> None:
         from rag.errors import RagError
@@ -87,7 +101,7 @@ class IndexedRetriever:
             return RetrievedContext(text="")
         try:
             stats = await asyncio.to_thread(self.hybrid.refresh_sync, repo, embed=False)
-            self._start_embedding(Path(stats.root), stats.pending)
+            await self._fill_in(Path(stats.root), stats.pending)
             context = await asyncio.to_thread(
                 self.hybrid.context_sync,
                 query,

@@ -74,6 +74,8 @@ async def test_contexts_are_retrieved_per_prompt_and_stored(home: Path, tmp_path
         "lexical_only",
     }
     assert len(plan["text"]) <= 400 * 4
+    # A small repository's few new chunks are embedded before the prompt: fully hybrid.
+    assert not any(s["lexical_only"] for c in contexts for s in c["sources"])
     assert [c["purpose"] for c in (first, second)] == ["execute", "execute"]
     assert {first["execution_id"], second["execution_id"]} == {e.id for e in executions}
     # The second phase's worktree holds the first phase's new file, and its index found it.

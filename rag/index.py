@@ -294,7 +294,9 @@ class RepoIndex:
                         ],
                     )
                 )
-            if old is None:
+            if reason:
+                pass  # counted in skipped_by_reason, not as an added or changed file
+            elif old is None or old.status != "indexed":
                 stats.added_files += 1
             else:
                 stats.changed_files += 1

@@ -309,3 +309,14 @@ def test_the_retriever_lets_go_of_removed_worktrees(repo: Path, tmp_path: Path) 
     git(repo, "worktree", "remove", "--force", str(tree))
     retriever.forget_missing()
     assert list(retriever._open) == [repo.resolve()]
+
+
+def test_a_full_rebuild_starts_over_but_reuses_cached_vectors(repo: Path, tmp_path: Path) -> None:
+    embedder = CountingEmbedder()
+    index = open_index(repo, tmp_path, embedder)
+    chunks = index.update().chunks
+    embedder.texts.clear()
+    stats = index.update(full=True)
+    assert stats.added_files == stats.files == 5 and stats.chunks == chunks
+    assert stats.embedded == 0 and stats.reused_vectors == chunks and embedder.texts == []
+    assert index.vectors.count() == chunks

@@ -7,6 +7,7 @@ run's IndexedRetriever wraps it); `index_repository` and `search_repository` bac
 
 from __future__ import annotations
 
+import difflib
 import threading
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from core.errors import InputError, OrchestratorError
 from rag.embedders import EmbedderSpec
 from rag.errors import NotARepositoryError, RagError
 from rag.index import IndexSettings, IndexStats, Progress
+from rag.languages import known_languages
 from rag.layout import prune_indexes
 from rag.retrieve import Hit, HybridRetriever
 
@@ -90,6 +92,14 @@ def search_repository(
     """`orchestrator search`: the index is refreshed lexically first, then searched (blocking)."""
     try:
         hybrid.refresh_sync(repo, embed=False)
+        known = known_languages() | set(hybrid.index_for(repo).lexical().languages)
+        if language is not None and language not in known:
+            close = difflib.get_close_matches(language, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(
+                f"--lang {language!r} is not a language the index knows{hint} "
+                f"(known: {', '.join(sorted(known))})"
+            )
         return hybrid.search_sync(query, repo=repo, k=k, path_glob=path_glob, language=language)
     except RagError as exc:
         raise _as_orchestrator_error(exc) from exc

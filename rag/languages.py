@@ -64,6 +64,11 @@ GRAMMARS: dict[str, tuple[str, str]] = {
 }
 
 
+def known_languages() -> set[str]:
+    """Every language name chunks can carry (custom processors may add their own)."""
+    return {*EXTENSIONS.values(), "text", "makefile", "dockerfile"}
+
+
 def language_of(path: str) -> str:
     """The language name of a path from its extension ("text" when unknown)."""
     name = path.rsplit("/", 1)[-1]

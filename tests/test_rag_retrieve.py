@@ -162,6 +162,8 @@ def test_index_and_search_commands(repo: Path, home: Path) -> None:
     )
     assert glob.stdout.startswith(" 1. docs/guide.md:1-2 Export  [section,")
 
+    typo = cli(home, "search", "x", "--repo", str(repo), "--lang", "pyhton")
+    assert typo.returncode == 2 and "did you mean 'python'?" in typo.stderr
     missing = cli(home, "search", "x", "--repo", str(repo.parent / "nope"))
     assert (
         missing.returncode == 2

@@ -54,7 +54,7 @@ class IndexedRetriever:
         indexes of worktrees that were removed since are deleted first."""
         from rag.layout import prune_indexes
 
-        self.hybrid.forget_missing()
+        await asyncio.to_thread(self.hybrid.forget_missing)
         await asyncio.to_thread(prune_indexes, self.hybrid.indexes)
         stats = await asyncio.to_thread(self.hybrid.refresh_sync, repo, embed=False)
         if await self._fill_in(Path(stats.root), stats.pending):

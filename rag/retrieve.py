@@ -8,6 +8,7 @@ reranked with cheap signals, grouped by file and formatted for a prompt within a
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from pathlib import Path
@@ -15,12 +16,15 @@ from typing import Any
 
 from rag.catalog import StoredChunk
 from rag.embedders import Embedder, EmbedderSpec
+from rag.errors import EmbedderError
 from rag.files import repo_root
 from rag.format import Context, Hit, format_context
 from rag.index import IndexSettings, IndexStats, Progress, RepoIndex
 from rag.lexical import path_matches
 from rag.processors import ProcessorRegistry
 from rag.tokens import tokenize
+
+log = logging.getLogger(__name__)
 
 RRF_K = 60
 _PATHLIKE = re.compile(r"[\w.\-/]+\.\w+")
@@ -171,7 +175,12 @@ class HybridRetriever:
         vector_ranked: list[str] = []
         _, chunks_total, pending = index.catalog.counts()
         if mode in ("hybrid", "vector") and chunks_total > pending:
-            vector_ranked = self._vector_search(index, query, pool, path_glob, language)
+            try:
+                vector_ranked = self._vector_search(index, query, pool, path_glob, language)
+            except EmbedderError as exc:  # e.g. the Ollama server went away: BM25 still answers
+                if mode == "vector":
+                    raise
+                log.warning("vector search skipped: %s", exc)
         scores = fuse([lexical_ranked, vector_ranked])
         rows = index.catalog.chunks_by_id(list(scores))
         query_terms = set(tokenize(query))
@@ -231,7 +240,7 @@ class HybridRetriever:
         vector = index.embedder.embed([query])[0]
         fetch = pool if allowed is None or len(allowed) <= 500 else pool * 4
         found = index.vectors.query(vector, fetch, where)
-        ids = [i for i, _ in found if True]
+        ids = [i for i, _ in found]
         if allowed is not None and len(allowed) > 500:
             rows = index.catalog.chunks_by_id(ids)
             ids = [i for i in ids if i in rows and rows[i].path in allowed]

@@ -88,6 +88,7 @@ class VectorStore:
     """One collection: chunk ids with their vectors and filterable metadata."""
 
     def __init__(self, path: Path, name: str, provider: str, model: str, host: str) -> None:
+        self._function_args = (provider, model, host)
         function = embedding_function_class()(provider, model, host)
         try:
             self.client = client_for(path)
@@ -100,11 +101,11 @@ class VectorStore:
 
     def drop(self) -> None:
         """Delete the collection (and recreate it empty)."""
-        meta = self.collection.configuration
-        function = self.collection._embedding_function
         self.client.delete_collection(self.name)
         self.collection = self.client.get_or_create_collection(
-            name=self.name, embedding_function=function, configuration=meta
+            name=self.name,
+            embedding_function=embedding_function_class()(*self._function_args),
+            configuration={"hnsw": {"space": "cosine"}},
         )
 
     def count(self) -> int:

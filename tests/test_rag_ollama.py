@@ -89,3 +89,22 @@ def test_ollama_errors_say_what_to_do(embed_server: str) -> None:
         gone.embed(["x"])
     with pytest.raises(EmbedderError, match="unknown embedder provider 'sentencepiece'"):
         make_embedder(EmbedderSpec("sentencepiece", "x"))
+
+
+def test_search_falls_back_to_bm25_when_the_embedding_server_goes_away(
+    embed_server: str, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "r", {"calc.py": "def add(a, b):\n    return a + b\n"})
+    spec = EmbedderSpec("ollama", "nomic-embed-text", host=embed_server)
+    retriever = HybridRetriever(tmp_path / "idx", spec, IndexSettings(exclude=[".git/"]))
+    retriever.refresh_sync(repo)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    retriever.close()
+    moved = EmbedderSpec("ollama", "nomic-embed-text", host=f"http://127.0.0.1:{port}")
+    retriever = HybridRetriever(tmp_path / "idx", moved, IndexSettings(exclude=[".git/"]))
+    hits = retriever.search_sync("add numbers", repo=repo)  # same index: the key has no host
+    assert hits[0].symbol == "add" and hits[0].lexical_rank == 1 and hits[0].vector_rank is None
+    with pytest.raises(EmbedderError, match="cannot reach Ollama"):
+        retriever.search_sync("add numbers", repo=repo, mode="vector")

@@ -184,8 +184,20 @@ class RunDriver:
 
     async def _plan(self, ctx: RunContext) -> list[Phase]:
         await self._set_run_status(RunStatus.PLANNING)
+        prepare = getattr(ctx.retriever, "prepare", None)
+        if prepare is not None:  # the repository's index is brought up to date before planning
+            stats = await prepare(ctx.repo)
+            ctx.log(
+                None,
+                f"index: {stats.files} files, {stats.chunks} chunks "
+                f"({stats.changed_files + stats.added_files} new or changed, "
+                f"{stats.pending} to be embedded in the background) in {stats.seconds:.1f} s",
+            )
         retrieved = await ctx.retriever.retrieve(
             ctx.run.task, repo=ctx.run_worktree, budget_tokens=ctx.config.rag.max_context_tokens
+        )
+        await self.store.record_context(
+            ctx.run_id, None, "plan", ctx.run.task, retrieved.text, retrieved.sources
         )
         model = ctx.planner_model
         plan, _raw = await make_plan(

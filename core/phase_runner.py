@@ -172,10 +172,12 @@ class PhaseRunner:
     ) -> tuple[str | None, str, bool]:
         """One attempt: execute, verify, commit. Returns (commit, error, retriable)."""
         ctx, phase = self.ctx, self.phase
+        query = f"{ctx.run.task}\n{phase.name}\n{phase.description}"
         retrieved = await ctx.retriever.retrieve(
-            f"{ctx.run.task}\n{phase.name}\n{phase.description}",
-            repo=self.worktree,
-            budget_tokens=ctx.config.rag.max_context_tokens,
+            query, repo=self.worktree, budget_tokens=ctx.config.rag.max_context_tokens
+        )
+        await ctx.store.record_context(
+            ctx.run_id, execution.id, "execute", query, retrieved.text, retrieved.sources
         )
         job = PhaseJob(
             run_id=ctx.run_id,

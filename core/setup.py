@@ -21,7 +21,7 @@ from core.llm.client import LLMClient, routed_name
 from core.llm.registry import make_provider
 from core.llm.replay import CassetteRecorder
 from core.llm.router import RoutingProvider
-from core.retrieval import NoRetrieval, RepoFilesRetriever, Retriever
+from core.retrieval import IndexedRetriever, NoRetrieval, Retriever
 from core.state.store import StateStore
 
 AUTO = "auto"  # llm.provider value: each model is served by its models.yaml provider
@@ -166,9 +166,9 @@ async def build_clients(
         before_call=budget.check,
     )
     executor_impl = executor_factory(config.execution.executor)(config, llm, executor_model)
-    retriever: Retriever = (
-        RepoFilesRetriever(exclude=config.rag.exclude, max_file_bytes=config.rag.max_file_bytes)
-        if config.rag.enabled
-        else NoRetrieval()
-    )
+    retriever: Retriever = NoRetrieval()
+    if config.rag.enabled:
+        from core.indexing import hybrid_retriever  # numpy, tree-sitter: only when used
+
+        retriever = IndexedRetriever(hybrid_retriever(paths, config, catalog))
     return Clients(llm, executor_impl, retriever, planner_model, executor_model, executions)

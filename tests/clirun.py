@@ -19,7 +19,14 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
         if not k.startswith("ORCHESTRATOR") and k != "OLLAMA_HOST"
     }
     env.update(
-        {"ORCHESTRATOR_HOME": str(home), "ORT_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT)}
+        {
+            "ORCHESTRATOR_HOME": str(home),
+            "ORT_DISABLE_TELEMETRY": "1",
+            "PYTHONPATH": str(ROOT),
+            # Runs index their repository; the instant embedder keeps these tests fast (the RAG
+            # tests use the shipped MiniLM explicitly).
+            "ORCHESTRATOR__MODELS__EMBEDDER": "hashing-256",
+        }
     )
     env.update(extra)
     return env

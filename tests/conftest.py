@@ -44,4 +44,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in list(os.environ):
         if key.startswith("ORCHESTRATOR__"):
             monkeypatch.delenv(key)
+    # Runs index their repository; tests that are not about retrieval quality use the instant
+    # embedder (the RAG tests choose the shipped MiniLM explicitly).
+    monkeypatch.setenv("ORCHESTRATOR__MODELS__EMBEDDER", "hashing-256")
     return folder

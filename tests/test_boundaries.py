@@ -47,3 +47,18 @@ def test_cli_does_not_import_the_store_driver_directly() -> None:
     for path in (ROOT / "tui").rglob("*.py"):
         text = path.read_text()
         assert "import aiosqlite" not in text and "core.state" not in text, path
+
+
+def test_rag_imports_nothing_from_core_and_never_textual() -> None:
+    modules = _loaded_after(
+        "import rag.index, rag.retrieve, rag.embedders, rag.syntax, rag.vectors, rag.lexical\n"
+        "rag.vectors.embedding_function_class()"  # pulls in chromadb itself
+    )
+    assert "chromadb" in modules
+    assert not any(m == "core" or m.startswith("core.") for m in modules)
+    assert not any(m == "textual" or m.startswith("textual.") for m in modules)
+
+
+def test_the_cli_reaches_chromadb_only_through_rag() -> None:
+    for path in (ROOT / "tui").rglob("*.py"):
+        assert "chromadb" not in path.read_text(), path

@@ -29,6 +29,7 @@ def _loaded(home: Path, repo: Path, cassette: Path, **extra: Any):
         "execution.backoff_base_seconds": 0.01,
         "execution.backoff_max_seconds": 0.02,
         "execution.poll_seconds": 0.05,
+        "models.embedder": "hashing-256",  # runs index the repository; keep it instant here
     }
     cli.update(extra)
     return load_config(

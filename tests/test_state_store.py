@@ -98,18 +98,19 @@ async def test_forward_migrations_apply_in_order_and_roll_back_on_error(tmp_path
     v2 = [*schema.MIGRATIONS, ["ALTER TABLE runs ADD COLUMN extra TEXT"]]
     bad = [*v2, ["CREATE TABLE later (x INT)", "THIS IS NOT SQL"]]
     conn.execute("BEGIN IMMEDIATE")
-    assert schema.migrate(conn, v2) == len(v2)
+    newer = len(v2)  # one past what this program knows
+    assert schema.migrate(conn, v2) == newer
     conn.execute("COMMIT")
     conn.execute("BEGIN IMMEDIATE")
     with pytest.raises(sqlite3.OperationalError):
         schema.migrate(conn, bad)
     conn.execute("ROLLBACK")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(v2)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == newer
     assert "extra" in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert "later" not in names
     conn.close()
-    # The program does not know the extra version, so the file is refused with a clear error.
+    # The program knows one version less, so the newer file is refused with a clear error.
     with pytest.raises(StateError, match="newer"):
         await StateStore.open(path)
 

@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the offline demo on a copy of the shipped sample repository"
     )
     add_run_options(p)
+
+    from tui.rag_commands import add_parsers as add_rag_parsers
+
+    add_rag_parsers(sub)
     return parser
 
 

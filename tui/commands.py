@@ -32,6 +32,11 @@ async def dispatch(args: argparse.Namespace) -> int:
         from tui.verify_command import verify_command
 
         return await verify_command(args, paths)
+    if args.command in ("index", "search"):  # no state database needed
+        from tui import rag_commands
+
+        run = rag_commands.index_command if args.command == "index" else rag_commands.search_command
+        return await run(args, paths)
     user = load_config(paths, env=os.environ)  # the user's logging settings; run config comes later
     engine = await Engine.open(paths, logging=user.config.logging)
     async with engine:

@@ -27,6 +27,7 @@ async def run_document(store: StateStore, run_id: str) -> dict[str, Any]:
     findings = await store.get_findings(run_id)
     interventions = await store.list_interventions(run_id=run_id)
     artifacts = await store.get_artifacts(run_id)
+    contexts = await store.get_contexts(run_id)
     return {
         "id": run.id,
         "task": run.task,
@@ -70,6 +71,17 @@ async def run_document(store: StateStore, run_id: str) -> dict[str, Any]:
                 "completed_at": e.completed_at,
             }
             for e in executions
+        ],
+        # What each prompt was shown from the repository (the planner's has no execution).
+        "contexts": [
+            {
+                "purpose": c["purpose"],
+                "execution_id": c["execution_id"],
+                "query": c["query"],
+                "chars": len(c["text"]),
+                "sources": c["sources"],
+            }
+            for c in contexts
         ],
         "findings": [
             {

@@ -185,8 +185,23 @@ _V_VERIFY: list[str] = [
     "CREATE INDEX idx_findings_fingerprint ON findings(run_id, fingerprint)",
 ]
 
+# The repository context each prompt got: the planner's (no execution) and every attempt's.
+_V_RAG: list[str] = [
+    """CREATE TABLE contexts (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        execution_id TEXT REFERENCES executions(id) ON DELETE CASCADE,
+        purpose TEXT NOT NULL,
+        query TEXT NOT NULL,
+        text TEXT NOT NULL,
+        sources TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_contexts_run ON contexts(run_id, created_at)",
+]
+
 # MIGRATIONS[i] upgrades version i to i + 1.
-MIGRATIONS: list[list[str]] = [_V1, _V_LLM, _V_VERIFY]
+MIGRATIONS: list[list[str]] = [_V1, _V_LLM, _V_VERIFY, _V_RAG]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

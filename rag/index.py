@@ -1,0 +1,401 @@
+"""One repository's index: keeping it up to date incrementally, and its parts for search
+(where its files live: rag.layout).
+
+`update` lists files, re-chunks only those whose content changed, deletes chunks of removed
+files, rebuilds BM25 when anything changed (the lexical index is then ready), and `embed`
+fills in vectors for chunks that lack one, from the vector cache first. Every step commits as it
+goes, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.cache import SharedCache
+from rag.catalog import Catalog, FileRow
+from rag.chunks import Chunk
+from rag.embedders import Embedder, EmbedderSpec, make_embedder
+from rag.errors import IndexCorruptError
+from rag.files import FileSelector, content_reason, decode, repo_root
+from rag.layout import collection_name, index_folder
+from rag.lexical import LexicalIndex
+from rag.processors import ProcessorRegistry
+from rag.tokens import tokenize
+from rag.vectors import VectorStore
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+EMBED_BATCH = 256  # pending chunks per round (sorted by length to pad little); a stop waits one
+
+
+@dataclass
+class IndexStats:
+    """Figures of one update: what `index --json` prints."""
+
+    root: str
+    embedder: str
+    files: int = 0
+    chunks: int = 0
+    skipped: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    added_files: int = 0
+    changed_files: int = 0
+    removed_files: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    embedded: int = 0
+    reused_vectors: int = 0
+    pending: int = 0
+    lexical_seconds: float = 0.0
+    embed_seconds: float = 0.0
+    seconds: float = 0.0
+    resumed: bool = False
+    rebuilt: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """What to index and how: the rag config section's values."""
+
+    exclude: list[str] = field(default_factory=list)
+    max_file_bytes: int = 200_000
+
+
+class RepoIndex:
+    """The index of one repository root for one embedder (blocking; run it in a thread)."""
+
+    def __init__(
+        self,
+        root: Path,
+        indexes: Path,
+        spec: EmbedderSpec,
+        settings: IndexSettings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        registry: ProcessorRegistry | None = None,
+    ) -> None:
+        self.root = repo_root(Path(root))
+        self.indexes = indexes
+        self.spec = spec
+        self.settings = settings or IndexSettings()
+        self._embedder = embedder
+        self.embedder_key = embedder.key if embedder is not None else spec.key
+        self.registry = registry or ProcessorRegistry()
+        self.folder = index_folder(indexes, self.root, self.embedder_key)
+        self.notices: list[str] = []
+        self._lexical: LexicalIndex | None = None
+        self._open()
+
+    # -- opening, corruption, locking -------------------------------------------------------
+
+    def _open(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.cache = SharedCache(self.indexes / "cache.sqlite")
+        try:
+            self.catalog = Catalog(self.folder / "catalog.sqlite")
+        except IndexCorruptError as exc:
+            self._rebuild_notice(str(exc))
+            self._wipe_catalog()
+            self.catalog = Catalog(self.folder / "catalog.sqlite")
+        name = collection_name(self.root, self.embedder_key)
+        try:
+            self.vectors = VectorStore(
+                self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
+            )
+        except IndexCorruptError as exc:
+            self._rebuild_notice(str(exc))
+            shutil.rmtree(self.indexes / "chroma", ignore_errors=True)
+            from rag import vectors as vector_module
+
+            vector_module._clients.pop(str(self.indexes / "chroma"), None)
+            self.vectors = VectorStore(
+                self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
+            )
+            self.catalog.reset_embedded()
+        self.catalog.set_meta("root", str(self.root))
+        self.catalog.set_meta("embedder", self.embedder_key)
+
+    def _rebuild_notice(self, reason: str) -> None:
+        message = f"the index of {self.root} was unreadable ({reason}); rebuilding it from scratch"
+        log.warning(message)
+        self.notices.append(message)
+
+    def _wipe_catalog(self) -> None:
+        for name in ("catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm"):
+            (self.folder / name).unlink(missing_ok=True)
+        shutil.rmtree(self.folder / "lexical", ignore_errors=True)
+
+    @contextmanager
+    def _locked(self, what: str) -> Iterator[None]:
+        """One updater of the files ("update") and one embedder ("embed") per index at a time,
+        across processes; a lexical update never waits for a long embedding."""
+        with (self.folder / f"{what}.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.catalog.close()
+        self.cache.close()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = make_embedder(self.spec)
+        return self._embedder
+
+    # -- updating ----------------------------------------------------------------------------
+
+    def update(
+        self,
+        *,
+        full: bool = False,
+        embed: bool = True,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> IndexStats:
+        """Bring the index up to date; with embed=False only the lexical part is made ready.
+
+        Setting `stop` ends the embedding after the current batch (the rest stays pending).
+        """
+        started = time.perf_counter()
+        stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
+        with self._locked("update"):
+            if full:
+                with self._locked("embed"):
+                    self._full_reset()
+            self._check_consistency()
+            stats.resumed = self.catalog.get_meta("state") == "updating"
+            self.catalog.set_meta("state", "updating")
+            self._update_files(stats, progress)
+            stats.lexical_seconds = time.perf_counter() - started
+        if embed:
+            t0 = time.perf_counter()
+            with self._locked("embed"):
+                self._embed_pending(stats, progress, stop=stop)
+                if not self.catalog.counts()[2]:
+                    self.catalog.set_meta("state", "ready")
+            stats.embed_seconds = time.perf_counter() - t0
+        stats.files, stats.chunks, stats.pending = self.catalog.counts()
+        stats.rebuilt = "; ".join(self.notices) or None
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def embed(
+        self,
+        progress: Progress | None = None,
+        max_seconds: float | None = None,
+        max_chunks: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> IndexStats:
+        """Fill in vectors for chunks that lack one (after an update with embed=False).
+
+        With max_seconds it stops after the batch that crosses that time; the rest stays
+        pending (lexical-only) for the next call.
+        """
+        started = time.perf_counter()
+        stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
+        with self._locked("embed"):
+            self._embed_pending(stats, progress, max_seconds, max_chunks, stop)
+            if not self.catalog.counts()[2]:
+                self.catalog.set_meta("state", "ready")
+        stats.files, stats.chunks, stats.pending = self.catalog.counts()
+        stats.embed_seconds = stats.seconds = time.perf_counter() - started
+        return stats
+
+    def _full_reset(self) -> None:
+        """--full: forget every file, chunk and vector of this index (the caches stay)."""
+        self.catalog.close()
+        self._wipe_catalog()
+        self.catalog = Catalog(self.folder / "catalog.sqlite")
+        self.vectors.drop()
+        self._lexical = None
+
+    def _check_consistency(self) -> None:
+        """Vectors lost from the store (a damaged or deleted collection) are filled in again."""
+        _, _, pending = self.catalog.counts()
+        embedded = self.catalog.counts()[1] - pending
+        stored = self.vectors.count()
+        if stored < embedded:
+            self._rebuild_notice(
+                f"the vector store holds {stored} vectors but the catalog expects {embedded}"
+            )
+            self.catalog.reset_embedded()
+
+    def _update_files(self, stats: IndexStats, progress: Progress | None) -> None:
+        selector = FileSelector(self.settings.exclude, self.settings.max_file_bytes)
+        candidates, skipped = selector.list(self.root)
+        known = self.catalog.files()
+        signature = self.registry.signature()
+        if self.catalog.get_meta("processors") != signature:
+            known = {p: FileRow(p, "", -1, -1, r.status) for p, r in known.items()}
+        upserts: list[tuple[FileRow, list[Chunk], list[str]]] = []
+        touched: list[FileRow] = []
+        new_cache: list[tuple[str, str, str, list[Chunk]]] = []
+        seen: set[str] = set()
+        total = len(candidates)
+        for done, cand in enumerate(candidates, 1):
+            if progress and (done % 200 == 0 or done == total):
+                progress("files", done, total)
+            seen.add(cand.path)
+            old = known.get(cand.path)
+            if old and old.size == cand.size and old.mtime_ns == cand.mtime_ns:
+                if old.status != "indexed":
+                    skipped[old.status] = skipped.get(old.status, 0) + 1
+                continue
+            try:
+                data = (self.root / cand.path).read_bytes()
+            except OSError:
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            reason = content_reason(data)
+            text = decode(data) if reason is None else None
+            if reason is None and text is None:
+                reason = "binary"
+            status = reason or "indexed"
+            row = FileRow(cand.path, digest, cand.size, cand.mtime_ns, status)
+            if old and old.hash == digest and old.status == status:
+                touched.append(row)
+                if reason:
+                    skipped[reason] += 1
+                continue
+            if reason:
+                skipped[reason] += 1
+                upserts.append((row, [], []))
+            else:
+                assert text is not None
+                chunks = self.cache.get_chunks(cand.path, digest, signature)
+                if chunks is None:
+                    chunks = self.registry.for_path(cand.path).process(cand.path, text)
+                    new_cache.append((cand.path, digest, signature, chunks))
+                upserts.append(
+                    (
+                        row,
+                        chunks,
+                        [
+                            " ".join(tokenize(c.symbol or "") + tokenize(c.path) + tokenize(c.text))
+                            for c in chunks
+                        ],
+                    )
+                )
+            if reason:
+                pass  # counted in skipped_by_reason, not as an added or changed file
+            elif old is None or old.status != "indexed":
+                stats.added_files += 1
+            else:
+                stats.changed_files += 1
+        removed = [p for p in known if p not in seen]
+        stats.removed_files = len(removed)
+        stats.skipped_by_reason = skipped
+        stats.skipped = sum(skipped.values())
+        if new_cache:
+            self.cache.put_chunks(new_cache)
+        gone, added = self.catalog.apply(upserts, touched, removed)
+        stats.chunks_added, stats.chunks_removed = added, len(gone)
+        if gone:
+            self.vectors.delete(gone)
+        self.catalog.set_meta("processors", signature)
+        generation = self.catalog.get_meta("generation") or "0"
+        if upserts or removed or self.lexical_loaded(generation) is None:
+            if upserts or removed:
+                generation = str(int(generation) + 1)
+            lexical = LexicalIndex.build(list(self.catalog.lexical_rows()))
+            lexical.save(self.folder / "lexical", generation)
+            self.catalog.set_meta("generation", generation)
+            self._lexical = lexical
+
+    def lexical_loaded(self, generation: str) -> LexicalIndex | None:
+        """The BM25 index of the given generation (from memory or disk), or None."""
+        if self._lexical is not None and getattr(self._lexical, "generation", None) == generation:
+            return self._lexical
+        loaded = LexicalIndex.load(self.folder / "lexical", generation)
+        if loaded is not None:
+            loaded.generation = generation  # type: ignore[attr-defined]
+            self._lexical = loaded
+        return loaded
+
+    def lexical(self) -> LexicalIndex:
+        """The current BM25 index (rebuilt from the catalog when its files are missing)."""
+        generation = self.catalog.get_meta("generation") or "0"
+        found = self.lexical_loaded(generation)
+        if found is None:
+            found = LexicalIndex.build(list(self.catalog.lexical_rows()))
+            found.generation = generation  # type: ignore[attr-defined]
+            self._lexical = found
+        return found
+
+    def _embed_pending(
+        self,
+        stats: IndexStats,
+        progress: Progress | None,
+        max_seconds: float | None = None,
+        max_chunks: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Vectors for chunks without one: from the shared cache, else from the embedder."""
+        import numpy as np
+
+        _, _, total = self.catalog.counts()
+        done = 0
+        started = time.perf_counter()
+        while max_seconds is None or time.perf_counter() - started < max_seconds:
+            limit = EMBED_BATCH if max_chunks is None else min(EMBED_BATCH, max_chunks - done)
+            if limit <= 0 or (stop is not None and stop.is_set()):
+                break
+            batch = self.catalog.pending(limit)
+            if not batch:
+                break
+            hashes = [h for _, h, _ in batch]
+            cached = self.cache.get_vectors(self.embedder_key, hashes)
+            missing = [(i, h, t) for i, h, t in batch if h not in cached]
+            if missing:
+                fresh = self.embedder.embed([t for _, _, t in missing])
+                self.cache.put_vectors(
+                    self.embedder_key, [(h, fresh[n]) for n, (_, h, _) in enumerate(missing)]
+                )
+                for n, (_, h, _) in enumerate(missing):
+                    cached[h] = fresh[n]
+            stats.embedded += len(missing)
+            stats.reused_vectors += len(batch) - len(missing)
+            ids = [i for i, _, _ in batch]
+            rows = self.catalog.chunks_by_id(ids)
+            gone = [i for i in ids if i not in rows]  # removed by a concurrent file update
+            if gone:
+                self.catalog.mark_embedded(gone)
+                keep = [n for n, i in enumerate(ids) if i in rows]
+                ids, hashes = [ids[n] for n in keep], [hashes[n] for n in keep]
+            if not ids:
+                continue
+            metadatas = [
+                {
+                    "path": rows[i].path,
+                    "language": rows[i].language,
+                    "kind": rows[i].kind,
+                    "symbol": rows[i].symbol or "",
+                    "start_line": rows[i].start_line,
+                    "end_line": rows[i].end_line,
+                }
+                for i in ids
+            ]
+            matrix = np.stack([cached[h] for h in hashes])
+            self.vectors.upsert(ids, matrix, metadatas)
+            self.catalog.mark_embedded(ids)
+            done += len(batch)
+            if progress:
+                progress("embeddings", done, total)

@@ -90,7 +90,8 @@ async def test_run_command_keeps_output_tail(tmp_path: Path) -> None:
 async def test_timeout_kills_whole_process_group(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     command = f"sleep 30 & echo $! > {pids}; sleep 30 & echo $! >> {pids}; echo ready; wait"
-    result = await run_command(command, tmp_path, timeout=1.0, env=ENV, max_output_bytes=1000)
+    # The timeout leaves the shell time to start both children even on a loaded machine.
+    result = await run_command(command, tmp_path, timeout=3.0, env=ENV, max_output_bytes=1000)
     assert result.timed_out and result.exit_code is None and not result.ok
     assert "ready" in result.output
     children = read_pids(pids)

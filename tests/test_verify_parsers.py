@@ -161,13 +161,14 @@ async def test_runner_caps_memory_and_file(tmp_path: Path) -> None:
 
 def test_runner_peak_memory_with_a_huge_output(tmp_path: Path) -> None:
     code = (
-        "import asyncio, resource, sys\n"
+        "import asyncio, sys\n"
         "from pathlib import Path\n"
         "from verify.runner import run_command\n"
         "r = asyncio.run(run_command('head -c 80000000 /dev/zero', Path(sys.argv[1]), timeout=60,"
         " env={'PATH': '/usr/bin:/bin'}, max_output_bytes=1_000_000, on_line=lambda l: None,"
         " output_file=Path(sys.argv[1]) / 'o.log', max_file_bytes=60_000_000))\n"
-        "print(len(r.output), r.truncated, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "from tests.verify_support.parse_one import peak_rss_mb\n"
+        "print(len(r.output), r.truncated, int(peak_rss_mb()))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)],

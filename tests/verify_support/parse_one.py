@@ -6,7 +6,6 @@ Usage: python -m tests.verify_support.parse_one PARSER FILE CWD [MAX_FINDINGS]
 from __future__ import annotations
 
 import json
-import resource
 import sys
 from pathlib import Path
 
@@ -14,6 +13,15 @@ from verify.basic import VerifyStep
 from verify.parsers.base import ParseInput
 from verify.pipeline import VerifyOptions, parse_step
 from verify.runner import CommandResult
+
+
+def peak_rss_mb() -> float:
+    """This program's own peak RSS: VmHWM belongs to the process image, while getrusage's maxrss
+    carries over the RSS of a big parent (such as a long pytest session) through fork and exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main() -> None:
@@ -34,7 +42,7 @@ def main() -> None:
                 "dropped": out.dropped,
                 "rules": sorted({f.rule or "" for f in out.findings}),
                 "first": out.findings[0].message if out.findings else None,
-                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "max_rss_mb": peak_rss_mb(),
             }
         )
     )

@@ -29,8 +29,10 @@ def wait_gone(pid: int, timeout: float = 5.0) -> bool:
     except ProcessLookupError:
         return True
     try:
-        readable, _, _ = select.select([fd], [], [], timeout)
-        return bool(readable)
+        # poll, not select: a long test session can hold file descriptors above select's 1024 limit.
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
     finally:
         os.close(fd)
 

@@ -230,6 +230,26 @@ class Engine:
             return found[offset : offset + limit]
         return await self.store.list_runs(status=status, limit=limit, offset=offset)
 
+    async def runs_page(
+        self,
+        *,
+        query: str | None = None,
+        status: str | None = None,
+        sort: str = "started",
+        descending: bool = True,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunSummary]:
+        """One page of runs matching `query` (id, task, repository or status), sorted by `sort`:
+        started, task, repo, status, duration, phases, findings or cost (tokens)."""
+        return await self.store.list_runs_page(
+            query=query, status=status, sort=sort, descending=descending, limit=limit, offset=offset
+        )
+
+    async def count_runs(self, *, query: str | None = None, status: str | None = None) -> int:
+        """How many runs `runs_page` pages through for this filter."""
+        return await self.store.count_runs_matching(query=query, status=status)
+
     async def get_run(self, run_id: str) -> Run:
         return await self.store.get_run(run_id)
 

@@ -109,6 +109,7 @@ class RunSummary:
     phases_total: int
     phases_completed: int
     findings: dict[str, int]  # {"major": n, "medium": n, "minor": n}, open findings only
+    tokens: int = 0  # prompt + completion tokens of the run's model calls (list_runs_page only)
 
 
 @dataclass(frozen=True)

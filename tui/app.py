@@ -1,31 +1,67 @@
-"""The Textual app: sections (runs, interventions, new run) as modes, one engine in the same loop."""
+"""The Textual app: sections (runs, interventions, new run) as modes, one engine in the same loop.
+
+The app owns the cross-cutting parts: the bus bridge, the queue of pending interventions (shown
+as a modal at once, wherever the user is, one after another), engine runs driven as workers, the
+key help, and the command palette's commands.
+
+For screens and widgets: `app.engine` is the engine; `app.open_run(run_id)` pushes a run view;
+`app.start_engine_task(run_id, resume=...)` drives a run here; the run actions in tui/actions.py
+wait on modals, so start them with `app.spawn_action(actions.cancel(app, run_id))` (Textual's own
+`App.run_action` takes action strings); `app.now()` is the clock for durations; a screen with a
+`run_changed(run_id)` method is told when a run of this process changes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.screen import ModalScreen, Screen
+from textual.worker import Worker
 
-from core.errors import OrchestratorError
-from core.records import RunStatus
+from core.errors import AlreadyAnsweredError, OrchestratorError
+from core.records import Intervention, Run, RunStatus
+from tui import actions
+from tui.bridge import InterventionsChanged, RunChanged, pump
+from tui.modals.confirm import ConfirmModal
+from tui.modals.help import HelpModal, KeyHelp
+from tui.modals.intervention import Decision, InterventionModal
+from tui.modals.run_stopped import RunStoppedModal
+from tui.palette import RunsProvider
+from tui.screens.interventions import InterventionsScreen
+from tui.screens.new_run import NewRunScreen
+from tui.screens.runs import RunsScreen
 
 if TYPE_CHECKING:
+    from core.bus import Subscription
     from core.engine import Engine
+
+# How often pending interventions are read from the store (runs of other processes).
+INTERVENTION_POLL_SECONDS = 1.0
 
 
 class OrchestratorApp(App[int]):
     """The orchestrator's terminal UI; the engine runs in this app's event loop."""
 
     TITLE = "Agent Orchestrator"
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+        "runs": RunsScreen,
+        "interventions": InterventionsScreen,
+        "new_run": NewRunScreen,
+    }
+    DEFAULT_MODE = "runs"
+    COMMANDS = App.COMMANDS | {RunsProvider}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "switch_mode('runs')", "Runs"),
-        Binding("2", "switch_mode('interventions')", "Interventions"),
-        Binding("3", "switch_mode('new_run')", "New run"),
+        Binding("1", "section('runs')", "Runs"),
+        Binding("2", "section('interventions')", "Interventions"),
+        Binding("3", "section('new_run')", "New run"),
         Binding("question_mark", "help", "Keys"),
-        Binding("ctrl+q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
     def __init__(
@@ -35,16 +71,47 @@ class OrchestratorApp(App[int]):
         initial_run: str | None = None,
         auto_approve: bool = False,
         clock: Callable[[], datetime] | None = None,
+        start_initial: str | None = None,
     ) -> None:
+        """`initial_run` opens that run's view; `start_initial` ("execute" or "resume") drives it."""
         super().__init__()
         self.engine = engine
         self.initial_run = initial_run
         self.auto_approve = auto_approve
+        self.start_initial = start_initial
         self._clock = clock
+        self.initial_result: Run | None = None
+        self._queue: deque[Intervention] = deque()
+        self._seen: set[str] = set()  # shown (or set aside with Esc) in this session
+        self._showing: InterventionModal | None = None
+        self._subscription: Subscription | None = None
+        self.budget_fields = (
+            "budget_usd" in inspect.signature(engine.resolve_intervention).parameters
+        )
 
     def now(self) -> datetime:
         """The current time (aware, UTC) used for durations of active runs; fixed in snapshot tests."""
         return self._clock() if self._clock is not None else datetime.now(UTC)
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._subscription = self.engine.bus.subscribe(max_log_batches=1)
+        self.run_worker(
+            pump(self._subscription, self), group="bridge", name="bus bridge", exit_on_error=False
+        )
+        self.set_interval(INTERVENTION_POLL_SECONDS, self.refresh_interventions)
+        self.call_later(self.refresh_interventions)
+        if self.initial_run is not None:
+            self.open_run(self.initial_run)
+            if self.start_initial is not None:
+                self.start_engine_task(self.initial_run, resume=self.start_initial == "resume")
+
+    def on_unmount(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+
+    # ---- runs ----------------------------------------------------------------------------------
 
     def open_run(self, run_id: str) -> None:
         """Show one run's view on top of the current section."""
@@ -52,24 +119,280 @@ class OrchestratorApp(App[int]):
 
         self.push_screen(RunScreen(run_id))
 
-    def start_engine_task(self, run_id: str, *, resume: bool = False) -> None:
-        """Drive a stored run (execute or resume) as a worker in this loop."""
-        self.run_worker(
-            self._drive(run_id, resume=resume),
+    def start_engine_task(
+        self, run_id: str, *, resume: bool = False, auto_approve: bool | None = None
+    ) -> Worker[None]:
+        """Drive a stored run (execute or resume) as a worker in this loop; errors notify, and a
+        run that stops without completing shows the "run stopped" modal."""
+        approve = self.auto_approve if auto_approve is None else auto_approve
+        return self.run_worker(
+            self._drive(run_id, resume=resume, auto_approve=approve),
             group="engine",
             name=f"run {run_id}",
             exit_on_error=False,
         )
 
-    async def _drive(self, run_id: str, *, resume: bool) -> None:
+    def engine_busy(self) -> list[str]:
+        """Names of the runs this app is driving right now."""
+        return [w.name for w in self.workers if w.group == "engine" and not w.is_finished]
+
+    async def _drive(self, run_id: str, *, resume: bool, auto_approve: bool) -> None:
         engine = self.engine
         try:
             if resume:
-                run = await engine.resume_run(run_id, auto_approve=self.auto_approve)
+                run = await engine.resume_run(run_id, auto_approve=auto_approve)
             else:
-                run = await engine.execute_run(run_id, auto_approve=self.auto_approve)
+                run = await engine.execute_run(run_id, auto_approve=auto_approve)
         except OrchestratorError as exc:
-            self.notify(str(exc), title=f"run {run_id}", severity="error", timeout=10)
+            self.notify(str(exc), title=f"run {run_id}", severity="error", timeout=12)
             return
-        if run.status is not RunStatus.COMPLETED:
-            self.notify(f"run {run.id} {run.status}", severity="warning")
+        if run_id == self.initial_run:
+            self.initial_result = run
+        self.post_message(RunChanged(run_id))
+        if run.status is RunStatus.COMPLETED:
+            self.notify(f"run {run.id} completed on branch {run.branch}", title="run completed")
+        elif run.status is RunStatus.CANCELLED:
+            self.notify(f"run {run.id} cancelled", severity="warning")
+        else:
+            self.push_screen(RunStoppedModal(run), lambda choice: self._after_stop(run, choice))
+
+    def _after_stop(self, run: Run, choice: str | None) -> None:
+        if choice == "resume":
+            self.start_engine_task(run.id, resume=True)
+            self.notify(f"resuming run {run.id}")
+        elif choice == "open":
+            self.open_run(run.id)
+
+    def spawn_action(self, work: Coroutine[Any, Any, object]) -> Worker[None]:
+        """Run one of tui.actions (they wait on modals, so they need a worker); errors notify."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except OrchestratorError as exc:
+                self.notify(str(exc), severity="error", timeout=12)
+
+        return self.run_worker(guarded(), group="actions", exit_on_error=False)
+
+    # ---- interventions -------------------------------------------------------------------------
+
+    async def refresh_interventions(self) -> None:
+        """Queue pending interventions not seen yet (any run, any process) and show the next one."""
+        try:
+            pending = await self.engine.interventions(pending_only=True)
+        except OrchestratorError as exc:
+            self.notify(str(exc), title="interventions", severity="error")
+            return
+        ids = {i.id for i in pending}
+        if self._showing is not None and self._showing.item.id not in ids:
+            answered = self._showing.item
+            self._showing.dismiss(None)
+            self.notify(f"intervention {answered.id} was answered elsewhere")
+        queued = {i.id for i in self._queue}
+        for item in pending:
+            if item.id not in self._seen and item.id not in queued:
+                self._queue.append(item)
+        self._queue = deque(i for i in self._queue if i.id in ids)
+        await self._show_next()
+
+    def on_run_changed(self, message: RunChanged) -> None:
+        """Tell the screens of the current section that have a `run_changed(run_id)` hook."""
+        for screen in self.screen_stack:
+            hook = getattr(screen, "run_changed", None)
+            if callable(hook):
+                hook(message.run_id)
+
+    def on_interventions_changed(self, message: InterventionsChanged) -> None:
+        self.run_worker(self.refresh_interventions(), group="interventions", exclusive=True)
+
+    def answer(self, item: Intervention) -> None:
+        """Show the modal for one intervention now (from the interventions list), even if seen."""
+        self._seen.discard(item.id)
+        self._queue = deque(i for i in self._queue if i.id != item.id)
+        self._queue.appendleft(item)
+        self.run_worker(self._show_next(), group="interventions")
+
+    async def _show_next(self) -> None:
+        if self._showing is not None or not self._queue:
+            return
+        item = self._queue.popleft()
+        self._seen.add(item.id)
+        task, phase = "", None
+        try:
+            task = (await self.engine.get_run(item.run_id)).task
+            if item.phase_id is not None:
+                phase = next(
+                    (p for p in await self.engine.phases(item.run_id) if p.id == item.phase_id),
+                    None,
+                )
+        except OrchestratorError:
+            pass
+        if self._showing is not None:  # another caller showed one while we read
+            self._queue.appendleft(item)
+            self._seen.discard(item.id)
+            return
+        modal = InterventionModal(
+            item,
+            task=task,
+            phase=phase,
+            waiting=len(self._queue),
+            budget_fields=self.budget_fields,
+        )
+        self._showing = modal
+        self.push_screen(modal, self._decided)
+
+    def _decided(self, decision: Decision | None) -> None:
+        self._showing = None
+        if decision is not None:
+            self.run_worker(self._resolve(decision), group="interventions")
+        else:
+            self.run_worker(self._show_next(), group="interventions")
+
+    async def _resolve(self, decision: Decision) -> None:
+        extra: dict[str, Any] = {}
+        if decision.budget_usd is not None:
+            extra["budget_usd"] = decision.budget_usd
+        if decision.budget_tokens is not None:
+            extra["budget_tokens"] = decision.budget_tokens
+        try:
+            item = await self.engine.resolve_intervention(
+                decision.intervention_id, approve=decision.approve, note=decision.note, **extra
+            )
+        except AlreadyAnsweredError as exc:
+            self.notify(f"already answered: {exc}", severity="warning")
+        except OrchestratorError as exc:
+            self.notify(str(exc), title="intervention", severity="error", timeout=12)
+        else:
+            self.notify(f"intervention {item.id} {item.status}")
+        await self.refresh_interventions()
+
+    # ---- sections, help, palette ---------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Sections do not switch under a modal (the modal would stay behind in the old section)."""
+        return not (action in ("section", "help") and isinstance(self.screen, ModalScreen))
+
+    def action_section(self, mode: str) -> None:
+        self.switch_mode(mode)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpModal(self.key_help(self.screen), where=_screen_name(self.screen)))
+
+    def key_help(self, screen: Screen[Any]) -> list[KeyHelp]:
+        """Every binding the user can press on `screen`: ours on every widget, plus the focused one's."""
+        found: dict[tuple[str, str], KeyHelp] = {}
+        nodes: list[Any] = [self, screen]
+        nodes += [w for w in screen.walk_children() if type(w).__module__.startswith("tui.")]
+        focused = screen.focused
+        if focused is not None:
+            nodes += [focused, *focused.ancestors_with_self]
+        for node in nodes:
+            for binding in _bindings_of(node):
+                if not binding.description:
+                    continue
+                key = self.get_key_display(binding)
+                found.setdefault(
+                    (key, binding.description),
+                    KeyHelp(key, binding.description, _node_name(node)),
+                )
+        if self.ENABLE_COMMAND_PALETTE:
+            found.setdefault(
+                ("ctrl+p", "palette"), KeyHelp("ctrl+p", "Command palette", "everywhere")
+            )
+        return list(found.values())
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Runs", "Show the list of runs (1)", lambda: self.switch_mode("runs"))
+        yield SystemCommand(
+            "Interventions",
+            "Pending decisions of every run (2)",
+            lambda: self.switch_mode("interventions"),
+        )
+        yield SystemCommand(
+            "New run", "Start a run from a form (3)", lambda: self.switch_mode("new_run")
+        )
+        yield SystemCommand("Keys", "Every key binding here (?)", self.action_help)
+        run_id = getattr(screen, "current_run_id", None) or getattr(screen, "run_id", None)
+        if isinstance(run_id, str) and run_id:
+            yield from self.run_commands(run_id)
+        extra = getattr(screen, "palette_commands", None)
+        if callable(extra):
+            yield from extra()
+
+    def run_commands(self, run_id: str) -> Iterable[SystemCommand]:
+        """The actions on one run, for the palette."""
+        yield SystemCommand(
+            f"Open run {run_id}", "Its timeline, log and findings", lambda: self.open_run(run_id)
+        )
+        yield SystemCommand(
+            f"Resume run {run_id}",
+            "Continue an interrupted or failed run here (R)",
+            lambda: self.spawn_action(actions.resume(self, run_id)),
+        )
+        yield SystemCommand(
+            f"Cancel run {run_id}",
+            "Stop the run, after a confirm (C)",
+            lambda: self.spawn_action(actions.cancel(self, run_id)),
+        )
+        yield SystemCommand(
+            f"Export run {run_id}",
+            "Write its summary as markdown or JSON to a file (E)",
+            lambda: self.spawn_action(actions.export(self, run_id)),
+        )
+        yield SystemCommand(
+            f"Apply run {run_id}",
+            "Merge its branch into the repository's current branch (A)",
+            lambda: self.spawn_action(actions.apply(self, run_id)),
+        )
+        yield SystemCommand(
+            f"Clean up run {run_id}",
+            "Remove its worktrees and branch; history stays (X)",
+            lambda: self.spawn_action(actions.clean(self, run_id)),
+        )
+
+    async def action_quit(self) -> None:
+        """Quit; when this app is driving runs, confirm first (quitting interrupts them)."""
+        busy = self.engine_busy()
+        if busy and not isinstance(self.screen, ConfirmModal):
+
+            def confirmed(ok: bool | None) -> None:
+                if ok:
+                    self.exit(self.exit_code_for_initial())
+
+            self.push_screen(
+                ConfirmModal(
+                    "Quit and interrupt the running runs?",
+                    f"{', '.join(busy)} stop and are marked interrupted; "
+                    "resume them later from the runs list (R) or `orchestrator resume RUN_ID`.",
+                    confirm_label="Quit",
+                ),
+                confirmed,
+            )
+            return
+        self.exit(self.exit_code_for_initial())
+
+    def exit_code_for_initial(self) -> int:
+        """0 unless the run this app was opened to drive ended without completing (then 1)."""
+        if self.start_initial is None:
+            return 0
+        result = self.initial_result
+        return 0 if result is not None and result.status is RunStatus.COMPLETED else 1
+
+
+def _bindings_of(node: Any) -> list[Binding]:
+    """The bindings a DOM node declares (its own and inherited BINDINGS)."""
+    bindings = getattr(node, "_bindings", None)
+    if bindings is None:
+        return []
+    return [b for group in bindings.key_to_bindings.values() for b in group]
+
+
+def _node_name(node: Any) -> str:
+    if isinstance(node, App):
+        return "everywhere"
+    return _screen_name(node) if isinstance(node, Screen) else type(node).__name__
+
+
+def _screen_name(screen: Screen[Any]) -> str:
+    return getattr(screen, "SECTION", None) or type(screen).__name__

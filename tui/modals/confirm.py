@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Footer, Label, Static
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -43,6 +43,8 @@ class ConfirmModal(ModalScreen[bool]):
             with Horizontal():
                 yield Button(f"{self.confirm_label} (y)", variant="error", id="confirm")
                 yield Button("Back (n)", id="back")
+
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#back", Button).focus()

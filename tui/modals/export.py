@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet
+from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class ExportModal(ModalScreen[ExportRequest | None]):
             with Horizontal():
                 yield Button("Export", variant="primary", id="export")
                 yield Button("Back", id="back")
+
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#path", Input).focus()

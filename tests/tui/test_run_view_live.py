@@ -1,0 +1,150 @@
+"""The run view on real runs: the demo driven in the app's loop, and a run written by another
+process's store (seen only through the store poll)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from config.paths import Paths
+from core.bus import EventBus
+from core.engine import Engine
+from core.journal import Journal
+from core.records import Category, FindingIn, PhaseStatus, RunStatus, Severity
+from core.state.store import StateStore
+from tests.tui.run_view_support import create_demo_run, run_screen, view_ready, wait_for
+from tui.app import OrchestratorApp
+from tui.widgets.diff_view import DiffView
+from tui.widgets.timeline import PhaseTimeline
+
+
+def _timeline_statuses(timeline: PhaseTimeline) -> dict[str, str]:
+    """plan id → the status cell's text, as the user reads the table."""
+    out = {}
+    for row in range(timeline.row_count):
+        cells = timeline.get_row_at(row)
+        plan_id = _plain(cells[0]).strip("└ ").split()[0]
+        out[plan_id] = _plain(cells[1]).split()[-1]
+    return out
+
+
+def _plain(cell: object) -> str:
+    return getattr(cell, "plain", str(cell))
+
+
+async def test_watch_the_demo_run_complete_in_the_app(engine: Engine, tmp_path: Path) -> None:
+    run = await create_demo_run(engine, tmp_path / "demo")
+    app = OrchestratorApp(engine, initial_run=run.id, start_initial="execute", auto_approve=True)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await wait_for(pilot, lambda: view_ready(app), what="the run view")
+        screen = run_screen(app)
+        timeline = screen.query_one(PhaseTimeline)
+        seen_in_progress = set()
+
+        def finished() -> bool:
+            statuses = _timeline_statuses(timeline)
+            seen_in_progress.update(p for p, s in statuses.items() if s == "in_progress")
+            return screen.run is not None and screen.run.status is RunStatus.COMPLETED
+
+        await wait_for(pilot, finished, what="the demo run to complete", rounds=3000)
+        await wait_for(
+            pilot,
+            lambda: set(_timeline_statuses(timeline).values()) == {"completed"},
+            what="every phase shown completed",
+        )
+        statuses = _timeline_statuses(timeline)
+        assert list(statuses) == ["phase-001", "phase-002", "phase-003"]
+        assert seen_in_progress, "the timeline never showed a phase in progress"
+        stored = await engine.logs(run.id, limit=10_000)
+        await wait_for(
+            pilot,
+            lambda: len(screen.live_log.records) == len(stored),
+            what="every stored log line shown",
+        )
+        assert [r.seq for r in screen.live_log.records] == [r.seq for r in stored]
+        assert any("phase-003" in line for line in screen.live_log.shown_lines)
+        # Attempts and durations of the finished phases are shown.
+        for row in range(timeline.row_count):
+            cells = timeline.get_row_at(row)
+            assert _plain(cells[2]).endswith("/3") and _plain(cells[3]) != "—"
+
+
+async def test_diff_shows_the_selected_phase_commit(engine: Engine, tmp_path: Path) -> None:
+    run = await create_demo_run(engine, tmp_path / "demo")
+    await engine.execute_run(run.id, auto_approve=True)
+    phases = await engine.phases(run.id)
+    app = OrchestratorApp(engine, initial_run=run.id)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await wait_for(pilot, lambda: view_ready(app), what="the run view")
+        await pilot.press("t", "down", "enter")
+        screen = run_screen(app)
+        view = screen.query_one(DiffView)
+        second = phases[1]
+        await wait_for(pilot, lambda: view.phase_id == second.id, what="the diff of phase-002")
+        assert second.commit is not None
+        assert view.diff.startswith(f"commit {second.commit}")
+        assert "diff --git" in view.diff
+        body = str(view.query_one("#diff-body").render())
+        assert f"commit {second.commit}" in body and "diff --git" in body
+        # Moving to another phase while the diff shows loads that phase's commit.
+        await pilot.press("up")
+        await wait_for(pilot, lambda: view.phase_id == phases[0].id, what="phase-001's diff")
+        assert phases[0].commit is not None and phases[0].commit in view.diff
+
+
+async def test_a_run_of_another_process_updates_live(engine: Engine, home: Path) -> None:
+    """Another process writes through its own store and journal; this app's bus hears nothing, so
+    only the store poll can show the change."""
+    other = await StateStore.open(Paths(home).db)
+    journal = Journal(other, EventBus(), flush_interval=0.05)
+    await journal.start()
+    try:
+        run = await other.create_run("Add a health check", str(home), {})
+        app = OrchestratorApp(engine, initial_run=run.id)
+        async with app.run_test(size=(130, 40)) as pilot:
+            await wait_for(pilot, lambda: view_ready(app), what="the run view")
+            screen = run_screen(app)
+            timeline = screen.query_one(PhaseTimeline)
+            assert timeline.row_count == 0
+
+            plan = [
+                {"id": "phase-001", "name": "Route", "dependencies": []},
+                {"id": "phase-002", "name": "Probe", "dependencies": ["phase-001"]},
+            ]
+            phases = await other.save_plan(run.id, plan, max_attempts=3)
+            await other.update_run_status(run.id, RunStatus.EXECUTING)
+            await other.update_phase_status(phases[0].id, PhaseStatus.IN_PROGRESS)
+            for i in range(1500):
+                journal.log(run.id, phases[0].id, "info", f"other process line {i}")
+            await journal.flush()
+            await wait_for(
+                pilot,
+                lambda: _timeline_statuses(timeline).get("phase-001") == "in_progress",
+                what="the other process's phase status",
+            )
+            await wait_for(
+                pilot,
+                lambda: any("line 1499" in s for s in screen.live_log.shown_lines[-1:]),
+                what="the other process's log lines",
+            )
+            # Bounded: the newest lines are held, the rest stays in the store.
+            assert len(screen.live_log.records) <= screen.live_log.max_lines
+
+            await other.add_findings(
+                run.id,
+                phases[0].id,
+                None,
+                [FindingIn(Category.LINT, Severity.MINOR, "ruff", "app.py:1:1: F401 unused")],
+            )
+            await other.update_phase_status(phases[0].id, PhaseStatus.COMPLETED, commit="a" * 40)
+            await other.update_run_status(run.id, RunStatus.COMPLETED)
+            await wait_for(
+                pilot,
+                lambda: screen.run is not None and screen.run.status is RunStatus.COMPLETED,
+                what="the run completed",
+            )
+            assert _timeline_statuses(timeline)["phase-001"] == "completed"
+            assert [f.tool for f in screen.findings] == ["ruff"]
+            assert "read-only" in str(screen.query_one("#run-head").render())
+    finally:
+        await journal.stop()
+        await other.close()

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from core.engine import Engine
     from tui.app import OrchestratorApp
 
+_RUN_ACTIONS = frozenset({"resume", "cancel", "apply", "clean", "answer"})
 # How often the store is read for changes made by other processes.
 POLL_SECONDS = 0.5
 # Log lines held in memory by the live log; older ones are read back from the store on scroll-back.
@@ -226,6 +227,7 @@ class RunScreen(Screen[None]):
         tab = self.query_one(TabbedContent).get_tab("findings")
         tab.label = f"Findings ({sum(counts.values())} open)" if counts else "Findings"
         self._phase_detail(timeline.selected_phase)
+        self.refresh_bindings()
         self.refreshes += 1
 
     def _head(self) -> Text:
@@ -249,9 +251,9 @@ class RunScreen(Screen[None]):
         head.append(f"  phases {done}/{len(self.phases)}", style="dim")
         counts = severity_counts(self.findings)
         if counts:
-            head.append("  open findings ")
+            head.append("\nopen findings: ")
             for severity, n in counts.items():
-                head.append(f"{n} {severity} ", style=SEVERITY_STYLES.get(severity, ""))
+                head.append(f"{n} {severity}  ", style=SEVERITY_STYLES.get(severity, ""))
         if run.error:
             head.append(f"\n{run.error}", style="red")
         for item in self.pending:
@@ -262,6 +264,21 @@ class RunScreen(Screen[None]):
         if run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED) and not self._driving():
             head.append("\nR resumes it here", style="dim")
         return head
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Run actions show (and work) only where they apply to the run's status."""
+        run = self.run
+        if run is None or action not in _RUN_ACTIONS:
+            return True
+        if action == "resume":
+            return run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED) and not self._driving()
+        if action == "cancel":
+            return run.status in ACTIVE_RUN_STATUSES or run.status is RunStatus.INTERRUPTED
+        if action == "apply":
+            return run.status is RunStatus.COMPLETED
+        if action == "clean":
+            return run.status in FINISHED_RUN_STATUSES
+        return bool(self.pending)  # answer
 
     def _driving(self) -> bool:
         return f"run {self.run_id}" in self.orchestrator.engine_busy()

@@ -62,7 +62,7 @@ class FindingsTree(Tree[Finding | None]):
     """Files, each with its findings, most severe first."""
 
     DEFAULT_CSS = """
-    FindingsTree { height: 1fr; }
+    FindingsTree { height: 1fr; overflow-x: hidden; }
     """
 
 

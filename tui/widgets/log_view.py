@@ -149,15 +149,20 @@ class LiveLog(ScrollView, can_focus=True):
         width = self.size.width
         rich_style = self.rich_style
         if index >= len(self.records):
+            if index == 0 and not self.busy:
+                empty = "no lines match the filter" if self.filter_text else "no log lines yet"
+                text = Text(f" {empty}", style="dim italic")
+                text.stylize(rich_style)
+                empty_strip = Strip(list(text.render(self.app.console)), text.cell_len)
+                return empty_strip.crop_extend(0, width, rich_style)
             return Strip.blank(width, rich_style)
         record = self.records[index]
         key = (record.seq, len(self.filter_text))
         strip = self._cache.get(key)
         if strip is None:
-            text = self.line_text(record)
-            text.stylize(rich_style)
-            segments = list(text.render(self.app.console))
-            strip = Strip(segments, text.cell_len)
+            line = self.line_text(record)
+            line.stylize(rich_style)
+            strip = Strip(list(line.render(self.app.console)), line.cell_len)
             self._cache[key] = strip
         return strip.crop_extend(scroll_x, scroll_x + width, rich_style).apply_offsets(
             scroll_x, index
@@ -494,8 +499,7 @@ class LogPane(Vertical):
     def _apply_filter(self, event: Input.Submitted) -> None:
         event.stop()
         self.live.set_filter(event.value)
-        if not event.value.strip():
-            self.remove_class("filtering")
+        self.remove_class("filtering")  # the status line names the filter; / edits it
         self.live.focus()
 
     @on(LiveLog.Changed)

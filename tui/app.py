@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen, Screen
@@ -82,8 +83,9 @@ class OrchestratorApp(App[int]):
         self._clock = clock
         self.initial_result: Run | None = None
         self._queue: deque[Intervention] = deque()
-        self._seen: set[str] = set()  # shown (or set aside with Esc) in this session
+        self._seen: dict[str, str] = {}  # id -> run id, shown (or set aside with Esc) already
         self._showing: InterventionModal | None = None
+        self._opening = False  # a worker is reading what the next modal shows
         self._subscription: Subscription | None = None
         self.budget_fields = (
             "budget_usd" in inspect.signature(engine.resolve_intervention).parameters
@@ -100,8 +102,8 @@ class OrchestratorApp(App[int]):
         self.run_worker(
             pump(self._subscription, self), group="bridge", name="bus bridge", exit_on_error=False
         )
-        self.set_interval(INTERVENTION_POLL_SECONDS, self.refresh_interventions)
-        self.call_later(self.refresh_interventions)
+        self.set_interval(INTERVENTION_POLL_SECONDS, self.poll_interventions)
+        self.poll_interventions()
         if self.initial_run is not None:
             self.open_run(self.initial_run)
             if self.start_initial is not None:
@@ -125,6 +127,8 @@ class OrchestratorApp(App[int]):
         """Drive a stored run (execute or resume) as a worker in this loop; errors notify, and a
         run that stops without completing shows the "run stopped" modal."""
         approve = self.auto_approve if auto_approve is None else auto_approve
+        # Set-aside questions of this run come back: the run is about to wait on them again.
+        self._seen = {i: r for i, r in self._seen.items() if r != run_id}
         return self.run_worker(
             self._drive(run_id, resume=resume, auto_approve=approve),
             group="engine",
@@ -145,6 +149,16 @@ class OrchestratorApp(App[int]):
                 run = await engine.execute_run(run_id, auto_approve=auto_approve)
         except OrchestratorError as exc:
             self.notify(str(exc), title=f"run {run_id}", severity="error", timeout=12)
+            return
+        except Exception as exc:  # noqa: BLE001  (an engine bug must not take the app down)
+            self.log.error(f"run {run_id} crashed: {exc!r}")
+            self.notify(
+                f"{type(exc).__name__}: {exc}; the log file has details; "
+                f"`orchestrator resume {run_id}` continues it",
+                title=f"run {run_id} stopped unexpectedly",
+                severity="error",
+                timeout=15,
+            )
             return
         if run_id == self.initial_run:
             self.initial_result = run
@@ -176,6 +190,11 @@ class OrchestratorApp(App[int]):
 
     # ---- interventions -------------------------------------------------------------------------
 
+    @work(group="intervention-poll", exclusive=True, exit_on_error=False)
+    async def poll_interventions(self) -> None:
+        """Re-read pending interventions in a worker (a newer poll replaces one still reading)."""
+        await self.refresh_interventions()
+
     async def refresh_interventions(self) -> None:
         """Queue pending interventions not seen yet (any run, any process) and show the next one."""
         try:
@@ -193,7 +212,7 @@ class OrchestratorApp(App[int]):
             if item.id not in self._seen and item.id not in queued:
                 self._queue.append(item)
         self._queue = deque(i for i in self._queue if i.id in ids)
-        await self._show_next()
+        self.show_next()
 
     def on_run_changed(self, message: RunChanged) -> None:
         """Tell the screens of the current section that have a `run_changed(run_id)` hook."""
@@ -203,50 +222,55 @@ class OrchestratorApp(App[int]):
                 hook(message.run_id)
 
     def on_interventions_changed(self, message: InterventionsChanged) -> None:
-        self.run_worker(self.refresh_interventions(), group="interventions", exclusive=True)
+        self.poll_interventions()
 
     def answer(self, item: Intervention) -> None:
         """Show the modal for one intervention now (from the interventions list), even if seen."""
-        self._seen.discard(item.id)
+        self._seen.pop(item.id, None)
         self._queue = deque(i for i in self._queue if i.id != item.id)
         self._queue.appendleft(item)
-        self.run_worker(self._show_next(), group="interventions")
+        self.show_next()
+
+    def show_next(self) -> None:
+        """Show the next queued intervention in its own worker (polls must not cancel it)."""
+        self.run_worker(self._show_next(), group="intervention-show")
 
     async def _show_next(self) -> None:
-        if self._showing is not None or not self._queue:
+        if self._showing is not None or self._opening or not self._queue:
             return
-        item = self._queue.popleft()
-        self._seen.add(item.id)
-        task, phase = "", None
+        self._opening = True
         try:
-            task = (await self.engine.get_run(item.run_id)).task
-            if item.phase_id is not None:
-                phase = next(
-                    (p for p in await self.engine.phases(item.run_id) if p.id == item.phase_id),
-                    None,
-                )
-        except OrchestratorError:
-            pass
-        if self._showing is not None:  # another caller showed one while we read
-            self._queue.appendleft(item)
-            self._seen.discard(item.id)
-            return
-        modal = InterventionModal(
-            item,
-            task=task,
-            phase=phase,
-            waiting=len(self._queue),
-            budget_fields=self.budget_fields,
-        )
-        self._showing = modal
-        self.push_screen(modal, self._decided)
+            item = self._queue[0]
+            task, phase = "", None
+            try:
+                task = (await self.engine.get_run(item.run_id)).task
+                if item.phase_id is not None:
+                    phases = await self.engine.phases(item.run_id)
+                    phase = next((p for p in phases if p.id == item.phase_id), None)
+            except OrchestratorError:
+                pass
+            if not self._queue or self._queue[0].id != item.id:
+                return  # answered or reordered while we read; the next poll shows what is due
+            self._queue.popleft()
+            self._seen[item.id] = item.run_id
+            modal = InterventionModal(
+                item,
+                task=task,
+                phase=phase,
+                waiting=len(self._queue),
+                budget_fields=self.budget_fields,
+            )
+            self._showing = modal
+            self.push_screen(modal, self._decided)
+        finally:
+            self._opening = False
 
     def _decided(self, decision: Decision | None) -> None:
         self._showing = None
         if decision is not None:
             self.run_worker(self._resolve(decision), group="interventions")
         else:
-            self.run_worker(self._show_next(), group="interventions")
+            self.show_next()
 
     async def _resolve(self, decision: Decision) -> None:
         extra: dict[str, Any] = {}
@@ -264,7 +288,7 @@ class OrchestratorApp(App[int]):
             self.notify(str(exc), title="intervention", severity="error", timeout=12)
         else:
             self.notify(f"intervention {item.id} {item.status}")
-        await self.refresh_interventions()
+        self.poll_interventions()
 
     # ---- sections, help, palette ---------------------------------------------------------------
 
@@ -354,22 +378,32 @@ class OrchestratorApp(App[int]):
     async def action_quit(self) -> None:
         """Quit; when this app is driving runs, confirm first (quitting interrupts them)."""
         busy = self.engine_busy()
-        if busy and not isinstance(self.screen, ConfirmModal):
-
-            def confirmed(ok: bool | None) -> None:
-                if ok:
-                    self.exit(self.exit_code_for_initial())
-
-            self.push_screen(
-                ConfirmModal(
-                    "Quit and interrupt the running runs?",
-                    f"{', '.join(busy)} stop and are marked interrupted; "
-                    "resume them later from the runs list (R) or `orchestrator resume RUN_ID`.",
-                    confirm_label="Quit",
-                ),
-                confirmed,
-            )
+        if not busy:
+            self.exit(self.exit_code_for_initial())
             return
+        if isinstance(self.screen, ConfirmModal):
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.run_worker(self._interrupt_and_exit(), group="quit")
+
+        self.push_screen(
+            ConfirmModal(
+                "Quit and interrupt the running runs?",
+                f"{', '.join(busy)} stop and are marked interrupted; resume them later from "
+                "the runs list (R) or with `orchestrator resume RUN_ID`.",
+                confirm_label="Quit",
+            ),
+            confirmed,
+        )
+
+    async def _interrupt_and_exit(self) -> None:
+        """Cancel the engine workers and wait until their runs are stored as interrupted."""
+        engine_workers = [w for w in self.workers if w.group == "engine" and not w.is_finished]
+        for worker in engine_workers:
+            worker.cancel()
+        await self.workers.wait_for_complete(engine_workers)
         self.exit(self.exit_code_for_initial())
 
     def exit_code_for_initial(self) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -105,8 +105,9 @@ class InterventionsScreen(Screen[None]):
         self.reload()
 
     def reload(self) -> None:
-        self.run_worker(self._load(), group="load", exclusive=True)
+        self._load()
 
+    @work(group="load", exclusive=True)
     async def _load(self) -> None:
         engine = self.orchestrator.engine
         try:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -214,8 +214,9 @@ class NewRunScreen(Screen[None]):
             return
         self.starting = True
         self._show_errors(["Checking the repository, the configuration and the provider…"])
-        self.run_worker(self._start(), group="start", exclusive=True)
+        self._start()
 
+    @work(group="start", exclusive=True)
     async def _start(self) -> None:
         app = self.orchestrator
         engine = app.engine
@@ -250,8 +251,9 @@ class NewRunScreen(Screen[None]):
 
     def action_demo_values(self) -> None:
         """Fill the form with the offline demo: a fresh sample repository and its cassette."""
-        self.run_worker(self._demo_values(), group="demo", exclusive=True)
+        self._demo_values()
 
+    @work(group="demo", exclusive=True)
     async def _demo_values(self) -> None:
         repo = await asyncio.to_thread(prepare_demo_repo, self.orchestrator.engine.paths.demo)
         self.query_one("#task", Input).value = DEMO_TASK

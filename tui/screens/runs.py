@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -194,6 +194,7 @@ class RunsScreen(Screen[None]):
 
     SECTION = "Runs"
     SUB_TITLE = "Runs"
+    AUTO_FOCUS = "#runs"
     DEFAULT_CSS = """
     RunsScreen #bar { height: 1; padding: 0 1; background: $boost; }
     RunsScreen #position { width: 1fr; }
@@ -245,7 +246,11 @@ class RunsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter: words in task, repository, id; status:failed", id="filter")
+        yield Input(
+            placeholder="filter: words in task, repository, id; status:failed",
+            id="filter",
+            disabled=True,  # enabled while shown, so the hidden field never takes focus
+        )
         with Horizontal(id="bar"):
             yield Label("", id="position")
             yield Label("", id="sorting")
@@ -301,8 +306,9 @@ class RunsScreen(Screen[None]):
 
     def load(self, offset: int, cursor: str | int) -> None:
         """Read the page at `offset` in a worker; `cursor` is "first", "last", "keep" or a row."""
-        self.run_worker(self._load(offset, cursor), group="load", exclusive=True)
+        self._load(offset, cursor)
 
+    @work(group="load", exclusive=True)
     async def _load(self, offset: int, cursor: str | int) -> None:
         status, words = parse_filter(self.query_text)
         engine = self.orchestrator.engine
@@ -414,7 +420,9 @@ class RunsScreen(Screen[None]):
 
     def action_filter(self) -> None:
         self.add_class("filtering")
-        self.query_one("#filter", Input).focus()
+        field = self.query_one("#filter", Input)
+        field.disabled = False
+        field.focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -436,6 +444,7 @@ class RunsScreen(Screen[None]):
             field.value = ""
             self.query_text = ""
             self.remove_class("filtering")
+            field.disabled = True
             self.query_one(RunsTable).focus()
             self.load(0, "first")
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static
 
@@ -46,19 +46,23 @@ class InterventionModal(ModalScreen[Decision | None]):
     InterventionModal { align: center middle; }
     InterventionModal > Vertical {
         width: 84; max-width: 100%; height: auto; max-height: 100%;
-        padding: 1 2; border: thick $warning; background: $surface;
+        padding: 0 2; border: thick $warning; background: $surface;
     }
     InterventionModal #title { text-style: bold; color: $warning; }
-    InterventionModal .field { margin-top: 1; }
-    InterventionModal .label { color: $text-muted; }
+    InterventionModal #task { color: $text-muted; }
+    InterventionModal #details { height: auto; max-height: 12; margin: 1 0; }
+    InterventionModal .what { width: 12; color: $text-muted; }
+    InterventionModal .row { height: auto; }
+    InterventionModal .row .value { width: 1fr; }
     InterventionModal #approve-does { color: $success; }
     InterventionModal #reject-does { color: $error; }
     InterventionModal #budget { height: auto; }
     InterventionModal #budget Input { width: 1fr; }
-    InterventionModal #buttons { height: auto; margin-top: 1; }
-    InterventionModal #buttons Button { margin-right: 1; }
-    InterventionModal #queue { color: $text-muted; margin-top: 1; }
     InterventionModal #error { color: $error; height: auto; }
+    InterventionModal #error.-empty { display: none; }
+    InterventionModal #buttons { height: auto; }
+    InterventionModal #buttons Button { margin-right: 1; }
+    InterventionModal #queue { color: $text-muted; width: 1fr; content-align: right middle; height: 3; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "decide(True)", "Approve"),
@@ -90,37 +94,40 @@ class InterventionModal(ModalScreen[Decision | None]):
             yield Label(f"Decision needed: {item.kind} · run {item.run_id}", id="title")
             if self.run_task:
                 yield Static(self.run_task, id="task")
-            yield Static(self._phase_text(), id="phase", classes="field")
-            yield Label("Reason", classes="label field")
-            yield Static(item.reason, id="reason")
-            yield Label("On approve", classes="label field")
-            yield Static(approve or "the run continues", id="approve-does")
-            yield Label("On reject", classes="label field")
-            yield Static(reject or "the run does not continue this way", id="reject-does")
+            with VerticalScroll(id="details"):
+                for what, text, widget_id in (
+                    ("Phase", self._phase_text(), "phase"),
+                    ("Reason", item.reason, "reason"),
+                    ("On approve", approve or "the run continues", "approve-does"),
+                    ("On reject", reject or "the run does not continue this way", "reject-does"),
+                ):
+                    with Horizontal(classes="row"):
+                        yield Label(what, classes="what")
+                        yield Static(text, id=widget_id, classes="value")
             if self.budget_fields:
-                yield Label("New budget (optional, with approve)", classes="label field")
+                yield Label("New budget (optional, with approve)", classes="what")
                 with Horizontal(id="budget"):
                     yield Input(placeholder="USD, e.g. 2.50", id="budget-usd", type="number")
                     yield Input(
                         placeholder="tokens, e.g. 200000", id="budget-tokens", type="integer"
                     )
-            yield Label("Note (optional)", classes="label field")
-            yield Input(placeholder="stored with the decision", id="note")
-            yield Label("", id="error")
+            yield Input(placeholder="note (optional), stored with the decision", id="note")
+            yield Label("", id="error", classes="-empty")
             with Horizontal(id="buttons"):
                 yield Button("Approve (a)", variant="success", id="approve")
                 yield Button("Reject (r)", variant="error", id="reject")
                 yield Button("Later (Esc)", id="later")
-            if self.waiting:
-                yield Label(f"{self.waiting} more waiting after this one", id="queue")
-
+                if self.waiting:
+                    yield Label(f"{self.waiting} more waiting", id="queue")
         yield Footer()
 
     def _phase_text(self) -> str:
         if self.phase is None:
-            return "Phase: the run as a whole" if self.item.phase_id is None else "Phase: (unknown)"
+            return "the run as a whole" if self.item.phase_id is None else "(unknown)"
         p = self.phase
-        return f"Phase: {p.plan_id} {p.name} · risk {p.risk_level} · attempts {p.attempts}/{p.max_attempts}"
+        return (
+            f"{p.plan_id} {p.name} · risk {p.risk_level} · attempts {p.attempts}/{p.max_attempts}"
+        )
 
     def on_mount(self) -> None:
         # The buttons hold focus, so `a` and `r` work at once; the note is optional.
@@ -154,12 +161,17 @@ class InterventionModal(ModalScreen[Decision | None]):
                 usd = float(usd_text) if usd_text else None
                 tokens = int(tokens_text) if tokens_text else None
             except ValueError:
-                self.query_one("#error", Label).update("The budget must be a number.")
+                self._error("The budget must be a number.")
                 return
             if (usd is not None and usd <= 0) or (tokens is not None and tokens <= 0):
-                self.query_one("#error", Label).update("The budget must be more than zero.")
+                self._error("The budget must be more than zero.")
                 return
         self.dismiss(Decision(self.item.id, approve, note, usd, tokens))
+
+    def _error(self, text: str) -> None:
+        error = self.query_one("#error", Label)
+        error.update(text)
+        error.set_class(not text, "-empty")
 
     def action_later(self) -> None:
         self.dismiss(None)

@@ -55,7 +55,9 @@ async def cancel(app: OrchestratorApp, run_id: str) -> bool:
 
 async def export(app: OrchestratorApp, run_id: str) -> Path | None:
     """Write the run summary as markdown or JSON to a file the user names; returns the file."""
-    request: ExportRequest | None = await app.push_screen_wait(ExportModal(run_id))
+    request: ExportRequest | None = await app.push_screen_wait(
+        ExportModal(run_id, folder=app.work_dir)
+    )
     if request is None:
         return None
     out = request.path.expanduser()

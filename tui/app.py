@@ -17,6 +17,7 @@ import inspect
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
@@ -81,6 +82,8 @@ class OrchestratorApp(App[int]):
         self.auto_approve = auto_approve
         self.start_initial = start_initial
         self._clock = clock
+        # The folder the app was started in: the form's default repository, exports go here.
+        self.work_dir = Path.cwd()
         self.initial_result: Run | None = None
         self._queue: deque[Intervention] = deque()
         self._seen: dict[str, str] = {}  # id -> run id, shown (or set aside with Esc) already
@@ -315,14 +318,8 @@ class OrchestratorApp(App[int]):
                 if not binding.description:
                     continue
                 key = self.get_key_display(binding)
-                found.setdefault(
-                    (key, binding.description),
-                    KeyHelp(key, binding.description, _node_name(node)),
-                )
-        if self.ENABLE_COMMAND_PALETTE:
-            found.setdefault(
-                ("ctrl+p", "palette"), KeyHelp("ctrl+p", "Command palette", "everywhere")
-            )
+                description = _DESCRIPTIONS.get(binding.description, binding.description)
+                found.setdefault((key, description), KeyHelp(key, description, _node_name(node)))
         return list(found.values())
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
@@ -412,6 +409,10 @@ class OrchestratorApp(App[int]):
             return 0
         result = self.initial_result
         return 0 if result is not None and result.status is RunStatus.COMPLETED else 1
+
+
+# Textual's own short binding descriptions, said in full in the key help.
+_DESCRIPTIONS = {"palette": "Command palette: every action, runs by name"}
 
 
 def _bindings_of(node: Any) -> list[Binding]:

@@ -32,6 +32,7 @@ class ExportModal(ModalScreen[ExportRequest | None]):
     }
     ExportModal .title { text-style: bold; margin-bottom: 1; }
     ExportModal RadioSet { layout: horizontal; width: auto; margin-bottom: 1; }
+    ExportModal RadioButton { width: auto; margin-right: 2; }
     ExportModal #error { color: $error; height: auto; }
     ExportModal Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
     ExportModal Button { margin-left: 1; }
@@ -46,11 +47,11 @@ class ExportModal(ModalScreen[ExportRequest | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(f"Export run {self.run_id}", classes="title")
-            with RadioSet(id="format"):
+            with RadioSet(id="format", compact=True):
                 yield RadioButton("Markdown", value=True, id="markdown")
                 yield RadioButton("JSON", id="json")
             yield Label("File to write:")
-            yield Input(str(self.folder / f"{self.run_id}.md"), id="path")
+            yield Input(str(self.folder / f"{self.run_id}.md"), id="path", compact=True)
             yield Label("", id="error")
             with Horizontal():
                 yield Button("Export", variant="primary", id="export")

@@ -41,7 +41,7 @@ class InterventionsScreen(Screen[None]):
     InterventionsScreen.empty #empty { display: block; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "answer", "Answer"),
+        Binding("enter,a", "answer", "Answer"),
         Binding("o", "open_run", "Open run"),
         Binding("h", "toggle_history", "Answered too"),
     ]
@@ -151,7 +151,7 @@ class InterventionsScreen(Screen[None]):
             status_text(str(i.status)),
             str(i.kind),
             i.run_id,
-            i.reason,
+            i.reason if len(i.reason) <= 64 else i.reason[:63] + "…",
             local_time(i.created_at),
             Text(i.note or "", style="dim"),
         )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.suggester import Suggester, SuggestFromList
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, RadioButton, RadioSet
@@ -85,16 +85,19 @@ class NewRunScreen(Screen[None]):
     SUB_TITLE = "New run"
     AUTO_FOCUS = "#task"
     DEFAULT_CSS = """
-    NewRunScreen VerticalScroll { padding: 1 2; }
-    NewRunScreen .label { margin-top: 1; color: $text-muted; }
+    NewRunScreen VerticalScroll#form { padding: 1 2; }
+    NewRunScreen .row { height: auto; margin-bottom: 1; }
+    NewRunScreen .row > Label { width: 14; color: $text-muted; padding-top: 0; }
+    NewRunScreen .row > Input { width: 1fr; }
+    NewRunScreen .hint { color: $text-muted; margin: 0 0 1 14; }
     NewRunScreen RadioSet { layout: horizontal; width: auto; }
-    NewRunScreen #replay-row { height: auto; }
+    NewRunScreen RadioButton { width: auto; margin-right: 2; }
     NewRunScreen.ollama #replay-row { display: none; }
     NewRunScreen.replay #host-row { display: none; }
-    NewRunScreen #host-row { height: auto; }
-    NewRunScreen #options { height: auto; margin-top: 1; }
-    NewRunScreen #errors { color: $error; margin-top: 1; height: auto; }
-    NewRunScreen #buttons { height: auto; margin-top: 1; }
+    NewRunScreen #options { height: auto; margin-left: 14; }
+    NewRunScreen #errors { color: $error; height: auto; margin: 0 2; }
+    NewRunScreen #errors.-empty { display: none; }
+    NewRunScreen #buttons { height: auto; margin: 1 0 0 14; }
     NewRunScreen #buttons Button { margin-right: 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -114,44 +117,73 @@ class NewRunScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         models = sorted(shipped_catalog().models)
         yield Header()
-        with VerticalScroll():
-            yield Label("Task: what the run should do, in plain words", classes="label")
-            yield Input(placeholder="e.g. Add input validation to the signup form", id="task")
-            yield Label("Repository: a git repository with at least one commit", classes="label")
-            yield Input(str(Path.cwd()), id="repo", suggester=PathSuggester(dirs_only=True))
-            yield Label("Provider", classes="label")
-            with RadioSet(id="provider"):
-                yield RadioButton("Ollama", value=True, id="provider-ollama")
-                yield RadioButton("Replay a cassette", id="provider-replay")
-            yield Label(
-                "Model: a models.yaml entry or an Ollama tag (empty: the defaults)", classes="label"
-            )
-            yield Input(
-                placeholder=", ".join(models[:3]),
-                id="model",
-                suggester=SuggestFromList(models, case_sensitive=False),
-            )
-            with VerticalScroll(id="host-row"):
-                yield Label("Ollama host (empty: from configuration)", classes="label")
-                yield Input(placeholder="http://127.0.0.1:11434", id="host")
-            with VerticalScroll(id="replay-row"):
-                yield Label("Cassette to replay (JSONL)", classes="label")
+        yield Label("", id="errors", classes="-empty")
+        with VerticalScroll(id="form"):
+            with Horizontal(classes="row"):
+                yield Label("Task")
                 yield Input(
-                    placeholder="path/to/cassette.jsonl",
+                    placeholder="what the run should do, e.g. Add input validation to the signup form",
+                    id="task",
+                    compact=True,
+                )
+            with Horizontal(classes="row"):
+                yield Label("Repository")
+                yield Input(
+                    str(self.orchestrator.work_dir),
+                    id="repo",
+                    suggester=PathSuggester(dirs_only=True),
+                    compact=True,
+                )
+            yield Label(
+                "a git repository with at least one commit; → accepts the completion",
+                classes="hint",
+            )
+            with Horizontal(classes="row"):
+                yield Label("Provider")
+                with RadioSet(id="provider", compact=True):
+                    yield RadioButton("Ollama", value=True, id="provider-ollama")
+                    yield RadioButton("Replay a cassette", id="provider-replay")
+            with Horizontal(classes="row"):
+                yield Label("Model")
+                yield Input(
+                    placeholder="empty: the defaults of models.yaml; or " + ", ".join(models[:2]),
+                    id="model",
+                    suggester=SuggestFromList(models, case_sensitive=False),
+                    compact=True,
+                )
+            with Horizontal(classes="row", id="host-row"):
+                yield Label("Ollama host")
+                yield Input(
+                    placeholder="empty: from configuration (http://127.0.0.1:11434)",
+                    id="host",
+                    compact=True,
+                )
+            with Horizontal(classes="row", id="replay-row"):
+                yield Label("Cassette")
+                yield Input(
+                    placeholder="the JSONL cassette to answer from",
                     id="replay",
                     suggester=PathSuggester(dirs_only=False),
+                    compact=True,
                 )
-            yield Label("Record model calls to (optional JSONL file)", classes="label")
-            yield Input(placeholder="leave empty to not record", id="record")
-            with VerticalScroll(id="options"):
+            with Horizontal(classes="row"):
+                yield Label("Record to")
+                yield Input(
+                    placeholder="optional: a JSONL file that keeps every model call",
+                    id="record",
+                    compact=True,
+                )
+            with Vertical(id="options"):
                 yield Checkbox(
-                    "Approve risk and threshold interventions as they come (--yes)", id="yes"
+                    "Approve risk and threshold interventions as they come (--yes)",
+                    id="yes",
+                    compact=True,
                 )
                 yield Checkbox(
                     "Start from HEAD even with uncommitted changes (--allow-dirty)",
                     id="allow-dirty",
+                    compact=True,
                 )
-            yield Label("", id="errors")
             with Horizontal(id="buttons"):
                 yield Button("Start run (ctrl+s)", variant="primary", id="start")
                 yield Button("Demo values (ctrl+o)", id="demo")
@@ -195,7 +227,9 @@ class NewRunScreen(Screen[None]):
         return errors
 
     def _show_errors(self, errors: list[str]) -> None:
-        self.query_one("#errors", Label).update("\n".join(errors))
+        label = self.query_one("#errors", Label)
+        label.update("\n".join(errors))
+        label.set_class(not errors, "-empty")
 
     @on(Button.Pressed, "#start")
     def _start_pressed(self) -> None:

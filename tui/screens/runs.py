@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Label
 from textual.widgets.data_table import ColumnKey
+from textual.worker import Worker
 
 from core.errors import OrchestratorError
 from core.records import RunStatus, RunSummary
@@ -76,9 +77,11 @@ def parse_filter(text: str) -> tuple[str | None, str | None]:
 def phases_text(s: RunSummary) -> Text:
     total, done = s.phases_total, s.phases_completed
     if total == 0:
-        return Text("—", style="dim")
+        return Text("-", style="bright_black")
     filled = round(5 * done / total)
-    return Text.assemble(("▰" * filled, "green"), ("▱" * (5 - filled), "dim"), f" {done}/{total}")
+    return Text.assemble(
+        ("█" * filled, "green"), ("░" * (5 - filled), "bright_black"), f" {done}/{total}"
+    )
 
 
 def findings_text(s: RunSummary) -> Text:
@@ -91,7 +94,7 @@ def findings_text(s: RunSummary) -> Text:
         n = s.findings.get(key, 0)
         if n:
             parts.append((f"{n} {short} ", style))
-    return Text.assemble(*parts) if parts else Text("—", style="dim")
+    return Text.assemble(*parts) if parts else Text("-", style="bright_black")
 
 
 def cost_text(s: RunSummary) -> Text:
@@ -101,7 +104,7 @@ def cost_text(s: RunSummary) -> Text:
     if s.tokens:
         amount = f"{s.tokens / 1000:.1f}k" if s.tokens >= 1000 else str(s.tokens)
         return Text(f"{amount} tok")
-    return Text("—", style="dim")
+    return Text("-", style="bright_black")
 
 
 def short_time(stamp: str, now: datetime) -> str:
@@ -231,6 +234,7 @@ class RunsScreen(Screen[None]):
         self._cells: dict[str, tuple[Any, ...]] = {}
         self._refresh_timer: Timer | None = None
         self._filter_timer: Timer | None = None
+        self._loading: Worker[None] | None = None
 
     @property
     def orchestrator(self) -> OrchestratorApp:
@@ -297,7 +301,10 @@ class RunsScreen(Screen[None]):
     # ---- loading -------------------------------------------------------------------------------
 
     def reload(self) -> None:
-        """Re-read the current page, keeping the cursor on the same run."""
+        """Re-read the current page, keeping the cursor on the same run; a load under way (a page
+        the user moved to) is not replaced by it."""
+        if self._loading is not None and not self._loading.is_finished:
+            return
         self.load(self.page_offset, "keep")
 
     def run_changed(self, run_id: str) -> None:
@@ -306,7 +313,7 @@ class RunsScreen(Screen[None]):
 
     def load(self, offset: int, cursor: str | int) -> None:
         """Read the page at `offset` in a worker; `cursor` is "first", "last", "keep" or a row."""
-        self._load(offset, cursor)
+        self._loading = self._load(offset, cursor)
 
     @work(group="load", exclusive=True)
     async def _load(self, offset: int, cursor: str | int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Button, Input, Label
+from textual.widgets import Input, Label
 
 from config.paths import Paths
 from core.demo.prepare import DEMO_TASK
@@ -32,18 +32,10 @@ async def test_start_a_run_from_the_form_and_approve_it_in_the_modal(home: Path)
         )
         assert form.provider == "replay"
         await pilot.press("ctrl+s")
-        await wait_for(
-            pilot, lambda: isinstance(app.screen, InterventionModal), what="the approval modal"
-        )
-        modal = top(app, InterventionModal)
+        modal = await wait_for_modal(pilot, InterventionModal, focus="approve")
         assert "high risk" in str(modal.query_one("#reason").render())
         assert "run the phase" in str(modal.query_one("#approve-does").render())
         assert "skip it" in str(modal.query_one("#reject-does").render())
-        await wait_for(
-            pilot,
-            lambda: isinstance(app.focused, Button) and app.focused.id == "approve",
-            what="focus on the approve button",
-        )
         run_id = modal.item.run_id
         await pilot.press("a")
 

@@ -92,15 +92,9 @@ def shot(app: OrchestratorApp, name: str) -> None:
     (HERE / name).write_text(svg)
 
 
-async def tui_screens(home: Path) -> None:
-    """Drive the app through every screen and modal while a headless demo waits for approval."""
-    waiting = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "demo", "--headless"],
-        cwd=ROOT,
-        env=env_for(home),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+async def tui_screens(home: Path, waiting: subprocess.Popen[bytes]) -> None:
+    """Drive the app through every screen and modal while a headless demo (`waiting`, in another
+    process) waits for its approval."""
     engine = await Engine.open(Paths(home))
     app = OrchestratorApp(engine)
     app.work_dir = Path.home() / "src" / "inventory-service"
@@ -177,9 +171,6 @@ async def tui_screens(home: Path) -> None:
             await wait_for(pilot, on_top(app, RunStoppedModal), "the run stopped modal")
             shot(app, "tui-run-stopped.svg")
     finally:
-        if waiting.poll() is None:
-            waiting.terminate()
-            waiting.wait(30)
         await engine.close()
 
 
@@ -193,7 +184,19 @@ def main() -> None:
         run_id = json.loads(orchestrator(home, "runs", "--json"))[0]["id"]
         shown = orchestrator(home, "show", run_id).replace(str(home), SHOWN_HOME)
         save("show.svg", "orchestrator show", f"orchestrator show {run_id}", shown)
-        asyncio.run(tui_screens(home))
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "demo", "--headless"],
+            cwd=ROOT,
+            env=env_for(home),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            asyncio.run(tui_screens(home, waiting))
+        finally:
+            if waiting.poll() is None:
+                waiting.terminate()
+                waiting.wait(30)
     print("wrote", ", ".join(str(p.relative_to(ROOT)) for p in sorted(HERE.glob("*.svg"))))
 
 

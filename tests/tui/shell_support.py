@@ -24,14 +24,15 @@ S = TypeVar("S", bound=Screen[Any])
 class ShellApp(OrchestratorApp):
     """The real app on `home` with the seed's fixed clock; the engine opens in the app's loop."""
 
-    def __init__(self, home: Path, **kwargs: Any) -> None:
+    def __init__(self, home: Path, *, engine_class: type[Engine] = Engine, **kwargs: Any) -> None:
         kwargs.setdefault("clock", lambda: SEED_NOW)
         # The class stands in until on_load opens the engine (only its signature is read before).
-        super().__init__(cast(Engine, Engine), **kwargs)
+        super().__init__(cast(Engine, engine_class), **kwargs)
         self._home = home
+        self._engine_class = engine_class
 
     async def on_load(self) -> None:
-        self.engine = await Engine.open(Paths(self._home))
+        self.engine = await self._engine_class.open(Paths(self._home))
 
     async def on_unmount(self) -> None:
         if isinstance(self.engine, Engine):

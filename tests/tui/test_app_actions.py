@@ -195,3 +195,30 @@ def test_no_command_without_a_terminal_says_what_to_do(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "the terminal UI needs a terminal" in proc.stderr
+
+
+async def test_quitting_while_a_run_is_driven_asks_then_interrupts_it(home: Path) -> None:
+    app = ShellApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3", "ctrl+o")
+        form = top(app, NewRunScreen)
+        await wait_for(pilot, lambda: form.provider == "replay", what="the demo values")
+        await pilot.press("ctrl+s")
+        modal = await wait_for_modal(pilot, InterventionModal, focus="approve")
+        run_id = modal.item.run_id
+        await pilot.press("ctrl+q")
+        await wait_for_modal(pilot, ConfirmModal, focus="back")
+        await pilot.press("n")  # stay: nothing changes
+        await wait_for(pilot, lambda: isinstance(app.screen, InterventionModal), what="the modal")
+        assert (await app.engine.get_run(run_id)).status is RunStatus.WAITING
+        await pilot.press("ctrl+q")
+        await wait_for_modal(pilot, ConfirmModal, focus="back")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.return_code is not None, what="the app to exit")
+    assert app.return_code == 0
+    engine = await Engine.open(Paths(home))
+    try:
+        run = await engine.get_run(run_id)
+        assert run.status is RunStatus.INTERRUPTED and run.lease_owner is None
+    finally:
+        await engine.close()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
@@ -44,6 +44,7 @@ class InterventionsScreen(Screen[None]):
         Binding("enter,a", "answer", "Answer"),
         Binding("o", "open_run", "Open run"),
         Binding("h", "toggle_history", "Answered too"),
+        Binding("escape", "back", "Back", show=False),
     ]
 
     def __init__(self) -> None:
@@ -176,6 +177,23 @@ class InterventionsScreen(Screen[None]):
         run_id = self.current_run_id
         if run_id is not None:
             self.orchestrator.open_run(run_id)
+
+    def action_back(self) -> None:
+        self.orchestrator.switch_mode("runs")
+
+    def palette_commands(self) -> list[SystemCommand]:
+        return [
+            SystemCommand(
+                "Answer the selected intervention",
+                "Open its decision modal (Enter)",
+                self.action_answer,
+            ),
+            SystemCommand(
+                "Show or hide answered interventions",
+                "Answered ones are listed below the pending ones (h)",
+                self.action_toggle_history,
+            ),
+        ]
 
     def action_toggle_history(self) -> None:
         self.show_history = not self.show_history

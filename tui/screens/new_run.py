@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
@@ -295,6 +295,18 @@ class NewRunScreen(Screen[None]):
         self.query_one("#provider-replay", RadioButton).value = True
         self.query_one("#replay", Input).value = str(cassette_path())
         self.query_one("#task", Input).focus()
+
+    def palette_commands(self) -> list[SystemCommand]:
+        return [
+            SystemCommand(
+                "Start the run", "Validate the form and start (ctrl+s)", self.action_start
+            ),
+            SystemCommand(
+                "Fill in the offline demo",
+                "A fresh sample repository and the demo's cassette (ctrl+o)",
+                self.action_demo_values,
+            ),
+        ]
 
     def action_back(self) -> None:
         self.orchestrator.switch_mode("runs")

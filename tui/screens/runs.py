@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
@@ -478,9 +478,7 @@ class RunsScreen(Screen[None]):
         self.summaries = []  # force a rebuild: the order changed
         self.load(0, "first")
 
-    def palette_commands(self) -> list[Any]:
-        from textual.app import SystemCommand
-
+    def palette_commands(self) -> list[SystemCommand]:
         cmds = [
             SystemCommand(
                 f"Sort runs by {label.lower()}",

@@ -13,8 +13,6 @@ wait on modals, so start them with `app.spawn_action(actions.cancel(app, run_id)
 
 from __future__ import annotations
 
-import inspect
-from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,13 +24,13 @@ from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker
 
-from core.errors import AlreadyAnsweredError, OrchestratorError
+from core.errors import OrchestratorError
 from core.records import Intervention, Run, RunStatus
 from tui import actions
 from tui.bridge import InterventionsChanged, RunChanged, pump
+from tui.decisions import DecisionQueue
 from tui.modals.confirm import ConfirmModal
 from tui.modals.help import HelpModal, KeyHelp
-from tui.modals.intervention import Decision, InterventionModal
 from tui.modals.run_stopped import RunStoppedModal
 from tui.palette import RunsProvider
 from tui.screens.interventions import InterventionsScreen
@@ -85,14 +83,8 @@ class OrchestratorApp(App[int]):
         # The folder the app was started in: the form's default repository, exports go here.
         self.work_dir = Path.cwd()
         self.initial_result: Run | None = None
-        self._queue: deque[Intervention] = deque()
-        self._seen: dict[str, str] = {}  # id -> run id, shown (or set aside with Esc) already
-        self._showing: InterventionModal | None = None
-        self._opening = False  # a worker is reading what the next modal shows
+        self.decisions = DecisionQueue(self)
         self._subscription: Subscription | None = None
-        self.budget_fields = (
-            "budget_usd" in inspect.signature(engine.resolve_intervention).parameters
-        )
 
     def now(self) -> datetime:
         """The current time (aware, UTC) used for durations of active runs; fixed in snapshot tests."""
@@ -130,8 +122,7 @@ class OrchestratorApp(App[int]):
         """Drive a stored run (execute or resume) as a worker in this loop; errors notify, and a
         run that stops without completing shows the "run stopped" modal."""
         approve = self.auto_approve if auto_approve is None else auto_approve
-        # Set-aside questions of this run come back: the run is about to wait on them again.
-        self._seen = {i: r for i, r in self._seen.items() if r != run_id}
+        self.decisions.forget_run(run_id)
         return self.run_worker(
             self._drive(run_id, resume=resume, auto_approve=approve),
             group="engine",
@@ -200,22 +191,7 @@ class OrchestratorApp(App[int]):
 
     async def refresh_interventions(self) -> None:
         """Queue pending interventions not seen yet (any run, any process) and show the next one."""
-        try:
-            pending = await self.engine.interventions(pending_only=True)
-        except OrchestratorError as exc:
-            self.notify(str(exc), title="interventions", severity="error")
-            return
-        ids = {i.id for i in pending}
-        if self._showing is not None and self._showing.item.id not in ids:
-            answered = self._showing.item
-            self._showing.dismiss(None)
-            self.notify(f"intervention {answered.id} was answered elsewhere")
-        queued = {i.id for i in self._queue}
-        for item in pending:
-            if item.id not in self._seen and item.id not in queued:
-                self._queue.append(item)
-        self._queue = deque(i for i in self._queue if i.id in ids)
-        self.show_next()
+        await self.decisions.refresh()
 
     def on_run_changed(self, message: RunChanged) -> None:
         """Tell the screens of the current section that have a `run_changed(run_id)` hook."""
@@ -228,70 +204,8 @@ class OrchestratorApp(App[int]):
         self.poll_interventions()
 
     def answer(self, item: Intervention) -> None:
-        """Show the modal for one intervention now (from the interventions list), even if seen."""
-        self._seen.pop(item.id, None)
-        self._queue = deque(i for i in self._queue if i.id != item.id)
-        self._queue.appendleft(item)
-        self.show_next()
-
-    def show_next(self) -> None:
-        """Show the next queued intervention in its own worker (polls must not cancel it)."""
-        self.run_worker(self._show_next(), group="intervention-show")
-
-    async def _show_next(self) -> None:
-        if self._showing is not None or self._opening or not self._queue:
-            return
-        self._opening = True
-        try:
-            item = self._queue[0]
-            task, phase = "", None
-            try:
-                task = (await self.engine.get_run(item.run_id)).task
-                if item.phase_id is not None:
-                    phases = await self.engine.phases(item.run_id)
-                    phase = next((p for p in phases if p.id == item.phase_id), None)
-            except OrchestratorError:
-                pass
-            if not self._queue or self._queue[0].id != item.id:
-                return  # answered or reordered while we read; the next poll shows what is due
-            self._queue.popleft()
-            self._seen[item.id] = item.run_id
-            modal = InterventionModal(
-                item,
-                task=task,
-                phase=phase,
-                waiting=len(self._queue),
-                budget_fields=self.budget_fields,
-            )
-            self._showing = modal
-            self.push_screen(modal, self._decided)
-        finally:
-            self._opening = False
-
-    def _decided(self, decision: Decision | None) -> None:
-        self._showing = None
-        if decision is not None:
-            self.run_worker(self._resolve(decision), group="interventions")
-        else:
-            self.show_next()
-
-    async def _resolve(self, decision: Decision) -> None:
-        extra: dict[str, Any] = {}
-        if decision.budget_usd is not None:
-            extra["budget_usd"] = decision.budget_usd
-        if decision.budget_tokens is not None:
-            extra["budget_tokens"] = decision.budget_tokens
-        try:
-            item = await self.engine.resolve_intervention(
-                decision.intervention_id, approve=decision.approve, note=decision.note, **extra
-            )
-        except AlreadyAnsweredError as exc:
-            self.notify(f"already answered: {exc}", severity="warning")
-        except OrchestratorError as exc:
-            self.notify(str(exc), title="intervention", severity="error", timeout=12)
-        else:
-            self.notify(f"intervention {item.id} {item.status}")
-        self.poll_interventions()
+        """Show the modal for one intervention now (from a list or a run view), even if seen."""
+        self.decisions.answer(item)
 
     # ---- sections, help, palette ---------------------------------------------------------------
 

@@ -36,8 +36,11 @@ async def test_a_headless_run_in_another_process_is_watched_and_approved_here(ho
             run_id = modal.item.run_id
             runs = app.screen_stack[0]
             assert isinstance(runs, RunsScreen)
-            row = runs.query_one("#runs").get_row(run_id)
-            assert "waiting" in str(row[2])
+            await wait_for(
+                pilot,
+                lambda: "waiting" in str(runs.query_one("#runs").get_row(run_id)[2]),
+                what="the table to show the other process's run waiting",
+            )
             await pilot.press("a")
             out, err = other.communicate(timeout=120)
             assert other.returncode == 0, err

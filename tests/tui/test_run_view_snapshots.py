@@ -20,6 +20,7 @@ from config.paths import Paths
 from tests.tui.run_view_support import HomeApp, close_intervention_modal, run_screen, wait_for
 from tests.tui.seed import COMPLETED_RUN, MAIN_RUN, SEED_NOW, seed, ts
 from tui.widgets.diff_view import DiffView
+from tui.widgets.findings import FindingsPane
 
 SIZE = (130, 40)
 PHASE_ONE = "pd0main01"  # the seed's id of MAIN_RUN's phase-001
@@ -159,7 +160,17 @@ def test_run_view_timeline_selected_phase(snap_compare: Any, snap_home: Path) ->
 
 
 def test_run_view_findings_with_detail(snap_compare: Any, snap_home: Path) -> None:
-    _snap(snap_compare, snap_home, ["f", "down", "down", "down", "down", "down", "down"])
+    _snap(
+        snap_compare,
+        snap_home,
+        ["f", "down", "down", "down", "down", "down", "down"],
+        until=lambda s: _selected(s) == "fd0main06" and s.query_one(FindingsPane).detail_ready,
+    )
+
+
+def _selected(screen: Any) -> str | None:
+    finding = screen.query_one(FindingsPane).selected
+    return None if finding is None else finding.id
 
 
 def test_run_view_findings_major_only(snap_compare: Any, snap_home: Path) -> None:

@@ -9,6 +9,8 @@ way, read-only: its full log, timeline and findings come from the store.
 from __future__ import annotations
 
 import functools
+import gc
+import time
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from rich.text import Text
@@ -16,7 +18,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
 from core.bus import Subscription
 from core.errors import OrchestratorError
@@ -36,6 +38,7 @@ from tui import actions
 from tui.format import duration_text, local_time, status_text
 from tui.widgets.diff_view import DiffView
 from tui.widgets.findings import SEVERITY_STYLES, FindingsPane, severity_counts
+from tui.widgets.keybar import KeyBar
 from tui.widgets.log_view import LiveLog, LogPane
 from tui.widgets.timeline import PhaseTimeline
 from tui.widgets.usage import UsageBar
@@ -65,9 +68,10 @@ class RunScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("t", "focus_timeline", "Timeline"),
-        Binding("l", "show_tab('log')", "Log"),
-        Binding("f", "show_tab('findings')", "Findings"),
-        Binding("d", "diff", "Diff"),
+        # The tabs say their keys; the footer stays short (it is redrawn on every focus change).
+        Binding("l", "show_tab('log')", "Log", show=False),
+        Binding("f", "show_tab('findings')", "Findings", show=False),
+        Binding("d", "diff", "Diff", show=False),
         Binding("i", "answer", "Answer intervention"),
         Binding("R", "resume", "Resume"),
         Binding("C", "cancel", "Cancel run"),
@@ -87,9 +91,14 @@ class RunScreen(Screen[None]):
         self.refreshes = 0  # completed reads of the run's state, for tests and figures
         self._subscription: Subscription | None = None
         self._dropped = 0
+        self._bus_lines_at = 0.0  # when the bus last brought this run's log lines (monotonic)
         self._refresh_wanted = False
         self._refreshing = False
         self._last_state: tuple[object, ...] = ()
+        self._allowed: tuple[bool | None, ...] = ()
+        self._head_lines = -1
+        self._head_text = Text()
+        self._detail_text = Text()
 
     @property
     def orchestrator(self) -> OrchestratorApp:
@@ -113,20 +122,25 @@ class RunScreen(Screen[None]):
         yield PhaseTimeline(id="run-timeline")
         yield Static(id="phase-detail")
         with TabbedContent(initial="log", id="run-tabs"):
-            with TabPane("Log", id="log"):
+            with TabPane("Log (l)", id="log"):
                 fetch = functools.partial(self.engine.log_page, self.run_id)
                 yield LogPane(fetch, max_lines=LIVE_LOG_LINES, id="run-log")
-            with TabPane("Findings", id="findings"):
+            with TabPane("Findings (f)", id="findings"):
                 yield FindingsPane(self.engine.attempt_report, id="run-findings")
-            with TabPane("Diff", id="diff"):
+            with TabPane("Diff (d)", id="diff"):
                 yield DiffView(id="run-diff")
-        yield Footer()
+        yield KeyBar()
 
     @property
     def live_log(self) -> LiveLog:
         return self.query_one(LiveLog)
 
     def on_mount(self) -> None:
+        # Everything alive now (the app, the engine, this view's widgets) is exempt from the
+        # cyclic garbage collector while the view is open: a full collection over all of it
+        # stops the loop for 100+ ms, long enough to feel while a log streams. Unmount hands
+        # them back, so nothing freed meanwhile is kept.
+        gc.freeze()
         self.sub_title = f"run {self.run_id}"
         self._subscription = self.engine.subscribe(self.run_id)
         self.run_worker(self._pump(self._subscription), group="run-bus", exit_on_error=False)
@@ -135,6 +149,7 @@ class RunScreen(Screen[None]):
         self.live_log.focus()
 
     def on_unmount(self) -> None:
+        gc.unfreeze()
         if self._subscription is not None:
             self._subscription.close()
 
@@ -149,13 +164,16 @@ class RunScreen(Screen[None]):
                     self._dropped = subscription.dropped_log_lines
                     await self.live_log.catch_up()
                 self.live_log.feed(event.lines)
+                self._bus_lines_at = time.monotonic()
             else:
                 self.request_refresh()
 
     async def _poll(self) -> None:
         """Changes made by other processes: new log lines and, while the run is active, its state."""
         try:
-            await self.live_log.catch_up()
+            if time.monotonic() - self._bus_lines_at > 2 * POLL_SECONDS:
+                # Quiet bus: the run is in another process (or idle); read new lines from the store.
+                await self.live_log.catch_up()
             if self.run is None or self.run.status in ACTIVE_RUN_STATUSES:
                 self.request_refresh()
             else:
@@ -214,20 +232,32 @@ class RunScreen(Screen[None]):
             self.refreshes += 1
             return  # nothing changed: leave the widgets (and the user's place in them) alone
         self._last_state = state
+        usage_changed = usage != self.usage
         self.run, self.phases, self.findings = run, phases, findings
         self.usage, self.pending = usage, pending
-        labels = {p.id: p.plan_id for p in phases}
-        self.live_log.set_phase_labels(labels)
-        self.query_one("#run-head", Static).update(self._head())
-        self.query_one(UsageBar).show_usage(usage)
+        # Each widget is touched only when what it shows changed: an active run refreshes every
+        # poll, and needless updates cost layout passes while the log is busy.
+        self.live_log.set_phase_labels({p.id: p.plan_id for p in phases})
+        head = self._head()
+        if head != self._head_text:
+            lines = head.plain.count("\n")
+            self.query_one("#run-head", Static).update(head, layout=lines != self._head_lines)
+            self._head_text, self._head_lines = head, lines
+        if usage_changed or not self.refreshes:
+            self.query_one(UsageBar).show_usage(usage)
         timeline = self.query_one(PhaseTimeline)
         timeline.show_phases(phases, now)
         self.query_one(FindingsPane).show_findings(findings, phases)
         counts = severity_counts(findings)
+        label = f"Findings ({sum(counts.values())} open) (f)" if counts else "Findings (f)"
         tab = self.query_one(TabbedContent).get_tab("findings")
-        tab.label = f"Findings ({sum(counts.values())} open)" if counts else "Findings"
+        if str(tab.label) != label:
+            tab.label = label
         self._phase_detail(timeline.selected_phase)
-        self.refresh_bindings()
+        allowed = tuple(self.check_action(a, ()) for a in sorted(_RUN_ACTIONS))
+        if allowed != self._allowed:  # the footer redraws its keys only when they change
+            self._allowed = allowed
+            self.refresh_bindings()
         self.refreshes += 1
 
     def _head(self) -> Text:
@@ -297,11 +327,15 @@ class RunScreen(Screen[None]):
         self.action_diff()
 
     def _phase_detail(self, phase: Phase | None) -> None:
-        detail = self.query_one("#phase-detail", Static)
-        if phase is None:
-            detail.update("")
-            return
         text = Text()
+        if phase is not None:
+            self._describe_phase(phase, text)
+        if text != self._detail_text:
+            self._detail_text = text
+            self.query_one("#phase-detail", Static).update(text)
+
+    @staticmethod
+    def _describe_phase(phase: Phase, text: Text) -> None:
         text.append(f"{phase.plan_id} ", style="bold")
         text.append(phase.description or phase.name)
         text.append(f"  complexity {phase.estimated_complexity}", style="dim")
@@ -309,7 +343,6 @@ class RunScreen(Screen[None]):
             text.append(f"  checks: {'; '.join(phase.verification_criteria)}", style="dim")
         if phase.error:
             text.append(f"\n{phase.error}", style="red")
-        detail.update(text)
 
     def action_diff(self) -> None:
         phase = self.query_one(PhaseTimeline).selected_phase

@@ -95,6 +95,7 @@ class FindingsPane(Horizontal):
         self.selected: Finding | None = None
         self._signature: tuple[object, ...] = ()
         self._file_nodes: dict[str, TreeNode[Finding | None]] = {}
+        self.detail_ready = True  # False while the selected finding's report is being read
 
     def compose(self) -> ComposeResult:
         with Vertical(id="findings-left"):
@@ -201,15 +202,18 @@ class FindingsPane(Horizontal):
             detail.update(Text("Select a finding to see the tool's output.", style="dim"))
             return
         detail.update(self._detail(finding, None))
-        if self.fetch_report is not None and finding.execution_id:
+        self.detail_ready = self.fetch_report is None or not finding.execution_id
+        if not self.detail_ready:
             self._load_report(finding)
 
     @work(group="finding-report", exclusive=True, exit_on_error=False)
     async def _load_report(self, finding: Finding) -> None:
         assert self.fetch_report is not None and finding.execution_id is not None
         report = await self.fetch_report(finding.execution_id)
-        if report and self.selected is not None and self.selected.id == finding.id:
-            self.query_one("#finding-detail", Static).update(self._detail(finding, report))
+        if self.selected is not None and self.selected.id == finding.id:
+            if report:
+                self.query_one("#finding-detail", Static).update(self._detail(finding, report))
+            self.detail_ready = True
 
     def _detail(self, f: Finding, report: str | None) -> Text:
         text = Text()

@@ -111,7 +111,7 @@ class LiveLog(ScrollView, can_focus=True):
         self.phase_labels: dict[str, str] = {}
         self._held_back: list[LogRecord] = []  # fed while a page was loading
         self._width = 0
-        self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
+        self._cache: LRUCache[tuple[int, int, int], Strip] = LRUCache(512)
         self._adjusting = False
 
     # ---- what is shown -------------------------------------------------------------------------
@@ -157,23 +157,38 @@ class LiveLog(ScrollView, can_focus=True):
                 return empty_strip.crop_extend(0, width, rich_style)
             return Strip.blank(width, rich_style)
         record = self.records[index]
-        key = (record.seq, len(self.filter_text))
+        # Lines are cached as drawn (cropped to the viewport): a new batch redraws only new lines.
+        key = (record.seq, scroll_x, width)
         strip = self._cache.get(key)
         if strip is None:
             line = self.line_text(record)
             line.stylize(rich_style)
-            strip = Strip(list(line.render(self.app.console)), line.cell_len)
+            full = Strip(list(line.render(self.app.console)), line.cell_len)
+            strip = full.crop_extend(scroll_x, scroll_x + width, rich_style)
             self._cache[key] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, rich_style).apply_offsets(
-            scroll_x, index
-        )
+        return strip
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._cache.clear()
 
     def _resize(self) -> None:
-        self.virtual_size = Size(self._width, len(self.records))
+        """Set the scrollable size; skip the screen-wide layout pass when only the length of an
+        already scrolling window changed (new lines arrive many times a second)."""
+        size = Size(self._width, len(self.records))
+        old = self.virtual_size
+        if size == old:
+            return
+        view = self.scrollable_content_region.size
+        same_bars = (old.height > view.height) == (size.height > view.height) and (
+            old.width > view.width
+        ) == (size.width > view.width)
+        if self.is_mounted and same_bars and old.height > view.height:
+            self.set_reactive(ScrollView.virtual_size, size)
+            self._scroll_update(size)
+            self.refresh()
+        else:
+            self.virtual_size = size
 
     def set_phase_labels(self, labels: dict[str, str]) -> None:
         """Phase ids → plan ids for the phase column (they are known once the plan exists)."""
@@ -289,12 +304,12 @@ class LiveLog(ScrollView, can_focus=True):
             self._cache.clear()
             self.has_older = len(rows) >= self.page
             self.at_tail = True
-            self.follow = True
             self.cursor = rows[-1].seq if rows else self.cursor
             self.newest_seq = max(self.newest_seq, self.cursor)
             self._width = _PREFIX + max((len(r.message) for r in rows), default=0)
             self._resize()
-            self._set_scroll(self.max_scroll_y)
+            # The key that asked for the tail set follow; a pause pressed meanwhile wins.
+            self._set_scroll(self.max_scroll_y if self.follow else 0)
             self.call_after_refresh(self._to_end)
             self.refresh()
 
@@ -310,7 +325,6 @@ class LiveLog(ScrollView, can_focus=True):
             self.records = list(rows)
             self._cache.clear()
             self.has_older = False
-            self.follow = False
             self.at_tail = len(rows) < self.page
             if self.at_tail and rows:
                 self.cursor = rows[-1].seq
@@ -383,6 +397,7 @@ class LiveLog(ScrollView, can_focus=True):
         self.filter_text = text.strip()
         self._cache.clear()
         self.cursor = 0
+        self.follow = True
         self.run_worker(self.load_tail(), group="log-load", exclusive=True)
 
     def action_toggle_follow(self) -> None:
@@ -399,9 +414,13 @@ class LiveLog(ScrollView, can_focus=True):
             self._set_scroll(self.max_scroll_y)
             self._changed()
         else:
+            self.follow = True
+            self._changed()
             self.run_worker(self.load_tail(), group="log-load", exclusive=True)
 
     def action_scroll_home(self) -> None:
+        self.follow = False
+        self._changed()
         self.run_worker(self.load_start(), group="log-load", exclusive=True)
 
     def action_scroll_up(self) -> None:
@@ -427,7 +446,8 @@ class LiveLog(ScrollView, can_focus=True):
         super().watch_scroll_y(old_value, new_value)
         if self._adjusting or not self.is_mounted:
             return
-        if new_value < old_value and self.follow:  # the mouse wheel or the scrollbar
+        # The mouse wheel or the scrollbar moved up (a shorter window only clamps to the end).
+        if new_value < old_value and new_value < self.max_scroll_y and self.follow:
             self.follow = False
             self._changed()
         self._edge_reached()
@@ -453,7 +473,7 @@ class LogPane(Vertical):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter log"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("escape", "clear_filter", "Back / clear filter"),
     ]
 
     def __init__(
@@ -463,6 +483,7 @@ class LogPane(Vertical):
         self._fetch = fetch
         self._max_lines = max_lines
         self._page = page
+        self._status_text = ""
 
     def compose(self) -> ComposeResult:
         yield Input(
@@ -518,4 +539,7 @@ class LogPane(Vertical):
             parts.append(f"filter: [b]{escape(log.filter_text)}[/b]")
         if log.busy:
             parts.append("loading…")
-        self.query_one("#log-status", Static).update(" · ".join(parts))
+        status = " · ".join(parts)
+        if status != self._status_text:  # one line of fixed height: no layout pass needed
+            self._status_text = status
+            self.query_one("#log-status", Static).update(status, layout=False)

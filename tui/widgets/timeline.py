@@ -100,8 +100,10 @@ class PhaseTimeline(DataTable[Text | str]):
         rows = [self._cells(phase, level, now) for phase, level in ordered]
         if same_rows:
             for phase, cells in zip(self.phases, rows, strict=True):
-                for column, value in zip(COLUMNS, cells, strict=True):
-                    self.update_cell(phase.id, column, value)
+                old = self.get_row(phase.id)
+                for column, value, before in zip(COLUMNS, cells, old, strict=True):
+                    if value != before:  # e.g. only the duration of a running phase
+                        self.update_cell(phase.id, column, value)
             return
         self.clear()
         for phase, cells in zip(self.phases, rows, strict=True):

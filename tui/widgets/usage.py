@@ -52,5 +52,4 @@ class UsageBar(Static):
     """
 
     def show_usage(self, rows: Sequence[Usage]) -> None:
-        self.rows = list(rows)
         self.update(usage_text(rows))

@@ -282,8 +282,9 @@ async def _drive(
     print(f"lines persisted: {len(stored):,} (missing {missing}, duplicated {duplicated})")
     print(
         f"lines shown:     {len(entered):,} passed through the live log ({appended:,} appended "
-        f"as they arrived; the rest came with the newest page when following resumed after a "
-        f"pause; {held:,} held in memory at the end)"
+        f"as they arrived, the rest with the newest page when following resumed); "
+        f"{total - len(entered):,} arrived while the view was paused and stay in the store; "
+        f"{held:,} held in memory at the end"
     )
     print(
         f"key press -> visible effect over {len(delays)} presses: "

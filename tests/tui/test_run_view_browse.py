@@ -9,7 +9,10 @@ from core.engine import Engine
 from tests.tui.run_view_support import close_intervention_modal, run_screen, wait_for
 from tests.tui.seed import MAIN_RUN, SEED_NOW, Seeded
 from tui.app import OrchestratorApp
+from tui.modals.confirm import ConfirmModal
+from tui.modals.intervention import InterventionModal
 from tui.widgets.findings import FindingsPane
+from tui.widgets.keybar import KeyBar
 
 STEP = re.compile(r"step (\d+):")
 
@@ -127,3 +130,36 @@ async def test_findings_severity_filter_and_detail(seeded: Seeded, engine: Engin
 
         await pilot.press("s", "o")  # back to every severity and status
         assert len(pane.shown_findings) == 6
+
+
+async def test_run_keys_answer_the_intervention_and_cancel_the_run(
+    seeded: Seeded, engine: Engine
+) -> None:
+    """i answers the run's pending intervention; C cancels the run after a confirm (tui.actions)."""
+    app = _app(engine)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await close_intervention_modal(pilot)
+        screen = run_screen(app)
+        assert [i.id for i in screen.pending] == ["i5eed0risk"]
+
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, InterventionModal), what="modal")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: not screen.pending, what="the answer to reach the view")
+        approved = [i for i in await engine.interventions(MAIN_RUN) if i.id == "i5eed0risk"]
+        assert str(approved[0].status) == "approved"
+        assert "waiting for you" not in str(screen.query_one("#run-head").render())
+
+        await pilot.press("C")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the confirm")
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: screen.run is not None and str(screen.run.status) == "cancelled",
+            what="the run cancelled",
+        )
+        assert str((await engine.get_run(MAIN_RUN)).status) == "cancelled"
+        # A cancelled run can be cleaned up but not cancelled or resumed again: the key bar says so.
+        bar = screen.query_one(KeyBar)
+        await wait_for(pilot, lambda: "Clean up" in str(bar.render()), what="the keys to change")
+        assert "Cancel run" not in str(bar.render()) and "Resume" not in str(bar.render())

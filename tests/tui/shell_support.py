@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from textual.command import CommandList
 from textual.pilot import Pilot
 from textual.screen import Screen
 
@@ -79,3 +80,15 @@ async def wait_for_modal(pilot: Pilot[Any], kind: type[S], *, focus: str | None 
             what=f"focus on #{focus}",
         )
     return cast(S, app.screen)
+
+
+async def wait_for_palette_hit(pilot: Pilot[Any], text: str) -> None:
+    """Wait until the command palette's first hit contains `text`."""
+
+    def offered() -> bool:
+        lists = pilot.app.screen.query(CommandList)
+        if not lists or lists.first().option_count == 0:
+            return False
+        return text in str(lists.first().get_option_at_index(0).prompt)
+
+    await wait_for(pilot, offered, what=f"the palette to offer {text!r}")

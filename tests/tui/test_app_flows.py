@@ -9,8 +9,15 @@ from textual.widgets import Input, Label
 from config.paths import Paths
 from core.demo.prepare import DEMO_TASK
 from core.records import InterventionStatus, PhaseStatus, RunStatus
-from tests.tui.seed import COMPLETED_RUN, MAIN_RUN, PENDING_INTERVENTION, seed
-from tests.tui.shell_support import ShellApp, top, wait_for, wait_for_modal, wait_until
+from tests.tui.seed import COMPLETED_RUN, FAILED_RUN, MAIN_RUN, PENDING_INTERVENTION, seed
+from tests.tui.shell_support import (
+    ShellApp,
+    top,
+    wait_for,
+    wait_for_modal,
+    wait_for_palette_hit,
+    wait_until,
+)
 from tui.modals.intervention import InterventionModal
 from tui.modals.run_stopped import RunStoppedModal
 from tui.screens.interventions import InterventionsScreen
@@ -295,8 +302,22 @@ async def test_help_lists_every_binding_and_the_palette_offers_every_action(home
         ):
             assert title in titles
         await pilot.press("ctrl+p", *"Filter runs")
-        await pilot.pause(0.3)
+        await wait_for_palette_hit(pilot, "Filter runs")
         await pilot.press("enter")
         await wait_for(
             pilot, lambda: runs.query_one("#filter", Input).has_focus, what="the filter field"
         )
+
+
+async def test_the_palette_finds_a_run_by_its_task_and_opens_it(home: Path) -> None:
+    seed(Paths(home).db)
+    app = ShellApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_modal(pilot, InterventionModal, focus="approve")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), what="the runs")
+        await pilot.press("ctrl+p", *"settings file")
+        await wait_for_palette_hit(pilot, FAILED_RUN)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run view")
+        assert app.screen.run_id == FAILED_RUN  # type: ignore[attr-defined]

@@ -116,6 +116,9 @@ class RunScreen(Screen[None]):
     # ---- layout --------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        # Subscribe before the log's first page is read: a line is then either in that page or
+        # on the bus (lines that arrive while the page loads wait and are fed after it).
+        self._subscription = self.engine.subscribe(self.run_id)
         yield Header()
         yield Static(f"run {self.run_id} · loading…", id="run-head")
         yield UsageBar(id="run-usage")
@@ -142,7 +145,7 @@ class RunScreen(Screen[None]):
         # them back, so nothing freed meanwhile is kept.
         gc.freeze()
         self.sub_title = f"run {self.run_id}"
-        self._subscription = self.engine.subscribe(self.run_id)
+        assert self._subscription is not None
         self.run_worker(self._pump(self._subscription), group="run-bus", exit_on_error=False)
         self.set_interval(POLL_SECONDS, self._poll)
         self.request_refresh()

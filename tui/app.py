@@ -30,7 +30,7 @@ from tui import actions
 from tui.bridge import InterventionsChanged, RunChanged, pump
 from tui.decisions import DecisionQueue
 from tui.modals.confirm import ConfirmModal
-from tui.modals.help import HelpModal, KeyHelp
+from tui.modals.help import HelpModal, key_help, screen_name
 from tui.modals.run_stopped import RunStoppedModal
 from tui.palette import RunsProvider
 from tui.screens.interventions import InterventionsScreen
@@ -217,24 +217,7 @@ class OrchestratorApp(App[int]):
         self.switch_mode(mode)
 
     def action_help(self) -> None:
-        self.push_screen(HelpModal(self.key_help(self.screen), where=_screen_name(self.screen)))
-
-    def key_help(self, screen: Screen[Any]) -> list[KeyHelp]:
-        """Every binding the user can press on `screen`: ours on every widget, plus the focused one's."""
-        found: dict[tuple[str, str], KeyHelp] = {}
-        nodes: list[Any] = [self, screen]
-        nodes += [w for w in screen.walk_children() if type(w).__module__.startswith("tui.")]
-        focused = screen.focused
-        if focused is not None:
-            nodes += [focused, *focused.ancestors_with_self]
-        for node in nodes:
-            for binding in _bindings_of(node):
-                if not binding.description:
-                    continue
-                key = self.get_key_display(binding)
-                description = _DESCRIPTIONS.get(binding.description, binding.description)
-                found.setdefault((key, description), KeyHelp(key, description, _node_name(node)))
-        return list(found.values())
+        self.push_screen(HelpModal(key_help(self, self.screen), where=screen_name(self.screen)))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -323,25 +306,3 @@ class OrchestratorApp(App[int]):
             return 0
         result = self.initial_result
         return 0 if result is not None and result.status is RunStatus.COMPLETED else 1
-
-
-# Textual's own short binding descriptions, said in full in the key help.
-_DESCRIPTIONS = {"palette": "Command palette: every action, runs by name"}
-
-
-def _bindings_of(node: Any) -> list[Binding]:
-    """The bindings a DOM node declares (its own and inherited BINDINGS)."""
-    bindings = getattr(node, "_bindings", None)
-    if bindings is None:
-        return []
-    return [b for group in bindings.key_to_bindings.values() for b in group]
-
-
-def _node_name(node: Any) -> str:
-    if isinstance(node, App):
-        return "everywhere"
-    return _screen_name(node) if isinstance(node, Screen) else type(node).__name__
-
-
-def _screen_name(screen: Screen[Any]) -> str:
-    return getattr(screen, "SECTION", None) or type(screen).__name__

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Label, Static
 
 
@@ -19,6 +19,48 @@ class KeyHelp:
     key: str
     description: str
     where: str
+
+
+# Textual's own short binding descriptions, said in full in the key help.
+_DESCRIPTIONS = {"palette": "Command palette: every action, runs by name"}
+
+
+def key_help(app: App[Any], screen: Screen[Any]) -> list[KeyHelp]:
+    """Every binding the user can press on `screen`: the app's, ours on every widget of the
+    screen (also panes not focused now), and those of the focused widget and its parents."""
+    found: dict[tuple[str, str], KeyHelp] = {}
+    nodes: list[Any] = [app, screen]
+    nodes += [w for w in screen.walk_children() if type(w).__module__.startswith("tui.")]
+    focused = screen.focused
+    if focused is not None:
+        nodes += [focused, *focused.ancestors_with_self]
+    for node in nodes:
+        for binding in _bindings_of(node):
+            if not binding.description:
+                continue
+            key = app.get_key_display(binding)
+            description = _DESCRIPTIONS.get(binding.description, binding.description)
+            found.setdefault((key, description), KeyHelp(key, description, _node_name(node)))
+    return list(found.values())
+
+
+def _bindings_of(node: Any) -> list[Binding]:
+    """The bindings a DOM node declares (its own and inherited BINDINGS)."""
+    bindings = getattr(node, "_bindings", None)
+    if bindings is None:
+        return []
+    return [b for group in bindings.key_to_bindings.values() for b in group]
+
+
+def _node_name(node: Any) -> str:
+    if isinstance(node, App):
+        return "everywhere"
+    return screen_name(node) if isinstance(node, Screen) else type(node).__name__
+
+
+def screen_name(screen: Screen[Any]) -> str:
+    """The section name a screen declares (SECTION), else its class name."""
+    return getattr(screen, "SECTION", None) or type(screen).__name__
 
 
 class HelpModal(ModalScreen[None]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gc
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from rich.text import Text
@@ -26,6 +27,7 @@ from core.events import LogEmitted
 from core.records import (
     ACTIVE_RUN_STATUSES,
     FINISHED_RUN_STATUSES,
+    Execution,
     Finding,
     Intervention,
     Phase,
@@ -61,7 +63,7 @@ class RunScreen(Screen[None]):
     DEFAULT_CSS = """
     RunScreen #run-head { height: auto; padding: 0 1; background: $boost; }
     RunScreen #run-timeline { margin: 0 0; }
-    RunScreen #phase-detail { height: auto; max-height: 3; padding: 0 1; color: $text-muted; }
+    RunScreen #phase-detail { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
     RunScreen TabbedContent { height: 1fr; }
     RunScreen TabPane { padding: 0; }
     """
@@ -88,6 +90,7 @@ class RunScreen(Screen[None]):
         self.findings: list[Finding] = []
         self.usage: list[Usage] = []
         self.pending: list[Intervention] = []
+        self.executions: list[Execution] = []
         self.refreshes = 0  # completed reads of the run's state, for tests and figures
         self._subscription: Subscription | None = None
         self._dropped = 0
@@ -214,6 +217,7 @@ class RunScreen(Screen[None]):
             findings = await engine.findings(self.run_id)
             usage = await engine.usage(self.run_id)
             pending = await engine.interventions(self.run_id, pending_only=True)
+            executions = await engine.executions(self.run_id)
         except OrchestratorError as exc:
             self.query_one("#run-head", Static).update(
                 Text(f"run {self.run_id}: {exc}", style="bold red")
@@ -229,6 +233,7 @@ class RunScreen(Screen[None]):
             findings,
             usage,
             pending,
+            executions,
             now.replace(microsecond=0) if active else None,
         )
         if state == self._last_state:
@@ -237,7 +242,7 @@ class RunScreen(Screen[None]):
         self._last_state = state
         usage_changed = usage != self.usage
         self.run, self.phases, self.findings = run, phases, findings
-        self.usage, self.pending = usage, pending
+        self.usage, self.pending, self.executions = usage, pending, executions
         # Each widget is touched only when what it shows changed: an active run refreshes every
         # poll, and needless updates cost layout passes while the log is busy.
         self.live_log.set_phase_labels({p.id: p.plan_id for p in phases})
@@ -332,18 +337,29 @@ class RunScreen(Screen[None]):
     def _phase_detail(self, phase: Phase | None) -> None:
         text = Text()
         if phase is not None:
-            self._describe_phase(phase, text)
+            attempts = [e for e in self.executions if e.phase_id == phase.id]
+            self._describe_phase(phase, attempts, self.orchestrator.now(), text)
         if text != self._detail_text:
             self._detail_text = text
             self.query_one("#phase-detail", Static).update(text)
 
     @staticmethod
-    def _describe_phase(phase: Phase, text: Text) -> None:
+    def _describe_phase(phase: Phase, attempts: list[Execution], now: datetime, text: Text) -> None:
         text.append(f"{phase.plan_id} ", style="bold")
         text.append(phase.description or phase.name)
         text.append(f"  complexity {phase.estimated_complexity}", style="dim")
         if phase.verification_criteria:
             text.append(f"  checks: {'; '.join(phase.verification_criteria)}", style="dim")
+        if attempts:
+            text.append("\nattempts:", style="dim")
+            for e in attempts:
+                end = parse_ts(e.completed_at) if e.completed_at else now
+                took = duration_text(parse_ts(e.started_at), end)
+                text.append(f"  #{e.attempt} ")
+                text.append_text(status_text(str(e.status)))
+                text.append(f" {took}", style="dim")
+                if e.error:
+                    text.append(f" ({e.error})", style="dim")
         if phase.error:
             text.append(f"\n{phase.error}", style="red")
 

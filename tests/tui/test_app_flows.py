@@ -321,3 +321,16 @@ async def test_the_palette_finds_a_run_by_its_task_and_opens_it(home: Path) -> N
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run view")
         assert app.screen.run_id == FAILED_RUN  # type: ignore[attr-defined]
+
+
+async def test_a_question_set_aside_comes_back_after_a_restart(home: Path) -> None:
+    seed(Paths(home).db)
+    first = ShellApp(home)
+    async with first.run_test(size=SIZE) as pilot:
+        await wait_for_modal(pilot, InterventionModal, focus="approve")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(first.screen, RunsScreen), what="the runs")
+    again = ShellApp(home)
+    async with again.run_test(size=SIZE) as pilot:
+        modal = await wait_for_modal(pilot, InterventionModal, focus="approve")
+        assert modal.item.id == PENDING_INTERVENTION

@@ -15,6 +15,7 @@ from core.state.store import StateStore
 from tests.tui.run_view_support import create_demo_run, run_screen, view_ready, wait_for
 from tui.app import OrchestratorApp
 from tui.widgets.diff_view import DiffView
+from tui.widgets.findings import FindingsPane
 from tui.widgets.timeline import PhaseTimeline
 
 
@@ -157,3 +158,28 @@ async def test_a_run_of_another_process_updates_live(engine: Engine, home: Path)
     finally:
         await journal.stop()
         await other.close()
+
+
+async def test_a_finding_shows_the_tool_output_and_the_attempt_report(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The demo's phase-002 fails verification once: its finding carries the test output, and the
+    attempt's saved verification report (commands, exit codes, output) shows with it."""
+    run = await create_demo_run(engine, tmp_path / "demo")
+    await engine.execute_run(run.id, auto_approve=True)
+    findings = await engine.findings(run.id)
+    assert findings, "the demo records a finding"
+    app = OrchestratorApp(engine, initial_run=run.id)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await wait_for(pilot, lambda: view_ready(app), what="the run view")
+        pane = run_screen(app).query_one(FindingsPane)
+        await pilot.press("f", "down", "down")  # the first file, then its first finding
+        await wait_for(
+            pilot,
+            lambda: pane.selected is not None and pane.detail_ready,
+            what="the finding's detail",
+        )
+        detail = str(pane.query_one("#finding-detail").render())
+        assert pane.selected is not None and pane.selected.message.splitlines()[0] in detail
+        assert "verification report of this attempt" in detail
+        assert "$ " in detail and "exit: " in detail

@@ -86,9 +86,10 @@ def on_top(app: OrchestratorApp, kind: type) -> Callable[[], bool]:
     return lambda: isinstance(app.screen, kind)
 
 
-def shot(app: OrchestratorApp, name: str) -> None:
-    """Save the app's screen, with the temporary home folder shown as the default one."""
-    svg = app.export_screenshot(title=name.removesuffix(".svg"))
+async def shot(pilot: Pilot[Any], name: str) -> None:
+    """Save the app's screen once the footer and the last refresh have drawn."""
+    await pilot.pause(0.5)
+    svg = pilot.app.export_screenshot(title=name.removesuffix(".svg"))
     (HERE / name).write_text(svg)
 
 
@@ -101,7 +102,8 @@ async def tui_screens(home: Path, waiting: subprocess.Popen[bytes]) -> None:
     try:
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, on_top(app, InterventionModal), "the headless run's approval")
-            shot(app, "tui-intervention.svg")
+            await wait_for(pilot, lambda: app.focused is not None, "the modal's focus")
+            await shot(pilot, "tui-intervention.svg")
             await pilot.press("escape")
             runs = app.screen
             assert isinstance(runs, RunsScreen)
@@ -109,7 +111,7 @@ async def tui_screens(home: Path, waiting: subprocess.Popen[bytes]) -> None:
             await pilot.press("home")  # the newest run: the one waiting in the other process
             newest = runs.summaries[0].run.id
             await wait_for(pilot, lambda: runs.current_run_id == newest, "the newest run")
-            shot(app, "tui-runs.svg")
+            await shot(pilot, "tui-runs.svg")
 
             await pilot.press("enter")
             await wait_for(pilot, on_top(app, RunScreen), "the run view")
@@ -117,13 +119,13 @@ async def tui_screens(home: Path, waiting: subprocess.Popen[bytes]) -> None:
             assert isinstance(view, RunScreen)
             await wait_for(pilot, lambda: view.refreshes > 0 and bool(view.phases), "its phases")
             await pilot.pause(1.0)
-            shot(app, "tui-run-view.svg")
+            await shot(pilot, "tui-run-view.svg")
             await pilot.press("f")
             await pilot.pause(0.5)
-            shot(app, "tui-run-findings.svg")
+            await shot(pilot, "tui-run-findings.svg")
             await pilot.press("t", "d")
             await pilot.pause(1.0)
-            shot(app, "tui-run-diff.svg")
+            await shot(pilot, "tui-run-diff.svg")
             await pilot.press("escape")
             await wait_for(pilot, on_top(app, RunsScreen), "the runs list")
             if isinstance(app.screen, RunScreen):
@@ -133,21 +135,21 @@ async def tui_screens(home: Path, waiting: subprocess.Popen[bytes]) -> None:
             listing = app.screen
             assert isinstance(listing, InterventionsScreen)
             await wait_for(pilot, lambda: len(listing.items) >= 1, "the interventions list")
-            shot(app, "tui-interventions.svg")
+            await shot(pilot, "tui-interventions.svg")
             await pilot.press("3")
             await wait_for(pilot, on_top(app, NewRunScreen), "the form")
-            shot(app, "tui-new-run.svg")
+            await shot(pilot, "tui-new-run.svg")
             await pilot.press("escape")  # the form's fields take digits; Esc goes back to the runs
             await wait_for(pilot, on_top(app, RunsScreen), "the runs list")
             await pilot.press("question_mark")
             await wait_for(pilot, on_top(app, HelpModal), "the key help")
-            shot(app, "tui-help.svg")
+            await shot(pilot, "tui-help.svg")
             await pilot.press("escape", "C")
             await wait_for(pilot, on_top(app, ConfirmModal), "the cancel confirm")
-            shot(app, "tui-confirm-cancel.svg")
+            await shot(pilot, "tui-confirm-cancel.svg")
             await pilot.press("n", "E")
             await wait_for(pilot, on_top(app, ExportModal), "the export dialog")
-            shot(app, "tui-export.svg")
+            await shot(pilot, "tui-export.svg")
             await pilot.press("escape")
 
             # Answer the headless run's question from the app; its process then finishes it.
@@ -169,7 +171,7 @@ async def tui_screens(home: Path, waiting: subprocess.Popen[bytes]) -> None:
             for worker in [w for w in app.workers if w.group == "engine"]:
                 worker.cancel()
             await wait_for(pilot, on_top(app, RunStoppedModal), "the run stopped modal")
-            shot(app, "tui-run-stopped.svg")
+            await shot(pilot, "tui-run-stopped.svg")
     finally:
         await engine.close()
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 from textual.widgets import Input
 
 from config.paths import Paths
@@ -59,7 +60,10 @@ async def test_a_headless_run_in_another_process_is_watched_and_approved_here(ho
             other.wait()
 
 
-async def test_export_to_a_file_the_user_names(home: Path, tmp_path: Path) -> None:
+async def test_export_to_a_file_the_user_names(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # relative file names are typed (short, so quick to type)
     seed(Paths(home).db)
     out = tmp_path / "exports"
     out.mkdir()
@@ -81,9 +85,9 @@ async def test_export_to_a_file_the_user_names(home: Path, tmp_path: Path) -> No
         await pilot.press("shift+tab", "right", "enter")  # the format: JSON
         await wait_for(pilot, lambda: modal.fmt == "json", what="JSON picked")
         assert modal.query_one("#path", Input).value.endswith(f"{MAIN_RUN}.json")
-        await pilot.press("tab", "ctrl+u", *str(out / "nowhere" / "x.json"), "enter")
+        await pilot.press("tab", "ctrl+u", *"exports/nowhere/x.json", "enter")
         assert "does not exist" in str(modal.query_one("#error").render())
-        await pilot.press("ctrl+u", *str(out / "summary.json"), "enter")
+        await pilot.press("ctrl+u", *"exports/summary.json", "enter")
         await wait_for(pilot, lambda: (out / "summary.json").exists(), what="the JSON")
         assert json.loads((out / "summary.json").read_text())["id"] == MAIN_RUN
 

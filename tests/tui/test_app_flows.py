@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, Label
 
 from config.paths import Paths
@@ -57,7 +58,10 @@ async def test_start_a_run_from_the_form_and_approve_it_in_the_modal(home: Path)
         assert app.screen.run_id == run_id  # type: ignore[attr-defined]
 
 
-async def test_the_form_says_what_is_wrong_and_stores_nothing(home: Path, tmp_path: Path) -> None:
+async def test_the_form_says_what_is_wrong_and_stores_nothing(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the folder is typed as a relative path
     not_git = tmp_path / "plain-folder"
     not_git.mkdir()
     app = ShellApp(home)
@@ -69,7 +73,7 @@ async def test_the_form_says_what_is_wrong_and_stores_nothing(home: Path, tmp_pa
         assert "Task: say what the run should do." in str(errors.render())
         await pilot.press(*"Add a changelog")
         form.query_one("#repo", Input).focus()
-        await pilot.press("ctrl+u", *str(not_git), "ctrl+s")
+        await pilot.press("ctrl+u", *"plain-folder", "ctrl+s")
         await wait_for(
             pilot, lambda: "git" in str(errors.render()).lower(), what="the repository error"
         )
@@ -261,8 +265,11 @@ async def test_ten_thousand_runs_page_from_the_store(home: Path) -> None:
         assert "run 10,000 of 10,000" in str(runs.query_one("#position").render())
         await pilot.press("home")
         await wait_for(pilot, lambda: runs.current_run_id == newest, what="the first run")
-        for _ in range(table.row_count):  # walk off the end of the first page
-            await pilot.press("down")
+        for _ in range(10):  # Page Down to the end of the first page, then once more past it
+            if runs.page_offset > 0:
+                break
+            await pilot.press("pagedown")
+            await pilot.pause()
         await wait_for(pilot, lambda: runs.page_offset > 0, what="the second page")
         assert table.row_count <= 200
         assert "run 101 of 10,000" in str(runs.query_one("#position").render())

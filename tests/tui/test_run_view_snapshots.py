@@ -21,6 +21,7 @@ from tests.tui.run_view_support import HomeApp, close_intervention_modal, run_sc
 from tests.tui.seed import COMPLETED_RUN, MAIN_RUN, SEED_NOW, seed, ts
 from tui.widgets.diff_view import DiffView
 from tui.widgets.findings import FindingsPane
+from tui.widgets.timeline import PhaseTimeline
 
 SIZE = (130, 40)
 PHASE_ONE = "pd0main01"  # the seed's id of MAIN_RUN's phase-001
@@ -124,6 +125,13 @@ def _keys(
         await wait_for(pilot, lambda: not screen.live_log.busy, what="the log to settle")
         if until is not None:
             await wait_for(pilot, lambda: until(screen), what="the pane to fill")
+        timeline = screen.query_one(PhaseTimeline)
+        # The table measures its columns when idle after new rows; wait for that pass.
+        await wait_for(
+            pilot,
+            lambda: not timeline._require_update_dimensions and not timeline._updated_cells,
+            what="the timeline's column widths",
+        )
 
     return run_before
 

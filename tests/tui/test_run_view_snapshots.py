@@ -138,7 +138,8 @@ def _keys(
 
 def _snap(snap_compare: Any, home: Path, keys: Sequence[str] = (), **kwargs: Any) -> None:
     app = _app(home, kwargs.pop("run_id", MAIN_RUN))
-    assert snap_compare(app, terminal_size=SIZE, run_before=_keys(*keys, **kwargs))
+    size = kwargs.pop("size", SIZE)
+    assert snap_compare(app, terminal_size=size, run_before=_keys(*keys, **kwargs))
 
 
 @pytest.fixture
@@ -196,3 +197,7 @@ def test_run_view_diff_of_a_phase(snap_compare: Any, snap_home: Path) -> None:
 
 def test_run_view_of_a_finished_run(snap_compare: Any, snap_home: Path) -> None:
     _snap(snap_compare, snap_home, run_id=COMPLETED_RUN)
+
+
+def test_run_view_in_a_small_terminal_keeps_the_log(snap_compare: Any, snap_home: Path) -> None:
+    _snap(snap_compare, snap_home, size=(80, 24))

@@ -60,11 +60,13 @@ class RunScreen(Screen[None]):
     """The run view of one run (live while it runs, read-only once it finished)."""
 
     SECTION = "Run"
+    # The parts above the tabs give way on small terminals so the log always keeps some rows.
     DEFAULT_CSS = """
-    RunScreen #run-head { height: auto; padding: 0 1; background: $boost; }
-    RunScreen #run-timeline { margin: 0 0; }
-    RunScreen #phase-detail { height: auto; max-height: 4; padding: 0 1; color: $text-muted; }
-    RunScreen TabbedContent { height: 1fr; }
+    RunScreen #run-head { height: auto; max-height: 25%; padding: 0 1; background: $boost; }
+    RunScreen #run-usage { height: 1; }
+    RunScreen #run-timeline { height: auto; max-height: 30%; }
+    RunScreen #phase-detail { height: auto; max-height: 12%; padding: 0 1; color: $text-muted; }
+    RunScreen TabbedContent { height: 1fr; min-height: 6; }
     RunScreen TabPane { padding: 0; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -276,8 +278,18 @@ class RunScreen(Screen[None]):
         head.append_text(status_text(str(run.status)))
         if run.status in FINISHED_RUN_STATUSES:
             head.append("  (finished: read-only)", style="dim")
-        head.append(f"  {run.task}\n")
-        head.append(f"{run.repo}", style="dim")
+        head.append(f"  {run.task}")
+        # What needs the user comes first: it must survive a small terminal cutting the header.
+        for item in self.pending:
+            phase = next((p.plan_id for p in self.phases if p.id == item.phase_id), "run")
+            head.append(
+                f"\n⚠ waiting for you ({phase}): {item.reason} — press i to answer", "bold yellow"
+            )
+        if run.error:
+            head.append(f"\n{run.error}", style="red")
+        if run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED) and not self._driving():
+            head.append("  R resumes it here", style="dim")
+        head.append(f"\n{run.repo}", style="dim")
         if run.branch:
             head.append(f"  branch {run.branch}", style="dim")
         head.append(f"  started {local_time(run.started_at or run.created_at)}", style="dim")
@@ -292,15 +304,6 @@ class RunScreen(Screen[None]):
             head.append("\nopen findings: ")
             for severity, n in counts.items():
                 head.append(f"{n} {severity}  ", style=SEVERITY_STYLES.get(severity, ""))
-        if run.error:
-            head.append(f"\n{run.error}", style="red")
-        for item in self.pending:
-            phase = next((p.plan_id for p in self.phases if p.id == item.phase_id), "run")
-            head.append(
-                f"\n⚠ waiting for you ({phase}): {item.reason} — press i to answer", "bold yellow"
-            )
-        if run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED) and not self._driving():
-            head.append("\nR resumes it here", style="dim")
         return head
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -21,7 +21,7 @@ def usage_cost(usage: Usage) -> float | None:
 
 def usage_text(rows: Sequence[Usage]) -> Text:
     """One line: tokens in and out per role, the total, and the cost when known."""
-    text = Text()
+    text = Text(no_wrap=True, overflow="ellipsis")
     if not rows:
         text.append("tokens: none recorded yet", style="dim")
         return text

@@ -12,7 +12,7 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Label
 
@@ -94,7 +94,7 @@ class InterventionsScreen(Screen[None]):
         table.focus()
 
     def on_screen_suspend(self) -> None:
-        if self._timer is not None:
+        if self._timer is not None and not isinstance(self.app.screen, ModalScreen):
             self._timer.pause()
 
     def on_screen_resume(self) -> None:
@@ -126,7 +126,10 @@ class InterventionsScreen(Screen[None]):
         self._show(items)
 
     def _show(self, items: list[Intervention]) -> None:
-        table = self.query_one(DataTable)
+        tables = self.query(DataTable)
+        if not tables:  # not composed yet, or already closing
+            return
+        table = tables.first()
         keep = self.current.id if self.current is not None else None
         rows = [self._cells(i) for i in items]
         if [i.id for i in items] != [i.id for i in self.items] or rows != getattr(

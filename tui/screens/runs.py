@@ -19,7 +19,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Label
 from textual.widgets.data_table import ColumnKey
@@ -282,7 +282,7 @@ class RunsScreen(Screen[None]):
 
     def on_resize(self) -> None:
         width = self._task_width()
-        if width != self.task_width:
+        if self._refresh_timer is not None and width != self.task_width:  # mounted
             self.task_width = width
             table = self.query_one(RunsTable)
             table.columns[ColumnKey("task")].width = width
@@ -290,7 +290,9 @@ class RunsScreen(Screen[None]):
             self.reload()
 
     def on_screen_suspend(self) -> None:
-        if self._refresh_timer is not None:
+        """Stop re-reading while another section or a run view hides the table; a modal over it
+        leaves it visible, so it keeps updating."""
+        if self._refresh_timer is not None and not isinstance(self.app.screen, ModalScreen):
             self._refresh_timer.pause()
 
     def on_screen_resume(self) -> None:
@@ -338,7 +340,10 @@ class RunsScreen(Screen[None]):
         self._show(rows, total, offset, cursor)
 
     def _show(self, rows: list[RunSummary], total: int, offset: int, cursor: str | int) -> None:
-        table = self.query_one(RunsTable)
+        tables = self.query(RunsTable)
+        if not tables:  # not composed yet, or already closing
+            return
+        table = tables.first()
         keep = self.current_run_id if cursor == "keep" else None
         keep_row = table.cursor_row
         now = self.orchestrator.now()

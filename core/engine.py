@@ -25,6 +25,7 @@ from core.procenv import redact
 from core.records import (
     ACTIVE_RUN_STATUSES,
     FINISHED_RUN_STATUSES,
+    Execution,
     Finding,
     Intervention,
     InterventionKind,
@@ -35,6 +36,7 @@ from core.records import (
     RunStatus,
     RunSummary,
     RunUsage,
+    Usage,
 )
 from core.setup import preflight
 from core.state.export import run_document
@@ -257,6 +259,26 @@ class Engine:
             return found[offset : offset + limit]
         return await self.store.list_runs(status=status, limit=limit, offset=offset)
 
+    async def runs_page(
+        self,
+        *,
+        query: str | None = None,
+        status: str | None = None,
+        sort: str = "started",
+        descending: bool = True,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunSummary]:
+        """One page of runs matching `query` (id, task, repository or status), sorted by `sort`:
+        started, task, repo, status, duration, phases, findings or cost (tokens)."""
+        return await self.store.list_runs_page(
+            query=query, status=status, sort=sort, descending=descending, limit=limit, offset=offset
+        )
+
+    async def count_runs(self, *, query: str | None = None, status: str | None = None) -> int:
+        """How many runs `runs_page` pages through for this filter."""
+        return await self.store.count_runs_matching(query=query, status=status)
+
     async def get_run(self, run_id: str) -> Run:
         return await self.store.get_run(run_id)
 
@@ -293,12 +315,87 @@ class Engine:
         await self.store.get_run(run_id)  # NotFoundError for an unknown id
         return await self.store.run_usage(run_id)
 
+    # ---- queries of the TUI's run view ---------------------------------------------------------
+
+    async def log_page(
+        self,
+        run_id: str,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int = 500,
+        contains: str | None = None,
+    ) -> list[LogRecord]:
+        """Log lines oldest first: the first `limit` after `after_seq` when it is given, else the
+        last `limit` before `before_seq` (the newest when None); `contains` filters, any case."""
+        if after_seq is not None:
+            return await self.store.get_logs(
+                run_id, after_seq=after_seq, limit=limit, contains=contains
+            )
+        return await self.store.get_logs_before(
+            run_id, before_seq=before_seq, limit=limit, contains=contains
+        )
+
+    async def log_count(self, run_id: str) -> int:
+        return await self.store.count_logs(run_id)
+
+    async def executions(self, run_id: str) -> list[Execution]:
+        """Every attempt of every phase of a run, oldest first."""
+        return await self.store.get_executions(run_id)
+
+    async def usage_rows(self, run_id: str) -> list[Usage]:
+        """Token totals per role, provider and model (and cost once the ledger stores it)."""
+        return await self.store.get_usage(run_id)
+
+    async def phase_diff(self, run_id: str, phase_id: str) -> str:
+        """The completed phase's commit (header, stat, patch) from the repository, or from the
+        diff artifact saved when the commit is gone (cleaned up)."""
+        phase = next((p for p in await self.phases(run_id) if p.id == phase_id), None)
+        if phase is None:
+            raise InputError(f"run {run_id} has no phase {phase_id}")
+        if not phase.commit:
+            raise InputError(f"phase {phase.plan_id} has no commit yet ({phase.status})")
+        run = await self.store.get_run(run_id)
+        try:
+            return await asyncio.to_thread(gitrepo.diff_of_commit, Path(run.repo), phase.commit)
+        except Exception as exc:  # the repository moved or the commit was collected
+            for artifact in await self.store.get_artifacts(run_id):
+                if artifact.type == "diff" and artifact.phase_id == phase_id:
+                    text = await _read_text(Path(artifact.path))
+                    if text is not None:
+                        return text
+            raise InputError(
+                f"cannot show commit {phase.commit[:12]} of phase {phase.plan_id}: {exc}"
+            ) from exc
+
+    async def attempt_report(self, execution_id: str) -> str | None:
+        """The verification report (commands, exit codes, output) of one attempt, if it was saved."""
+        execution = await self.store.get_execution(execution_id)
+        phase = await self.store.get_phase(execution.phase_id)
+        name = f"{phase.plan_id}-attempt-{execution.attempt}.txt"
+        for artifact in await self.store.get_artifacts(execution.run_id):
+            if (
+                artifact.type == "report"
+                and artifact.phase_id == phase.id
+                and artifact.name == name
+            ):
+                return await _read_text(Path(artifact.path))
+        return None
+
     @staticmethod
     def _lease_live(run: Run) -> bool:
         """True while another process holds the run: an unexpired lease whose owner is not known dead."""
         if not run.lease_owner or not run.lease_expires_at:
             return False
         return parse_ts(run.lease_expires_at) > parse_ts(utcnow()) and _owner_alive(run.lease_owner)
+
+
+async def _read_text(path: Path) -> str | None:
+    """A saved artifact's text read off the event loop, or None when the file is gone."""
+    try:
+        return await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def _owner_alive(owner: str) -> bool:

@@ -112,6 +112,8 @@ class RunSummary:
     phases_total: int
     phases_completed: int
     findings: dict[str, int]  # {"major": n, "medium": n, "minor": n}, open findings only
+    tokens: int = 0  # prompt + completion tokens of the run's model calls (list_runs_page only)
+    cost_usd: float = 0.0  # the ledger's cost of those calls (list_runs_page only)
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     calls: int
+    cost_usd: float = 0.0  # from models.yaml prices; 0 for free local models and cached answers
 
 
 @dataclass(frozen=True)

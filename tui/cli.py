@@ -15,7 +15,8 @@ from core.records import RunStatus
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
-        description="Plan a software task into phases, run agents in git worktrees, verify, and keep every step.",
+        description="Plan a software task into phases, run agents in git worktrees, verify, and keep every step. "
+        "Without a command it opens the terminal UI on the run list.",
     )
     parser.add_argument(
         "--home",
@@ -28,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--headless",
             action="store_true",
-            help="print progress instead of opening the terminal UI",
+            help="print progress instead of opening the terminal UI "
+            "(also the case when the output is not a terminal)",
         )
         p.add_argument(
             "--yes",
@@ -193,8 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        args.command = "app"  # no command: the terminal UI on the run list
     from tui import commands
 
     try:

@@ -87,6 +87,17 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _watch(engine: Engine, run: Run, args: argparse.Namespace, *, resume: bool) -> int:
     """Drive the run in this process while printing its events; SIGINT/SIGTERM interrupt it cleanly."""
+    if not args.headless:
+        from tui.launch import interactive, open_app
+
+        if interactive():
+            return await open_app(
+                engine,
+                run_id=run.id,
+                start="resume" if resume else "execute",
+                auto_approve=args.yes,
+            )
+        print("not a terminal: printing progress as with --headless", file=sys.stderr)
     sub = engine.subscribe(run_id=run.id)
     printer = asyncio.create_task(print_events(sub, sys.stdout, verbose=args.verbose))
     work = asyncio.create_task(
@@ -354,7 +365,18 @@ async def models_command(engine: Engine, args: argparse.Namespace) -> int:
     return 0
 
 
+async def app_command(engine: Engine, args: argparse.Namespace) -> int:
+    """`orchestrator` with no command: the terminal UI on the run list."""
+    from tui.launch import interactive, open_app
+
+    if not interactive():
+        build_help = "run `orchestrator --help` for the commands"
+        raise InputError(f"the terminal UI needs a terminal (stdin and stdout); {build_help}")
+    return await open_app(engine)
+
+
 COMMANDS = {
+    "app": app_command,
     "run": run_command,
     "resume": resume_command,
     "demo": demo_command,

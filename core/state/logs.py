@@ -29,6 +29,14 @@ def _file_digest(path: Path) -> tuple[int, str]:
     return path.stat().st_size, digest.hexdigest()
 
 
+def _like_pattern(contains: str | None) -> str | None:
+    """A LIKE pattern matching `contains` literally (escape character: backslash)."""
+    if not contains:
+        return None
+    escaped = contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 class LogsMixin(StateDatabase):
     """Reads and writes of the events, artifacts, llm_usage and llm_cache tables."""
 
@@ -77,6 +85,23 @@ class LogsMixin(StateDatabase):
             (run_id, after_seq, levels and 1, dumps(levels or []), pattern, pattern, limit),
         )
         return [schema.log_from_row(r) for r in rows]
+
+    async def get_logs_before(
+        self,
+        run_id: str,
+        before_seq: int | None = None,
+        limit: int = 1000,
+        contains: str | None = None,
+    ) -> list[LogRecord]:
+        """The last `limit` log lines of a run before `before_seq` (the newest when None), oldest
+        first; `contains` is a case-insensitive substring. Pages a live log backwards."""
+        pattern = _like_pattern(contains)
+        rows = await self._fetch(
+            "SELECT * FROM events WHERE run_id = ? AND (? IS NULL OR seq < ?)"
+            " AND (? IS NULL OR message LIKE ? ESCAPE '\\') ORDER BY seq DESC LIMIT ?",
+            (run_id, before_seq, before_seq, pattern, pattern, limit),
+        )
+        return [schema.log_from_row(r) for r in reversed(rows)]
 
     async def count_logs(self, run_id: str) -> int:
         """How many log lines a run has."""
@@ -193,12 +218,21 @@ class LogsMixin(StateDatabase):
         """Token totals per role, provider and model for a run."""
         rows = await self._fetch(
             "SELECT role, provider, model, SUM(prompt_tokens) AS p, SUM(completion_tokens) AS c,"
-            " COUNT(*) AS n FROM llm_usage WHERE run_id = ? GROUP BY role, provider, model"
+            " COUNT(*) AS n, SUM(cost_usd) AS cost FROM llm_usage WHERE run_id = ?"
+            " GROUP BY role, provider, model"
             " ORDER BY role, provider, model",
             (run_id,),
         )
         return [
-            Usage(r["role"], r["provider"], r["model"], int(r["p"]), int(r["c"]), int(r["n"]))
+            Usage(
+                r["role"],
+                r["provider"],
+                r["model"],
+                int(r["p"]),
+                int(r["c"]),
+                int(r["n"]),
+                float(r["cost"] or 0.0),
+            )
             for r in rows
         ]
 

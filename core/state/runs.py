@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from core.errors import InputError
 from core.records import FINISHED_RUN_STATUSES, Run, RunStatus, RunSummary
 from core.state import schema
 from core.state.db import StateDatabase
@@ -130,6 +131,53 @@ class RunsMixin(StateDatabase):
             for r in rows
         ]
 
+    async def list_runs_page(
+        self,
+        *,
+        query: str | None = None,
+        status: RunStatus | str | None = None,
+        sort: str = "started",
+        descending: bool = True,
+        limit: int = 100,
+        offset: int = 0,
+        now: str | None = None,
+    ) -> list[RunSummary]:
+        """One page of runs matching `query` (id, task, repository or status), sorted by `sort`.
+
+        Plain-column sorts page inside the runs table first, so only the page's rows get their
+        phase, finding and token counts; sorts by a count compute it for every matching row.
+        """
+        if sort not in RUN_SORT_KEYS:
+            raise InputError(f"unknown sort {sort!r}; use one of {', '.join(RUN_SORT_KEYS)}")
+        direction = "DESC" if descending else "ASC"
+        key = RUN_SORT_KEYS[sort]
+        order = f"{key} {direction}, created_at {direction}, rid {direction}"
+        params: dict[str, Any] = {
+            **_run_filter_params(query, status),
+            "limit": limit,
+            "offset": offset,
+            "now": now or utcnow(),
+        }
+        if sort in _COUNT_SORTS:
+            sql = f"""SELECT * FROM (SELECT {_SUMMARY_COLUMNS} FROM
+                  (SELECT rowid AS rid, * FROM runs WHERE {_RUN_FILTER}) r)
+                ORDER BY {order} LIMIT :limit OFFSET :offset"""
+        else:
+            sql = f"""SELECT {_SUMMARY_COLUMNS} FROM
+                  (SELECT rowid AS rid, * FROM runs WHERE {_RUN_FILTER}
+                   ORDER BY {order} LIMIT :limit OFFSET :offset) r
+                ORDER BY {order}"""
+        return [_summary(r) for r in await self._fetch(sql, params)]
+
+    async def count_runs_matching(
+        self, *, query: str | None = None, status: RunStatus | str | None = None
+    ) -> int:
+        """How many runs `list_runs_page` pages through for this filter."""
+        rows = await self._fetch(
+            f"SELECT COUNT(*) FROM runs WHERE {_RUN_FILTER}", _run_filter_params(query, status)
+        )
+        return int(rows[0][0])
+
     async def count_runs(self, status: RunStatus | str | None = None) -> int:
         """How many runs there are, optionally with one status."""
         value = None if status is None else RunStatus(status).value
@@ -223,6 +271,62 @@ class RunsMixin(StateDatabase):
     async def cancel_requested(self, run_id: str) -> bool:
         """Whether someone asked to cancel the run."""
         return bool((await self._get("runs", "run", run_id))["cancel_requested"])
+
+
+# Sort keys of list_runs_page and the SQL they order by; the last three are computed per run.
+RUN_SORT_KEYS: dict[str, str] = {
+    "started": "COALESCE(started_at, created_at)",
+    "task": "task COLLATE NOCASE",
+    "repo": "repo",
+    "status": "status",
+    "duration": "julianday(COALESCE(completed_at, :now)) - julianday(COALESCE(started_at, created_at))",
+    "phases": "CAST(n_done AS REAL) / MAX(n_phases, 1)",
+    "findings": "n_major * 1000000 + n_medium * 1000 + n_minor",
+    "cost": "cost_usd * 1000000000 + n_tokens",
+}
+_COUNT_SORTS = frozenset({"phases", "findings", "cost"})
+
+# Matches a run by id, task, repository or status, case-insensitively (":q" is a LIKE pattern).
+_RUN_FILTER = (
+    "(:status IS NULL OR status = :status) AND (:q IS NULL OR id LIKE :q ESCAPE '\\'"
+    " OR task LIKE :q ESCAPE '\\' OR repo LIKE :q ESCAPE '\\' OR status LIKE :q ESCAPE '\\')"
+)
+
+_OPEN = "f.status IN ('new', 'open')"
+_SUMMARY_COLUMNS = f"""r.*,
+    (SELECT COUNT(*) FROM phases p WHERE p.run_id = r.id) AS n_phases,
+    (SELECT COUNT(*) FROM phases p WHERE p.run_id = r.id AND p.status = 'completed') AS n_done,
+    (SELECT COUNT(*) FROM findings f WHERE f.run_id = r.id AND {_OPEN}
+      AND f.severity = 'major') AS n_major,
+    (SELECT COUNT(*) FROM findings f WHERE f.run_id = r.id AND {_OPEN}
+      AND f.severity = 'medium') AS n_medium,
+    (SELECT COUNT(*) FROM findings f WHERE f.run_id = r.id AND {_OPEN}
+      AND f.severity = 'minor') AS n_minor,
+    (SELECT COALESCE(SUM(u.prompt_tokens + u.completion_tokens), 0) FROM llm_usage u
+      WHERE u.run_id = r.id) AS n_tokens,
+    (SELECT COALESCE(SUM(u.cost_usd), 0) FROM llm_usage u WHERE u.run_id = r.id) AS cost_usd"""
+
+
+def _run_filter_params(query: str | None, status: RunStatus | str | None) -> dict[str, Any]:
+    """Parameters of _RUN_FILTER: the query as an escaped substring pattern, the status value."""
+    text = (query or "").strip()
+    pattern = None
+    if text:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+    return {"q": pattern, "status": None if status is None else RunStatus(status).value}
+
+
+def _summary(r: Any) -> RunSummary:
+    """A RunSummary from a row holding the run's columns and the _SUMMARY_COLUMNS counts."""
+    return RunSummary(
+        run=schema.run_from_row(r),
+        phases_total=r["n_phases"],
+        phases_completed=r["n_done"],
+        findings={"major": r["n_major"], "medium": r["n_medium"], "minor": r["n_minor"]},
+        tokens=r["n_tokens"],
+        cost_usd=float(r["cost_usd"]),
+    )
 
 
 def _later(now: str, seconds: float) -> str:

@@ -1,0 +1,308 @@
+"""The Textual app: sections (runs, interventions, new run) as modes, one engine in the same loop.
+
+The app owns the cross-cutting parts: the bus bridge, the queue of pending interventions (shown
+as a modal at once, wherever the user is, one after another), engine runs driven as workers, the
+key help, and the command palette's commands.
+
+For screens and widgets: `app.engine` is the engine; `app.open_run(run_id)` pushes a run view;
+`app.start_engine_task(run_id, resume=...)` drives a run here; the run actions in tui/actions.py
+wait on modals, so start them with `app.spawn_action(actions.cancel(app, run_id))` (Textual's own
+`App.run_action` takes action strings); `app.now()` is the clock for durations; a screen with a
+`run_changed(run_id)` method is told when a run of this process changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import ModalScreen, Screen
+from textual.worker import Worker
+
+from core.errors import OrchestratorError
+from core.records import Intervention, Run, RunStatus
+from tui import actions
+from tui.bridge import InterventionsChanged, RunChanged, pump
+from tui.decisions import DecisionQueue
+from tui.modals.confirm import ConfirmModal
+from tui.modals.help import HelpModal, key_help, screen_name
+from tui.modals.run_stopped import RunStoppedModal
+from tui.palette import RunsProvider
+from tui.screens.interventions import InterventionsScreen
+from tui.screens.new_run import NewRunScreen
+from tui.screens.runs import RunsScreen
+
+if TYPE_CHECKING:
+    from core.bus import Subscription
+    from core.engine import Engine
+
+# How often pending interventions are read from the store (runs of other processes).
+INTERVENTION_POLL_SECONDS = 1.0
+
+
+class OrchestratorApp(App[int]):
+    """The orchestrator's terminal UI; the engine runs in this app's event loop."""
+
+    TITLE = "Agent Orchestrator"
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+        "runs": RunsScreen,
+        "interventions": InterventionsScreen,
+        "new_run": NewRunScreen,
+    }
+    DEFAULT_MODE = "runs"
+    COMMANDS = App.COMMANDS | {RunsProvider}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("1", "section('runs')", "Runs"),
+        Binding("2", "section('interventions')", "Interventions"),
+        Binding("3", "section('new_run')", "New run"),
+        Binding("question_mark", "help", "Keys"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        initial_run: str | None = None,
+        auto_approve: bool = False,
+        clock: Callable[[], datetime] | None = None,
+        start_initial: str | None = None,
+    ) -> None:
+        """`initial_run` opens that run's view; `start_initial` ("execute" or "resume") drives it."""
+        super().__init__()
+        self.engine = engine
+        self.initial_run = initial_run
+        self.auto_approve = auto_approve
+        self.start_initial = start_initial
+        self._clock = clock
+        # The folder the app was started in: the form's default repository, exports go here.
+        self.work_dir = Path.cwd()
+        self.initial_result: Run | None = None
+        self.decisions = DecisionQueue(self)
+        self._subscription: Subscription | None = None
+
+    def now(self) -> datetime:
+        """The current time (aware, UTC) used for durations of active runs; fixed in snapshot tests."""
+        return self._clock() if self._clock is not None else datetime.now(UTC)
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._subscription = self.engine.bus.subscribe(max_log_batches=1)
+        self.run_worker(
+            pump(self._subscription, self), group="bridge", name="bus bridge", exit_on_error=False
+        )
+        self.set_interval(INTERVENTION_POLL_SECONDS, self.poll_interventions)
+        self.poll_interventions()
+        if self.initial_run is not None:
+            self.open_run(self.initial_run)
+            if self.start_initial is not None:
+                self.start_engine_task(self.initial_run, resume=self.start_initial == "resume")
+
+    def on_unmount(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+
+    # ---- runs ----------------------------------------------------------------------------------
+
+    def open_run(self, run_id: str) -> None:
+        """Show one run's view on top of the current section."""
+        from tui.screens.run_view import RunScreen
+
+        self.push_screen(RunScreen(run_id))
+
+    def start_engine_task(
+        self, run_id: str, *, resume: bool = False, auto_approve: bool | None = None
+    ) -> Worker[None]:
+        """Drive a stored run (execute or resume) as a worker in this loop; errors notify, and a
+        run that stops without completing shows the "run stopped" modal."""
+        approve = self.auto_approve if auto_approve is None else auto_approve
+        self.decisions.forget_run(run_id)
+        return self.run_worker(
+            self._drive(run_id, resume=resume, auto_approve=approve),
+            group="engine",
+            name=f"run {run_id}",
+            exit_on_error=False,
+        )
+
+    def engine_busy(self) -> list[str]:
+        """Names of the runs this app is driving right now."""
+        return [w.name for w in self.workers if w.group == "engine" and not w.is_finished]
+
+    async def _drive(self, run_id: str, *, resume: bool, auto_approve: bool) -> None:
+        engine = self.engine
+        try:
+            if resume:
+                run = await engine.resume_run(run_id, auto_approve=auto_approve)
+            else:
+                run = await engine.execute_run(run_id, auto_approve=auto_approve)
+        except OrchestratorError as exc:
+            self.notify(str(exc), title=f"run {run_id}", severity="error", timeout=12)
+            return
+        except Exception as exc:  # noqa: BLE001  (an engine bug must not take the app down)
+            self.log.error(f"run {run_id} crashed: {exc!r}")
+            self.notify(
+                f"{type(exc).__name__}: {exc}; the log file has details; "
+                f"`orchestrator resume {run_id}` continues it",
+                title=f"run {run_id} stopped unexpectedly",
+                severity="error",
+                timeout=15,
+            )
+            return
+        if run_id == self.initial_run:
+            self.initial_result = run
+        self.post_message(RunChanged(run_id))
+        if run.status is RunStatus.COMPLETED:
+            self.notify(f"run {run.id} completed on branch {run.branch}", title="run completed")
+        elif run.status is RunStatus.CANCELLED:
+            self.notify(f"run {run.id} cancelled", severity="warning")
+        else:
+            self.push_screen(RunStoppedModal(run), lambda choice: self._after_stop(run, choice))
+
+    def _after_stop(self, run: Run, choice: str | None) -> None:
+        if choice == "resume":
+            self.start_engine_task(run.id, resume=True)
+            self.notify(f"resuming run {run.id}")
+        elif choice == "open":
+            self.open_run(run.id)
+
+    def spawn_action(self, work: Coroutine[Any, Any, object]) -> Worker[None]:
+        """Run one of tui.actions (they wait on modals, so they need a worker); errors notify."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except OrchestratorError as exc:
+                self.notify(str(exc), severity="error", timeout=12)
+
+        return self.run_worker(guarded(), group="actions", exit_on_error=False)
+
+    # ---- interventions -------------------------------------------------------------------------
+
+    @work(group="intervention-poll", exclusive=True, exit_on_error=False)
+    async def poll_interventions(self) -> None:
+        """Re-read pending interventions in a worker (a newer poll replaces one still reading)."""
+        await self.refresh_interventions()
+
+    async def refresh_interventions(self) -> None:
+        """Queue pending interventions not seen yet (any run, any process) and show the next one."""
+        await self.decisions.refresh()
+
+    def on_run_changed(self, message: RunChanged) -> None:
+        """Tell the screens of the current section that have a `run_changed(run_id)` hook."""
+        for screen in self.screen_stack:
+            hook = getattr(screen, "run_changed", None)
+            if callable(hook):
+                hook(message.run_id)
+
+    def on_interventions_changed(self, message: InterventionsChanged) -> None:
+        self.poll_interventions()
+
+    def answer(self, item: Intervention) -> None:
+        """Show the modal for one intervention now (from a list or a run view), even if seen."""
+        self.decisions.answer(item)
+
+    # ---- sections, help, palette ---------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Sections do not switch under a modal (the modal would stay behind in the old section)."""
+        return not (action in ("section", "help") and isinstance(self.screen, ModalScreen))
+
+    def action_section(self, mode: str) -> None:
+        self.switch_mode(mode)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpModal(key_help(self, self.screen), where=screen_name(self.screen)))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Runs", "Show the list of runs (1)", lambda: self.switch_mode("runs"))
+        yield SystemCommand(
+            "Interventions",
+            "Pending decisions of every run (2)",
+            lambda: self.switch_mode("interventions"),
+        )
+        yield SystemCommand(
+            "New run", "Start a run from a form (3)", lambda: self.switch_mode("new_run")
+        )
+        yield SystemCommand("Keys", "Every key binding here (?)", self.action_help)
+        run_id = getattr(screen, "current_run_id", None) or getattr(screen, "run_id", None)
+        if isinstance(run_id, str) and run_id:
+            yield from self.run_commands(run_id)
+        extra = getattr(screen, "palette_commands", None)
+        if callable(extra):
+            yield from extra()
+
+    def run_commands(self, run_id: str) -> Iterable[SystemCommand]:
+        """The actions on one run, for the palette."""
+        yield SystemCommand(
+            f"Open run {run_id}", "Its timeline, log and findings", lambda: self.open_run(run_id)
+        )
+        yield SystemCommand(
+            f"Resume run {run_id}",
+            "Continue an interrupted or failed run here (R)",
+            lambda: self.spawn_action(actions.resume(self, run_id)),
+        )
+        yield SystemCommand(
+            f"Cancel run {run_id}",
+            "Stop the run, after a confirm (C)",
+            lambda: self.spawn_action(actions.cancel(self, run_id)),
+        )
+        yield SystemCommand(
+            f"Export run {run_id}",
+            "Write its summary as markdown or JSON to a file (E)",
+            lambda: self.spawn_action(actions.export(self, run_id)),
+        )
+        yield SystemCommand(
+            f"Apply run {run_id}",
+            "Merge its branch into the repository's current branch (A)",
+            lambda: self.spawn_action(actions.apply(self, run_id)),
+        )
+        yield SystemCommand(
+            f"Clean up run {run_id}",
+            "Remove its worktrees and branch; history stays (X)",
+            lambda: self.spawn_action(actions.clean(self, run_id)),
+        )
+
+    async def action_quit(self) -> None:
+        """Quit; when this app is driving runs, confirm first (quitting interrupts them)."""
+        busy = self.engine_busy()
+        if not busy:
+            self.exit(self.exit_code_for_initial())
+            return
+        if isinstance(self.screen, ConfirmModal):
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.run_worker(self._interrupt_and_exit(), group="quit")
+
+        self.push_screen(
+            ConfirmModal(
+                "Quit and interrupt the running runs?",
+                f"{', '.join(busy)} stop and are marked interrupted; resume them later from "
+                "the runs list (R) or with `orchestrator resume RUN_ID`.",
+                confirm_label="Quit",
+            ),
+            confirmed,
+        )
+
+    async def _interrupt_and_exit(self) -> None:
+        """Cancel the engine workers and wait until their runs are stored as interrupted."""
+        engine_workers = [w for w in self.workers if w.group == "engine" and not w.is_finished]
+        for worker in engine_workers:
+            worker.cancel()
+        await self.workers.wait_for_complete(engine_workers)
+        self.exit(self.exit_code_for_initial())
+
+    def exit_code_for_initial(self) -> int:
+        """0 unless the run this app was opened to drive ended without completing (then 1)."""
+        if self.start_initial is None:
+            return 0
+        result = self.initial_result
+        return 0 if result is not None and result.status is RunStatus.COMPLETED else 1

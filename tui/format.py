@@ -1,0 +1,53 @@
+"""How times, durations and statuses look on screen; shared by every screen and widget."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+
+from core.timeutil import parse_ts
+
+STATUS_STYLES = {
+    "pending": "dim",
+    "planning": "cyan",
+    "executing": "bold cyan",
+    "in_progress": "bold cyan",
+    "running": "bold cyan",
+    "waiting": "bold magenta",
+    "completed": "green",
+    "succeeded": "green",
+    "approved": "green",
+    "failed": "bold red",
+    "rejected": "red",
+    "interrupted": "yellow",
+    "cancelled": "dim",
+    "skipped": "dim",
+}
+
+
+def status_text(status: str) -> Text:
+    """A status word in its colour."""
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def local_time(stamp: str | None) -> str:
+    """A stored UTC timestamp as local "YYYY-MM-DD HH:MM"."""
+    if not stamp:
+        return "—"
+    return parse_ts(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def duration_text(start: datetime, end: datetime) -> str:
+    """A short human duration: 42s, 3m 05s, 2h 14m, 3d 4h."""
+    seconds = max(0, int((end - start).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"

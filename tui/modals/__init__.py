@@ -1,0 +1,1 @@
+"""Modal screens: intervention decisions, confirms, export, "run stopped" and the key help."""

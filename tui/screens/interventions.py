@@ -1,0 +1,203 @@
+"""Section 2: pending interventions of every run (also runs of other processes), and answered ones.
+
+Enter on a pending row opens its decision modal; rows come from the store, re-read every second.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Header, Label
+
+from core.errors import OrchestratorError
+from core.records import Intervention
+from tui.format import local_time, status_text
+
+if TYPE_CHECKING:
+    from tui.app import OrchestratorApp
+
+REFRESH_SECONDS = 1.0
+# Answered interventions shown below the pending ones, newest first.
+HISTORY = 50
+
+
+class InterventionsScreen(Screen[None]):
+    """Pending decisions first; Enter answers one, `o` opens its run, `h` shows answered ones."""
+
+    SECTION = "Interventions"
+    SUB_TITLE = "Interventions"
+    DEFAULT_CSS = """
+    InterventionsScreen #bar { height: 1; padding: 0 1; background: $boost; }
+    InterventionsScreen #summary { width: 1fr; }
+    InterventionsScreen DataTable { height: 1fr; }
+    InterventionsScreen #empty { display: none; padding: 2 4; color: $text-muted; }
+    InterventionsScreen.empty #empty { display: block; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,a", "answer", "Answer"),
+        Binding("o", "open_run", "Open run"),
+        Binding("h", "toggle_history", "Answered too"),
+        Binding("escape", "back", "Back", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[Intervention] = []
+        self.show_history = True
+        self._timer: Timer | None = None
+
+    @property
+    def orchestrator(self) -> OrchestratorApp:
+        return cast("OrchestratorApp", self.app)
+
+    @property
+    def current(self) -> Intervention | None:
+        table = self.query_one(DataTable)
+        if not self.items or not (0 <= table.cursor_row < len(self.items)):
+            return None
+        return self.items[table.cursor_row]
+
+    @property
+    def current_run_id(self) -> str | None:
+        item = self.current
+        return item.run_id if item is not None else None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="bar"):
+            yield Label("", id="summary")
+        yield DataTable(id="interventions", cursor_type="row", zebra_stripes=True)
+        yield Label(
+            "Nothing waits for a decision. Runs ask here before risky phases, after failed "
+            "phases (when configured) and on merge conflicts.",
+            id="empty",
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("Status", key="status")
+        table.add_column("Kind", key="kind")
+        table.add_column("Run", key="run")
+        table.add_column("Reason", key="reason")
+        table.add_column("Asked", key="asked")
+        table.add_column("Note", key="note")
+        self.reload()
+        self._timer = self.set_interval(REFRESH_SECONDS, self.reload)
+        table.focus()
+
+    def on_screen_suspend(self) -> None:
+        if self._timer is not None and not isinstance(self.app.screen, ModalScreen):
+            self._timer.pause()
+
+    def on_screen_resume(self) -> None:
+        if self._timer is not None:
+            self._timer.resume()
+            self.reload()
+
+    def run_changed(self, run_id: str) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        self._load()
+
+    @work(group="load", exclusive=True)
+    async def _load(self) -> None:
+        engine = self.orchestrator.engine
+        try:
+            if self.show_history:
+                every = await engine.interventions()
+                pending = [i for i in every if str(i.status) == "pending"]
+                answered = [i for i in every if str(i.status) != "pending"]
+                answered.sort(key=lambda i: i.resolved_at or i.created_at, reverse=True)
+                items = pending + answered[:HISTORY]
+            else:
+                items = await engine.interventions(pending_only=True)
+        except OrchestratorError as exc:
+            self.notify(str(exc), title="interventions", severity="error")
+            return
+        self._show(items)
+
+    def _show(self, items: list[Intervention]) -> None:
+        tables = self.query(DataTable)
+        if not tables:  # not composed yet, or already closing
+            return
+        table = tables.first()
+        keep = self.current.id if self.current is not None else None
+        rows = [self._cells(i) for i in items]
+        if [i.id for i in items] != [i.id for i in self.items] or rows != getattr(
+            self, "_rows", None
+        ):
+            table.clear()
+            for item, cells in zip(items, rows, strict=True):
+                table.add_row(*cells, key=item.id)
+            ids = [i.id for i in items]
+            if keep in ids:
+                table.move_cursor(row=ids.index(keep), animate=False)
+        self.items = items
+        self._rows = rows
+        n = sum(1 for i in items if str(i.status) == "pending")
+        self.set_class(not items, "empty")
+        self.query_one("#summary", Label).update(
+            f"{n} pending" + (" · answered ones below (h hides them)" if self.show_history else "")
+        )
+
+    @staticmethod
+    def _cells(i: Intervention) -> tuple[Any, ...]:
+        return (
+            status_text(str(i.status)),
+            str(i.kind),
+            i.run_id,
+            i.reason if len(i.reason) <= 64 else i.reason[:63] + "…",
+            local_time(i.created_at),
+            Text(i.note or "", style="dim"),
+        )
+
+    @on(DataTable.RowSelected)
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        self.action_answer()
+
+    def action_answer(self) -> None:
+        item = self.current
+        if item is None:
+            return
+        if str(item.status) != "pending":
+            self.notify(
+                f"intervention {item.id} was {item.status}"
+                + (f": {item.note}" if item.note else "")
+            )
+            return
+        self.orchestrator.answer(item)
+
+    def action_open_run(self) -> None:
+        run_id = self.current_run_id
+        if run_id is not None:
+            self.orchestrator.open_run(run_id)
+
+    def action_back(self) -> None:
+        self.orchestrator.switch_mode("runs")
+
+    def palette_commands(self) -> list[SystemCommand]:
+        return [
+            SystemCommand(
+                "Answer the selected intervention",
+                "Open its decision modal (Enter)",
+                self.action_answer,
+            ),
+            SystemCommand(
+                "Show or hide answered interventions",
+                "Answered ones are listed below the pending ones (h)",
+                self.action_toggle_history,
+            ),
+        ]
+
+    def action_toggle_history(self) -> None:
+        self.show_history = not self.show_history
+        self.reload()

@@ -1,0 +1,1 @@
+"""Widgets of the run view: timeline, live log, findings, diff and usage."""

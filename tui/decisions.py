@@ -8,7 +8,6 @@ listed in section 2); resuming its run, or choosing it in the list, shows it aga
 
 from __future__ import annotations
 
-import inspect
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +28,6 @@ class DecisionQueue:
         self.seen: dict[str, str] = {}  # id -> run id, shown (or set aside with Esc) already
         self.showing: InterventionModal | None = None
         self._opening = False  # a worker is reading what the next modal shows
-        # Issue 5's engine takes a new budget with the answer to a `budget` intervention.
-        params = inspect.signature(app.engine.resolve_intervention).parameters
-        self.budget_fields = "budget_usd" in params
 
     async def refresh(self) -> None:
         """Queue pending interventions not seen yet and show the next one."""
@@ -91,7 +87,6 @@ class DecisionQueue:
                 task=task,
                 phase=phase,
                 waiting=len(self.queue),
-                budget_fields=self.budget_fields,
             )
             self.showing = modal
             self.app.push_screen(modal, self._decided)

@@ -6,14 +6,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from textual.widgets import Input
 
 from config.paths import Paths
 from core.engine import Engine
-from core.records import Intervention, InterventionStatus, RunStatus
+from core.records import InterventionStatus, RunStatus
 from tests.clirun import ROOT, cli_env, spawn
 from tests.conftest import git
 from tests.tui.seed import MAIN_RUN, seed
@@ -136,24 +136,6 @@ async def test_apply_and_clean_up_a_completed_run(home: Path) -> None:
         assert (await app.engine.get_run(run.id)).status is RunStatus.COMPLETED
 
 
-class BudgetEngine(Engine):
-    """An engine whose resolve_intervention takes budgets, as issue 5's will."""
-
-    budgets: ClassVar[list[tuple[float | None, int | None]]] = []
-
-    async def resolve_intervention(
-        self,
-        intervention_id: str,
-        *,
-        approve: bool,
-        note: str | None = None,
-        budget_usd: float | None = None,
-        budget_tokens: int | None = None,
-    ) -> Intervention:
-        self.budgets.append((budget_usd, budget_tokens))
-        return await super().resolve_intervention(intervention_id, approve=approve, note=note)
-
-
 async def _budget_item(app: ShellApp) -> Any:
     return await app.engine.store.create_intervention(
         MAIN_RUN,
@@ -161,33 +143,31 @@ async def _budget_item(app: ShellApp) -> Any:
         "budget",
         "the run spent $2.10 of its $2.00 budget",
         "approve: continue with a new budget; reject: stop the run",
+        payload={"scope": "run", "metric": "cost_usd", "limit": 2.0},
     )
 
 
-async def test_budget_fields_show_only_when_the_engine_takes_budgets(home: Path) -> None:
+async def test_a_budget_is_raised_from_the_modal(home: Path) -> None:
     seed(Paths(home).db, rich=True)
     app = ShellApp(home)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_modal(pilot, InterventionModal, focus="approve")
         await pilot.press("escape")
-        await _budget_item(app)
+        item = await _budget_item(app)
         modal = await wait_for_modal(pilot, InterventionModal, focus="approve")
-        assert str(modal.item.kind) == "budget"
-        assert not modal.query("#budget-usd")
-
-    app = ShellApp(home, engine_class=BudgetEngine)
-    async with app.run_test(size=SIZE) as pilot:
-        modal = await wait_for_modal(pilot, InterventionModal, focus="approve")
-        if str(modal.item.kind) != "budget":
-            await pilot.press("escape")
-            modal = await wait_for_modal(pilot, InterventionModal, focus="approve")
-        assert str(modal.item.kind) == "budget"
+        assert modal.item.id == item.id
         modal.query_one("#budget-usd", Input).focus()
         await pilot.press(*"5.5", "tab", *"200000", "enter")
         await wait_for_modal(pilot, InterventionModal, focus="approve")
         await pilot.press("a")
-        await wait_for(pilot, lambda: bool(BudgetEngine.budgets), what="the decision")
-        assert BudgetEngine.budgets == [(5.5, 200000)]
+
+        async def answered() -> bool:
+            [stored] = [i for i in await app.engine.interventions(MAIN_RUN) if i.id == item.id]
+            return stored.status is InterventionStatus.APPROVED
+
+        await wait_until(pilot, answered, what="the decision")
+        run = await app.engine.get_run(MAIN_RUN)
+        assert run.metadata["budget"] == {"run": {"cost_usd": 5.5, "tokens": 200000}}
 
 
 def test_no_command_without_a_terminal_says_what_to_do(tmp_path: Path) -> None:

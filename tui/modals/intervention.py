@@ -16,7 +16,7 @@ from core.records import Intervention, Phase
 
 @dataclass(frozen=True)
 class Decision:
-    """The person's answer; budget fields only for `budget` interventions on engines that take them."""
+    """The person's answer; a new budget only for `budget` interventions."""
 
     intervention_id: str
     approve: bool
@@ -78,14 +78,13 @@ class InterventionModal(ModalScreen[Decision | None]):
         task: str = "",
         phase: Phase | None = None,
         waiting: int = 0,
-        budget_fields: bool = False,
     ) -> None:
         super().__init__()
         self.item = item
         self.run_task = task
         self.phase = phase
         self.waiting = waiting
-        self.budget_fields = budget_fields and str(item.kind) == "budget"
+        self.budget_fields = str(item.kind) == "budget"
 
     def compose(self) -> ComposeResult:
         item = self.item

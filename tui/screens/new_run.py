@@ -71,6 +71,8 @@ def run_overrides(
         overrides["models.executor"] = model
     if host and provider == "ollama":
         overrides["llm.host"] = host
+    if host and provider == "openai":
+        overrides["llm.openai.base_url"] = host
     if replay and provider == "replay":
         overrides["llm.replay"] = str(Path(replay).expanduser().resolve())
     if record:
@@ -92,8 +94,10 @@ class NewRunScreen(Screen[None]):
     NewRunScreen .hint { color: $text-muted; margin: 0 0 1 14; }
     NewRunScreen RadioSet { layout: horizontal; width: auto; }
     NewRunScreen RadioButton { width: auto; margin-right: 2; }
-    NewRunScreen.ollama #replay-row { display: none; }
-    NewRunScreen.replay #host-row { display: none; }
+    NewRunScreen #replay-row { display: none; }
+    NewRunScreen.replay #replay-row { display: block; }
+    NewRunScreen #host-row { display: none; }
+    NewRunScreen.hosted #host-row { display: block; }
     NewRunScreen #options { height: auto; margin-left: 14; }
     NewRunScreen #errors { color: $error; height: auto; margin: 0 2; }
     NewRunScreen #errors.-empty { display: none; }
@@ -115,7 +119,8 @@ class NewRunScreen(Screen[None]):
         return cast("OrchestratorApp", self.app)
 
     def compose(self) -> ComposeResult:
-        models = sorted(shipped_catalog().models)
+        # Chat models only: the embedder is not a choice for planning or executing.
+        models = sorted(n for n, m in shipped_catalog().models.items() if "chat" in m.capabilities)
         yield Header()
         yield Label("", id="errors", classes="-empty")
         with VerticalScroll(id="form"):
@@ -142,7 +147,10 @@ class NewRunScreen(Screen[None]):
                 yield Label("Provider")
                 with RadioSet(id="provider", compact=True):
                     yield RadioButton("Ollama", value=True, id="provider-ollama")
-                    yield RadioButton("Replay a cassette", id="provider-replay")
+                    yield RadioButton("OpenAI API", id="provider-openai")
+                    yield RadioButton("Anthropic", id="provider-anthropic")
+                    yield RadioButton("Per model", id="provider-auto")
+                    yield RadioButton("Replay", id="provider-replay")
             with Horizontal(classes="row"):
                 yield Label("Model")
                 yield Input(
@@ -152,9 +160,10 @@ class NewRunScreen(Screen[None]):
                     compact=True,
                 )
             with Horizontal(classes="row", id="host-row"):
-                yield Label("Ollama host")
+                yield Label("Host / base URL")
                 yield Input(
-                    placeholder="empty: from configuration (http://127.0.0.1:11434)",
+                    placeholder="empty: from configuration (Ollama http://127.0.0.1:11434;"
+                    " OpenAI-compatible e.g. http://127.0.0.1:8000/v1)",
                     id="host",
                     compact=True,
                 )
@@ -190,16 +199,19 @@ class NewRunScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.add_class("ollama")
+        self.add_class("hosted")
 
     @property
     def provider(self) -> str:
         pressed = self.query_one("#provider", RadioSet).pressed_button
-        return "replay" if pressed is not None and pressed.id == "provider-replay" else "ollama"
+        if pressed is None or pressed.id is None:
+            return "ollama"
+        return pressed.id.removeprefix("provider-")
 
     @on(RadioSet.Changed, "#provider")
     def _provider_changed(self, event: RadioSet.Changed) -> None:
-        self.set_class(self.provider == "ollama", "ollama")
+        # The host row serves Ollama's host and an OpenAI-compatible server's base URL.
+        self.set_class(self.provider in ("ollama", "openai"), "hosted")
         self.set_class(self.provider == "replay", "replay")
 
     def _value(self, selector: str) -> str:

@@ -33,8 +33,7 @@ from core.records import (
 from core.setup import build_clients
 from core.state.export import render_markdown, run_document
 from core.state.store import StateStore
-from core.verification import category_limits
-from verify.thresholds import check_thresholds
+from core.verification import breaches_of
 
 LEASE_OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -286,17 +285,8 @@ class RunDriver:
     async def _check_thresholds(self, ctx: RunContext, phase: Phase | None) -> None:
         """After a phase's last attempt (and once at the end, phase None): abort, ask or warn when
         open findings (baseline excluded) pass a threshold."""
-        t = ctx.config.thresholds
         severities, categories = await self._settled_open_findings(ctx.run_id)
-        breaches = check_thresholds(
-            severities,
-            categories,
-            max_major=t.max_major,
-            max_medium=t.max_medium,
-            on_major_exceeded=t.on_major_exceeded,
-            on_medium_exceeded=t.on_medium_exceeded,
-            per_category=category_limits(t),
-        )
+        breaches = breaches_of(ctx.config.thresholds, severities, categories)
         asked = {
             (i.payload.get("key"), i.status)
             for i in await self.store.list_interventions(run_id=ctx.run_id)

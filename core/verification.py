@@ -111,6 +111,21 @@ def category_limits(t: FindingsThresholds) -> dict[str, tuple[int, str]]:
     return out
 
 
+def breaches_of(
+    t: FindingsThresholds, severities: dict[str, int], categories: dict[str, int]
+) -> list[Breach]:
+    """The configured thresholds these counts exceed, with each one's action."""
+    return check_thresholds(
+        severities,
+        categories,
+        max_major=t.max_major,
+        max_medium=t.max_medium,
+        on_major_exceeded=t.on_major_exceeded,
+        on_medium_exceeded=t.on_medium_exceeded,
+        per_category=category_limits(t),
+    )
+
+
 def threshold_counts(
     findings: list[VerifyFinding], dropped: dict[str, int]
 ) -> tuple[dict[str, int], dict[str, int]]:
@@ -153,15 +168,6 @@ async def verify_tree(
         on_line=on_line,
         redact=secret_redactor(),
     )
-    t = config.thresholds
     severities, categories = threshold_counts(report.findings, report.dropped())
-    breaches = check_thresholds(
-        severities,
-        categories,
-        max_major=t.max_major,
-        max_medium=t.max_medium,
-        on_major_exceeded=t.on_major_exceeded,
-        on_medium_exceeded=t.on_medium_exceeded,
-        per_category=category_limits(t),
-    )
+    breaches = breaches_of(config.thresholds, severities, categories)
     return report, breaches, origin, folder

@@ -10,6 +10,8 @@ from typing import Any, Self
 
 import pytest
 
+from tests.fakes.scripted import split
+
 # A scripted chat answer: the content, a dict (see FakeOllama), or a callable of the request body.
 Answer = str | dict[str, Any] | Callable[[dict[str, Any]], "str | dict[str, Any]"]
 
@@ -261,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        pieces = _split(content, self.fake.stream_pieces)
+        pieces = split(content, self.fake.stream_pieces)
         hold = answer.get("hold_last")
         for number, piece in enumerate(pieces):
             if hold is not None and number == len(pieces) - 1:
@@ -285,13 +287,6 @@ class _Handler(BaseHTTPRequestHandler):
 def _vector(text: str) -> list[float]:
     data = text.encode("utf-8") or b"\0"
     return [round(sum(data[i::8]) / (255.0 * len(data)), 6) for i in range(8)]
-
-
-def _split(text: str, pieces: int) -> list[str]:
-    if not text:
-        return []
-    size = max(1, -(-len(text) // max(1, pieces)))
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def _details() -> dict[str, Any]:

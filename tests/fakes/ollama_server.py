@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import pytest
 
-from tests.fakes.scripted import split
+from tests.fakes.scripted import ScriptedHandler, ScriptedHTTPServer, split
 
 # A scripted chat answer: the content, a dict (see FakeOllama), or a callable of the request body.
 Answer = str | dict[str, Any] | Callable[[dict[str, Any]], "str | dict[str, Any]"]
@@ -47,7 +46,7 @@ class FakeOllama:
         self._active = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = ScriptedHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -112,49 +111,12 @@ class FakeOllama:
         return True
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    fake: FakeOllama
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
+class _Handler(ScriptedHandler):
+    """Ollama's API on the shared plumbing: JSON bodies, NDJSON streams."""
 
     @property
     def fake(self) -> FakeOllama:
-        return self.server.fake
-
-    def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else {}
-        except json.JSONDecodeError:
-            body = {"_raw": raw.decode("utf-8", "replace")}
-        self.fake.requests.append(
-            {
-                "method": self.command,
-                "path": self.path,
-                "body": body,
-                "headers": {k.lower(): v for k, v in self.headers.items()},
-            }
-        )
-        return body
-
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
+        return cast("FakeOllama", self.server.fake)
 
     def _chunk(self, payload: dict[str, Any]) -> None:
         data = (json.dumps(payload) + "\n").encode("utf-8")
@@ -162,24 +124,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _not_found(self, model: str) -> None:
-        self._json(404, {"error": f"model '{model}' not found"})
+        self.send_json(404, {"error": f"model '{model}' not found"})
 
     def do_GET(self) -> None:
         """Serve /api/tags and /api/version."""
-        self._body()
+        self.read_body()
         try:
             if self.path == "/api/tags":
-                self._json(200, {"models": [_tag(n) for n in self.fake.models]})
+                self.send_json(200, {"models": [_tag(n) for n in self.fake.models]})
             elif self.path == "/api/version":
-                self._json(200, {"version": "0.12.0"})
+                self.send_json(200, {"version": "0.12.0"})
             else:
-                self._json(404, {"error": f"unknown path {self.path}"})
+                self.send_json(404, {"error": f"unknown path {self.path}"})
         except (BrokenPipeError, ConnectionResetError):
             pass
 
     def do_POST(self) -> None:
         """Serve /api/chat, /api/show and /api/embed."""
-        body = self._body()
+        body = self.read_body()
         try:
             if self.path == "/api/chat":
                 with self.fake._lock:
@@ -195,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif self.path == "/api/embed":
                 self._embed(body)
             else:
-                self._json(404, {"error": f"unknown path {self.path}"})
+                self.send_json(404, {"error": f"unknown path {self.path}"})
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -204,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
         if model not in self.fake.models:
             self._not_found(model)
             return
-        self._json(
+        self.send_json(
             200,
             {
                 "modelfile": "",
@@ -229,7 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw = body.get("input", [])
         texts = [raw] if isinstance(raw, str) else list(raw)
         vectors = [_vector(str(text)) for text in texts]
-        self._json(200, {"model": model, "embeddings": vectors, "prompt_eval_count": len(texts)})
+        self.send_json(
+            200, {"model": model, "embeddings": vectors, "prompt_eval_count": len(texts)}
+        )
 
     def _chat(self, body: dict[str, Any]) -> None:
         model = str(body.get("model", ""))
@@ -240,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
         if "stall" in answer:
             self.fake.wait_stall(float(answer["stall"]))
         if "status" in answer:
-            self._json(int(answer["status"]), {"error": str(answer.get("error", "fake error"))})
+            self.send_json(int(answer["status"]), {"error": str(answer.get("error", "fake error"))})
             return
         content = str(answer.get("content", ""))
         prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
@@ -257,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
             "eval_duration": 1000,
         }
         if not body.get("stream", True):
-            self._json(200, {**final, "message": {"role": "assistant", "content": content}})
+            self.send_json(200, {**final, "message": {"role": "assistant", "content": content}})
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")

@@ -43,7 +43,7 @@ class ScriptedServer:
         self.max_active = 0  # the most answered at once
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), self.handler)
+        self._server = ScriptedHTTPServer(("127.0.0.1", 0), self.handler)
         self._server.fake = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -115,7 +115,7 @@ class ScriptedServer:
         return [r["body"] for r in self.requests if r["path"].endswith(path_suffix)]
 
 
-class _Server(ThreadingHTTPServer):
+class ScriptedHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     fake: Any
@@ -126,7 +126,7 @@ class ScriptedHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    server: _Server
+    server: ScriptedHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet."""

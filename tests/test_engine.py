@@ -16,6 +16,7 @@ from core.errors import RepoError
 from core.records import InterventionStatus, PhaseStatus, RunStatus
 from tests.cassette import new_file, phase, replace, write_cassette
 from tests.conftest import git, make_repo
+from tests.waiting import eventually
 
 
 async def _engine(home: Path) -> Engine:
@@ -39,9 +40,18 @@ def _loaded(home: Path, repo: Path, cassette: Path, **extra: Any):
 
 async def _wait_for_pending(engine: Engine, run_id: str) -> list:
     """Wait until the run has a pending intervention (the driver polls; so does this)."""
-    while not (items := await engine.interventions(run_id, pending_only=True)):
-        await asyncio.sleep(0.02)
-    return items
+    return await eventually(
+        lambda: engine.interventions(run_id, pending_only=True),
+        what=f"a pending intervention in run {run_id}",
+    )
+
+
+async def _status_is(
+    engine: Engine, run_id: str, status: RunStatus, driving: asyncio.Task[Any]
+) -> bool:
+    """The run has `status`; fails at once if the driving task ended first."""
+    assert not driving.done(), f"the run ended while waiting for {status.value}"
+    return (await engine.get_run(run_id)).status is status
 
 
 def _trailer_commits(repo: Path, branch: str, run_id: str) -> list[str]:
@@ -124,9 +134,10 @@ async def test_rejecting_a_risky_phase_skips_it_and_its_dependants(
         driving = asyncio.create_task(engine.execute_run(run.id))
         [pending] = await _wait_for_pending(engine, run.id)
         assert pending.kind == "risk"
-        while (await engine.get_run(run.id)).status is not RunStatus.WAITING:
-            assert not driving.done()
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: _status_is(engine, run.id, RunStatus.WAITING, driving),
+            what="the run to wait for the risk decision",
+        )
         await engine.resolve_intervention(pending.id, approve=False, note="too risky")
         final = await driving
         phases_now = {p.plan_id: p for p in await engine.phases(run.id)}

@@ -17,6 +17,7 @@ from tests.cassette import new_file, phase, replace, write_cassette
 from tests.clirun import cli, cli_json
 from tests.conftest import git, make_repo
 from tests.fakes.ollama_server import FakeOllama
+from tests.waiting import pending_asks
 
 PLAN = json.dumps({"phases": [phase("phase-001"), phase("phase-002", ["phase-001"])]})
 
@@ -183,8 +184,7 @@ async def test_merge_conflict_resolved_by_hand_then_approved(home: Path, tmp_pat
     async with await Engine.open(paths) as engine:
         run = await engine.create_run("task", repo, loaded)
         driving = asyncio.create_task(engine.execute_run(run.id))
-        while not (pending := await engine.interventions(run.id, pending_only=True)):
-            await asyncio.sleep(0.02)
+        pending = await pending_asks(engine, run.id, driving)
         assert pending[0].kind == "merge_conflict"
         worktree = Path((await engine.get_run(run.id)).worktree or "")
         assert "<<<<<<<" in (worktree / "shared.txt").read_text()

@@ -23,6 +23,7 @@ from tests.conftest import git, make_repo
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
+from tests.waiting import pending_asks
 
 OPENAI_KEY = "sk-openai-test-key-for-runs-0001"
 ANTHROPIC_KEY = "sk-ant-test-key-for-runs-0002"
@@ -100,9 +101,7 @@ async def test_budget_reached_mid_run_pauses_until_raised(
         driving = asyncio.create_task(engine.execute_run(run.id))
         # The plan cost $0.2 (100 x $0.001 + 50 x $0.002); phase-001 brings it to $0.48,
         # past the $0.25 budget, so the run pauses before phase-002's model call.
-        while not (pending := await engine.interventions(run.id, pending_only=True)):
-            assert not driving.done(), (await engine.get_run(run.id)).error
-            await asyncio.sleep(0.02)
+        pending = await pending_asks(engine, run.id, driving)
         item = pending[0]
         assert item.kind is InterventionKind.BUDGET
         assert (
@@ -159,8 +158,7 @@ async def test_rejecting_a_budget_stops_the_run(
     async with await Engine.open(paths) as engine:
         run = await engine.create_run("two files", repo, loaded)
         driving = asyncio.create_task(engine.execute_run(run.id))
-        while not (pending := await engine.interventions(run.id, pending_only=True)):
-            await asyncio.sleep(0.02)
+        pending = await pending_asks(engine, run.id, driving)
         assert "150 tokens spent of 100 tokens" in pending[0].reason
         await engine.resolve_intervention(pending[0].id, approve=False)
         final = await driving
@@ -303,9 +301,7 @@ async def test_phase_budget_pauses_a_retry_and_is_raised_for_that_phase_only(
     async with await Engine.open(paths) as engine:
         run = await engine.create_run("one file", repo, loaded)
         driving = asyncio.create_task(engine.execute_run(run.id))
-        while not (pending := await engine.interventions(run.id, pending_only=True)):
-            assert not driving.done(), (await engine.get_run(run.id)).error
-            await asyncio.sleep(0.02)
+        pending = await pending_asks(engine, run.id, driving)
         item = pending[0]
         phases = {p.plan_id: p.id for p in await engine.phases(run.id)}
         assert item.kind is InterventionKind.BUDGET and item.phase_id == phases["phase-001"]

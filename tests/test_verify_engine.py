@@ -15,6 +15,7 @@ from core.events import VerificationCompleted
 from core.records import RunStatus
 from tests.cassette import new_file, phase, replace, write_cassette
 from tests.conftest import make_repo
+from tests.waiting import eventually, pending_asks
 
 BASE_APP = "import os\n\n\ndef add(a: int, b: int) -> int:\n    return a + b\n"
 BASE_TESTS = "from app import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
@@ -135,9 +136,13 @@ async def test_attempts_with_real_tools_baseline_resolution_and_feedback(
 
 
 async def _pending(engine: Engine, run_id: str) -> list:
-    while not (items := await engine.interventions(run_id, pending_only=True)):
-        await asyncio.sleep(0.02)
-    return items
+    return await pending_asks(engine, run_id)
+
+
+async def _next_ask(engine: Engine, run_id: str, *, after: str) -> list:
+    """The run's pending asks once the first of them is no longer `after`."""
+    items = await engine.interventions(run_id, pending_only=True)
+    return items if items and items[0].id != after else []
 
 
 async def test_criteria_commands_run_when_allowed_or_approved(home: Path, tmp_path: Path) -> None:
@@ -169,11 +174,10 @@ async def test_criteria_commands_run_when_allowed_or_approved(home: Path, tmp_pa
         [first] = await _pending(engine, run.id)
         assert first.kind == "command" and "`test -f a.txt`" in first.reason
         await engine.resolve_intervention(first.id, approve=True)
-        while True:
-            items = await engine.interventions(run.id, pending_only=True)
-            if items and items[0].id != first.id:
-                break
-            await asyncio.sleep(0.02)
+        items = await eventually(
+            lambda: _next_ask(engine, run.id, after=first.id),
+            what="the second command to be asked about",
+        )
         [second] = items
         assert second.kind == "command" and "`sh check.sh`" in second.reason
         await engine.resolve_intervention(second.id, approve=False)

@@ -95,8 +95,8 @@ async def test_forward_migrations_apply_in_order_and_roll_back_on_error(tmp_path
     path = tmp_path / "state.db"
     await (await StateStore.open(path)).close()
     conn = sqlite3.connect(path, isolation_level=None)
-    v2 = [*schema.MIGRATIONS, ["ALTER TABLE runs ADD COLUMN extra TEXT"]]
-    bad = [*v2, ["CREATE TABLE later (x INT)", "THIS IS NOT SQL"]]
+    v2 = [*schema.MIGRATIONS, ("runs_extra", ["ALTER TABLE runs ADD COLUMN extra TEXT"])]
+    bad = [*v2, ("later", ["CREATE TABLE later (x INT)", "THIS IS NOT SQL"])]
     conn.execute("BEGIN IMMEDIATE")
     newer = len(v2)  # one past what this program knows
     assert schema.migrate(conn, v2) == newer
@@ -113,6 +113,36 @@ async def test_forward_migrations_apply_in_order_and_roll_back_on_error(tmp_path
     # The program knows one version less, so the newer file is refused with a clear error.
     with pytest.raises(StateError, match="newer"):
         await StateStore.open(path)
+
+
+def test_migrations_are_applied_by_name_whatever_order_branches_merged_in(tmp_path: Path) -> None:
+    # Two branches each appended a migration; a database that got one of them first still gets
+    # the other, and a database from before names existed keeps what its user_version counted.
+    base = list(schema.MIGRATIONS)
+    one = ("branch_one", ["CREATE TABLE one (x INT)"])
+    two = ("branch_two", ["CREATE TABLE two (x INT)"])
+    conn = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    schema.migrate(conn, [*base, two])
+    conn.execute("COMMIT")
+    conn.execute("BEGIN IMMEDIATE")
+    assert schema.migrate(conn, [*base, one, two]) == len(base) + 2
+    conn.execute("COMMIT")
+    assert schema.applied_migrations(conn)[-2:] == ["branch_two", "branch_one"]
+    conn.close()
+
+    legacy = sqlite3.connect(tmp_path / "legacy.db", isolation_level=None)
+    legacy.execute("BEGIN IMMEDIATE")
+    for _, statements in base[:2]:
+        for statement in statements:
+            legacy.execute(statement)
+    legacy.execute("PRAGMA user_version = 2")
+    legacy.execute("COMMIT")
+    legacy.execute("BEGIN IMMEDIATE")
+    assert schema.migrate(legacy, base) == len(base)
+    legacy.execute("COMMIT")
+    assert schema.applied_migrations(legacy) == [name for name, _ in base]
+    legacy.close()
 
 
 async def test_wal_mode_and_owner_only_file_modes(tmp_path: Path) -> None:

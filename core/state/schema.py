@@ -1,8 +1,11 @@
 """The state database's tables, their forward migrations, and how a row maps to a record.
 
-`PRAGMA user_version` holds the schema version. `MIGRATIONS[i]` takes a database from version i to
-version i + 1; each is a list of single statements so it can run inside the caller's transaction
-(sqlite3's executescript would commit early). Never edit a released migration: append a new one.
+Migrations are named and ordered: `MIGRATIONS` lists `(name, statements)` pairs, and the table
+`schema_migrations` records the names a database has applied, so branches that each add a
+migration merge by appending, without renumbering. Each is a list of single statements so it can
+run inside the caller's transaction (sqlite3's executescript would commit early). Never edit or
+rename a released migration: append a new one. `PRAGMA user_version` still counts the applied
+migrations; databases from before names existed are read through it (their first N are applied).
 """
 
 from __future__ import annotations
@@ -200,25 +203,68 @@ _V_RAG: list[str] = [
     "CREATE INDEX idx_contexts_run ON contexts(run_id, created_at)",
 ]
 
-# MIGRATIONS[i] upgrades version i to i + 1.
-MIGRATIONS: list[list[str]] = [_V1, _V_LLM, _V_VERIFY, _V_RAG]
+Migration = tuple[str, list[str]]
+
+# Applied in this order; a database records each name once it has run.
+MIGRATIONS: list[Migration] = [
+    ("initial", _V1),
+    ("llm_usage", _V_LLM),
+    ("verification", _V_VERIFY),
+    ("rag_contexts", _V_RAG),
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    name TEXT PRIMARY KEY,
+    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+)"""
 
-def migrate(conn: sqlite3.Connection, migrations: list[list[str]] | None = None) -> int:
-    """Apply pending migrations on a connection already inside BEGIN IMMEDIATE; returns the version."""
+
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations this database has applied, oldest first."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
+    ).fetchone()
+    if not exists:
+        return []
+    return [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")]
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> int:
+    """Apply pending migrations on a connection already inside BEGIN IMMEDIATE; returns the count."""
     steps = MIGRATIONS if migrations is None else migrations
-    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if current > len(steps):
-        raise sqlite3.DatabaseError(
-            f"schema version {current} is newer than this program's {len(steps)}; "
-            "upgrade the orchestrator or point ORCHESTRATOR_HOME elsewhere"
-        )
-    for version in range(current, len(steps)):
-        for statement in steps[version]:
+    known = [name for name, _ in steps]
+    applied = applied_migrations(conn)
+    conn.execute(_LEDGER)
+    if not applied:
+        # A database from before named migrations: its user_version counts the first ones applied.
+        legacy = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if legacy > len(steps):
+            raise _newer(legacy, len(steps))
+        applied = known[:legacy]
+        conn.executemany("INSERT INTO schema_migrations(name) VALUES (?)", [(n,) for n in applied])
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        raise _newer(len(applied), len(steps), unknown)
+    done = set(applied)
+    for name, statements in steps:
+        if name in done:
+            continue
+        for statement in statements:
             conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {version + 1}")
-    return len(steps)
+        conn.execute("INSERT INTO schema_migrations(name) VALUES (?)", (name,))
+        done.add(name)
+    conn.execute(f"PRAGMA user_version = {len(done)}")
+    return len(done)
+
+
+def _newer(have: int, know: int, unknown: list[str] | None = None) -> sqlite3.DatabaseError:
+    """The error for a database written by a newer orchestrator than this one."""
+    names = f" ({', '.join(unknown)})" if unknown else ""
+    return sqlite3.DatabaseError(
+        f"the database's schema is newer than this program's: it has {have} migrations{names}, "
+        f"this program knows {know}; upgrade the orchestrator or point ORCHESTRATOR_HOME elsewhere"
+    )
 
 
 def dumps(value: Any) -> str:

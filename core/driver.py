@@ -30,8 +30,9 @@ from core.records import (
     Run,
     RunStatus,
 )
+from core.reports.document import run_document
+from core.reports.markdown import render_markdown
 from core.setup import build_clients
-from core.state.export import render_markdown, run_document
 from core.state.store import StateStore
 from core.verification import breaches_of
 

@@ -38,8 +38,9 @@ from core.records import (
     RunUsage,
     Usage,
 )
+from core.reports.document import run_document
+from core.reports.export import export_text
 from core.setup import preflight
-from core.state.export import run_document
 from core.state.store import StateStore
 from core.timeutil import parse_ts, utcnow
 
@@ -289,8 +290,8 @@ class Engine:
         return await run_document(self.store, run_id)
 
     async def export(self, run_id: str, fmt: str) -> str:
-        """The run summary as markdown or JSON."""
-        return await self.store.export_run_summary(run_id, fmt)
+        """The run summary as markdown, JSON or SARIF."""
+        return export_text(await run_document(self.store, run_id), fmt)
 
     async def findings(
         self, run_id: str, *, phase_id: str | None = None, status: str | None = None

@@ -11,6 +11,7 @@ from typing import Any, Self
 from config.loader import LoadedConfig, make_snapshot
 from config.paths import Paths
 from config.schema import LoggingConfig
+from core import run_paths
 from core.budget import raise_budget
 from core.bus import EventBus, Subscription
 from core.driver import RunDriver
@@ -224,14 +225,14 @@ class Engine:
                         Path(run.repo),
                         Path(phase.worktree)
                         if phase.worktree
-                        else self.paths.worktrees / run.id / phase.plan_id,
+                        else run_paths.phase_worktree(self.paths, run.id, phase.plan_id),
                         phase.branch,
                         True,
                     )
             await asyncio.to_thread(
                 worktrees.remove_worktree,
                 Path(run.repo),
-                Path(run.worktree) if run.worktree else self.paths.worktrees / run.id / "run",
+                Path(run.worktree) if run.worktree else run_paths.run_worktree(self.paths, run.id),
                 run.branch,
                 True,
             )
@@ -373,7 +374,7 @@ class Engine:
         """The verification report (commands, exit codes, output) of one attempt, if it was saved."""
         execution = await self.store.get_execution(execution_id)
         phase = await self.store.get_phase(execution.phase_id)
-        name = f"{phase.plan_id}-attempt-{execution.attempt}.txt"
+        name = run_paths.attempt_name(phase.plan_id, execution.attempt) + ".txt"
         for artifact in await self.store.get_artifacts(execution.run_id):
             if (
                 artifact.type == "report"

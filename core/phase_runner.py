@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+from core.attempt_host import RunAttemptHost
 from core.context import RunContext
 from core.errors import GitError, MergeConflictError
 from core.events import (
@@ -192,6 +193,7 @@ class PhaseRunner:
             relevant_files=retrieved.files,
             previous_failure=previous_failure,
             findings_feedback=await self.checks.feedback() if execution.attempt > 1 else [],
+            host=RunAttemptHost(ctx, phase, execution),
         )
 
         def log(line: str, level: str = "info") -> None:

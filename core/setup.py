@@ -10,6 +10,7 @@ from config.paths import Paths
 from config.schema import OrchestratorConfig
 from core.budget import BudgetGuard
 from core.errors import ConfigError, ModelNotFoundError
+from core.executors.acp import AcpExecutor
 from core.executors.base import Executor, executor_factory, register_executor
 from core.executors.external import ExternalAgentExecutor
 from core.executors.llm import LLMExecutor
@@ -28,6 +29,15 @@ AUTO = "auto"  # llm.provider value: each model is served by its models.yaml pro
 
 register_executor("llm", LLMExecutor.from_config)
 register_executor("external", ExternalAgentExecutor.from_config)
+register_executor("acp", AcpExecutor.from_config)
+
+
+def executor_name(config: OrchestratorConfig) -> str:
+    """The executor a run uses: naming an agent (execution.agent.name) alone selects `acp`."""
+    execution = config.execution
+    if execution.executor == "llm" and (execution.agent.name or execution.agent.command):
+        return "acp"
+    return execution.executor
 
 
 @dataclass
@@ -165,7 +175,7 @@ async def build_clients(
         on_usage=ledger.record,
         before_call=budget.check,
     )
-    executor_impl = executor_factory(config.execution.executor)(config, llm, executor_model)
+    executor_impl = executor_factory(executor_name(config))(config, llm, executor_model)
     retriever: Retriever = NoRetrieval()
     if config.rag.enabled:
         from core.indexing import hybrid_retriever  # numpy, tree-sitter: only when used

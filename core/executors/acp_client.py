@@ -154,6 +154,7 @@ class OrchestratorClient:
         **kwargs: Any,
     ) -> RequestPermissionResponse:
         self.renderer.flush()
+        self.renderer.remember(tool_call.tool_call_id, tool_call.title)
         kind = tool_call.kind or "other"
         title = tool_call.title or tool_call.tool_call_id
         decision = policy_decision(kind, self.policy, self.rules)

@@ -54,7 +54,7 @@ class LineJoiner:
 def diff_summary(content: FileEditToolCallContent) -> str:
     """`path: +added -removed lines` (or `new file`) for a tool call's diff."""
     new = content.new_text.splitlines()
-    if content.old_text is None:
+    if not content.old_text:
         return f"{content.path}: new file, {len(new)} lines"
     old = content.old_text.splitlines()
     old_set, new_set = set(old), set(new)
@@ -112,6 +112,11 @@ class UpdateRenderer:
             self._log("plan:", "agent")
             for entry in update.entries:
                 self._log(f"  [{entry.status}] {entry.content}", "agent")
+
+    def remember(self, call_id: str, title: str | None) -> None:
+        """Keep a tool call's title seen outside an update (in a permission request)."""
+        if title and call_id not in self._titles:
+            self._titles[call_id] = title
 
     def _tool_start(self, update: ToolCallStart) -> None:
         self._titles[update.tool_call_id] = update.title

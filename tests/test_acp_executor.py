@@ -299,3 +299,48 @@ async def test_needing_a_newer_node_is_a_configuration_error(setup: Any, tmp_pat
     assert f"the agent newer cannot run here: {entry} needs Node 99 or newer" in (
         result.error or ""
     )
+
+
+def _config(**agent: Any) -> Any:
+    from config.schema import OrchestratorConfig
+
+    config = OrchestratorConfig()
+    config.execution.agent = config.execution.agent.model_copy(update=agent)
+    return config
+
+
+def test_presets_build_acp_or_plain_executors() -> None:
+    from core.executors.base import executor_factory
+    from core.executors.external import ExternalAgentExecutor
+    from core.setup import executor_name
+
+    config = _config(name="opencode", mode="acp")
+    assert executor_name(config) == "acp"  # naming an agent alone selects the acp executor
+    acp_executor = executor_factory("acp")(config, None, None)
+    assert isinstance(acp_executor, AcpExecutor)
+    assert acp_executor.command == ["opencode", "acp"] and acp_executor.agent == "opencode"
+    plain = executor_factory("acp")(_config(name="codex", mode="plain"), None, None)
+    assert isinstance(plain, ExternalAgentExecutor)
+    assert plain.command == ["codex", "exec", "--full-auto", "{prompt}"]
+    assert "OPENAI_API_KEY" in plain.pass_env
+    own = executor_factory("acp")(_config(command=["my-agent", "--stdio"]), None, None)
+    assert isinstance(own, AcpExecutor) and own.agent == "my-agent" and own.preset is None
+
+
+def test_unknown_or_missing_agent_is_a_config_error() -> None:
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown agent 'vim'; known agents: claude, codex"):
+        AcpExecutor.from_config(_config(name="vim"))
+    with pytest.raises(ConfigError, match="no agent is named"):
+        AcpExecutor.from_config(_config())
+
+
+def test_agent_env_passes_only_named_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.procenv import agent_env
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-agents-own")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-not-for-this-agent")
+    env = agent_env(("OPENAI_API_KEY", "OPENAI_BASE_URL"))
+    assert env["OPENAI_API_KEY"] == "sk-agents-own"
+    assert "ANTHROPIC_API_KEY" not in env and "OPENAI_BASE_URL" not in env

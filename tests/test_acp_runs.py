@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.cassette import phase, write_cassette
 from tests.clirun import cli, cli_json, spawn
 from tests.conftest import git, make_repo
@@ -89,7 +91,10 @@ def test_permission_answered_with_orchestrator_approve(tmp_path: Path) -> None:
     assert [e["status"] for e in doc["executions"]] == ["succeeded"]
 
 
-def test_pending_permission_survives_kill_and_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("answer_while_stopped", [False, True])
+def test_pending_permission_survives_kill_and_resume(
+    tmp_path: Path, answer_while_stopped: bool
+) -> None:
     home, repo, args, env = _setup(tmp_path, "permission")
     proc = spawn(home, *args, **env)
     try:
@@ -108,16 +113,19 @@ def test_pending_permission_survives_kill_and_resume(tmp_path: Path) -> None:
         what="the killed run to become recoverable",
     )
     (tmp_path / "markers" / "pid").unlink()
+    if answer_while_stopped:  # the same request in the new attempt gets this answer at once
+        cli(home, "approve", first["id"], check=True)
     resumed = spawn(home, "resume", run_id, "--headless", **env)
     try:
-        # The new attempt's agent asks the same thing: it waits on the same intervention.
-        wait_until(lambda: (tmp_path / "markers" / "pid").exists(), what="the new agent")
-        wait_until(
-            lambda: cli_json(home, "show", run_id)["status"] == "waiting",
-            what="the resumed run to wait for the permission",
-        )
-        assert [i["id"] for i in _pending(home)] == [first["id"]]
-        cli(home, "approve", first["id"], check=True)
+        if not answer_while_stopped:
+            # The new attempt's agent asks the same thing: it waits on the same intervention.
+            wait_until(lambda: (tmp_path / "markers" / "pid").exists(), what="the new agent")
+            wait_until(
+                lambda: cli_json(home, "show", run_id)["status"] == "waiting",
+                what="the resumed run to wait for the permission",
+            )
+            assert [i["id"] for i in _pending(home)] == [first["id"]]
+            cli(home, "approve", first["id"], check=True)
         out, err = resumed.communicate(timeout=120)
     finally:
         if resumed.poll() is None:

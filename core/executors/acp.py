@@ -400,6 +400,8 @@ class _Session:
                 if client.waiting_on_person:
                     deadline += _TICK_SECONDS  # waiting for a person counts neither as silence
                     client.touch()  # nor against the attempt's time
+                elif client.busy:
+                    client.touch()  # a command the agent waits for is not the agent's silence
                 elif now - client.last_activity > self.settings.silence_seconds:
                     raise _Ended("silent")
                 if now > deadline:

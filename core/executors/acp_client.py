@@ -125,6 +125,7 @@ class OrchestratorClient:
         self.loop = asyncio.get_running_loop()
         self.last_activity = self.loop.time()
         self.waiting_on_person = 0  # permission requests waiting for an answer right now
+        self.busy = 0  # requests of the agent we are still working on (a command it waits for)
         # Set when the attempt must end: an error from the gate (cancel, --yes without a policy),
         # or a question we cannot answer. The executor re-raises or reports it.
         self.failure: BaseException | None = None
@@ -319,8 +320,12 @@ class OrchestratorClient:
         self, session_id: str, terminal_id: str, **kwargs: Any
     ) -> WaitForTerminalExitResponse:
         self._terminal(terminal_id)
-        terminal = await self.terminals.wait(terminal_id)
-        self.touch()
+        self.busy += 1
+        try:
+            terminal = await self.terminals.wait(terminal_id)
+        finally:
+            self.busy -= 1
+            self.touch()
         code = terminal.proc.returncode or 0
         return WaitForTerminalExitResponse(
             exit_code=code if code >= 0 else None, signal=None if code >= 0 else str(-code)

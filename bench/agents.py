@@ -33,14 +33,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.cassette import phase, write_cassette
+from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.scripted import ScriptedServer
 
 # The agents, pinned: qwen-code 0.15.10 is the last release that runs on Node 20 (later ones need
-# Node 22); opencode ships a native binary.
+# Node 22); opencode ships a native binary; Claude Code runs through Zed's ACP adapter, whose
+# Claude Agent SDK bundles the Claude Code it drives.
 PINS = {
     "qwen": ("@qwen-code/qwen-code", "0.15.10"),
     "opencode": ("opencode-ai", "1.18.33"),
+    "claude": ("@zed-industries/claude-code-acp", "0.16.2"),
 }
+ANTHROPIC_AGENTS = frozenset({"claude"})  # the others talk to an OpenAI-compatible server
 MODEL = "bench-model"
 API_KEY = "sk-bench-local-only"
 TASK = "Add a subtract function"
@@ -78,16 +83,36 @@ def _write_tool(tools: dict[str, dict[str, Any]]) -> tuple[str, str, str] | None
 
 
 def model_answer(body: dict[str, Any]) -> dict[str, Any]:
-    """The scripted model: write subtract.py with the agent's write tool, then say it is done."""
+    """The scripted model behind an OpenAI-compatible API."""
     tools = {
         t["function"]["name"]: t["function"].get("parameters") or {}
         for t in body.get("tools") or []
         if t.get("type") == "function"
     }
     messages = body.get("messages") or []
+    done = any(m.get("role") == "tool" for m in messages)
+    return _answer(tools, messages, done)
+
+
+def model_answer_anthropic(body: dict[str, Any]) -> dict[str, Any]:
+    """The scripted model behind Anthropic's messages API (tool results come as user blocks)."""
+    tools = {t["name"]: t.get("input_schema") or {} for t in body.get("tools") or [] if "name" in t}
+    messages = body.get("messages") or []
+    done = any(
+        isinstance(m.get("content"), list)
+        and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in m["content"])
+        for m in messages
+    )
+    return _answer(tools, messages, done)
+
+
+def _answer(
+    tools: dict[str, dict[str, Any]], messages: list[dict[str, Any]], done: bool
+) -> dict[str, Any]:
+    """Write subtract.py with the agent's own write tool, then say it is done."""
     if not tools:  # side requests: session titles, summaries
         return {"content": "Subtract function"}
-    if any(m.get("role") == "tool" for m in messages):
+    if done:
         return {"content": "Done: subtract.py defines sub(a, b)."}
     write = _write_tool(tools)
     if write is None:
@@ -103,6 +128,17 @@ def model_answer(body: dict[str, Any]) -> dict[str, Any]:
 
 def agent_env(name: str, base_url: str) -> dict[str, str]:
     """How each agent is pointed at the scripted server (its own variables, nothing of ours)."""
+    if name == "claude":
+        env = {
+            "ANTHROPIC_BASE_URL": base_url,
+            "ANTHROPIC_API_KEY": API_KEY,
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_TELEMETRY": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
+        if os.geteuid() == 0:  # Claude Code refuses its permission bypass mode as root otherwise
+            env["IS_SANDBOX"] = "1"
+        return env
     if name == "qwen":
         return {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": API_KEY, "OPENAI_MODEL": MODEL}
     config = {
@@ -200,7 +236,7 @@ def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Com
     )
 
 
-def drive(name: str, work: Path, home: Path, cache: Path, server: FakeOpenAI) -> Outcome:
+def drive(name: str, work: Path, home: Path, cache: Path, base_url: str) -> Outcome:
     """One real run with the agent: approve its permission requests through the CLI."""
     out = Outcome(name)
     repo = make_repo(work / f"repo-{name}")
@@ -227,7 +263,7 @@ def drive(name: str, work: Path, home: Path, cache: Path, server: FakeOpenAI) ->
         "ORCHESTRATOR__EXECUTION__MAX_ATTEMPTS": "1",
         "ORCHESTRATOR__EXECUTION__ON_PHASE_FAILURE": "abort",
         "ORCHESTRATOR__VERIFICATION__TEST": json.dumps([CHECK]),
-        **agent_env(name, server.base_url),
+        **agent_env(name, base_url),
     }
     log_path = work / f"run-{name}.log"
     started = time.monotonic()
@@ -305,7 +341,9 @@ def _approve_pending(env: dict[str, str], out: Outcome) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", default=",".join(PINS), help="comma-separated: qwen,opencode")
+    parser.add_argument(
+        "--agents", default=",".join(PINS), help="comma-separated: qwen,opencode,claude"
+    )
     parser.add_argument("--cache", help="folder for the npm installs")
     args = parser.parse_args()
     names = [n for n in args.agents.split(",") if n]
@@ -331,13 +369,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmp:
         work = Path(tmp)
         home = Path(env_home) if env_home else work / "home"
-        with FakeOpenAI(models=[MODEL], api_key=API_KEY) as server:
-            server.default_answer = model_answer
+        openai = FakeOpenAI(models=[MODEL], api_key=API_KEY)
+        openai.default_answer = model_answer
+        anthropic = FakeAnthropic(models=[MODEL, "*"], api_key=API_KEY)  # it picks its own names
+        anthropic.default_answer = model_answer_anthropic
+        with openai, anthropic:
             for name in names:
                 say(f"\n== {name}: orchestrator run {TASK!r} --agent {name}")
-                calls_before = len(server.calls("/chat/completions"))
-                outcome = drive(name, work, home, cache, server)
-                calls = len(server.calls("/chat/completions")) - calls_before
+                server: ScriptedServer = anthropic if name in ANTHROPIC_AGENTS else openai
+                base_url = (
+                    openai.base_url if server is openai else f"http://127.0.0.1:{anthropic.port}"
+                )
+                calls_before = len(server.requests)
+                outcome = drive(name, work, home, cache, base_url)
+                calls = len(server.requests) - calls_before
                 for line in outcome.asked:
                     say(f"  permission: {line}")
                 for line in outcome.notes:

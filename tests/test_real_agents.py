@@ -1,4 +1,4 @@
-"""Real coding agents from npm (Qwen Code, OpenCode) driven by `orchestrator run --agent NAME`
+"""Real coding agents from npm (Qwen Code, OpenCode, Claude Code) driven by `orchestrator run --agent NAME`
 against a scripted model server, through bench/agents.py (which installs the pinned agents)."""
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def test_two_real_agents_edit_ask_and_pass_verification() -> None:
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert "agents completed: 2 of 2 (qwen, opencode)" in out
-    for agent in ("qwen", "opencode"):
+    assert "agents completed: 3 of 3 (qwen, opencode, claude)" in out
+    for agent in ("qwen", "opencode", "claude"):
         assert f"permission: agent {agent} asks to edit files:" in out
         assert f"{agent}: COMPLETED" in out
     assert (

@@ -156,7 +156,8 @@ class OrchestratorClient:
     ) -> RequestPermissionResponse:
         self.renderer.flush()
         self.renderer.remember(tool_call.tool_call_id, tool_call.title)
-        kind = tool_call.kind or "other"
+        # Some agents name the kind only in the tool call's updates, not in the request.
+        kind = tool_call.kind or self.renderer.kind_of(tool_call.tool_call_id) or "other"
         title = tool_call.title or tool_call.tool_call_id
         decision = policy_decision(kind, self.policy, self.rules)
         allow_opt, reject_opt = _pick(options, True), _pick(options, False)

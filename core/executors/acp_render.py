@@ -82,6 +82,7 @@ class UpdateRenderer:
         self.message = LineJoiner(self._log, "agent")
         self.thought = LineJoiner(self._log, "agent", "thinking: ")
         self._titles: dict[str, str] = {}
+        self._kinds: dict[str, str] = {}
         self._status: dict[str, str] = {}
         self.usage: UsageUpdate | None = None  # the last usage/cost report, if any
 
@@ -118,8 +119,14 @@ class UpdateRenderer:
         if title and call_id not in self._titles:
             self._titles[call_id] = title
 
+    def kind_of(self, call_id: str) -> str | None:
+        """The tool kind an earlier update gave this tool call, if any."""
+        return self._kinds.get(call_id)
+
     def _tool_start(self, update: ToolCallStart) -> None:
         self._titles[update.tool_call_id] = update.title
+        if update.kind:
+            self._kinds[update.tool_call_id] = update.kind
         status = update.status or "pending"
         self._status[update.tool_call_id] = status
         where = ", ".join(loc.path for loc in update.locations or [])
@@ -134,6 +141,8 @@ class UpdateRenderer:
         call = update.tool_call_id
         if update.title:
             self._titles[call] = update.title
+        if update.kind:
+            self._kinds[call] = update.kind
         title = self._titles.get(call, call)
         if update.status and update.status != self._status.get(call):
             self._status[call] = update.status

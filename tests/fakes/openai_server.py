@@ -117,7 +117,10 @@ class _Handler(ScriptedHandler):
         calls = _tool_calls(answer)
         finish = "tool_calls" if calls else "stop"
         if not body.get("stream"):
-            message: dict[str, Any] = {"role": "assistant", "content": content or None}
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": (content or None) if calls else content,
+            }
             if calls:
                 message["tool_calls"] = calls
             self.send_json(

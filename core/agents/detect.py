@@ -44,22 +44,29 @@ def which(program: str, env: dict[str, str] | None = None) -> str | None:
     return shutil.which(program, path=path)
 
 
-def node_requirement(program_path: str) -> int | None:
-    """The major Node version the program's package.json `engines.node` asks for, when it has one."""
+def _manifest(program_path: str) -> dict[str, object]:
+    """The package.json of the npm package a program belongs to ({} when there is none)."""
     folder = Path(os.path.realpath(program_path)).parent
     for _ in range(_PACKAGE_JSON_DEPTH):
         manifest = folder / "package.json"
         if manifest.is_file():
             try:
-                engines = json.loads(manifest.read_text(encoding="utf-8")).get("engines") or {}
-            except (OSError, ValueError, AttributeError):
-                return None
-            match = re.search(r"(\d+)", str(engines.get("node", "")))
-            return int(match.group(1)) if match else None
+                data = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return {}
+            return data if isinstance(data, dict) else {}
         if folder.parent == folder:
             break
         folder = folder.parent
-    return None
+    return {}
+
+
+def node_requirement(program_path: str) -> int | None:
+    """The major Node version the program's package.json `engines.node` asks for, when it has one."""
+    engines = _manifest(program_path).get("engines")
+    wanted = engines.get("node", "") if isinstance(engines, dict) else ""
+    match = re.search(r"(\d+)", str(wanted))
+    return int(match.group(1)) if match else None
 
 
 def _is_node_script(program_path: str) -> bool:
@@ -151,8 +158,11 @@ async def status_of(preset: AgentPreset, mode: str = "auto") -> AgentStatus:
     path = acp_path if use_acp else plain_path
     version = problem = None
     if path is not None:
-        code, out = await _output([path, *preset.version_args], env)
-        version = out.splitlines()[-1][:80] if code == 0 and out else None
+        if _is_node_script(path):  # an npm package: its manifest knows (ACP servers print none)
+            version = str(_manifest(path).get("version") or "") or None
+        if version is None:
+            code, out = await _output([path, *preset.version_args], env)
+            version = out.splitlines()[-1][:80] if code == 0 and out else None
         problem = await node_problem(path, preset, env)
     signed_in, evidence = logged_in(preset)
     return AgentStatus(

@@ -489,8 +489,9 @@ class _Session:
             )
         if ended.reason == "exited":
             assert self.proc is not None
-            await asyncio.wait_for(self.proc.wait(), 5.0)
-            code = self.proc.returncode
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 5.0)
+            code = self.proc.returncode  # None: it closed its output but still runs
             hint = self._hint()
             if not self.initialized or hint:
                 when = "at once" if not self.initialized else "during the session"

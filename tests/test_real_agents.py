@@ -24,7 +24,7 @@ CACHE = Path(
     shutil.which("npm") is None or shutil.which("node") is None,
     reason="node and npm are needed to install the real agents (.ci/run installs them)",
 )
-def test_two_real_agents_edit_ask_and_pass_verification() -> None:
+def test_real_agents_edit_ask_and_pass_verification() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR")}
     proc = subprocess.run(
         [sys.executable, "bench/agents.py", "--cache", str(CACHE)],
@@ -41,9 +41,5 @@ def test_two_real_agents_edit_ask_and_pass_verification() -> None:
     for agent in ("qwen", "opencode", "claude"):
         assert f"permission: agent {agent} asks to edit files:" in out
         assert f"{agent}: COMPLETED" in out
-    assert (
-        out.count(
-            "verification `python3 -c 'from subtract import sub; assert sub(5, 3) == 2'`: exit 0"
-        )
-        == 2
-    )
+    check = "verification `python3 -c 'from subtract import sub; assert sub(5, 3) == 2'`: exit 0"
+    assert out.count(check) == 3

@@ -212,3 +212,22 @@ def test_agents_lists_presets_installed_version_and_login(tmp_path: Path) -> Non
     text = cli(tmp_path / "home", "agents", check=True, **env).stdout
     assert "opencode  OpenCode\n  installed: " + str(opencode) + " (1.18.33)" in text
     assert "  run:       orchestrator run TASK --repo PATH --agent opencode" in text
+
+
+def test_orchestrator_cancel_sends_session_cancel_and_stops_the_agent(tmp_path: Path) -> None:
+    home, _repo, args, env = _setup(tmp_path, "cancel")
+    markers = tmp_path / "markers"
+    proc = spawn(home, *args, **env)
+    try:
+        wait_until(lambda: (markers / "working").exists(), what="the agent to start working")
+        run_id = cli_json(home, "runs")[0]["id"]
+        cli(home, "cancel", run_id, check=True)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert cli_json(home, "show", run_id)["status"] == "cancelled"
+    assert (markers / "cancel-received").read_text() == "sess-1"
+    assert (markers / "stopped-politely").exists()
+    assert not _alive(int((markers / "pid").read_text()))

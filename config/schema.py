@@ -39,6 +39,61 @@ class ExternalAgentConfig(Section):
     )
 
 
+PermissionPolicy = Literal["ask", "allow_edits", "allow_all", "deny"]
+PermissionRule = Literal["ask", "allow", "deny"]
+ToolKindName = Literal[
+    "read", "edit", "delete", "move", "search", "execute", "think", "fetch", "switch_mode", "other"
+]
+
+
+class AgentConfig(Section):
+    """A coding agent run over the Agent Client Protocol (`execution.executor: acp`)."""
+
+    name: str | None = Field(
+        default=None,
+        description="agent preset (copilot, claude, codex, gemini, qwen, opencode, goose), or a "
+        "label for `command`; setting it alone selects the acp executor",
+    )
+    command: list[str] = Field(
+        default_factory=list,
+        description="argv of the agent, replacing the preset's (e.g. a local build of an agent)",
+    )
+    mode: Literal["auto", "acp", "plain"] = Field(
+        default="auto",
+        description="acp: speak ACP; plain: the preset's non-interactive command through the "
+        "external executor; auto: ACP when the agent has it",
+    )
+    permissions: PermissionPolicy = Field(
+        default="ask",
+        description="answer to the agent's permission requests: ask a person, allow edits "
+        "(file writes, moves, deletes) and ask for the rest, allow all, or deny all",
+    )
+    rules: dict[ToolKindName, PermissionRule] = Field(
+        default_factory=dict,
+        description="per tool kind, overriding `permissions`: e.g. {execute: ask, read: allow}",
+    )
+    env: list[str] = Field(
+        default_factory=list,
+        description="more environment variable names passed to the agent (its own credentials), "
+        "besides those its preset names",
+    )
+    timeout_seconds: float = Field(
+        default=1800, gt=0, description="stop an attempt that runs longer than this"
+    )
+    silence_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="stop an agent that sends nothing for this long (time waiting on a person "
+        "for a permission does not count)",
+    )
+    startup_seconds: float = Field(
+        default=60, gt=0, description="an agent must answer `initialize` within this"
+    )
+    cancel_grace_seconds: float = Field(
+        default=5, ge=0, description="after session/cancel, wait this long before killing it"
+    )
+
+
 class ExecutionConfig(Section):
     """How phases are scheduled, retried and approved."""
 
@@ -64,10 +119,13 @@ class ExecutionConfig(Section):
         default="ask", description="what a phase that failed all its attempts does to the run"
     )
     executor: str = Field(
-        default="llm", description="executor name: llm, external, or an entry point"
+        default="llm", description="executor name: llm, external, acp, or an entry point"
     )
     external: ExternalAgentConfig = Field(
         default_factory=ExternalAgentConfig, description="settings of the external executor"
+    )
+    agent: AgentConfig = Field(
+        default_factory=AgentConfig, description="settings of the acp executor (coding agents)"
     )
     heartbeat_seconds: float = Field(
         default=2.0, gt=0, description="how often a live run renews its lease"

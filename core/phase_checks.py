@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 from core import run_paths
+from core.attempt_host import AGENT_WATCH_TOOL
 from core.context import RunContext
 from core.events import FindingRecorded, VerificationCompleted
 from core.procenv import redact, secret_redactor
@@ -156,7 +157,7 @@ class PhaseChecks:
         existing = {
             f.fingerprint: f
             for f in await ctx.store.get_findings(ctx.run_id, phase_id=self.phase.id)
-            if f.status in OPEN_STATUSES
+            if f.status in OPEN_STATUSES and f.tool != AGENT_WATCH_TOOL  # not verification's
         }
         seen: set[str] = set()
         fresh: list[FindingIn] = []

@@ -6,6 +6,7 @@ import asyncio
 import random
 
 from core import run_paths
+from core.attempt_host import RunAttemptHost
 from core.context import RunContext
 from core.errors import GitError, MergeConflictError
 from core.events import (
@@ -193,6 +194,7 @@ class PhaseRunner:
             relevant_files=retrieved.files,
             previous_failure=previous_failure,
             findings_feedback=await self.checks.feedback() if execution.attempt > 1 else [],
+            host=RunAttemptHost(ctx, phase, execution),
         )
 
         def log(line: str, level: str = "info") -> None:

@@ -44,6 +44,16 @@ def safe_env(
     return env
 
 
+def agent_env(
+    names: list[str] | tuple[str, ...], base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """safe_env() plus the named variables a coding agent needs (its own credentials), never others."""
+    source = os.environ if base is None else base
+    env = safe_env(base=source)
+    env.update({name: source[name] for name in names if source.get(name)})
+    return env
+
+
 def secret_redactor(env: Mapping[str, str] | None = None) -> Callable[[str], str]:
     """A function that replaces the values of secret-named variables with "***", compiled once for hot paths."""
     source = os.environ if env is None else env

@@ -47,6 +47,7 @@ class InterventionKind(StrEnum):
     COMMAND = (
         "command"  # a command named in a phase's criteria, not in verification.allowed_commands
     )
+    AGENT_PERMISSION = "agent_permission"  # a coding agent asks to run a tool (ACP)
 
 
 # Kinds that need no input from the person, so `--yes` may approve them.

@@ -10,6 +10,7 @@ from config.paths import Paths
 from config.schema import OrchestratorConfig
 from core.budget import BudgetGuard
 from core.errors import ConfigError, ModelNotFoundError
+from core.executors.acp import AcpExecutor
 from core.executors.base import Executor, executor_factory, register_executor
 from core.executors.external import ExternalAgentExecutor
 from core.executors.llm import LLMExecutor
@@ -28,6 +29,20 @@ AUTO = "auto"  # llm.provider value: each model is served by its models.yaml pro
 
 register_executor("llm", LLMExecutor.from_config)
 register_executor("external", ExternalAgentExecutor.from_config)
+register_executor("acp", AcpExecutor.from_config)
+
+
+def uses_executor_model(config: OrchestratorConfig) -> bool:
+    """Whether the executor calls our executor model (agents bring their own model)."""
+    return executor_name(config) not in ("acp", "external")
+
+
+def executor_name(config: OrchestratorConfig) -> str:
+    """The executor a run uses: naming an agent (execution.agent.name) alone selects `acp`."""
+    execution = config.execution
+    if execution.executor == "llm" and (execution.agent.name or execution.agent.command):
+        return "acp"
+    return execution.executor
 
 
 @dataclass
@@ -125,10 +140,11 @@ async def checked_model(provider: LLMProvider, model: ModelDef) -> ModelDef:
 async def preflight(config: OrchestratorConfig, catalog: ModelsCatalog) -> None:
     """Fail before a run is stored when its provider is unknown or unreachable or a model is missing."""
     planner, executor = chat_models(config, catalog)
-    provider = provider_for(config, [planner, executor])
+    chat = [planner, executor] if uses_executor_model(config) else [planner]
+    provider = provider_for(config, chat)
     try:
-        await checked_model(provider, planner)
-        await checked_model(provider, executor)
+        for model in chat:
+            await checked_model(provider, model)
     finally:
         await provider.aclose()
 
@@ -144,9 +160,10 @@ async def build_clients(
     journal: Journal | None = None,
 ) -> Clients:
     planner, executor = chat_models(config, catalog)
-    provider = provider_for(config, [planner, executor])
+    own_model = uses_executor_model(config)
+    provider = provider_for(config, [planner, executor] if own_model else [planner])
     planner_model = await checked_model(provider, planner)
-    executor_model = await checked_model(provider, executor)
+    executor_model = await checked_model(provider, executor) if own_model else executor
 
     executions: dict[tuple[str, int], str] = {}  # filled by the phase runner as attempts start
     ledger = UsageLedger(store, run_id, [planner_model, executor_model], executions, journal)
@@ -165,7 +182,7 @@ async def build_clients(
         on_usage=ledger.record,
         before_call=budget.check,
     )
-    executor_impl = executor_factory(config.execution.executor)(config, llm, executor_model)
+    executor_impl = executor_factory(executor_name(config))(config, llm, executor_model)
     retriever: Retriever = NoRetrieval()
     if config.rag.enabled:
         from core.indexing import hybrid_retriever  # numpy, tree-sitter: only when used

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from core.agents.presets import PRESETS
 from core.errors import OrchestratorError
 from core.records import RunStatus
 
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay-strict",
         action="store_true",
         help="only answer requests the cassette holds exactly",
+    )
+    p.add_argument(
+        "--agent",
+        choices=sorted(PRESETS),
+        help="carry the phases out with this coding agent over ACP (see `orchestrator agents`)",
     )
     p.add_argument(
         "--allow-dirty",
@@ -186,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.rag_commands import add_parsers as add_rag_parsers
 
     add_rag_parsers(sub)
+    from tui.agent_commands import add_parsers as add_agent_parsers
+
+    add_agent_parsers(sub)
     return parser
 
 

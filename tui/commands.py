@@ -32,6 +32,10 @@ async def dispatch(args: argparse.Namespace) -> int:
         from tui.verify_command import verify_command
 
         return await verify_command(args, paths)
+    if args.command == "agents":  # no state database needed
+        from tui.agent_commands import agents_command
+
+        return await agents_command(args)
     if args.command in ("index", "search"):  # no state database needed
         from tui import rag_commands
 
@@ -82,6 +86,9 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["llm.replay"] = str(path)
     if args.replay_strict:
         overrides["llm.replay_strict"] = True
+    if getattr(args, "agent", None):
+        overrides["execution.agent.name"] = args.agent
+        overrides["execution.executor"] = "acp"
     return overrides
 
 

@@ -6,10 +6,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 # log(message, level) appends a line to the run's live log; safe to call from any coroutine.
 LogFn = Callable[[str, str], None]
+
+
+class AttemptHost(Protocol):
+    """What an agent executor may ask of the engine during one attempt (built by the phase runner)."""
+
+    repo: Path  # the user's repository, which an agent must not change
+    home: Path  # the orchestrator's home folder
+
+    async def ask_permission(
+        self, key: str, reason: str, action_required: str, payload: dict[str, Any]
+    ) -> bool:
+        """A durable `agent_permission` decision: True when approved (waits for a person)."""
+        ...
+
+    async def record_usage(
+        self,
+        provider: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        cost_usd: float = 0.0,
+        duration_ms: float = 0.0,
+    ) -> None:
+        """Add what the agent reported it used to the run's ledger."""
+        ...
+
+    async def report_finding(self, message: str, details: str) -> None:
+        """Record a major finding against the attempt (e.g. a change outside the worktree)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -28,6 +58,7 @@ class PhaseJob:
     relevant_files: list[str] = field(default_factory=list)
     previous_failure: str | None = None  # why the last attempt failed, for the next prompt
     findings_feedback: list[str] = field(default_factory=list)  # open findings, most severe first
+    host: AttemptHost | None = None  # the engine's services for agent executors; None in unit tests
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from core.errors import ConfigError
 from core.executors.base import AttemptResult, LogFn, PhaseJob
 from core.executors.prompts import build_external_prompt
 from core.git import repo as gitrepo
-from core.procenv import redact, safe_env
+from core.procenv import agent_env, redact, safe_env
 from verify.capped import LINE_COST, MESSAGE_BYTES, CappedOutput, cap_text
 
 PromptVia = Literal["file", "stdin", "arg"]
@@ -39,7 +39,7 @@ _TAIL_LINES = 20
 _KILL_GRACE_SECONDS = 3.0
 
 
-async def _git(worktree: Path, *args: str) -> tuple[int, str]:
+async def git_output(worktree: Path, *args: str) -> tuple[int, str]:
     """Run git in the worktree and return (exit code, stdout)."""
     proc = await asyncio.create_subprocess_exec(
         "git",
@@ -59,13 +59,13 @@ async def changed_paths(worktree: Path) -> list[str]:
     return await asyncio.to_thread(gitrepo.changed_files, worktree)
 
 
-def _kill_group(proc: asyncio.subprocess.Process, sig: int) -> None:
+def kill_group(proc: asyncio.subprocess.Process, sig: int) -> None:
     """Send a signal to the agent's whole process group, ignoring one that is already gone."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
 
 
-async def _group_gone(pgid: int, limit: float = 2.0) -> None:
+async def group_gone(pgid: int, limit: float = 2.0) -> None:
     """Wait (bounded) until no process of the group is left, so none outlives the attempt."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
@@ -89,6 +89,7 @@ class ExternalAgentExecutor:
         prompt_via: PromptVia = "stdin",
         timeout_seconds: float = 1800.0,
         max_output_bytes: int = 262_144,
+        pass_env: list[str] | None = None,
     ) -> None:
         if not command:
             raise ConfigError(
@@ -103,6 +104,7 @@ class ExternalAgentExecutor:
         self.prompt_via: PromptVia = prompt_via
         self.timeout_seconds = timeout_seconds
         self.max_output_bytes = max_output_bytes
+        self.pass_env = list(pass_env or [])  # the agent's own credential variables, passed through
 
     @classmethod
     def from_config(
@@ -150,13 +152,13 @@ class ExternalAgentExecutor:
 
     async def _run(self, argv: list[str], prompt: str, job: PhaseJob, log: LogFn) -> AttemptResult:
         """Start the agent, stream its output, enforce the timeout and inspect the worktree."""
-        _, head_before = await _git(job.worktree, "rev-parse", "HEAD")
+        _, head_before = await git_output(job.worktree, "rev-parse", "HEAD")
         log(f"starting external agent: {argv[0]} (prompt via {self.prompt_via})", "info")
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=job.worktree,
-                env=safe_env(),
+                env=agent_env(self.pass_env),
                 start_new_session=True,
                 stdin=asyncio.subprocess.PIPE
                 if self.prompt_via == "stdin"
@@ -194,12 +196,12 @@ class ExternalAgentExecutor:
                 timed_out = True
         finally:
             if proc.returncode is None:
-                _kill_group(proc, signal.SIGTERM)
+                kill_group(proc, signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proc.wait(), _KILL_GRACE_SECONDS)
-            _kill_group(proc, signal.SIGKILL)  # what is left of the group, leader included
+            kill_group(proc, signal.SIGKILL)  # what is left of the group, leader included
             await proc.wait()
-            await _group_gone(proc.pid)
+            await group_gone(proc.pid)
         last = cap_text("\n".join(tail), MESSAGE_BYTES)
         if timed_out:
             return AttemptResult(
@@ -208,7 +210,7 @@ class ExternalAgentExecutor:
                 error=f"the agent timed out after {self.timeout_seconds:g} s and was killed; "
                 f"last output:\n{last}",
             )
-        await self._undo_agent_commits(job.worktree, head_before.strip(), log)
+        await undo_agent_commits(job.worktree, head_before.strip(), log)
         changed = await changed_paths(job.worktree)
         if proc.returncode != 0:
             return AttemptResult(
@@ -257,19 +259,19 @@ class ExternalAgentExecutor:
         if kept.error is not None:
             raise kept.error
 
-    @staticmethod
-    async def _undo_agent_commits(worktree: Path, head_before: str, log: LogFn) -> None:
-        """Turn commits the agent made itself back into uncommitted changes, so the engine commits them."""
-        if not head_before:
-            return
-        code, head_after = await _git(worktree, "rev-parse", "HEAD")
-        if code == 0 and head_after.strip() and head_after.strip() != head_before:
-            await _git(worktree, "reset", "--soft", head_before)
-            log(
-                "the agent committed by itself; its commits were turned back into changes",
-                "warning",
-            )
-
 
 async def _noop() -> None:
     """A placeholder coroutine when there is no stdin to feed."""
+
+
+async def undo_agent_commits(worktree: Path, head_before: str, log: LogFn) -> None:
+    """Turn commits the agent made itself back into uncommitted changes, so the engine commits them."""
+    if not head_before:
+        return
+    code, head_after = await git_output(worktree, "rev-parse", "HEAD")
+    if code == 0 and head_after.strip() and head_after.strip() != head_before:
+        await git_output(worktree, "reset", "--soft", head_before)
+        log(
+            "the agent committed by itself; its commits were turned back into changes",
+            "warning",
+        )

@@ -93,9 +93,13 @@ class _Handler(ScriptedHandler):
         try:
             if not self._authorised():
                 return
-            if self.path.split("?", 1)[0].rstrip("/") == "/v1/messages":
+            path = self.path.split("?", 1)[0].rstrip("/")
+            if path == "/v1/messages":
                 with self.fake.track():
                     self._messages(body)
+            elif path == "/v1/messages/count_tokens":
+                chars = len(json.dumps(body.get("messages", []))) + len(str(body.get("system", "")))
+                self.send_json(200, {"input_tokens": max(1, chars // 4)})
             else:
                 self.send_json(404, _error(404, f"unknown path {self.path}"))
         except (BrokenPipeError, ConnectionResetError):
@@ -104,7 +108,7 @@ class _Handler(ScriptedHandler):
     def _messages(self, body: dict[str, Any]) -> None:
         fake: FakeAnthropic = self.fake
         model = str(body.get("model", ""))
-        if model not in fake.models:
+        if model not in fake.models and "*" not in fake.models:  # "*": any model name
             self.send_json(404, _error(404, f"model: {model}"))
             return
         answer = fake.next_answer(body)
@@ -126,13 +130,17 @@ class _Handler(ScriptedHandler):
             "cache_read_input_tokens": int(answer.get("cached_tokens", 0)),
             "cache_creation_input_tokens": 0,
         }
+        uses = _tool_uses(answer)
+        blocks: list[dict[str, Any]] = (
+            [{"type": "text", "text": content}] if content or not uses else []
+        )
         message = {
             "id": "msg_fake",
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": content}],
-            "stop_reason": "end_turn",
+            "content": blocks + uses,
+            "stop_reason": "tool_use" if uses else "end_turn",
             "stop_sequence": None,
             "usage": usage,
         }
@@ -140,6 +148,9 @@ class _Handler(ScriptedHandler):
             self.send_json(200, message)
             return
         self.start_stream()
+        if uses:
+            self._stream_tool_uses(message, content, uses, usage)
+            return
         start = {
             **message,
             "content": [],
@@ -184,8 +195,74 @@ class _Handler(ScriptedHandler):
             self._event("message_stop", {"type": "message_stop"})
         self.end_stream()
 
+    def _stream_tool_uses(
+        self,
+        message: dict[str, Any],
+        content: str,
+        uses: list[dict[str, Any]],
+        usage: dict[str, Any],
+    ) -> None:
+        """Stream optional text, then each tool_use block with its input JSON in two pieces."""
+        start = {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
+        self._event("message_start", {"type": "message_start", "message": start})
+        index = 0
+        if content:
+            self._block(
+                index, {"type": "text", "text": ""}, [{"type": "text_delta", "text": content}]
+            )
+            index += 1
+        for use in uses:
+            raw = json.dumps(use["input"])
+            half = len(raw) // 2
+            deltas = [
+                {"type": "input_json_delta", "partial_json": raw[:half]},
+                {"type": "input_json_delta", "partial_json": raw[half:]},
+            ]
+            self._block(index, {**use, "input": {}}, deltas)
+            index += 1
+        self._event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+        )
+        self._event("message_stop", {"type": "message_stop"})
+        self.end_stream()
+
+    def _block(self, index: int, block: dict[str, Any], deltas: list[dict[str, Any]]) -> None:
+        self._event(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": block},
+        )
+        for delta in deltas:
+            self._event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+        self._event("content_block_stop", {"type": "content_block_stop", "index": index})
+
     def _event(self, name: str, payload: dict[str, Any]) -> None:
         self.chunk(f"event: {name}\ndata: {json.dumps(payload)}\n\n")
+
+
+def _tool_uses(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """A scripted {"tool_calls": [{"name": ..., "arguments": {...}}]} as tool_use blocks."""
+    return [
+        {
+            "type": "tool_use",
+            "id": call.get("id", f"toolu_{number:02d}"),
+            "name": call["name"],
+            "input": call["arguments"],
+        }
+        for number, call in enumerate(answer.get("tool_calls") or [])
+    ]
 
 
 @pytest.fixture

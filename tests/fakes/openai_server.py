@@ -114,7 +114,15 @@ class _Handler(ScriptedHandler):
             return
         content = str(answer.get("content", ""))
         usage = _usage(answer, body, content)
+        calls = _tool_calls(answer)
+        finish = "tool_calls" if calls else "stop"
         if not body.get("stream"):
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": (content or None) if calls else content,
+            }
+            if calls:
+                message["tool_calls"] = calls
             self.send_json(
                 200,
                 {
@@ -122,18 +130,15 @@ class _Handler(ScriptedHandler):
                     "object": "chat.completion",
                     "created": 0,
                     "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
-                        }
-                    ],
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                     "usage": usage,
                 },
             )
             return
         self.start_stream()
+        if calls:
+            self._stream_tool_calls(model, content, calls, body, usage)
+            return
         pieces = split(content, fake.stream_pieces)
         hold = answer.get("hold_last")
         for number, piece in enumerate(pieces):
@@ -151,6 +156,37 @@ class _Handler(ScriptedHandler):
             self.chunk("data: [DONE]\n\n")
         self.end_stream()
 
+    def _stream_tool_calls(
+        self,
+        model: str,
+        content: str,
+        calls: list[dict[str, Any]],
+        body: dict[str, Any],
+        usage: dict[str, Any],
+    ) -> None:
+        """Stream optional text, then each tool call's name and its arguments in two pieces."""
+        self._event(model, [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}])
+        if content:
+            self._event(model, [{"index": 0, "delta": {"content": content}, "finish_reason": None}])
+        for number, call in enumerate(calls):
+            head = {"index": number, "id": call["id"], "type": "function"}
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            first = {**head, "function": {"name": call["function"]["name"], "arguments": ""}}
+            for delta in (
+                first,
+                {"index": number, "function": {"arguments": arguments[:half]}},
+                {"index": number, "function": {"arguments": arguments[half:]}},
+            ):
+                self._event(
+                    model, [{"index": 0, "delta": {"tool_calls": [delta]}, "finish_reason": None}]
+                )
+        self._event(model, [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])
+        if (body.get("stream_options") or {}).get("include_usage"):
+            self._event(model, [], usage)
+        self.chunk("data: [DONE]\n\n")
+        self.end_stream()
+
     def _event(
         self, model: str, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None
     ) -> None:
@@ -164,6 +200,18 @@ class _Handler(ScriptedHandler):
         if usage is not None:
             payload["usage"] = usage
         self.chunk("data: " + json.dumps(payload) + "\n\n")
+
+
+def _tool_calls(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """A scripted {"tool_calls": [{"name": ..., "arguments": {...}}]} in the API's shape."""
+    return [
+        {
+            "id": call.get("id", f"call_{number}"),
+            "type": "function",
+            "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+        }
+        for number, call in enumerate(answer.get("tool_calls") or [])
+    ]
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ class ScriptedServer:
     - {"hold_last": callable}: when streaming, send every piece but the last, then wait until
       the callable returns True (polled) before sending the rest;
     - {"content": str, "stream_error": "..."}: when streaming, the content then an error event;
+    - {"content": str, "tool_calls": [{"name": str, "arguments": {...}}]}: the model calls tools
+      (OpenAI tool_calls, Anthropic tool_use blocks; streamed too);
     - a callable taking the request body and returning one of the above.
     When the script is empty, `default_answer` is used; if that is None the server answers
     HTTP 400 "no scripted answer left" so the test fails loudly.

@@ -63,7 +63,7 @@ class RunScreen(Screen[None]):
     # The parts above the tabs give way on small terminals so the log always keeps some rows.
     DEFAULT_CSS = """
     RunScreen #run-head { height: auto; max-height: 25%; padding: 0 1; background: $boost; }
-    RunScreen #run-usage { height: 1; }
+    RunScreen #run-usage { height: auto; max-height: 3; }
     RunScreen #run-timeline { height: auto; max-height: 30%; }
     RunScreen #phase-detail { height: auto; max-height: 12%; padding: 0 1; color: $text-muted; }
     RunScreen TabbedContent { height: 1fr; min-height: 6; }

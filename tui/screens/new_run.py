@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -18,7 +20,7 @@ from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Radi
 
 from config.loader import LoadedConfig, load_config, shipped_catalog
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
-from core.errors import OrchestratorError
+from core.errors import ConfigError, ModelNotFoundError, OrchestratorError, RepoError
 
 if TYPE_CHECKING:
     from tui.app import OrchestratorApp
@@ -80,6 +82,38 @@ def run_overrides(
     return overrides
 
 
+# How the engine's advice, written for the CLI's flags, reads on this form (field names instead).
+_FORM_WORDING: tuple[tuple[str, str], ...] = (
+    (r"pass --repo with (.+?)(?=[.;]|$)", r"put \1 in the Repository field"),
+    (
+        r"pass --allow-dirty to start from HEAD",
+        'tick "Start from HEAD even with uncommitted changes"',
+    ),
+    (r"pass an existing --replay FILE", "choose an existing file in the Cassette field"),
+    (
+        r"--provider replay needs --replay FILE",
+        "the Replay provider needs a file in the Cassette field",
+    ),
+    (r"with --model\b", "in the Model field"),
+    (r"--yes\b", 'the "Approve risk and threshold interventions" box'),
+)
+# The field an error class is about, named first so the user knows where to look.
+_ERROR_FIELDS: tuple[tuple[type[OrchestratorError], str], ...] = (
+    (RepoError, "Repository"),
+    (ModelNotFoundError, "Model"),
+    (ConfigError, "Configuration"),
+)
+
+
+def form_error(exc: OrchestratorError) -> str:
+    """An engine error as the form shows it: the field it is about, then its advice in form words."""
+    text = str(exc)
+    for pattern, replacement in _FORM_WORDING:
+        text = re.sub(pattern, replacement, text)
+    field = next((name for kind, name in _ERROR_FIELDS if isinstance(exc, kind)), None)
+    return f"{field}: {text}" if field else text
+
+
 class NewRunScreen(Screen[None]):
     """Task, repository (with path completion), provider and model, options; ctrl+s starts."""
 
@@ -99,7 +133,7 @@ class NewRunScreen(Screen[None]):
     NewRunScreen #host-row { display: none; }
     NewRunScreen.hosted #host-row { display: block; }
     NewRunScreen #options { height: auto; margin-left: 14; }
-    NewRunScreen #errors { color: $error; height: auto; margin: 0 2; }
+    NewRunScreen #errors { color: $error; width: 1fr; height: auto; max-height: 50%; margin: 0 2; }
     NewRunScreen #errors.-empty { display: none; }
     NewRunScreen #buttons { height: auto; margin: 1 0 0 14; }
     NewRunScreen #buttons Button { margin-right: 1; }
@@ -240,7 +274,7 @@ class NewRunScreen(Screen[None]):
 
     def _show_errors(self, errors: list[str]) -> None:
         label = self.query_one("#errors", Label)
-        label.update("\n".join(errors))
+        label.update(Text("\n".join(errors)))  # plain text: paths may hold [brackets]
         label.set_class(not errors, "-empty")
 
     @on(Button.Pressed, "#start")
@@ -285,7 +319,7 @@ class NewRunScreen(Screen[None]):
                 allow_dirty=self.query_one("#allow-dirty", Checkbox).value,
             )
         except OrchestratorError as exc:
-            self._show_errors([str(exc)])
+            self._show_errors([form_error(exc)])
             return
         finally:
             self.starting = False

@@ -63,6 +63,25 @@ class PathSuggester(Suggester):
         return await asyncio.to_thread(complete_path, value, dirs_only=self.dirs_only)
 
 
+def chat_models(provider: str) -> list[str]:
+    """The shipped catalog's chat models a provider serves ("auto" and "replay": all of them)."""
+    models = shipped_catalog().models
+    return [
+        name
+        for name, m in models.items()
+        if "chat" in m.capabilities and (provider in ("auto", "replay") or m.provider == provider)
+    ]
+
+
+def model_hint(provider: str) -> str:
+    """The Model field's placeholder for a provider: what empty means, and names to try."""
+    if provider == "replay":
+        return "empty: the cassette answers, whatever the model"
+    names = chat_models(provider)
+    extra = "; any pulled Ollama tag works too" if provider == "ollama" else ""
+    return "empty: models.yaml's defaults; or " + ", ".join(names[:2]) + extra
+
+
 def run_overrides(
     *, provider: str, model: str, host: str, replay: str, record: str
 ) -> dict[str, Any]:
@@ -123,19 +142,20 @@ class NewRunScreen(Screen[None]):
     DEFAULT_CSS = """
     NewRunScreen VerticalScroll#form { padding: 1 2; }
     NewRunScreen .row { height: auto; margin-bottom: 1; }
-    NewRunScreen .row > Label { width: 14; color: $text-muted; padding-top: 0; }
+    NewRunScreen .row > Label { width: 16; color: $text-muted; padding-top: 0; }
     NewRunScreen .row > Input { width: 1fr; }
-    NewRunScreen .hint { color: $text-muted; margin: 0 0 1 14; }
+    NewRunScreen .hint { color: $text-muted; width: 1fr; margin: 0 0 1 16; }
     NewRunScreen RadioSet { layout: horizontal; width: auto; }
+    NewRunScreen.narrow RadioSet { layout: vertical; }
     NewRunScreen RadioButton { width: auto; margin-right: 2; }
     NewRunScreen #replay-row { display: none; }
     NewRunScreen.replay #replay-row { display: block; }
     NewRunScreen #host-row { display: none; }
     NewRunScreen.hosted #host-row { display: block; }
-    NewRunScreen #options { height: auto; margin-left: 14; }
+    NewRunScreen #options { height: auto; margin-left: 16; }
     NewRunScreen #errors { color: $error; width: 1fr; height: auto; max-height: 50%; margin: 0 2; }
     NewRunScreen #errors.-empty { display: none; }
-    NewRunScreen #buttons { height: auto; margin: 1 0 0 14; }
+    NewRunScreen #buttons { height: auto; margin: 1 0 0 16; }
     NewRunScreen #buttons Button { margin-right: 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -153,8 +173,6 @@ class NewRunScreen(Screen[None]):
         return cast("OrchestratorApp", self.app)
 
     def compose(self) -> ComposeResult:
-        # Chat models only: the embedder is not a choice for planning or executing.
-        models = sorted(n for n, m in shipped_catalog().models.items() if "chat" in m.capabilities)
         yield Header()
         yield Label("", id="errors", classes="-empty")
         with VerticalScroll(id="form"):
@@ -188,9 +206,9 @@ class NewRunScreen(Screen[None]):
             with Horizontal(classes="row"):
                 yield Label("Model")
                 yield Input(
-                    placeholder="empty: the defaults of models.yaml; or " + ", ".join(models[:2]),
+                    placeholder=model_hint("ollama"),
                     id="model",
-                    suggester=SuggestFromList(models, case_sensitive=False),
+                    suggester=SuggestFromList(chat_models("ollama"), case_sensitive=False),
                     compact=True,
                 )
             with Horizontal(classes="row", id="host-row"):
@@ -218,12 +236,12 @@ class NewRunScreen(Screen[None]):
                 )
             with Vertical(id="options"):
                 yield Checkbox(
-                    "Approve risk and threshold interventions as they come (--yes)",
+                    "Approve risk and threshold interventions as they come",
                     id="yes",
                     compact=True,
                 )
                 yield Checkbox(
-                    "Start from HEAD even with uncommitted changes (--allow-dirty)",
+                    "Start from HEAD even with uncommitted changes",
                     id="allow-dirty",
                     compact=True,
                 )
@@ -234,6 +252,10 @@ class NewRunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.add_class("hosted")
+
+    def on_resize(self) -> None:
+        # The provider choices stack when they would not fit on one line beside the labels.
+        self.set_class(self.size.width < 100, "narrow")
 
     @property
     def provider(self) -> str:
@@ -247,6 +269,10 @@ class NewRunScreen(Screen[None]):
         # The host row serves Ollama's host and an OpenAI-compatible server's base URL.
         self.set_class(self.provider in ("ollama", "openai"), "hosted")
         self.set_class(self.provider == "replay", "replay")
+        # Chat models of the chosen provider only: the embedder is no choice for planning.
+        model = self.query_one("#model", Input)
+        model.placeholder = model_hint(self.provider)
+        model.suggester = SuggestFromList(chat_models(self.provider), case_sensitive=False)
 
     def _value(self, selector: str) -> str:
         return self.query_one(selector, Input).value.strip()

@@ -235,3 +235,23 @@ async def test_the_live_timeline_shows_whole_cells_while_the_app_drives_the_run(
             assert phase.plan_id in line
             assert (", ".join(phase.dependencies) or "—") in line, line
             assert line.rstrip().endswith(phase.commit[:10]), line
+        # The demo's phase-002 passed on its second attempt: the detail shows both attempts.
+        await pilot.press("t", "down")
+        await wait_for(
+            pilot,
+            lambda: (
+                timeline.selected_phase is not None
+                and timeline.selected_phase.plan_id == "phase-002"
+            ),
+            what="phase-002 selected",
+        )
+        detail = screen.query_one("#phase-detail")
+        await wait_for(
+            pilot,
+            lambda: "#2 " in str(detail.render()),
+            what="the attempts of phase-002 in its detail",
+        )
+        await pilot.pause()
+        shown = " ".join(detail.render_line(y).text for y in range(detail.size.height))
+        assert "#1 ✗ failed" in shown or "#1 failed" in shown, shown
+        assert "#2 " in shown and "succeeded" in shown, shown

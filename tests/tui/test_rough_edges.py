@@ -196,12 +196,12 @@ async def test_at_80x24_the_runs_list_names_hidden_columns_and_the_run_view_keep
     async with app.run_test(size=(80, 24)) as pilot:
         runs = await runs_ready(pilot)
         position = str(runs.query_one("#position", Label).render())
-        assert "→ scrolls to" in position and "cost, started, duration" in position
+        assert "→ shows" in position and "cost, started, duration" in position
         await pilot.press("right", "right", "right", "right", "right", "right", "right", "right")
         await pilot.press(*["right"] * 40)
         await wait_for(
             pilot,
-            lambda: "scrolls to" not in str(runs.query_one("#position", Label).render()),
+            lambda: "→ shows" not in str(runs.query_one("#position", Label).render()),
             what="the hint to go once every column shows",
         )
         await pilot.press("enter")

@@ -147,7 +147,7 @@ class NewRunScreen(Screen[None]):
     NewRunScreen .hint { color: $text-muted; width: 1fr; margin: 0 0 1 16; }
     NewRunScreen RadioSet { layout: horizontal; width: auto; }
     NewRunScreen.narrow RadioSet { layout: vertical; }
-    NewRunScreen RadioButton { width: auto; margin-right: 2; }
+    NewRunScreen RadioSet > RadioButton { width: auto; margin-right: 2; }
     NewRunScreen #replay-row { display: none; }
     NewRunScreen.replay #replay-row { display: block; }
     NewRunScreen #host-row { display: none; }

@@ -392,7 +392,7 @@ class RunsScreen(Screen[None]):
             text += f' · filter "{self.query_text}"'
         hidden = self.hidden_columns()
         if hidden:  # a narrow terminal: say what is off screen and how to see it
-            text = text.split(" · rows")[0] + " · → scrolls to " + ", ".join(hidden)
+            text = text.split(" · rows")[0] + " · → shows " + ", ".join(hidden)
         self.query_one("#position", Label).update(text)
 
     def hidden_columns(self) -> list[str]:

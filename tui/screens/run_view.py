@@ -38,6 +38,7 @@ from core.records import (
 from core.timeutil import parse_ts
 from tui import actions
 from tui.format import duration_text, local_time, status_text
+from tui.modals.run_stopped import why
 from tui.widgets.diff_view import DiffView
 from tui.widgets.findings import SEVERITY_STYLES, FindingsPane, severity_counts
 from tui.widgets.keybar import KeyBar
@@ -296,7 +297,7 @@ class RunScreen(Screen[None]):
                 f"\n⚠ waiting for you ({phase}): {item.reason} — press i to answer", "bold yellow"
             )
         if run.error:
-            head.append(f"\n{run.error}", style="red")
+            head.append(f"\n{why(run)}", style="red")  # never the bare status again
         if run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED) and not self._driving():
             head.append("  R resumes it here", style="dim")
         head.append(f"\n{run.repo}", style="dim")

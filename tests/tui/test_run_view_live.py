@@ -16,6 +16,7 @@ from core.records import Category, FindingIn, PhaseStatus, RunStatus, Severity
 from core.state.store import StateStore
 from tests.tui.run_view_support import create_demo_run, run_screen, view_ready, wait_for
 from tui.app import OrchestratorApp
+from tui.modals.intervention import InterventionModal
 from tui.widgets.diff_view import DiffView
 from tui.widgets.findings import FindingsPane
 from tui.widgets.timeline import PhaseTimeline
@@ -193,14 +194,19 @@ async def test_a_finding_shows_the_tool_output_and_the_attempt_report(
 async def test_the_live_timeline_shows_whole_cells_while_the_app_drives_the_run(
     engine: Engine, tmp_path: Path, size: tuple[int, int]
 ) -> None:
-    """Rows arrive pending and change as the run goes on: the columns grow with them, so the
-    statuses, commits and dependencies read whole on the screen at every size."""
+    """Rows arrive pending and change as the run goes on (the last ones after the user approves
+    the risky phase in the modal): the columns follow, so the statuses, commits and dependencies
+    read whole on the screen at every size."""
     run = await create_demo_run(engine, tmp_path / "demo")
-    app = OrchestratorApp(engine, initial_run=run.id, start_initial="execute", auto_approve=True)
+    app = OrchestratorApp(engine, initial_run=run.id, start_initial="execute")
     async with app.run_test(size=size) as pilot:
         await wait_for(pilot, lambda: view_ready(app), what="the run view")
         screen = run_screen(app)
         timeline = screen.query_one(PhaseTimeline)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, InterventionModal), what="the approval modal"
+        )
+        await pilot.press("a")
         await wait_for(
             pilot,
             lambda: screen.run is not None and screen.run.status is RunStatus.COMPLETED,

@@ -119,6 +119,7 @@ class PhaseTimeline(DataTable[Text | str]):
                         self.update_cell(phase.id, column, value, update_width=True)
             self._names = {p.id: cells[0] for p, cells in zip(self.phases, rows, strict=True)}
             self._fit_names()
+            self._remeasure()
             return
         self.clear()
         self._names = {p.id: cells[0] for p, cells in zip(self.phases, rows, strict=True)}
@@ -128,6 +129,15 @@ class PhaseTimeline(DataTable[Text | str]):
             index = next((i for i, p in enumerate(self.phases) if p.id == current.id), 0)
             self.move_cursor(row=index)
         self._fit_names()
+        self._remeasure()
+
+    def _remeasure(self) -> None:
+        """Have the table measure its columns again now.
+
+        A DataTable re-measures changed cells when it next goes idle, which follows only a message
+        of its own; the updates come from the run view's worker, so one is sent here.
+        """
+        self.call_later(self.refresh)
 
     def on_resize(self) -> None:
         self._fit_names()

@@ -7,11 +7,52 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import OrchestratorError
+from core.records import ACTIVE_RUN_STATUSES, FINISHED_RUN_STATUSES, Run, RunStatus
 from tui.modals.confirm import ConfirmModal
 from tui.modals.export import ExportModal, ExportRequest
 
 if TYPE_CHECKING:
     from tui.app import OrchestratorApp
+
+
+# Which runs each action can act on, and what to say when it cannot (keys, palette and actions).
+_APPLIES = {
+    "resume": (
+        lambda run: run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED),
+        "only a failed or interrupted run can be resumed",
+    ),
+    "cancel": (
+        lambda run: run.status in ACTIVE_RUN_STATUSES or run.status is RunStatus.INTERRUPTED,
+        "only a run that is going on or interrupted can be cancelled",
+    ),
+    "apply": (
+        lambda run: run.status is RunStatus.COMPLETED,
+        "only a completed run can be applied",
+    ),
+    "clean": (
+        lambda run: run.status in FINISHED_RUN_STATUSES,
+        "only a finished run can be cleaned up",
+    ),
+}
+
+
+def applies(action: str, run: Run) -> bool:
+    """Whether `action` (resume, cancel, apply, clean; others always) can happen on this run."""
+    rule = _APPLIES.get(action)
+    return rule is None or bool(rule[0](run))
+
+
+async def _refused(app: OrchestratorApp, action: str, run_id: str) -> bool:
+    """True (after saying why) when the run's current state rules the action out."""
+    try:
+        run = await app.engine.get_run(run_id)
+    except OrchestratorError as exc:
+        _failed(app, action, exc)
+        return True
+    if applies(action, run):
+        return False
+    app.notify(f"run {run_id} is {run.status}; {_APPLIES[action][1]}", severity="warning")
+    return True
 
 
 def _failed(app: OrchestratorApp, what: str, exc: Exception) -> None:
@@ -20,13 +61,7 @@ def _failed(app: OrchestratorApp, what: str, exc: Exception) -> None:
 
 async def resume(app: OrchestratorApp, run_id: str) -> bool:
     """Continue an interrupted or failed run in this process; False when the engine refuses."""
-    try:
-        run = await app.engine.get_run(run_id)
-    except OrchestratorError as exc:
-        _failed(app, "resume", exc)
-        return False
-    if str(run.status) in ("completed", "cancelled"):
-        app.notify(f"run {run_id} is {run.status}; nothing to resume", severity="warning")
+    if await _refused(app, "resume", run_id):
         return False
     app.start_engine_task(run_id, resume=True)
     app.notify(f"resuming run {run_id}")
@@ -35,6 +70,8 @@ async def resume(app: OrchestratorApp, run_id: str) -> bool:
 
 async def cancel(app: OrchestratorApp, run_id: str) -> bool:
     """Cancel a run after a confirm; the process running it stops within a heartbeat."""
+    if await _refused(app, "cancel", run_id):
+        return False
     ok = await app.push_screen_wait(
         ConfirmModal(
             f"Cancel run {run_id}?",
@@ -80,6 +117,8 @@ async def export(app: OrchestratorApp, run_id: str) -> Path | None:
 
 async def apply(app: OrchestratorApp, run_id: str) -> str | None:
     """Merge a completed run's branch into the repository's current branch, after a confirm."""
+    if await _refused(app, "apply", run_id):
+        return None
     ok = await app.push_screen_wait(
         ConfirmModal(
             f"Apply run {run_id}?",
@@ -100,6 +139,8 @@ async def apply(app: OrchestratorApp, run_id: str) -> str | None:
 
 async def clean(app: OrchestratorApp, run_id: str) -> bool:
     """Remove a finished run's worktrees and branches (its history stays), after a confirm."""
+    if await _refused(app, "clean", run_id):
+        return False
     ok = await app.push_screen_wait(
         ConfirmModal(
             f"Clean up run {run_id}?",

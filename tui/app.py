@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -84,6 +85,7 @@ class OrchestratorApp(App[int]):
         self.work_dir = Path.cwd()
         self.initial_result: Run | None = None
         self.decisions = DecisionQueue(self)
+        self.interrupted_runs: list[str] = []  # runs this app stopped by quitting, for the hint
         self._subscription: Subscription | None = None
 
     def now(self) -> datetime:
@@ -111,9 +113,16 @@ class OrchestratorApp(App[int]):
     # ---- runs ----------------------------------------------------------------------------------
 
     def open_run(self, run_id: str) -> None:
-        """Show one run's view on top of the current section."""
+        """Show one run's view on top of the current section, in place of a run view open there.
+
+        So Esc always leads back to the section, however many runs were opened on the way.
+        """
         from tui.screens.run_view import RunScreen
 
+        if isinstance(self.screen, RunScreen) and len(self.screen_stack) > 1:
+            if self.screen.run_id != run_id:
+                self.switch_screen(RunScreen(run_id))
+            return
         self.push_screen(RunScreen(run_id))
 
     def start_engine_task(
@@ -213,14 +222,21 @@ class OrchestratorApp(App[int]):
         """Sections do not switch under a modal (the modal would stay behind in the old section)."""
         return not (action in ("section", "help") and isinstance(self.screen, ModalScreen))
 
-    def action_section(self, mode: str) -> None:
-        self.switch_mode(mode)
+    async def action_section(self, mode: str) -> None:
+        """Show a section at its own screen (not the run view last opened over it)."""
+        await self.switch_mode(mode)
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
+            await self.pop_screen()
 
     def action_help(self) -> None:
         self.push_screen(HelpModal(key_help(self, self.screen), where=screen_name(self.screen)))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            # Ours below: "Keys" is the `?` help, "Quit" confirms while runs are driven here.
+            if command.title not in ("Keys", "Quit"):
+                yield command
+        yield SystemCommand("Quit", "Quit the app (ctrl+q)", self.action_quit)
         yield SystemCommand("Runs", "Show the list of runs (1)", lambda: self.switch_mode("runs"))
         yield SystemCommand(
             "Interventions",
@@ -231,43 +247,46 @@ class OrchestratorApp(App[int]):
             "New run", "Start a run from a form (3)", lambda: self.switch_mode("new_run")
         )
         yield SystemCommand("Keys", "Every key binding here (?)", self.action_help)
-        run_id = getattr(screen, "current_run_id", None) or getattr(screen, "run_id", None)
-        if isinstance(run_id, str) and run_id:
-            yield from self.run_commands(run_id)
+        run = getattr(screen, "current_run", None) or getattr(screen, "run", None)
+        run_id = getattr(screen, "current_run_id", None)
+        if isinstance(run, Run):
+            yield from self.run_commands(run)
+        elif isinstance(run_id, str) and run_id:  # a run known by id only: opening it is safe
+            yield SystemCommand(
+                f"Open run {run_id}",
+                "Its timeline, log and findings",
+                partial(self.open_run, run_id),
+            )
         extra = getattr(screen, "palette_commands", None)
         if callable(extra):
             yield from extra()
 
-    def run_commands(self, run_id: str) -> Iterable[SystemCommand]:
-        """The actions on one run, for the palette."""
+    def run_commands(self, run: Run) -> Iterable[SystemCommand]:
+        """The actions that can happen on this run, for the palette."""
+        run_id = run.id
         yield SystemCommand(
             f"Open run {run_id}", "Its timeline, log and findings", lambda: self.open_run(run_id)
         )
-        yield SystemCommand(
-            f"Resume run {run_id}",
-            "Continue an interrupted or failed run here (R)",
-            lambda: self.spawn_action(actions.resume(self, run_id)),
-        )
-        yield SystemCommand(
-            f"Cancel run {run_id}",
-            "Stop the run, after a confirm (C)",
-            lambda: self.spawn_action(actions.cancel(self, run_id)),
-        )
-        yield SystemCommand(
-            f"Export run {run_id}",
-            "Write its summary as markdown or JSON to a file (E)",
-            lambda: self.spawn_action(actions.export(self, run_id)),
-        )
-        yield SystemCommand(
-            f"Apply run {run_id}",
-            "Merge its branch into the repository's current branch (A)",
-            lambda: self.spawn_action(actions.apply(self, run_id)),
-        )
-        yield SystemCommand(
-            f"Clean up run {run_id}",
-            "Remove its worktrees and branch; history stays (X)",
-            lambda: self.spawn_action(actions.clean(self, run_id)),
-        )
+        offered: list[tuple[str, str, Callable[..., Coroutine[Any, Any, object]]]] = [
+            ("Resume", "Continue an interrupted or failed run here (R)", actions.resume),
+            ("Cancel", "Stop the run, after a confirm (C)", actions.cancel),
+            ("Export", "Write its summary as markdown or JSON to a file (E)", actions.export),
+            ("Apply", "Merge its branch into the repository's current branch (A)", actions.apply),
+            ("Clean up", "Remove its worktrees and branch; history stays (X)", actions.clean),
+        ]
+        driving = f"run {run_id}" in self.engine_busy()
+        for verb, help_text, step in offered:
+            action = step.__name__
+            if not actions.applies(action, run) or (action == "resume" and driving):
+                continue
+            yield SystemCommand(
+                f"{verb} run {run_id}",
+                help_text,
+                partial(self._spawn_step, step, run_id),
+            )
+
+    def _spawn_step(self, step: Callable[..., Coroutine[Any, Any, object]], run_id: str) -> None:
+        self.spawn_action(step(self, run_id))
 
     async def action_quit(self) -> None:
         """Quit; when this app is driving runs, confirm first (quitting interrupts them)."""
@@ -285,8 +304,11 @@ class OrchestratorApp(App[int]):
         self.push_screen(
             ConfirmModal(
                 "Quit and interrupt the running runs?",
-                f"{', '.join(busy)} stop and are marked interrupted; resume them later from "
-                "the runs list (R) or with `orchestrator resume RUN_ID`.",
+                f"{', '.join(busy)} "
+                + ("stops and is" if len(busy) == 1 else "stop and are")
+                + " marked interrupted; resume "
+                + ("it" if len(busy) == 1 else "them")
+                + " later from the runs list (R) or with `orchestrator resume RUN_ID`.",
                 confirm_label="Quit",
             ),
             confirmed,
@@ -298,7 +320,22 @@ class OrchestratorApp(App[int]):
         for worker in engine_workers:
             worker.cancel()
         await self.workers.wait_for_complete(engine_workers)
+        for worker in engine_workers:
+            run_id = worker.name.removeprefix("run ")
+            try:
+                run = await self.engine.get_run(run_id)
+            except OrchestratorError:
+                continue
+            if run.status is RunStatus.INTERRUPTED:
+                self.interrupted_runs.append(run_id)
         self.exit(self.exit_code_for_initial())
+
+    def exit_notes(self) -> list[str]:
+        """What to print once the app has closed: how to resume the runs quitting interrupted."""
+        return [
+            f"run {run_id} was interrupted; resume it with: orchestrator resume {run_id}"
+            for run_id in self.interrupted_runs
+        ]
 
     def exit_code_for_initial(self) -> int:
         """0 unless the run this app was opened to drive ended without completing (then 1)."""

@@ -202,12 +202,14 @@ async def runs_command(engine: Engine, args: argparse.Namespace) -> int:
             'no runs yet; start one with: orchestrator run "TASK" --repo PATH  (or: orchestrator demo)'
         )
         return 0
-    print(f"{'ID':<12} {'STATUS':<12} {'PHASES':<7} {'FINDINGS M/m/n':<15} {'CREATED':<20} TASK")
+    print(
+        f"{'ID':<12} {'STATUS':<12} {'PHASES':<7} {'FINDINGS maj/med/min':<21} {'CREATED':<20} TASK"
+    )
     for s in summaries:
         f = s.findings
         counts = f"{f.get('major', 0)}/{f.get('medium', 0)}/{f.get('minor', 0)}"
         print(
-            f"{s.run.id:<12} {s.run.status:<12} {s.phases_completed}/{s.phases_total:<5} {counts:<15} "
+            f"{s.run.id:<12} {s.run.status:<12} {s.phases_completed}/{s.phases_total:<5} {counts:<21} "
             f"{s.run.created_at[:19]:<20} {s.run.task[:60]}"
         )
     return 0

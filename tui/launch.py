@@ -32,4 +32,6 @@ async def open_app(
     )
     code = await app.run_async()
     await engine.journal.flush()
+    for note in app.exit_notes():
+        print(note)
     return app.exit_code_for_initial() if code is None else code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -33,6 +34,10 @@ class RunsProvider(Provider):
     def _label(self, s: RunSummary) -> str:
         return f"Open run {s.run.id} · {s.run.status} · {s.run.task[:70]}"
 
+    def _repo_label(self, s: RunSummary) -> str:
+        """The label with the repository's folder, for a query that names the repository."""
+        return f"{self._label(s)} · {Path(s.run.repo).name or s.run.repo}"
+
     async def discover(self) -> Hits:
         for s in await self._runs(None):
             yield DiscoveryHit(
@@ -51,6 +56,9 @@ class RunsProvider(Provider):
         for s in candidates:
             label = self._label(s)
             score = matcher.match(label)
+            if score <= 0:  # the query may name the repository instead of the run
+                label = self._repo_label(s)
+                score = max(matcher.match(label), matcher.match(s.run.repo))
             if score > 0:
                 yield Hit(
                     score,

@@ -125,6 +125,51 @@ class TextBatcher:
         self._sink(text)
 
 
+class LineJoiner:
+    """Joins streamed pieces of a model's answer into whole lines, the unit the run log stores.
+
+    Each line goes to the sink without its newline once it is complete; a partial line goes out
+    when the model pauses for `pause_seconds`, grows past `max_chars`, or the answer ends (flush).
+    """
+
+    def __init__(self, sink: TokenSink, pause_seconds: float = 1.0, max_chars: int = 2000) -> None:
+        self._sink = sink
+        self._pause = pause_seconds
+        self._max_chars = max_chars
+        self._partial = ""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, text: str) -> None:
+        """Take a piece of the answer; hand on every line it completes."""
+        if not text:
+            return
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self._sink(line.rstrip("\r"))
+        while len(self._partial) >= self._max_chars:
+            self._sink(self._partial[: self._max_chars])
+            self._partial = self._partial[self._max_chars :]
+        self._cancel_timer()
+        if self._partial:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._timer = loop.call_later(self._pause, self.flush)
+
+    def flush(self) -> None:
+        """Hand on the partial line, if any (the model paused or the answer ended)."""
+        self._cancel_timer()
+        if self._partial:
+            line, self._partial = self._partial, ""
+            self._sink(line.rstrip("\r"))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 def emit_in_batches(sink: TokenSink | None, text: str, batches: int = 4) -> None:
     """Send a finished text to a sink in a few pieces, so live views show it like a stream."""
     if sink is None or not text:
@@ -184,7 +229,19 @@ class LLMClient:
         return self._provider
 
     async def chat(self, request: ChatRequest, on_text: TokenSink | None = None) -> ChatResponse:
-        """Answer a request from the cache or the provider, retrying only retriable failures."""
+        """Answer a request from the cache or the provider, retrying only retriable failures.
+
+        `on_text` receives the answer as it streams, in whole lines (see LineJoiner).
+        """
+        if on_text is None:
+            return await self._chat(request, None)
+        lines = LineJoiner(on_text)
+        try:
+            return await self._chat(request, lines.add)
+        finally:
+            lines.flush()
+
+    async def _chat(self, request: ChatRequest, on_text: TokenSink | None) -> ChatResponse:
         key = cache_key(self.provider_name, request) if self._cache is not None else None
         if self._cache is not None and key is not None:
             cached = await self._cached(key, request)

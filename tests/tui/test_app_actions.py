@@ -199,10 +199,16 @@ async def test_quitting_while_a_run_is_driven_asks_then_interrupts_it(home: Path
         await wait_for(pilot, lambda: isinstance(app.screen, InterventionModal), what="the modal")
         assert (await app.engine.get_run(run_id)).status is RunStatus.WAITING
         await pilot.press("ctrl+q")
-        await wait_for_modal(pilot, ConfirmModal, focus="back")
+        confirm = await wait_for_modal(pilot, ConfirmModal, focus="back")
+        body = " ".join(str(w.render()) for w in confirm.query("Static"))
+        assert f"run {run_id} stops and is marked interrupted; resume it later" in body
         await pilot.press("y")
         await wait_for(pilot, lambda: app.return_code is not None, what="the app to exit")
     assert app.return_code == 0
+    # What the CLI prints once the terminal is back.
+    assert app.exit_notes() == [
+        f"run {run_id} was interrupted; resume it with: orchestrator resume {run_id}"
+    ]
     engine = await Engine.open(Paths(home))
     try:
         run = await engine.get_run(run_id)

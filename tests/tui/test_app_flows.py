@@ -10,6 +10,7 @@ from textual.widgets import Input, Label
 from config.paths import Paths
 from core.demo.prepare import DEMO_TASK
 from core.records import InterventionStatus, PhaseStatus, RunStatus
+from tests.conftest import make_repo
 from tests.tui.seed import COMPLETED_RUN, FAILED_RUN, MAIN_RUN, PENDING_INTERVENTION, seed
 from tests.tui.shell_support import (
     ShellApp,
@@ -78,6 +79,34 @@ async def test_the_form_says_what_is_wrong_and_stores_nothing(
             pilot, lambda: "git" in str(errors.render()).lower(), what="the repository error"
         )
         assert str(not_git) in str(errors.render())
+        assert await app.engine.count_runs() == 0
+
+
+async def test_a_form_error_shows_whole_and_names_the_field_to_change(
+    home: Path, tmp_path: Path
+) -> None:
+    """At 80x24 the refusal of a dirty repository wraps to show its advice, in the form's words."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "notes.txt").write_text("not committed\n")
+    app = ShellApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        form = top(app, NewRunScreen)
+        await pilot.press(*"Add a changelog")
+        form.query_one("#repo", Input).focus()
+        await pilot.press("ctrl+u", *str(repo), "ctrl+s")
+        errors = form.query_one("#errors", Label)
+        await wait_for(
+            pilot, lambda: "uncommitted" in str(errors.render()), what="the dirty-repository error"
+        )
+        await pilot.pause()
+        shown = " ".join(errors.render_line(y).text.strip() for y in range(errors.size.height))
+        assert shown.startswith(f"Repository: {repo} has uncommitted changes:")
+        assert "notes.txt" in shown
+        assert shown.endswith(
+            'commit or stash them, or tick "Start from HEAD even with uncommitted changes".'
+        )
+        assert "--" not in shown
         assert await app.engine.count_runs() == 0
 
 
@@ -297,8 +326,11 @@ async def test_help_lists_every_binding_and_the_palette_offers_every_action(home
         assert app.screen is runs
 
         titles = [c.title for c in app.get_system_commands(runs)]
-        for action in ("Resume", "Cancel", "Export", "Apply", "Clean up", "Open"):
+        # The waiting run: what can happen to it is offered, what cannot is not.
+        for action in ("Cancel", "Export", "Open"):
             assert f"{action} run {MAIN_RUN}" in titles
+        for action in ("Resume", "Apply", "Clean up"):
+            assert f"{action} run {MAIN_RUN}" not in titles
         for title in (
             "Runs",
             "Interventions",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from config.paths import Paths
 from tests.tui.seed import FAILED_RUN, seed
@@ -103,13 +104,23 @@ def test_interventions_screen(snap_compare: Any, home: Path) -> None:
     assert snap_compare(app_on(home), run_before=then("2", until=listed), terminal_size=SIZE)
 
 
+def form_steady(pilot: Pilot[Any]) -> bool:
+    """The form's first field has the focus, its cursor shown steadily (a blink would race the shot)."""
+    focused = pilot.app.focused
+    if not isinstance(focused, Input) or focused.id != "task":
+        return False
+    focused.cursor_blink = False
+    return True
+
+
 def test_new_run_form(snap_compare: Any, home: Path) -> None:
-    assert snap_compare(app_on(home), run_before=then("3"), terminal_size=SIZE)
+    assert snap_compare(app_on(home), run_before=then("3", until=form_steady), terminal_size=SIZE)
 
 
 def test_new_run_form_says_what_is_wrong(snap_compare: Any, home: Path) -> None:
     def errors_shown(pilot: Pilot[Any]) -> bool:
-        return "Task:" in str(pilot.app.screen.query_one("#errors").render())
+        shown = "Task:" in str(pilot.app.screen.query_one("#errors").render())
+        return shown and form_steady(pilot)
 
     before = then("3", "ctrl+s", until=errors_shown)
     assert snap_compare(app_on(home), run_before=before, terminal_size=SIZE)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from config.paths import Paths
 from core.bus import EventBus
 from core.engine import Engine
@@ -14,6 +16,7 @@ from core.records import Category, FindingIn, PhaseStatus, RunStatus, Severity
 from core.state.store import StateStore
 from tests.tui.run_view_support import create_demo_run, run_screen, view_ready, wait_for
 from tui.app import OrchestratorApp
+from tui.modals.intervention import InterventionModal
 from tui.widgets.diff_view import DiffView
 from tui.widgets.findings import FindingsPane
 from tui.widgets.timeline import PhaseTimeline
@@ -183,3 +186,78 @@ async def test_a_finding_shows_the_tool_output_and_the_attempt_report(
         assert pane.selected is not None and pane.selected.message.splitlines()[0] in detail
         assert "verification report of this attempt" in detail
         assert "$ " in detail and "exit: " in detail
+
+
+@pytest.mark.parametrize(
+    "size", [(80, 24), (160, 45), (200, 60)], ids=["80x24", "160x45", "200x60"]
+)
+async def test_the_live_timeline_shows_whole_cells_while_the_app_drives_the_run(
+    engine: Engine, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """Rows arrive pending and change as the run goes on (the last ones after the user approves
+    the risky phase in the modal): the columns follow, so the statuses, commits and dependencies
+    read whole on the screen at every size."""
+    run = await create_demo_run(engine, tmp_path / "demo")
+    app = OrchestratorApp(engine, initial_run=run.id, start_initial="execute")
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: view_ready(app), what="the run view")
+        screen = run_screen(app)
+        timeline = screen.query_one(PhaseTimeline)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, InterventionModal), what="the approval modal"
+        )
+        await pilot.press("a")
+        await wait_for(
+            pilot,
+            lambda: screen.run is not None and screen.run.status is RunStatus.COMPLETED,
+            what="the demo run to complete",
+            rounds=3000,
+        )
+        phases = await engine.phases(run.id)
+
+        def shown() -> list[str]:
+            return [timeline.render_line(y).text for y in range(timeline.size.height)]
+
+        def whole() -> bool:
+            lines = shown()
+            return len(lines) > len(phases) and all(
+                "✓ completed" in line for line in lines[1 : len(phases) + 1]
+            )
+
+        await wait_for(pilot, whole, what=f"every status shown whole; screen: {shown()}")
+        lines = shown()
+        assert lines[0].split() == [
+            "phase",
+            "status",
+            "tries",
+            "duration",
+            "risk",
+            "depends",
+            "on",
+            "commit",
+        ]
+        for phase, line in zip(phases, lines[1:], strict=False):
+            assert phase.commit is not None and phase.commit[:10] in line, line
+            assert phase.plan_id in line
+            assert (", ".join(phase.dependencies) or "—") in line, line
+            assert line.rstrip().endswith(phase.commit[:10]), line
+        # The demo's phase-002 passed on its second attempt: the detail shows both attempts.
+        await pilot.press("t", "down")
+        await wait_for(
+            pilot,
+            lambda: (
+                timeline.selected_phase is not None
+                and timeline.selected_phase.plan_id == "phase-002"
+            ),
+            what="phase-002 selected",
+        )
+        detail = screen.query_one("#phase-detail")
+        await wait_for(
+            pilot,
+            lambda: "#2 " in str(detail.render()),
+            what="the attempts of phase-002 in its detail",
+        )
+        await pilot.pause()
+        shown = " ".join(detail.render_line(y).text for y in range(detail.size.height))
+        assert "#1 ✗ failed" in shown or "#1 failed" in shown, shown
+        assert "#2 " in shown and "succeeded" in shown, shown

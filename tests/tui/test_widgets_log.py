@@ -112,3 +112,12 @@ async def test_filter_field_searches_the_store_and_esc_clears(engine: Engine) ->
         await pilot.press("escape")
         await wait_for(pilot, lambda: not log.filter_text and not log.busy, what="cleared")
         assert len(log.records) == 100
+
+
+async def test_the_status_line_counts_one_line_in_the_singular(engine: Engine) -> None:
+    run_id, _ = await _run_with_lines(engine, 1)
+    app = LogApp(engine, run_id, max_lines=200, page=100)
+    async with app.run_test(size=(100, 20)) as pilot:
+        status = app.query_one("#log-status")
+        await wait_for(pilot, lambda: "1 line held" in str(status.render()), what="the status line")
+        assert "lines held" not in str(status.render())

@@ -61,7 +61,8 @@ class TimelineApp(App[None]):
 
 async def test_rows_show_status_attempts_duration_and_dependencies() -> None:
     app = TimelineApp()
-    async with app.run_test() as pilot:
+    # Wide enough for whole names (a narrow table shortens them: see the live timeline tests).
+    async with app.run_test(size=(120, 24)) as pilot:
         timeline = app.query_one(PhaseTimeline)
         phases = [
             _phase(

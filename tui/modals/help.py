@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -55,7 +56,13 @@ def _bindings_of(node: Any) -> list[Binding]:
 def _node_name(node: Any) -> str:
     if isinstance(node, App):
         return "everywhere"
-    return screen_name(node) if isinstance(node, Screen) else type(node).__name__
+    return screen_name(node) if isinstance(node, Screen) else widget_name(type(node))
+
+
+def widget_name(kind: type) -> str:
+    """A widget's name in words ("PhaseTimeline" → "Phase timeline"), never a class name."""
+    words = re.findall(r"[A-Z][a-z0-9]*|[a-z0-9]+", kind.__name__)
+    return " ".join([words[0], *(w.lower() for w in words[1:])]) if words else kind.__name__
 
 
 def screen_name(screen: Screen[Any]) -> str:

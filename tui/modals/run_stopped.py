@@ -30,6 +30,22 @@ def advice(run: Run) -> str:
     return "Open the run to see its phases, log and findings."
 
 
+# What stopped a run, when its stored error says no more than its status.
+_STATUS_REASONS = {
+    "interrupted": "the process driving it stopped (quit, a signal or a crash) before it finished",
+    "cancelled": "it was cancelled",
+}
+
+
+def why(run: Run) -> str:
+    """Why the run stopped, without repeating its status."""
+    error = (run.error or "").strip()
+    status = str(run.status)
+    if error and error.rstrip(".").lower() != status:
+        return error
+    return _STATUS_REASONS.get(status, "no reason was recorded")
+
+
 class RunStoppedModal(ModalScreen[str | None]):
     """Dismisses with "resume", "open" or None (close)."""
 
@@ -64,7 +80,7 @@ class RunStoppedModal(ModalScreen[str | None]):
         with Vertical():
             yield Label(f"Run {run.id} {run.status}", id="title")
             yield Static(run.task, id="task")
-            yield Static(f"Why: {run.error or 'no reason was recorded'}", id="error")
+            yield Static(f"Why: {why(run)}", id="error")
             yield Static(advice(run), id="advice")
             with Horizontal():
                 if self.resumable:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -18,7 +20,7 @@ from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Radi
 
 from config.loader import LoadedConfig, load_config, shipped_catalog
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
-from core.errors import OrchestratorError
+from core.errors import ConfigError, ModelNotFoundError, OrchestratorError, RepoError
 
 if TYPE_CHECKING:
     from tui.app import OrchestratorApp
@@ -61,6 +63,25 @@ class PathSuggester(Suggester):
         return await asyncio.to_thread(complete_path, value, dirs_only=self.dirs_only)
 
 
+def chat_models(provider: str) -> list[str]:
+    """The shipped catalog's chat models a provider serves ("auto" and "replay": all of them)."""
+    models = shipped_catalog().models
+    return [
+        name
+        for name, m in models.items()
+        if "chat" in m.capabilities and (provider in ("auto", "replay") or m.provider == provider)
+    ]
+
+
+def model_hint(provider: str) -> str:
+    """The Model field's placeholder for a provider: what empty means, and names to try."""
+    if provider == "replay":
+        return "empty: the cassette answers, whatever the model"
+    names = chat_models(provider)
+    extra = "; any pulled Ollama tag works too" if provider == "ollama" else ""
+    return "empty: models.yaml's defaults; or " + ", ".join(names[:2]) + extra
+
+
 def run_overrides(
     *, provider: str, model: str, host: str, replay: str, record: str
 ) -> dict[str, Any]:
@@ -80,6 +101,38 @@ def run_overrides(
     return overrides
 
 
+# How the engine's advice, written for the CLI's flags, reads on this form (field names instead).
+_FORM_WORDING: tuple[tuple[str, str], ...] = (
+    (r"pass --repo with (.+?)(?=[.;]|$)", r"put \1 in the Repository field"),
+    (
+        r"pass --allow-dirty to start from HEAD",
+        'tick "Start from HEAD even with uncommitted changes"',
+    ),
+    (r"pass an existing --replay FILE", "choose an existing file in the Cassette field"),
+    (
+        r"--provider replay needs --replay FILE",
+        "the Replay provider needs a file in the Cassette field",
+    ),
+    (r"with --model\b", "in the Model field"),
+    (r"--yes\b", 'the "Approve risk and threshold interventions" box'),
+)
+# The field an error class is about, named first so the user knows where to look.
+_ERROR_FIELDS: tuple[tuple[type[OrchestratorError], str], ...] = (
+    (RepoError, "Repository"),
+    (ModelNotFoundError, "Model"),
+    (ConfigError, "Configuration"),
+)
+
+
+def form_error(exc: OrchestratorError) -> str:
+    """An engine error as the form shows it: the field it is about, then its advice in form words."""
+    text = str(exc)
+    for pattern, replacement in _FORM_WORDING:
+        text = re.sub(pattern, replacement, text)
+    field = next((name for kind, name in _ERROR_FIELDS if isinstance(exc, kind)), None)
+    return f"{field}: {text}" if field else text
+
+
 class NewRunScreen(Screen[None]):
     """Task, repository (with path completion), provider and model, options; ctrl+s starts."""
 
@@ -89,19 +142,20 @@ class NewRunScreen(Screen[None]):
     DEFAULT_CSS = """
     NewRunScreen VerticalScroll#form { padding: 1 2; }
     NewRunScreen .row { height: auto; margin-bottom: 1; }
-    NewRunScreen .row > Label { width: 14; color: $text-muted; padding-top: 0; }
+    NewRunScreen .row > Label { width: 16; color: $text-muted; padding-top: 0; }
     NewRunScreen .row > Input { width: 1fr; }
-    NewRunScreen .hint { color: $text-muted; margin: 0 0 1 14; }
+    NewRunScreen .hint { color: $text-muted; width: 1fr; margin: 0 0 1 16; }
     NewRunScreen RadioSet { layout: horizontal; width: auto; }
-    NewRunScreen RadioButton { width: auto; margin-right: 2; }
+    NewRunScreen.narrow RadioSet { layout: vertical; }
+    NewRunScreen RadioSet > RadioButton { width: auto; margin-right: 2; }
     NewRunScreen #replay-row { display: none; }
     NewRunScreen.replay #replay-row { display: block; }
     NewRunScreen #host-row { display: none; }
     NewRunScreen.hosted #host-row { display: block; }
-    NewRunScreen #options { height: auto; margin-left: 14; }
-    NewRunScreen #errors { color: $error; height: auto; margin: 0 2; }
+    NewRunScreen #options { height: auto; margin-left: 16; }
+    NewRunScreen #errors { color: $error; width: 1fr; height: auto; max-height: 50%; margin: 0 2; }
     NewRunScreen #errors.-empty { display: none; }
-    NewRunScreen #buttons { height: auto; margin: 1 0 0 14; }
+    NewRunScreen #buttons { height: auto; margin: 1 0 0 16; }
     NewRunScreen #buttons Button { margin-right: 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -119,8 +173,6 @@ class NewRunScreen(Screen[None]):
         return cast("OrchestratorApp", self.app)
 
     def compose(self) -> ComposeResult:
-        # Chat models only: the embedder is not a choice for planning or executing.
-        models = sorted(n for n, m in shipped_catalog().models.items() if "chat" in m.capabilities)
         yield Header()
         yield Label("", id="errors", classes="-empty")
         with VerticalScroll(id="form"):
@@ -154,9 +206,9 @@ class NewRunScreen(Screen[None]):
             with Horizontal(classes="row"):
                 yield Label("Model")
                 yield Input(
-                    placeholder="empty: the defaults of models.yaml; or " + ", ".join(models[:2]),
+                    placeholder=model_hint("ollama"),
                     id="model",
-                    suggester=SuggestFromList(models, case_sensitive=False),
+                    suggester=SuggestFromList(chat_models("ollama"), case_sensitive=False),
                     compact=True,
                 )
             with Horizontal(classes="row", id="host-row"):
@@ -184,12 +236,12 @@ class NewRunScreen(Screen[None]):
                 )
             with Vertical(id="options"):
                 yield Checkbox(
-                    "Approve risk and threshold interventions as they come (--yes)",
+                    "Approve risk and threshold interventions as they come",
                     id="yes",
                     compact=True,
                 )
                 yield Checkbox(
-                    "Start from HEAD even with uncommitted changes (--allow-dirty)",
+                    "Start from HEAD even with uncommitted changes",
                     id="allow-dirty",
                     compact=True,
                 )
@@ -200,6 +252,10 @@ class NewRunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.add_class("hosted")
+
+    def on_resize(self) -> None:
+        # The provider choices stack when they would not fit on one line beside the labels.
+        self.set_class(self.size.width < 100, "narrow")
 
     @property
     def provider(self) -> str:
@@ -213,6 +269,10 @@ class NewRunScreen(Screen[None]):
         # The host row serves Ollama's host and an OpenAI-compatible server's base URL.
         self.set_class(self.provider in ("ollama", "openai"), "hosted")
         self.set_class(self.provider == "replay", "replay")
+        # Chat models of the chosen provider only: the embedder is no choice for planning.
+        model = self.query_one("#model", Input)
+        model.placeholder = model_hint(self.provider)
+        model.suggester = SuggestFromList(chat_models(self.provider), case_sensitive=False)
 
     def _value(self, selector: str) -> str:
         return self.query_one(selector, Input).value.strip()
@@ -240,7 +300,7 @@ class NewRunScreen(Screen[None]):
 
     def _show_errors(self, errors: list[str]) -> None:
         label = self.query_one("#errors", Label)
-        label.update("\n".join(errors))
+        label.update(Text("\n".join(errors)))  # plain text: paths may hold [brackets]
         label.set_class(not errors, "-empty")
 
     @on(Button.Pressed, "#start")
@@ -285,7 +345,7 @@ class NewRunScreen(Screen[None]):
                 allow_dirty=self.query_one("#allow-dirty", Checkbox).value,
             )
         except OrchestratorError as exc:
-            self._show_errors([str(exc)])
+            self._show_errors([form_error(exc)])
             return
         finally:
             self.starting = False

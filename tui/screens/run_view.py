@@ -38,6 +38,7 @@ from core.records import (
 from core.timeutil import parse_ts
 from tui import actions
 from tui.format import duration_text, local_time, status_text
+from tui.modals.run_stopped import why
 from tui.widgets.diff_view import DiffView
 from tui.widgets.findings import SEVERITY_STYLES, FindingsPane, severity_counts
 from tui.widgets.keybar import KeyBar
@@ -56,6 +57,16 @@ POLL_SECONDS = 0.5
 LIVE_LOG_LINES = 1000
 
 
+# How much of an attempt's error the phase detail shows beside the attempt.
+ATTEMPT_ERROR_CHARS = 60
+
+
+def _first_line(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters (with … when anything was left out)."""
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 class RunScreen(Screen[None]):
     """The run view of one run (live while it runs, read-only once it finished)."""
 
@@ -63,7 +74,7 @@ class RunScreen(Screen[None]):
     # The parts above the tabs give way on small terminals so the log always keeps some rows.
     DEFAULT_CSS = """
     RunScreen #run-head { height: auto; max-height: 25%; padding: 0 1; background: $boost; }
-    RunScreen #run-usage { height: 1; }
+    RunScreen #run-usage { height: auto; max-height: 3; }
     RunScreen #run-timeline { height: auto; max-height: 30%; }
     RunScreen #phase-detail { height: auto; max-height: 12%; padding: 0 1; color: $text-muted; }
     RunScreen TabbedContent { height: 1fr; min-height: 6; }
@@ -286,7 +297,7 @@ class RunScreen(Screen[None]):
                 f"\n⚠ waiting for you ({phase}): {item.reason} — press i to answer", "bold yellow"
             )
         if run.error:
-            head.append(f"\n{run.error}", style="red")
+            head.append(f"\n{why(run)}", style="red")  # never the bare status again
         if run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED) and not self._driving():
             head.append("  R resumes it here", style="dim")
         head.append(f"\n{run.repo}", style="dim")
@@ -311,15 +322,9 @@ class RunScreen(Screen[None]):
         run = self.run
         if run is None or action not in _RUN_ACTIONS:
             return True
-        if action == "resume":
-            return run.status in (RunStatus.FAILED, RunStatus.INTERRUPTED) and not self._driving()
-        if action == "cancel":
-            return run.status in ACTIVE_RUN_STATUSES or run.status is RunStatus.INTERRUPTED
-        if action == "apply":
-            return run.status is RunStatus.COMPLETED
-        if action == "clean":
-            return run.status in FINISHED_RUN_STATUSES
-        return bool(self.pending)  # answer
+        if action == "answer":
+            return bool(self.pending)
+        return actions.applies(action, run) and not (action == "resume" and self._driving())
 
     def _driving(self) -> bool:
         return f"run {self.run_id}" in self.orchestrator.engine_busy()
@@ -348,13 +353,11 @@ class RunScreen(Screen[None]):
 
     @staticmethod
     def _describe_phase(phase: Phase, attempts: list[Execution], now: datetime, text: Text) -> None:
-        text.append(f"{phase.plan_id} ", style="bold")
-        text.append(phase.description or phase.name)
-        text.append(f"  complexity {phase.estimated_complexity}", style="dim")
-        if phase.verification_criteria:
-            text.append(f"  checks: {'; '.join(phase.verification_criteria)}", style="dim")
+        # Attempts first, each error cut to its first line: the last attempt must stay in view
+        # however long an earlier attempt's error is (the findings tab holds the whole output).
+        text.append(f"{phase.plan_id} {phase.name}", style="bold")
         if attempts:
-            text.append("\nattempts:", style="dim")
+            text.append("  attempts:", style="dim")
             for e in attempts:
                 end = parse_ts(e.completed_at) if e.completed_at else now
                 took = duration_text(parse_ts(e.started_at), end)
@@ -362,9 +365,13 @@ class RunScreen(Screen[None]):
                 text.append_text(status_text(str(e.status)))
                 text.append(f" {took}", style="dim")
                 if e.error:
-                    text.append(f" ({e.error})", style="dim")
+                    text.append(f" ({_first_line(e.error, ATTEMPT_ERROR_CHARS)})", style="dim")
         if phase.error:
             text.append(f"\n{phase.error}", style="red")
+        text.append(f"\n{phase.description or phase.name}")
+        text.append(f"  complexity {phase.estimated_complexity}", style="dim")
+        if phase.verification_criteria:
+            text.append(f"  checks: {'; '.join(phase.verification_criteria)}", style="dim")
 
     def action_diff(self) -> None:
         phase = self.query_one(PhaseTimeline).selected_phase

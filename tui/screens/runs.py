@@ -26,7 +26,7 @@ from textual.widgets.data_table import ColumnKey
 from textual.worker import Worker
 
 from core.errors import OrchestratorError
-from core.records import RunStatus, RunSummary
+from core.records import Run, RunStatus, RunSummary
 from core.timeutil import parse_ts
 from tui import actions
 from tui.format import duration_text, status_text
@@ -59,6 +59,8 @@ WIDTHS = {
 }
 MIN_TASK_WIDTH = 20
 SORT_KEYS = [key for key, _ in COLUMNS]
+# The actions offered only for runs they can act on (see tui.actions.applies).
+_RUN_ACTIONS = ("resume", "cancel", "apply", "clean")
 
 
 def parse_filter(text: str) -> tuple[str | None, str | None]:
@@ -234,6 +236,7 @@ class RunsScreen(Screen[None]):
         self._refresh_timer: Timer | None = None
         self._filter_timer: Timer | None = None
         self._loading: Worker[None] | None = None
+        self._offered: tuple[bool | None, ...] = ()
 
     @property
     def orchestrator(self) -> OrchestratorApp:
@@ -270,6 +273,7 @@ class RunsScreen(Screen[None]):
         for key, label in COLUMNS:
             table.add_column(label, key=key, width=WIDTHS.get(key, self.task_width))
         self._label_sort()
+        self.watch(table, "scroll_x", lambda _x: self._label_position(), init=False)
         self.load(0, "first")
         self._refresh_timer = self.set_interval(REFRESH_SECONDS, self.reload)
         table.focus()
@@ -373,6 +377,7 @@ class RunsScreen(Screen[None]):
             if target != table.cursor_row or not same_rows:
                 table.move_cursor(row=target, animate=False)
         self._label_position()
+        self._offer_actions()
 
     def _label_position(self) -> None:
         if self.total == 0:
@@ -385,7 +390,24 @@ class RunsScreen(Screen[None]):
             )
         if self.query_text:
             text += f' · filter "{self.query_text}"'
+        hidden = self.hidden_columns()
+        if hidden:  # a narrow terminal: say what is off screen and how to see it
+            text = text.split(" · rows")[0] + " · → shows " + ", ".join(hidden)
         self.query_one("#position", Label).update(text)
+
+    def hidden_columns(self) -> list[str]:
+        """The columns (in words) that do not fit the table's width where it is scrolled to."""
+        tables = self.query(RunsTable)
+        if not tables or not tables.first().size.width:
+            return []
+        table = tables.first()
+        right = table.scroll_x + table.scrollable_content_region.width
+        edge, hidden = 0, []
+        for key, label in COLUMNS:
+            edge += WIDTHS.get(key, self.task_width) + 2 * table.cell_padding
+            if edge > right:
+                hidden.append(label.lower())
+        return hidden
 
     def _label_sort(self) -> None:
         arrow = "↓" if self.descending else "↑"
@@ -401,6 +423,29 @@ class RunsScreen(Screen[None]):
     @on(RunsTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._label_position()
+        self._offer_actions()
+
+    def _offer_actions(self) -> None:
+        """Redraw the footer's keys when what the highlighted run allows changed."""
+        offered = tuple(self.check_action(a, ()) for a in _RUN_ACTIONS)
+        if offered != self._offered:
+            self._offered = offered
+            self.refresh_bindings()
+
+    @property
+    def current_run(self) -> Run | None:
+        """The highlighted run, as last read."""
+        table = self.query_one(RunsTable)
+        if not self.summaries or not (0 <= table.cursor_row < len(self.summaries)):
+            return None
+        return self.summaries[table.cursor_row].run
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Run actions are offered only for a run they can act on."""
+        if action not in _RUN_ACTIONS or not self.is_mounted:
+            return True
+        run = self.current_run
+        return run is not None and actions.applies(action, run)
 
     @on(RunsTable.Edge)
     def _edge(self, event: RunsTable.Edge) -> None:

@@ -529,7 +529,7 @@ class LogPane(Vertical):
         log = self.live
         parts = [
             "[b]following[/b]" if log.follow else "[b $warning]paused[/] (End follows)",
-            f"{len(log.records):,} lines held",
+            f"{len(log.records):,} line{'s' * (len(log.records) != 1)} held",
         ]
         if log.has_older:
             parts.append("older lines above")

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
@@ -23,7 +24,7 @@ STATUS_MARKS = {
     "skipped": "⊘",
 }
 RISK_STYLES = {"low": "dim", "medium": "", "high": "bold yellow", "critical": "bold red"}
-COLUMNS = ("phase", "status", "attempts", "duration", "risk", "depends on", "commit")
+COLUMNS = ("phase", "status", "tries", "duration", "risk", "depends on", "commit")
 
 
 def dependency_order(phases: Sequence[Phase]) -> list[tuple[Phase, int]]:
@@ -65,8 +66,19 @@ def phase_duration(phase: Phase, now: datetime) -> str:
     return duration_text(parse_ts(phase.started_at), end)
 
 
+def _width(cell: Text | str) -> int:
+    return cell.cell_len if isinstance(cell, Text) else cell_len(cell)
+
+
+MIN_NAME_WIDTH = 14  # the phase column never shrinks below this; the table scrolls instead
+
+
 class PhaseTimeline(DataTable[Text | str]):
-    """One row per phase; the highlighted row is the selected phase (Enter shows its diff)."""
+    """One row per phase; the highlighted row is the selected phase (Enter shows its diff).
+
+    Columns are re-measured whenever a cell changes (a status or commit arriving while the run goes
+    on), and the phase names are shortened with an ellipsis so the other columns fit the width.
+    """
 
     DEFAULT_CSS = """
     PhaseTimeline { height: auto; max-height: 12; }
@@ -78,6 +90,7 @@ class PhaseTimeline(DataTable[Text | str]):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.phases: list[Phase] = []
+        self._names: dict[str, Text | str] = {}  # phase id -> its full name cell
 
     def on_mount(self) -> None:
         for name in COLUMNS:
@@ -101,16 +114,52 @@ class PhaseTimeline(DataTable[Text | str]):
         if same_rows:
             for phase, cells in zip(self.phases, rows, strict=True):
                 old = self.get_row(phase.id)
-                for column, value, before in zip(COLUMNS, cells, old, strict=True):
+                for column, value, before in zip(COLUMNS[1:], cells[1:], old[1:], strict=True):
                     if value != before:  # e.g. only the duration of a running phase
-                        self.update_cell(phase.id, column, value)
+                        self.update_cell(phase.id, column, value, update_width=True)
+            self._names = {p.id: cells[0] for p, cells in zip(self.phases, rows, strict=True)}
+            self._fit_names()
+            self._remeasure()
             return
         self.clear()
+        self._names = {p.id: cells[0] for p, cells in zip(self.phases, rows, strict=True)}
         for phase, cells in zip(self.phases, rows, strict=True):
             self.add_row(*cells, key=phase.id)
         if current is not None:
             index = next((i for i, p in enumerate(self.phases) if p.id == current.id), 0)
             self.move_cursor(row=index)
+        self._fit_names()
+        self._remeasure()
+
+    def _remeasure(self) -> None:
+        """Have the table measure its columns again now.
+
+        A DataTable re-measures changed cells when it next goes idle, which follows only a message
+        of its own; the updates come from the run view's worker, so one is sent here.
+        """
+        self.call_later(self.refresh)
+
+    def on_resize(self) -> None:
+        self._fit_names()
+
+    def _fit_names(self) -> None:
+        """Shorten the phase names (with an ellipsis) so every other column fits the width."""
+        if not self._names or not self.columns or self.size.width == 0:
+            return
+        # Measured from the cells themselves: the table re-measures its columns only when idle.
+        rows = [self.get_row(phase_id) for phase_id in self._names if phase_id in self.rows]
+        others = sum(
+            max([cell_len(name), *(_width(row[i]) for row in rows)]) + 2 * self.cell_padding
+            for i, name in enumerate(COLUMNS)
+            if i > 0
+        )
+        room = self.scrollable_content_region.width - others - 2 * self.cell_padding
+        width = max(MIN_NAME_WIDTH, room)
+        for phase_id, full in self._names.items():
+            cell = full.copy() if isinstance(full, Text) else Text(full)
+            cell.truncate(width, overflow="ellipsis")
+            if phase_id in self.rows and self.get_cell(phase_id, COLUMNS[0]) != cell:
+                self.update_cell(phase_id, COLUMNS[0], cell, update_width=True)
 
     @staticmethod
     def _cells(phase: Phase, level: int, now: datetime) -> list[Text | str]:

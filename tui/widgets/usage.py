@@ -11,8 +11,8 @@ from core.records import Usage
 
 
 def usage_text(rows: Sequence[Usage]) -> Text:
-    """One line: tokens in and out per role, the total, and the cost when known."""
-    text = Text(no_wrap=True, overflow="ellipsis")
+    """Tokens in and out per role, the total, and the cost when known (wrapped, never cut)."""
+    text = Text()
     if not rows:
         text.append("tokens: none recorded yet", style="dim")
         return text

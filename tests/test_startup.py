@@ -82,3 +82,14 @@ def test_models_without_keys_imports_no_provider_sdk(tmp_path: Path) -> None:
         ANTHROPIC_API_KEY="",
     )
     assert not {"openai", "anthropic", "textual", "chromadb", "onnxruntime"} & set(heavy)
+
+
+def test_the_app_module_imports_no_run_machinery() -> None:
+    code = (
+        "import sys, tui.app\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert set(json.loads(out.stdout.replace("'", '"'))) <= {"textual", "rich"}

@@ -176,7 +176,11 @@ def main() -> None:
         medians = median_walls(commands, env, args.runs)
         bare = medians.pop("bare")
         models = medians.pop("models")
-        print(f"startup, median of {args.runs} starts each, on a home with 4 runs")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(
+            f"startup, median of {args.runs} starts each, on a home with 4 runs "
+            f"(load average {load} on {os.cpu_count()} cores)"
+        )
         print(f"  bare interpreter (python -c 'import sqlite3, json'): {bare * 1000:6.0f} ms")
         for label, seconds in medians.items():
             print(f"  {label:<28} {seconds * 1000:6.0f} ms  {seconds / bare:4.1f}x bare")

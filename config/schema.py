@@ -231,7 +231,9 @@ class VerificationConfig(Section):
         default=1000, ge=1, description="findings kept per command; the least severe are dropped"
     )
     max_report_bytes: int = Field(
-        default=200_000_000, ge=1, description="output written to the reports folder per command"
+        default=64_000_000,
+        ge=1,
+        description="output written whole to the reports folder per command, for the parsers",
     )
     feedback_max_findings: int = Field(
         default=10, ge=0, description="findings listed in the next attempt's prompt"
@@ -247,7 +249,11 @@ class VerificationConfig(Section):
     timeout_seconds: float = Field(
         default=600, gt=0, description="kill a command after this many seconds"
     )
-    max_output_bytes: int = Field(default=1_000_000, ge=1, description="output kept per command")
+    max_output_bytes: int = Field(
+        default=262_144,
+        ge=1,
+        description="output kept per command (and per agent attempt) in the log: head and tail",
+    )
     output_tail_lines: int = Field(
         default=40, ge=0, description="lines of output quoted in a finding"
     )

@@ -9,8 +9,8 @@ import yaml
 
 from config.catalog import ROLES, ModelDef
 from config.keys import DEFAULTS_LABEL, Key, source_for
+from config.secrets import key_status
 from core.errors import ConfigError
-from core.llm.secrets import key_status
 
 if TYPE_CHECKING:
     from config.loader import LoadedConfig

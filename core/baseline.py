@@ -10,6 +10,7 @@ import asyncio
 import json
 from dataclasses import asdict
 
+from core import run_paths
 from core.context import RunContext
 from core.events import VerificationCompleted
 from core.git import repo as gitrepo
@@ -53,7 +54,7 @@ async def record_baseline(ctx: RunContext) -> None:
         report = await run_steps(
             steps,
             ctx.run_worktree,
-            reports_dir=ctx.paths.reports / ctx.run_id / "baseline",
+            reports_dir=run_paths.baseline_reports(ctx.paths, ctx.run_id),
             cache_dir=tree_cache(ctx.paths, ctx.run_worktree),
             env=tool_env(ctx.run_worktree, ctx.repo),
             options=verify_options(vcfg),

@@ -9,6 +9,7 @@ from pathlib import Path
 from config.catalog import ModelDef, ModelsCatalog
 from config.paths import Paths
 from config.schema import OrchestratorConfig
+from core import run_paths
 from core.artifacts import save_artifact
 from core.events import Event
 from core.executors.base import Executor
@@ -60,10 +61,10 @@ class RunContext:
         await save_artifact(self.store, self.journal, self.run.id, phase_id, path, text, kind)
 
     def phase_branch(self, plan_id: str) -> str:
-        return f"{self.config.git.branch_prefix}{self.run.id}--{plan_id}"
+        return run_paths.phase_branch(self.config.git.branch_prefix, self.run.id, plan_id)
 
     def phase_worktree(self, plan_id: str) -> Path:
-        return self.paths.worktrees / self.run.id / plan_id
+        return run_paths.phase_worktree(self.paths, self.run.id, plan_id)
 
     def trailers(self, plan_id: str) -> dict[str, str]:
         return {self.config.git.trailer: self.run.id, "Orchestrator-Phase": plan_id}

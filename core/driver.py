@@ -9,6 +9,7 @@ from pathlib import Path
 
 from config.loader import config_from_snapshot
 from config.paths import Paths
+from core import run_paths
 from core.artifacts import save_artifact
 from core.baseline import record_baseline
 from core.context import RunContext
@@ -30,8 +31,9 @@ from core.records import (
     Run,
     RunStatus,
 )
+from core.reports.document import run_document
+from core.reports.markdown import render_markdown
 from core.setup import build_clients
-from core.state.export import render_markdown, run_document
 from core.state.store import StateStore
 from core.verification import breaches_of
 
@@ -141,7 +143,7 @@ class RunDriver:
         """Build clients from the run's stored configuration and make sure its worktree exists."""
         config, catalog = config_from_snapshot(run.config)
         repo = Path(run.repo)
-        run_worktree = self.paths.worktrees / run.id / "run"
+        run_worktree = run_paths.run_worktree(self.paths, run.id)
         if run.branch is None or run.base_commit is None:
             base = await asyncio.to_thread(gitrepo.head_commit_of, repo)
             branch = f"{config.git.branch_prefix}{run.id}"
@@ -350,7 +352,7 @@ class RunDriver:
             "write_summary", True
         ):
             return
-        folder = self.paths.artifacts / self.run_id
+        folder = run_paths.run_artifacts(self.paths, self.run_id)
         doc = await run_document(self.store, self.run_id)
         summary = folder / "summary.md"
         await save_artifact(

@@ -32,7 +32,8 @@ from core.records import (
     RunUsage,
     Usage,
 )
-from core.state.export import run_document
+from core.reports.document import run_document
+from core.reports.export import export_text
 from core.state.store import StateStore
 from core.timeutil import parse_ts, utcnow
 
@@ -236,6 +237,7 @@ class Engine:
                 for s in await self.store.list_runs(limit=1_000_000)
                 if s.run.status in FINISHED_RUN_STATUSES
             ]
+        from core import run_paths
         from core.git import worktrees
 
         cleaned = []
@@ -250,14 +252,14 @@ class Engine:
                         Path(run.repo),
                         Path(phase.worktree)
                         if phase.worktree
-                        else self.paths.worktrees / run.id / phase.plan_id,
+                        else run_paths.phase_worktree(self.paths, run.id, phase.plan_id),
                         phase.branch,
                         True,
                     )
             await asyncio.to_thread(
                 worktrees.remove_worktree,
                 Path(run.repo),
-                Path(run.worktree) if run.worktree else self.paths.worktrees / run.id / "run",
+                Path(run.worktree) if run.worktree else run_paths.run_worktree(self.paths, run.id),
                 run.branch,
                 True,
             )
@@ -316,8 +318,8 @@ class Engine:
         return await run_document(self.store, run_id)
 
     async def export(self, run_id: str, fmt: str) -> str:
-        """The run summary as markdown or JSON."""
-        return await self.store.export_run_summary(run_id, fmt)
+        """The run summary as markdown, JSON or SARIF."""
+        return export_text(await run_document(self.store, run_id), fmt)
 
     async def findings(
         self, run_id: str, *, phase_id: str | None = None, status: str | None = None
@@ -403,7 +405,9 @@ class Engine:
         """The verification report (commands, exit codes, output) of one attempt, if it was saved."""
         execution = await self.store.get_execution(execution_id)
         phase = await self.store.get_phase(execution.phase_id)
-        name = f"{phase.plan_id}-attempt-{execution.attempt}.txt"
+        from core import run_paths
+
+        name = run_paths.attempt_name(phase.plan_id, execution.attempt) + ".txt"
         for artifact in await self.store.get_artifacts(execution.run_id):
             if (
                 artifact.type == "report"

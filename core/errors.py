@@ -18,6 +18,7 @@ OrchestratorError
 ├── GitError               a git operation failed
 │   └── MergeConflictError merging a phase branch back conflicted
 ├── VerificationError      a verification command could not be started
+├── UnsafePathError        a path built from an id would resolve outside the home or worktree
 └── RunLockedError         another live process holds the run's lease
 """
 
@@ -128,3 +129,7 @@ class RunLockedError(OrchestratorError):
     """Another live process is executing the run (its heartbeat lease has not expired)."""
 
     exit_code = 1
+
+
+class UnsafePathError(OrchestratorError):
+    """A path built from an id (a run's, a phase's) would leave the folder it must stay in."""

@@ -57,8 +57,8 @@ def _configured(
 def _missing_key(llm: Any, provider: str) -> str | None:
     """Why a cloud provider cannot be asked: its API key is not set (a server at a base URL of
     the user's own may need none)."""
+    from config.secrets import api_key
     from core.llm.config_check import self_hosted
-    from core.llm.secrets import api_key
 
     if provider not in ("openai", "anthropic") or self_hosted(llm, provider):
         return None

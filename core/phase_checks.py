@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 from pathlib import Path
 
+from core import run_paths
 from core.context import RunContext
 from core.events import FindingRecorded, VerificationCompleted
 from core.procenv import redact, secret_redactor
@@ -70,8 +71,8 @@ class PhaseChecks:
         steps += await self._criteria_steps()
         if not steps:
             return []
-        folder = (
-            ctx.paths.reports / ctx.run_id / f"{self.phase.plan_id}-attempt-{execution.attempt}"
+        folder = run_paths.attempt_reports(
+            ctx.paths, ctx.run_id, self.phase.plan_id, execution.attempt
         )
         report = await run_steps(
             steps,
@@ -200,8 +201,8 @@ class PhaseChecks:
     async def _save_report(self, execution: Execution, report: VerifyReport) -> None:
         """A plain-text report of the attempt's commands, exit codes, parsers and output tails."""
         ctx = self.ctx
-        path = (
-            ctx.paths.reports / ctx.run_id / f"{self.phase.plan_id}-attempt-{execution.attempt}.txt"
+        path = run_paths.attempt_report_file(
+            ctx.paths, ctx.run_id, self.phase.plan_id, execution.attempt
         )
         parts = []
         for o in report.outcomes:

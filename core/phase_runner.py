@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+from core import run_paths
 from core.context import RunContext
 from core.errors import GitError, MergeConflictError
 from core.events import (
@@ -310,7 +311,7 @@ class PhaseRunner:
             diff = await asyncio.to_thread(gitrepo.diff_of_commit, self.worktree, sha)
             await ctx.save_artifact(
                 self.phase.id,
-                ctx.paths.artifacts / ctx.run_id / f"{self.phase.plan_id}.diff",
+                run_paths.phase_diff(ctx.paths, ctx.run_id, self.phase.plan_id),
                 diff,
                 "diff",
             )

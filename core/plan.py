@@ -13,6 +13,34 @@ class PlanValidationError(ValueError):
     """A planner answer that is not a usable plan; the message is sent back to the model."""
 
 
+# Plan ids become parts of branch names and file names, so they are checked, never trusted.
+PLAN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Names the orchestrator itself uses beside phase folders (the run's worktree, baseline reports).
+RESERVED_PLAN_IDS = frozenset({"run", "baseline"})
+PLAN_ID_RULE = (
+    "A phase id is 1 to 64 letters, digits, '.', '_' or '-', starts with a letter or digit, "
+    "holds no '..' and does not end with '.' or '.lock', for example 'phase-001'."
+)
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """An id quoted for a message, shortened when the model sent something long."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def plan_id_problem(plan_id: str) -> str | None:
+    """Why a plan id cannot name a phase (branches and file names are made from it), or None."""
+    if not PLAN_ID.fullmatch(plan_id):
+        return f"{_shown(plan_id)} is not a valid id"
+    if ".." in plan_id or plan_id.endswith((".", ".lock")):
+        return f"{_shown(plan_id)} is not a valid id (git branch names refuse it)"
+    if plan_id.lower() in RESERVED_PLAN_IDS:
+        return f"{_shown(plan_id)} is reserved by the orchestrator"
+    return None
+
+
 class PlanPhase(BaseModel):
     """One phase of a plan: a small focused unit of work with its dependencies and checks."""
 
@@ -128,17 +156,26 @@ def _find_cycle(plan: Plan) -> list[str] | None:
 
 
 def check_plan(plan: Plan) -> None:
-    """Raise PlanValidationError for duplicate ids, unknown dependencies or cycles."""
+    """Raise PlanValidationError for invalid or duplicate ids, unknown dependencies or cycles."""
+    bad = [
+        f"phase {number}: {problem}"
+        for number, phase in enumerate(plan.phases, start=1)
+        if (problem := plan_id_problem(phase.id)) is not None
+    ]
+    if bad:
+        raise PlanValidationError("; ".join(bad) + ". " + PLAN_ID_RULE)
     seen: dict[str, int] = {}
+    folded: dict[str, int] = {}  # ids that differ only in case name one file on some systems
     for number, phase in enumerate(plan.phases, start=1):
-        if phase.id in seen:
+        first = folded.get(phase.id.lower())
+        if first is not None:
             raise PlanValidationError(
-                f"Duplicate phase id {phase.id!r} (phases {seen[phase.id]} and {number}); "
-                "every phase needs a unique id."
+                f"Duplicate phase id {phase.id!r} (phases {first} and {number}); "
+                "every phase needs a unique id (ids that differ only in case count as the same)."
             )
-        seen[phase.id] = number
+        seen[phase.id] = folded[phase.id.lower()] = number
     unknown = [
-        f"phase {phase.id!r} depends on unknown phase id {dep!r}"
+        f"phase {phase.id!r} depends on unknown phase id {_shown(dep)}"
         for phase in plan.phases
         for dep in phase.dependencies
         if dep not in seen

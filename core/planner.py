@@ -22,7 +22,8 @@ Rules:
 - Make phases small and focused: one coherent change each (a module, a feature slice, its tests), \
 so that each can be verified on its own. Use as few phases as the task needs; a small task may \
 need only one.
-- "id": a unique short id such as "phase-001", "phase-002", ...
+- "id": a unique short id such as "phase-001", "phase-002", ... (letters, digits, '.', '_' \
+and '-' only, at most 64 characters).
 - "name": a few words; "description": what to change, in which files, and why, concrete enough \
 for an engineer who has not seen the task.
 - "dependencies": ids of the phases that must be finished first ([] when none). Only ids of \

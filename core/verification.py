@@ -16,6 +16,7 @@ from config.schema import (
     OrchestratorConfig,
     VerificationConfig,
 )
+from core.paths_safe import inside
 from core.procenv import safe_env, secret_redactor
 from core.timeutil import utcnow
 from verify.basic import VerifyStep, configured_steps
@@ -153,11 +154,8 @@ async def verify_tree(
     reports folder."""
     steps, origin = resolve_steps(config.verification, tree, only)
     stamp = utcnow().replace(":", "").replace("-", "").replace(".", "")
-    folder = (
-        paths.reports
-        / "verify"
-        / f"{stamp}-{hashlib.sha1(str(tree).encode(), usedforsecurity=False).hexdigest()[:8]}"
-    )
+    digest = hashlib.sha1(str(tree).encode(), usedforsecurity=False).hexdigest()[:8]
+    folder = inside(paths.reports, "verify", f"{stamp}-{digest}")
     report = await run_steps(
         steps,
         tree,

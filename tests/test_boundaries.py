@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,33 @@ def test_rag_imports_nothing_from_core_and_never_textual() -> None:
 def test_the_cli_reaches_chromadb_only_through_rag() -> None:
     for path in (ROOT / "tui").rglob("*.py"):
         assert "chromadb" not in path.read_text(), path
+
+
+def _imports_of(path: Path) -> set[str]:
+    """The modules a source file imports (absolute names, at any depth of the file)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_the_store_renders_nothing() -> None:
+    """Documents (JSON, Markdown, SARIF) are rendered in core.reports, never inside core/state/."""
+    rendering = ("core.reports", "verify.sarif_out")
+    assert not [m for m in _loaded_after("import core.state.store") if m.startswith(rendering)]
+    for path in (ROOT / "core" / "state").rglob("*.py"):
+        assert not [m for m in _imports_of(path) if m.startswith(rendering)], path
+        assert "def render_" not in path.read_text(), path
+
+
+def test_config_imports_only_core_errors_of_ours() -> None:
+    """config/ is a leaf: of our packages it may import core.errors and nothing else."""
+    ours = ("core", "rag", "verify", "tui")
+    loaded = _loaded_after("import config, config.loader, config.show, config.secrets, config.keys")
+    assert sorted(m for m in loaded if m.split(".")[0] in ours) == ["core", "core.errors"]
+    for path in (ROOT / "config").rglob("*.py"):
+        foreign = [m for m in _imports_of(path) if m.split(".")[0] in ours and m != "core.errors"]
+        assert not foreign, f"{path.relative_to(ROOT)} imports {foreign}"

@@ -229,6 +229,10 @@ elif action == "commit":
 elif action == "fail":
     print("boom: cannot continue", flush=True)
     sys.exit(3)
+elif action == "flood":
+    sys.stdout.write("z" * 5_000_000)
+    print("LAST", flush=True)
+    sys.exit(3)
 elif action == "hang":
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     pathlib.Path(sys.argv[-1]).write_text(str(child.pid))
@@ -292,6 +296,18 @@ async def test_external_agent_exit_code_and_last_lines(repo: Path, agent: Path) 
     )
 
 
+async def test_external_agent_output_is_stored_capped(repo: Path, agent: Path) -> None:
+    log = Log()
+    result = await external(agent, "flood", "stdin").execute(job_for(repo), log)
+    said = log.at("agent")
+    assert sum(len(line.encode()) for line in said) <= 262_144
+    assert said[0] == "agent starting" and said[-1].endswith("zzzLAST")
+    assert any(line.startswith("… ") and line.endswith(" bytes omitted …") for line in said)
+    error = result.error or ""
+    assert "exited with code 3" in error and error.endswith("zzzLAST")
+    assert "bytes omitted" in error and len(error.encode()) <= 4096 + 100
+
+
 async def test_external_agent_commits_become_changes(repo: Path, agent: Path) -> None:
     head = git(repo, "rev-parse", "HEAD")
     result = await external(agent, "commit", "stdin").execute(job_for(repo), Log())
@@ -336,16 +352,21 @@ def test_external_from_config() -> None:
     ext = SimpleNamespace(
         command=["claude", "-p", "{prompt}"], prompt_via="arg", timeout_seconds=12
     )
-    config = SimpleNamespace(execution=SimpleNamespace(external=ext))
+    config = SimpleNamespace(
+        execution=SimpleNamespace(external=ext),
+        verification=SimpleNamespace(max_output_bytes=5000),
+    )
     for executor in (
         ExternalAgentExecutor.from_config(config),
         executor_factory("external")(config, None, None),
     ):
         assert executor.command == ["claude", "-p", "{prompt}"] and executor.timeout_seconds == 12.0
+        assert executor.max_output_bytes == 5000
     empty = SimpleNamespace(
         execution=SimpleNamespace(
             external=SimpleNamespace(command=[], prompt_via="stdin", timeout_seconds=1)
-        )
+        ),
+        verification=config.verification,
     )
     with pytest.raises(ConfigError, match="execution.external.command is empty"):
         ExternalAgentExecutor.from_config(empty)

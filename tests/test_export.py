@@ -11,7 +11,8 @@ import pytest
 
 from core.errors import NotFoundError
 from core.records import Category, FindingIn, FindingStatus, PhaseStatus, RunStatus, Severity
-from core.state.export import render_markdown, run_document
+from core.reports.document import run_document
+from core.reports.markdown import render_markdown
 from core.state.store import StateStore
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -8,8 +8,8 @@ import pytest
 
 from config.loader import load_config
 from config.paths import Paths
+from config.secrets import api_key, read_secrets_file
 from core.errors import ConfigError
-from core.llm.secrets import api_key, read_secrets_file
 from core.setup import preflight
 
 

@@ -1,82 +1,44 @@
-"""Embeddings through Ollama's /api/embed: the provider's embed() and the standalone rag helper."""
+"""One Ollama embedding client (rag's OllamaEmbedder), against the fake Ollama server."""
 
 from __future__ import annotations
 
-import socket
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from core.errors import LLMRetriableError, ModelNotFoundError
-from core.llm.ollama import OllamaProvider
-from rag.ollama_embed import OllamaEmbedError, embed_texts, embed_texts_sync
+from rag.embedders import EmbedderError, EmbedderSpec, OllamaEmbedder, make_embedder
 from tests.fakes.ollama_server import FakeOllama
 
 TEXTS = ["def add(a, b): return a + b", "class Store: ...", "README", "x" * 300, "ümlaut"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
-async def test_provider_embeds_in_order_and_in_batches(fake_ollama: FakeOllama) -> None:
+def test_embeds_in_order_and_in_batches(fake_ollama: FakeOllama) -> None:
     fake_ollama.models = {"nomic-embed-text": 8192}
-    provider = OllamaProvider(fake_ollama.url, 5, 1)
-    try:
-        vectors = await provider.embed(TEXTS, "nomic-embed-text")
-    finally:
-        await provider.aclose()
-    assert len(vectors) == len(TEXTS) and all(len(v) == 8 for v in vectors)
-    assert vectors[0] != vectors[1]
-    again = await embed_texts(TEXTS[:2], model="nomic-embed-text", host=fake_ollama.url)
-    assert again == vectors[:2], "the same text gets the same vector"
-    calls = [r["body"] for r in fake_ollama.requests if r["path"] == "/api/embed"]
-    assert calls[0]["input"] == TEXTS
+    embedder = OllamaEmbedder("nomic-embed-text", fake_ollama.url, batch_size=2)
+    vectors = embedder.embed(TEXTS)
+    assert vectors.shape == (5, 8)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    again = embedder.embed(TEXTS[:2])
+    assert np.array_equal(again, vectors[:2]), "the same text gets the same vector"
+    calls = [r["body"]["input"] for r in fake_ollama.requests if r["path"] == "/api/embed"]
+    assert calls[:3] == [TEXTS[0:2], TEXTS[2:4], TEXTS[4:]]
 
 
-async def test_batches_split_large_inputs(fake_ollama: FakeOllama) -> None:
+def test_a_missing_model_says_what_to_pull(fake_ollama: FakeOllama) -> None:
     fake_ollama.models = {"nomic-embed-text": 8192}
-    vectors = await embed_texts(TEXTS, model="nomic-embed-text", host=fake_ollama.url, batch_size=2)
-    assert len(vectors) == 5
-    sizes = [len(r["body"]["input"]) for r in fake_ollama.requests if r["path"] == "/api/embed"]
-    assert sizes == [2, 2, 1]
+    embedder = make_embedder(EmbedderSpec("ollama", "all-minilm", host=fake_ollama.url))
+    with pytest.raises(EmbedderError, match="run: ollama pull all-minilm"):
+        embedder.embed(["one"])
 
 
-def test_sync_helper_for_threads_and_chromadb(fake_ollama: FakeOllama) -> None:
-    fake_ollama.models = {"nomic-embed-text": 8192}
-    vectors = embed_texts_sync(["one", "two"], model="nomic-embed-text", host=fake_ollama.url)
-    assert len(vectors) == 2
-    with pytest.raises(OllamaEmbedError, match="ollama pull all-minilm") as caught:
-        embed_texts_sync(["one"], model="all-minilm", host=fake_ollama.url)
-    assert caught.value.missing_model and not caught.value.retriable
-
-
-async def test_missing_model_and_unreachable_host(fake_ollama: FakeOllama) -> None:
-    provider = OllamaProvider(fake_ollama.url, 5, 1)
-    try:
-        with pytest.raises(ModelNotFoundError, match="run: ollama pull nomic-embed-text"):
-            await provider.embed(["x"], "nomic-embed-text")
-    finally:
-        await provider.aclose()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    gone = OllamaProvider(f"http://127.0.0.1:{port}", 5, 1)
-    try:
-        with pytest.raises(LLMRetriableError, match=f"127.0.0.1:{port}.*ollama serve"):
-            await gone.embed(["x"], "nomic-embed-text")
-    finally:
-        await gone.aclose()
-
-
-def test_the_embed_helper_imports_nothing_from_core() -> None:
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    code = (
-        "import sys, rag.ollama_embed\nprint([m for m in sys.modules if m.split('.')[0] == 'core'])"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == "[]"
+def test_only_rag_speaks_the_embedding_endpoint() -> None:
+    """One client: no package but rag/embedders.py sends requests to /api/embed."""
+    speakers = [
+        str(path.relative_to(ROOT))
+        for package in ("config", "core", "rag", "verify", "tui")
+        for path in (ROOT / package).rglob("*.py")
+        if "/api/embed" in path.read_text()
+    ]
+    assert speakers == ["rag/embedders.py"]

@@ -13,6 +13,7 @@ import pytest
 
 from core.procenv import redact, safe_env
 from verify.basic import VerifyStep, configured_steps, tool_name
+from verify.capped import LINE_COST
 from verify.findings import VerifyFinding, fingerprint, normalise_message
 from verify.pipeline import VerifyOptions, run_steps
 from verify.runner import run_command
@@ -78,15 +79,20 @@ async def test_run_command_failure_and_missing_program(tmp_path: Path) -> None:
     assert nowhere.exit_code == 127 and "cannot start" in nowhere.output
 
 
-async def test_run_command_keeps_output_tail(tmp_path: Path) -> None:
+async def test_run_command_keeps_output_head_and_tail(tmp_path: Path) -> None:
     lines: list[str] = []
     result = await run_command(
-        "seq 1 5000", tmp_path, timeout=10, env=ENV, max_output_bytes=100, on_line=lines.append
+        "seq 1 5000", tmp_path, timeout=10, env=ENV, max_output_bytes=2000, on_line=lines.append
     )
     assert result.truncated
-    assert len(result.output.encode()) <= 100
-    assert result.output.endswith("4999\n5000\n")
-    assert len(lines) == 5000 and lines[-1] == "5000"
+    assert len(result.output.encode()) <= 2000
+    assert result.output.startswith("1\n2\n3\n") and result.output.endswith("4999\n5000\n")
+    # The live lines are capped the same way: the head, how much was left out, the tail; each
+    # line also costs what storing it costs (LINE_COST), so many short lines stay within bounds.
+    [marker] = [line for line in lines if "bytes omitted" in line]
+    assert marker in result.output
+    assert lines[:3] == ["1", "2", "3"] and lines[-2:] == ["4999", "5000"]
+    assert sum(len(line) + 1 + LINE_COST for line in lines if line != marker) <= 2000
 
 
 async def test_timeout_kills_whole_process_group(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from verify.runner import CommandResult, run_command
 from verify.severity import SeverityPolicy
 
 _SNIFF_BYTES = 65536
+_REDACT_PIECE = 1 << 20  # bytes of one line redacted at a time
+_REDACT_CARRY = 4096  # characters kept back from a piece's end, so no secret is cut in two
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -30,8 +32,8 @@ class VerifyOptions:
     """Limits and policies of one verification."""
 
     timeout: float = 600.0
-    max_output_bytes: int = 1_000_000  # kept in memory per command (the tail)
-    max_report_bytes: int = 200_000_000  # written to disk per command
+    max_output_bytes: int = 262_144  # kept in memory and streamed per command (head and tail)
+    max_report_bytes: int = 64_000_000  # written to disk per command (parsers read it whole)
     tail_lines: int = 40
     max_findings: int = 1000  # kept per step; the least severe beyond it are dropped and counted
     policy: SeverityPolicy = field(default_factory=SeverityPolicy)
@@ -136,18 +138,35 @@ def expand_command(step: VerifyStep, report: Path, cache: Path, program: str | N
     return command
 
 
+def _safe_cut(text: str, redact: Callable[[str], str]) -> int:
+    """Where a piece of one long line may be cut without splitting a secret: redacting both sides
+    apart gives what redacting the whole gives (checked, since the redactor is opaque)."""
+    whole = redact(text)
+    cut = max(0, len(text) - _REDACT_CARRY)
+    while cut > 0 and redact(text[:cut]) + redact(text[cut:]) != whole:
+        cut = max(0, cut - _REDACT_CARRY)
+    return cut
+
+
 def redact_file(path: Path, redact: Callable[[str], str]) -> None:
-    """Rewrite a file line by line through a redactor (secrets never span lines), when it changes."""
+    """Rewrite a file through a redactor (secrets never span lines), when it changes. A long line
+    is read in pieces of at most 1 MB, so a huge output is never held whole in memory."""
     if not path.is_file():
         return
     tmp = path.with_name(path.name + ".redacting")
     changed = False
+    carry = ""
     with path.open("rb") as src, tmp.open("wb") as dst:
-        for raw in src:
-            text = raw.decode("utf-8", errors="surrogateescape")
+        while raw := src.readline(_REDACT_PIECE):
+            text = carry + raw.decode("utf-8", errors="surrogateescape")
+            cut = len(text) if text.endswith("\n") else _safe_cut(text, redact)
+            text, carry = text[:cut], text[cut:]
             clean = redact(text)
             changed = changed or clean != text
             dst.write(clean.encode("utf-8", errors="surrogateescape"))
+        clean = redact(carry)
+        changed = changed or clean != carry
+        dst.write(clean.encode("utf-8", errors="surrogateescape"))
     if changed:
         tmp.replace(path)
     else:

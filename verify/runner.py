@@ -1,4 +1,4 @@
-"""Run one shell command in its own process group with a timeout, streamed lines and a bounded output tail."""
+"""Run one shell command in its own process group with a timeout, streamed lines and bounded output."""
 
 from __future__ import annotations
 
@@ -11,18 +11,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from verify.capped import LINE_COST, CappedOutput
+
 # How long a process group gets between SIGTERM and SIGKILL.
 KILL_GRACE_SECONDS = 2.0
 # How long the pipe may stay open after the shell exited (a background child holding it) before the group is killed.
 DRAIN_GRACE_SECONDS = 2.0
 _READ_CHUNK = 65536
-_LONG_LINE = 65536
 _POLL_SECONDS = 0.01
 
 
 @dataclass
 class CommandResult:
-    """What a command did: exit code (None when timed out), the tail of its merged output, and timing."""
+    """What a command did: exit code (None when timed out), its merged output capped (head and
+    tail, verify.capped), and timing."""
 
     command: str
     exit_code: int | None
@@ -39,28 +41,8 @@ class CommandResult:
         return not self.timed_out and self.exit_code == 0
 
 
-class _Tail:
-    """A byte buffer that keeps only the last `limit` bytes and remembers whether it dropped any."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(0, limit)
-        self.data = bytearray()
-        self.truncated = False
-
-    def add(self, chunk: bytes) -> None:
-        """Append a chunk, dropping the oldest bytes beyond the limit."""
-        self.data += chunk
-        if len(self.data) > self.limit:
-            del self.data[: len(self.data) - self.limit]
-            self.truncated = True
-
-    def text(self) -> str:
-        """The kept bytes decoded, bad UTF-8 replaced."""
-        return self.data.decode("utf-8", errors="replace")
-
-
 class _FileSink:
-    """Writes a command's whole output to a report file, up to a byte cap (the in-memory tail is separate)."""
+    """Writes a command's whole output to a report file, up to a byte cap (the in-memory head and tail are separate)."""
 
     def __init__(self, path: Path | None, limit: int) -> None:
         self.fh = None
@@ -90,49 +72,16 @@ class _FileSink:
             self.fh = None
 
 
-async def _pump(
-    stream: asyncio.StreamReader,
-    tail: _Tail,
-    on_line: Callable[[str], None] | None,
-    sink: _FileSink | None = None,
-) -> None:
-    """Read the merged output to EOF, keeping the tail and handing each complete line to on_line.
-
-    A failing on_line stops the streaming but not the draining (so the child never blocks on a full pipe);
-    its error is raised once the output has ended.
-    """
-    pending = bytearray()
-    error: BaseException | None = None
-
-    def emit(raw: bytes) -> None:
-        nonlocal error, on_line
-        if on_line is None:
-            return
-        try:
-            on_line(raw.rstrip(b"\r").decode("utf-8", errors="replace"))
-        except Exception as exc:  # noqa: BLE001 - re-raised after the stream is drained
-            error, on_line = exc, None
-
-    while True:
-        chunk = await stream.read(_READ_CHUNK)
-        if not chunk:
-            break
-        tail.add(chunk)
+async def _pump(stream: asyncio.StreamReader, kept: CappedOutput, sink: _FileSink | None) -> None:
+    """Read the merged output to EOF into the capped head and tail (which hands lines on) and the
+    report file; an error of the line callback is raised once the output has ended."""
+    while chunk := await stream.read(_READ_CHUNK):
+        kept.add(chunk)
         if sink is not None:
             sink.add(chunk)
-        if on_line is None:
-            continue
-        pending += chunk
-        while (nl := pending.find(b"\n")) >= 0:
-            emit(bytes(pending[:nl]))
-            del pending[: nl + 1]
-        if len(pending) > _LONG_LINE:
-            emit(bytes(pending))
-            pending.clear()
-    if pending:
-        emit(bytes(pending))
-    if error is not None:
-        raise error
+    kept.close()
+    if kept.error is not None:
+        raise kept.error
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -198,14 +147,15 @@ async def run_command(
 ) -> CommandResult:
     """Run a shell command as its own process group; on timeout or cancellation the whole group is killed.
 
-    Memory holds only the last max_output_bytes of output; output_file, when given, gets all of it
-    up to max_file_bytes, so parsers can read a big report from disk.
+    Memory holds, and on_line sees, at most max_output_bytes of output: its head and tail around
+    a line saying how many bytes were left out (verify.capped). output_file, when given, gets all
+    of it up to max_file_bytes, so parsers can read a big report from disk.
     """
     started = time.monotonic()
-    tail = _Tail(max_output_bytes)
+    kept = CappedOutput(max_output_bytes, on_line, line_cost=LINE_COST if on_line else 0)
     sink = _FileSink(output_file, max_file_bytes) if output_file is not None else None
     try:
-        result = await _run(command, cwd, timeout, env, tail, on_line, sink, started)
+        result = await _run(command, cwd, timeout, env, kept, sink, started)
     finally:
         if sink is not None:
             sink.close()
@@ -218,8 +168,7 @@ async def _run(
     cwd: Path,
     timeout: float,
     env: Mapping[str, str],
-    tail: _Tail,
-    on_line: Callable[[str], None] | None,
+    kept: CappedOutput,
     sink: _FileSink | None,
     started: float,
 ) -> CommandResult:
@@ -236,12 +185,12 @@ async def _run(
         )
     except OSError as exc:
         message = f"cannot start `{command}` in {cwd}: {exc}"
-        if on_line is not None:
-            on_line(message)
+        if kept.on_line is not None:
+            kept.on_line(message)
         return CommandResult(command, 127, message, False, time.monotonic() - started, False)
 
     assert proc.stdout is not None
-    reader = asyncio.create_task(_pump(proc.stdout, tail, on_line, sink))
+    reader = asyncio.create_task(_pump(proc.stdout, kept, sink))
     exited = asyncio.create_task(_leader_exit(proc))
     timed_out = False
     try:
@@ -279,9 +228,9 @@ async def _run(
     return CommandResult(
         command=command,
         exit_code=None if timed_out else proc.returncode,
-        output=tail.text(),
+        output=kept.text(),
         timed_out=timed_out,
         duration_seconds=time.monotonic() - started,
-        truncated=tail.truncated,
+        truncated=kept.truncated,
         file_truncated=bool(sink and sink.truncated),
     )

@@ -32,6 +32,7 @@ from core.executors.base import AttemptResult, LogFn, PhaseJob
 from core.executors.prompts import build_external_prompt
 from core.git import repo as gitrepo
 from core.procenv import redact, safe_env
+from verify.capped import LINE_COST, MESSAGE_BYTES, CappedOutput, cap_text
 
 PromptVia = Literal["file", "stdin", "arg"]
 _TAIL_LINES = 20
@@ -87,6 +88,7 @@ class ExternalAgentExecutor:
         *,
         prompt_via: PromptVia = "stdin",
         timeout_seconds: float = 1800.0,
+        max_output_bytes: int = 262_144,
     ) -> None:
         if not command:
             raise ConfigError(
@@ -100,17 +102,19 @@ class ExternalAgentExecutor:
         self.command = list(command)
         self.prompt_via: PromptVia = prompt_via
         self.timeout_seconds = timeout_seconds
+        self.max_output_bytes = max_output_bytes
 
     @classmethod
     def from_config(
         cls, config: Any, llm: Any = None, model_def: Any = None
     ) -> ExternalAgentExecutor:
-        """Build from config.execution.external (command, prompt_via, timeout_seconds)."""
+        """Build from config.execution.external; output is kept as a verification step's is."""
         ext = config.execution.external
         return cls(
             list(ext.command or []),
             prompt_via=ext.prompt_via,
             timeout_seconds=float(ext.timeout_seconds),
+            max_output_bytes=int(config.verification.max_output_bytes),
         )
 
     def _argv(self, prompt: str, prompt_file: Path, worktree: Path) -> list[str]:
@@ -181,7 +185,9 @@ class ExternalAgentExecutor:
             feeder = self._feed(proc, prompt) if self.prompt_via == "stdin" else _noop()
             try:
                 await asyncio.wait_for(
-                    asyncio.gather(feeder, self._pump(proc, log, tail), proc.wait()),
+                    asyncio.gather(
+                        feeder, self._pump(proc, log, tail, self.max_output_bytes), proc.wait()
+                    ),
                     timeout=self.timeout_seconds,
                 )
             except TimeoutError:
@@ -194,7 +200,7 @@ class ExternalAgentExecutor:
             _kill_group(proc, signal.SIGKILL)  # what is left of the group, leader included
             await proc.wait()
             await _group_gone(proc.pid)
-        last = "\n".join(tail)
+        last = cap_text("\n".join(tail), MESSAGE_BYTES)
         if timed_out:
             return AttemptResult(
                 ok=False,
@@ -233,21 +239,23 @@ class ExternalAgentExecutor:
             await proc.stdin.wait_closed()
 
     @staticmethod
-    async def _pump(proc: asyncio.subprocess.Process, log: LogFn, tail: deque[str]) -> None:
-        """Stream the agent's merged output to the log line by line, keeping the last lines."""
+    async def _pump(
+        proc: asyncio.subprocess.Process, log: LogFn, tail: deque[str], limit: int
+    ) -> None:
+        """Stream the agent's output to the log capped (head and tail), keeping the last lines."""
         assert proc.stdout is not None
-        buffer = b""
+
+        def line(raw: str) -> None:
+            text = redact(raw)
+            tail.append(text)
+            log(text, "agent")
+
+        kept = CappedOutput(limit, line, line_cost=LINE_COST)
         while chunk := await proc.stdout.read(65536):
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for raw in lines:
-                line = redact(raw.decode("utf-8", errors="replace").rstrip("\r"))
-                tail.append(line)
-                log(line, "agent")
-        if buffer:
-            line = redact(buffer.decode("utf-8", errors="replace").rstrip("\r"))
-            tail.append(line)
-            log(line, "agent")
+            kept.add(chunk)
+        kept.close()
+        if kept.error is not None:
+            raise kept.error
 
     @staticmethod
     async def _undo_agent_commits(worktree: Path, head_before: str, log: LogFn) -> None:

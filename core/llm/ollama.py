@@ -12,7 +12,7 @@ import httpx
 import ollama
 import pydantic
 
-from core.errors import LLMError, LLMRetriableError, ModelNotFoundError
+from core.errors import LLMError, LLMRetriableError
 from core.llm.base import (
     ChatRequest,
     ChatResponse,
@@ -165,25 +165,6 @@ class OllamaProvider:
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.close()  # type: ignore[no-untyped-call]
-
-    async def embed(self, texts: list[str], model: str) -> list[list[float]]:
-        """One vector per text from /api/embed (the RAG indexer may use this or rag.ollama_embed)."""
-        from rag.ollama_embed import OllamaEmbedError, embed_texts
-
-        try:
-            return await embed_texts(
-                texts,
-                model=model,
-                host=self.host,
-                timeout_seconds=self._timeout_seconds,
-                connect_timeout_seconds=self._connect_timeout,
-            )
-        except OllamaEmbedError as error:
-            if error.missing_model:
-                raise ModelNotFoundError(str(error)) from error
-            if error.retriable:
-                raise LLMRetriableError(str(error)) from error
-            raise LLMError(str(error)) from error
 
     def _raise_mapped(self, error: BaseException, model: str) -> NoReturn:
         """Translate client, transport and HTTP errors into the orchestrator's error tree."""

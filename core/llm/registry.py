@@ -21,7 +21,7 @@ _REGISTRY: dict[str, ProviderFactory] = {}
 
 
 def _key(llm: Any, env_name: str) -> str | None:
-    from core.llm.secrets import api_key
+    from config.secrets import api_key
 
     return api_key(env_name, getattr(llm, "secrets_file", None))
 

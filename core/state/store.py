@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
-from core.errors import InputError
 from core.state.contexts import ContextsMixin
 from core.state.db import BUSY_TIMEOUT_MS, LOCK_RETRY_SECONDS
-from core.state.export import render_markdown, run_document
 from core.state.findings import OPEN_FINDING_STATUSES, FindingsMixin
 from core.state.logs import LOG_LEVELS, LogLine, LogsMixin
 from core.state.phases import FINISHED_PHASE_STATUSES, PhasesMixin
 from core.state.runs import RunsMixin
+from core.state.snapshot import SnapshotMixin
 from core.state.usage import UsageMixin
-from verify.sarif_out import to_sarif
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -26,21 +22,13 @@ __all__ = [
 ]
 
 
-class StateStore(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin, UsageMixin, ContextsMixin):
+class StateStore(
+    SnapshotMixin, RunsMixin, PhasesMixin, FindingsMixin, LogsMixin, UsageMixin, ContextsMixin
+):
     """Async access to runs, phases, executions, findings, interventions, logs, artifacts, usage.
 
     Open it with `await StateStore.open(path)`. The plumbing (one writer connection doing every
     write inside `BEGIN IMMEDIATE`, one query-only reader) lives in core.state.db; each topic's
-    reads and writes live in its own mixin. Rows come back as core.records dataclasses.
+    reads and writes live in its own mixin. Rows come back as core.records dataclasses; documents
+    about runs are rendered outside the store (core.reports).
     """
-
-    async def export_run_summary(self, run_id: str, format: str = "markdown") -> str:
-        """The run's summary as markdown or as the JSON document of `show --json` (the seed's export)."""
-        doc = await run_document(self, run_id)
-        if format == "json":
-            return json.dumps(doc, indent=2) + "\n"
-        if format == "markdown":
-            return render_markdown(doc)
-        if format == "sarif":
-            return json.dumps(to_sarif(doc["findings"], doc["repo"]), indent=2) + "\n"
-        raise InputError(f"--format {format!r} is not supported; use markdown, json or sarif")

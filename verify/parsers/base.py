@@ -7,11 +7,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from verify.capped import DETAILS_BYTES, MESSAGE_BYTES, cap_text
 from verify.findings import VerifyFinding
 from verify.severity import SEVERITY_RANK, SeverityPolicy
 
-MAX_MESSAGE_CHARS = 2000
-MAX_DETAILS_CHARS = 4000
 _MAX_SOURCE_BYTES = 2_000_000
 _SOURCE_CACHE_FILES = 64
 
@@ -157,7 +156,7 @@ class Collector:
             category=category,
             severity=chosen,
             tool=tool,
-            message=(message.strip() or "(no message)")[:MAX_MESSAGE_CHARS],
+            message=cap_text(message.strip() or "(no message)", MESSAGE_BYTES),
             rule=rule or None,
             path=rel,
             line=line,
@@ -165,7 +164,7 @@ class Collector:
             end_line=_positive(end_line),
             end_column=_positive(end_column),
             snippet=self.source_line(rel, line),
-            details=details[:MAX_DETAILS_CHARS] if details else None,
+            details=cap_text(details, DETAILS_BYTES) if details else None,
             help_url=help_url or None,
             level=level,
             key=key,

@@ -5,23 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from config.loader import LoadedConfig, make_snapshot
 from config.paths import Paths
-from config.schema import LoggingConfig
-from core import run_paths
-from core.budget import raise_budget
 from core.bus import EventBus, Subscription
-from core.driver import RunDriver
 from core.errors import InputError, RunLockedError
 from core.events import InterventionResolved, RunCreated
-from core.git import repo as gitrepo
-from core.git import worktrees
 from core.journal import Journal
-from core.logs import setup_logging, shutdown_logging
-from core.models_report import ModelStatus, models_report
+from core.logs import setup_deferred_logging, setup_logging, shutdown_logging
 from core.procenv import redact
 from core.records import (
     ACTIVE_RUN_STATUSES,
@@ -41,9 +34,16 @@ from core.records import (
 )
 from core.reports.document import run_document
 from core.reports.export import export_text
-from core.setup import preflight
 from core.state.store import StateStore
 from core.timeutil import parse_ts, utcnow
+
+if TYPE_CHECKING:
+    from config.loader import LoadedConfig
+    from config.schema import LoggingConfig
+    from core.models_report import ModelStatus
+
+# The modules a run needs (driver, git, providers, verification) are imported where they are used,
+# so the listing commands start in a fraction of the time (see bench/startup.py).
 
 
 class Engine:
@@ -56,17 +56,29 @@ class Engine:
         self.journal = journal
 
     @classmethod
-    async def open(cls, paths: Paths, *, logging: LoggingConfig | None = None) -> Engine:
-        """Open the home folder's database and start the journal; logging settings come from config."""
+    async def open(
+        cls,
+        paths: Paths,
+        *,
+        logging: LoggingConfig | Callable[[], LoggingConfig] | None = None,
+    ) -> Engine:
+        """Open the home folder's database and start the journal; logging settings come from config
+        (a callable is asked only when the first log record is written)."""
         paths.ensure()
-        log = logging or LoggingConfig()
-        setup_logging(
-            paths.logs,
-            level=log.level,
-            max_bytes=log.max_bytes,
-            backup_count=log.backup_count,
-            json=log.json,
-        )
+        if callable(logging):
+            setup_deferred_logging(paths.logs, logging)
+        else:
+            if logging is None:
+                from config.schema import LoggingConfig
+
+                logging = LoggingConfig()
+            setup_logging(
+                paths.logs,
+                level=logging.level,
+                max_bytes=logging.max_bytes,
+                backup_count=logging.backup_count,
+                json=logging.json,
+            )
         store = await StateStore.open(paths.db)
         bus = EventBus()
         journal = Journal(store, bus, flush_interval=0.1)
@@ -98,6 +110,11 @@ class Engine:
             raise InputError(
                 'the task is empty: say what the run should do, e.g. orchestrator run "Add input validation" --repo .'
             )
+        from config.loader import make_snapshot
+        from core.git import repo as gitrepo
+        from core.llm.config_check import ensure_names
+        from core.setup import preflight
+
         git_repo = await asyncio.to_thread(gitrepo.open_repo, repo)
         try:
             root = Path(git_repo.working_tree_dir or repo).resolve()
@@ -106,6 +123,7 @@ class Engine:
             )
         finally:
             git_repo.close()
+        ensure_names(loaded)  # names the file and key of a bad provider or model name
         await preflight(loaded.config, loaded.catalog)
         run = await self.store.create_run(redact(task.strip()), str(root), make_snapshot(loaded))
         await self.journal.emit(RunCreated(run_id=run.id, task=run.task, repo=run.repo))
@@ -114,6 +132,8 @@ class Engine:
 
     async def execute_run(self, run_id: str, *, auto_approve: bool = False) -> Run:
         """Drive a stored run in this process until it finishes, fails or is interrupted."""
+        from core.driver import RunDriver
+
         return await RunDriver(
             self.paths, self.store, self.journal, run_id, auto_approve=auto_approve
         ).drive()
@@ -181,6 +201,8 @@ class Engine:
                     f"{intervention_id} is a {pending.kind} intervention"
                 )
             if approve and is_budget and pending.status is InterventionStatus.PENDING:
+                from core.budget import raise_budget
+
                 raised = await raise_budget(self.store, pending, budget_usd, budget_tokens)
                 note = f"{note}; {raised}" if note else raised
         item = await self.store.resolve_intervention(intervention_id, approve, note)
@@ -196,6 +218,8 @@ class Engine:
         run = await self.store.get_run(run_id)
         if run.status is not RunStatus.COMPLETED or not run.branch:
             raise InputError(f"run {run_id} is {run.status}; only a completed run can be applied")
+        from core.git import worktrees
+
         return await asyncio.to_thread(worktrees.apply_branch, Path(run.repo), run.branch)
 
     async def clean(self, run_id: str | None = None) -> list[str]:
@@ -213,6 +237,9 @@ class Engine:
                 for s in await self.store.list_runs(limit=1_000_000)
                 if s.run.status in FINISHED_RUN_STATUSES
             ]
+        from core import run_paths
+        from core.git import worktrees
+
         cleaned = []
         for run in runs:
             if run.metadata.get("cleaned") or not run.branch:
@@ -310,6 +337,8 @@ class Engine:
 
     async def models(self, loaded: LoadedConfig) -> list[ModelStatus]:
         """Every configured model with its provider, reachability, presence, context and price."""
+        from core.models_report import models_report
+
         return await models_report(loaded.config, loaded.catalog)
 
     async def usage(self, run_id: str) -> RunUsage:
@@ -358,6 +387,8 @@ class Engine:
         if not phase.commit:
             raise InputError(f"phase {phase.plan_id} has no commit yet ({phase.status})")
         run = await self.store.get_run(run_id)
+        from core.git import repo as gitrepo
+
         try:
             return await asyncio.to_thread(gitrepo.diff_of_commit, Path(run.repo), phase.commit)
         except Exception as exc:  # the repository moved or the commit was collected
@@ -374,6 +405,8 @@ class Engine:
         """The verification report (commands, exit codes, output) of one attempt, if it was saved."""
         execution = await self.store.get_execution(execution_id)
         phase = await self.store.get_phase(execution.phase_id)
+        from core import run_paths
+
         name = run_paths.attempt_name(phase.plan_id, execution.attempt) + ".txt"
         for artifact in await self.store.get_artifacts(execution.run_id):
             if (

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections.abc import Callable
 from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
-
-import structlog
+from typing import Protocol
 
 from core.procenv import secret_redactor
 
@@ -35,35 +35,55 @@ class _TraceFilter(logging.Filter):
         return True
 
 
+class LogSettings(Protocol):
+    """The logging section of the configuration (config.schema.LoggingConfig)."""
+
+    @property
+    def level(self) -> str: ...
+    @property
+    def max_bytes(self) -> int: ...
+    @property
+    def backup_count(self) -> int: ...
+    @property
+    def json(self) -> bool: ...
+
+
 def setup_logging(
     folder: Path, *, level: str, max_bytes: int, backup_count: int, json: bool = True
 ) -> Path:
     """Send the `orchestrator` loggers to folder/orchestrator.jsonl (JSON lines) or orchestrator.log (key=value)."""
+    file_handler = _file_handler(folder, max_bytes=max_bytes, backup_count=backup_count, json=json)
+    _install(file_handler, level)
+    return Path(file_handler.baseFilename)
+
+
+def setup_deferred_logging(folder: Path, settings: Callable[[], LogSettings]) -> None:
+    """As setup_logging, with the settings read when the first record is written: a command that
+    logs nothing never reads them (nor imports what reading the configuration takes)."""
+    _install(_DeferredFileHandler(folder, settings), "DEBUG")
+
+
+def _file_handler(
+    folder: Path, *, max_bytes: int, backup_count: int, json: bool
+) -> RotatingFileHandler:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ("orchestrator.jsonl" if json else "orchestrator.log")
+    handler = RotatingFileHandler(
+        path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
+    )
+    handler.addFilter(_TraceFilter())
+    handler.setFormatter(_StructlogFormatter(json))
+    return handler
+
+
+def _install(file_handler: logging.Handler, level: str) -> None:
+    """Queue the `orchestrator` loggers' records to a listener thread that writes them."""
     shutdown_logging()
     root = logging.getLogger("orchestrator")
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
             handler.close()
-    file_handler = RotatingFileHandler(
-        path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
-    )
-    file_handler.addFilter(_TraceFilter())
-    file_handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processor=structlog.processors.JSONRenderer()
-            if json
-            else structlog.processors.KeyValueRenderer(),
-            foreign_pre_chain=[
-                structlog.stdlib.add_log_level,
-                structlog.stdlib.add_logger_name,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.stdlib.ExtraAdder(),
-            ],
-        )
-    )
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     handler = _RawQueueHandler(records)
     handler.set_name(_HANDLER_NAME)
@@ -71,9 +91,34 @@ def setup_logging(
     root.setLevel(level)
     root.propagate = False
     global _listener
-    _listener = QueueListener(records, file_handler)
+    _listener = QueueListener(records, file_handler, respect_handler_level=True)
     _listener.start()
-    return path
+
+
+class _DeferredFileHandler(logging.Handler):
+    """Builds the file handler from the settings on the first record (on the listener thread)."""
+
+    def __init__(self, folder: Path, settings: Callable[[], LogSettings]) -> None:
+        super().__init__()
+        self._folder = folder
+        self._settings = settings
+        self._inner: RotatingFileHandler | None = None
+        self._level = logging.DEBUG
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._inner is None:
+            s = self._settings()
+            self._level = logging.getLevelName(s.level.upper())
+            self._inner = _file_handler(
+                self._folder, max_bytes=s.max_bytes, backup_count=s.backup_count, json=s.json
+            )
+        if record.levelno >= self._level:
+            self._inner.handle(record)
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+        super().close()
 
 
 def shutdown_logging() -> None:
@@ -84,6 +129,38 @@ def shutdown_logging() -> None:
         for handler in _listener.handlers:
             handler.close()
         _listener = None
+
+
+class _StructlogFormatter(logging.Formatter):
+    """structlog's ProcessorFormatter, built on the first record: importing structlog (and the rich
+    it pulls in) costs more than a listing command's whole run, and most such runs log nothing."""
+
+    def __init__(self, json: bool) -> None:
+        super().__init__()
+        self._json = json
+        self._inner: logging.Formatter | None = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self._inner is None:
+            self._inner = _processor_formatter(self._json)
+        return self._inner.format(record)
+
+
+def _processor_formatter(json: bool) -> logging.Formatter:
+    """JSON lines or key=value records with level, logger name, UTC time and the record's extras."""
+    import structlog
+
+    return structlog.stdlib.ProcessorFormatter(
+        processor=structlog.processors.JSONRenderer()
+        if json
+        else structlog.processors.KeyValueRenderer(),
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.ExtraAdder(),
+        ],
+    )
 
 
 class _RawQueueHandler(QueueHandler):

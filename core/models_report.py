@@ -54,6 +54,20 @@ def _configured(
     return [(model, roles.get(name, [])) for name, model in defs.items()]
 
 
+def _missing_key(llm: Any, provider: str) -> str | None:
+    """Why a cloud provider cannot be asked: its API key is not set (a server at a base URL of
+    the user's own may need none)."""
+    from config.secrets import api_key
+    from core.llm.config_check import self_hosted
+
+    if provider not in ("openai", "anthropic") or self_hosted(llm, provider):
+        return None
+    env_name = getattr(llm, provider).api_key_env
+    if api_key(env_name, llm.secrets_file):
+        return None
+    return f"not checked: no API key (set {env_name}, or llm.secrets_file)"
+
+
 def _matches(tag: str, listed: set[str]) -> bool:
     """Ollama lists `name:latest` for a model pulled as `name`."""
     return tag in listed or f"{tag}:latest" in listed
@@ -82,6 +96,10 @@ async def models_report(config: OrchestratorConfig, catalog: ModelsCatalog) -> l
     probes: dict[str, tuple[set[str] | None, str]] = {}
     try:
         for name in needed:
+            missing = _missing_key(llm, name)
+            if missing:  # nothing to ask without a key (and its SDK is slow to import)
+                probes[name] = (None, missing)
+                continue
             providers[name] = make_provider(
                 name,
                 host=llm.host,
@@ -89,8 +107,9 @@ async def models_report(config: OrchestratorConfig, catalog: ModelsCatalog) -> l
                 connect_timeout_seconds=llm.connect_timeout_seconds,
                 llm=llm,
             )
-        results = await asyncio.gather(*(_probe(providers[n]) for n in needed))
-        probes = dict(zip(needed, results, strict=True))
+        asked = list(providers)
+        results = await asyncio.gather(*(_probe(providers[n]) for n in asked))
+        probes.update(zip(asked, results, strict=True))
         rows = []
         for model, roles in entries:
             rows.append(await _status(model, roles, providers, probes))
@@ -119,8 +138,15 @@ async def _status(
         cached_input_per_mtok=model.prices.cached_input_per_mtok,
         capabilities=list(model.capabilities),
     )
-    if model.provider not in probes:
-        row.note = "runs in-process" if model.provider == "onnx" else "not checked"
+    if model.provider not in providers:  # in-process, or a cloud provider without a key
+        skipped = probes.get(model.provider)
+        row.note = (
+            skipped[1]
+            if skipped
+            else "runs in-process"
+            if model.provider == "onnx"
+            else "not checked"
+        )
         return row
     listed, why = probes[model.provider]
     if listed is None:

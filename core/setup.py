@@ -19,13 +19,12 @@ from core.journal import Journal
 from core.ledger import UsageLedger
 from core.llm.base import LLMProvider
 from core.llm.client import LLMClient, routed_name
+from core.llm.config_check import AUTO
 from core.llm.registry import make_provider
 from core.llm.replay import CassetteRecorder
 from core.llm.router import RoutingProvider
 from core.retrieval import IndexedRetriever, NoRetrieval, Retriever
 from core.state.store import StateStore
-
-AUTO = "auto"  # llm.provider value: each model is served by its models.yaml provider
 
 register_executor("llm", LLMExecutor.from_config)
 register_executor("external", ExternalAgentExecutor.from_config)

@@ -232,6 +232,19 @@ class HashingEmbedder:
         return _normalise(out)
 
 
+_shared: list[MiniLMEmbedder] = []
+_shared_lock = threading.Lock()
+
+
+def shared_minilm() -> MiniLMEmbedder:
+    """The process's one MiniLM: its ONNX session holds about 100 MB and is only read, so every
+    index of the process (a repository and each run worktree) embeds with the same one."""
+    with _shared_lock:
+        if not _shared:
+            _shared.append(MiniLMEmbedder())
+        return _shared[0]
+
+
 def make_embedder(spec: EmbedderSpec) -> Embedder:
     """The embedder a spec names, or EmbedderError naming the choices."""
     if spec.provider == "onnx":
@@ -239,7 +252,7 @@ def make_embedder(spec: EmbedderSpec) -> Embedder:
             raise EmbedderError(
                 f"no shipped ONNX embedder called {spec.model!r}; the offline one is {MINILM_NAME!r}"
             )
-        return MiniLMEmbedder()
+        return shared_minilm()
     if spec.provider == "ollama":
         return OllamaEmbedder(spec.model, spec.host, spec.timeout_seconds)
     if spec.provider == "hash":

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 from tests.clirun import cli, cli_json, spawn
 from tests.conftest import git, make_repo
+from tests.waiting import wait_until
 
 
 def test_demo_headless_yes_end_to_end(tmp_path: Path) -> None:
@@ -75,16 +76,28 @@ def test_demo_headless_yes_end_to_end(tmp_path: Path) -> None:
     assert cli_json(home, "show", run_id)["status"] == "completed"
 
 
+def _pending_asks(home: Path, run_id: str, proc: subprocess.Popen[str]) -> list[Any]:
+    """The run's pending interventions, asked of the CLI until there are some; fails at once
+    with the process's output if it ended before asking."""
+
+    def check() -> list[Any]:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(
+                f"run {run_id} ended ({proc.returncode}) before asking:\n{out}{err}"
+            )
+        return list(cli_json(home, "interventions", "--run", run_id, "--pending"))
+
+    return wait_until(check, what=f"a pending intervention in run {run_id}", timeout=120, step=0.2)
+
+
 def test_headless_run_waits_for_an_approval_from_another_process(tmp_path: Path) -> None:
     home = tmp_path / "home"
     proc = spawn(home, "demo", "--headless")
     assert proc.stdout is not None
     run_id = proc.stdout.readline().split()[1]
-    pending: list = []
-    deadline = time.monotonic() + 120
-    while not pending and proc.poll() is None and time.monotonic() < deadline:
-        pending = cli_json(home, "interventions", "--run", run_id, "--pending")
-    assert pending and pending[0]["kind"] == "risk"
+    pending = _pending_asks(home, run_id, proc)
+    assert pending[0]["kind"] == "risk"
     assert cli_json(home, "runs")[0]["status"] == "waiting"
     assert (
         cli(home, "approve", pending[0]["id"], "--note", "looks fine", check=True).returncode == 0
@@ -185,8 +198,7 @@ def test_sigterm_interrupts_gracefully_and_resume_completes(tmp_path: Path) -> N
     proc = spawn(home, "demo", "--headless")
     assert proc.stdout is not None
     run_id = proc.stdout.readline().split()[1]
-    while not cli_json(home, "interventions", "--run", run_id, "--pending") and proc.poll() is None:
-        pass
+    _pending_asks(home, run_id, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "interrupted" in err

@@ -23,7 +23,7 @@ from tests.conftest import git, make_repo
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
-from tests.waiting import pending_asks
+from tests.waiting import eventually, pending_asks
 
 OPENAI_KEY = "sk-openai-test-key-for-runs-0001"
 ANTHROPIC_KEY = "sk-ant-test-key-for-runs-0002"
@@ -80,6 +80,10 @@ def configure(
     return paths, load_config(paths, repo=repo, env={}, cli=overrides)
 
 
+async def _status_is(engine: Engine, run_id: str, status: RunStatus) -> bool:
+    return (await engine.get_run(run_id)).status is status
+
+
 async def test_budget_reached_mid_run_pauses_until_raised(
     home: Path, tmp_path: Path, servers: tuple[FakeOpenAI, FakeAnthropic]
 ) -> None:
@@ -107,7 +111,11 @@ async def test_budget_reached_mid_run_pauses_until_raised(
         assert (
             "$0.4800 spent of $0.2500" in item.reason and "raise the budget or stop" in item.reason
         )
-        assert (await engine.get_run(run.id)).status is RunStatus.WAITING
+        # The intervention is stored a moment before the run's status says waiting.
+        await eventually(
+            lambda: _status_is(engine, run.id, RunStatus.WAITING),
+            what=f"run {run.id} to be waiting",
+        )
         assert len(openai.chats()) == 1, "no model call while the budget is reached"
 
         with pytest.raises(InputError, match="not above what was spent"):

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
 from tests.clirun import ROOT, cli, cli_env, spawn
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)"
@@ -51,12 +51,10 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
 
 def poll(condition: Callable[[], bool], what: str, tmux: Tmux, timeout: float = 90) -> None:
     """Check `condition` every 0.2 s until it holds; fail with the screen after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; the screen shows:\n{tmux.screen()}")
+    try:
+        wait_until(condition, what=what, timeout=timeout, step=0.2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the screen shows:\n{tmux.screen()}") from None
 
 
 def start(tmux: Tmux, home: Path, *args: str) -> None:

@@ -24,8 +24,13 @@ async def eventually(
     what: str,
     timeout: float = DEFAULT_TIMEOUT,
     step: float = _STEP,
+    pause: Callable[[], Awaitable[object]] | None = None,
 ) -> T:
-    """Await until `check()` (sync or async) returns a truthy value and return it; fail naming `what`."""
+    """Await until `check()` (sync or async) returns a truthy value and return it; fail naming `what`.
+
+    `pause` lets time pass between checks (default: sleep `step`); Pilot tests pass
+    `lambda: pilot.pause(step)` so the app also runs its timers in between.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -35,7 +40,7 @@ async def eventually(
             return value  # type: ignore[return-value]
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(step)
+        await (pause() if pause is not None else asyncio.sleep(step))
 
 
 def wait_until(

@@ -5,12 +5,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from core.agents.presets import PRESETS
 from core.errors import OrchestratorError
 from core.records import RunStatus
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: the installed distribution's version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("agent-orchestrator")
+        except PackageNotFoundError:
+            number = "unknown (not installed)"
+        print(f"orchestrator {number}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Plan a software task into phases, run agents in git worktrees, verify, and keep every step. "
         "Without a command it opens the terminal UI on the run list.",
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     parser.add_argument(
         "--home",
         help="folder for all state (database, logs, worktrees, config.yaml); "
@@ -110,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cancel", help="stop a run (the process running it stops within a heartbeat)"
     )
     p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("interventions", help="list manual interventions")
     p.add_argument("--run", dest="run_id")
@@ -123,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("intervention_id")
         p.add_argument("--note", help="a note stored with the decision")
+        p.add_argument("--json", action="store_true", help="print the answered intervention")
         if name == "approve":
             p.add_argument(
                 "--budget-usd",
@@ -141,18 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="a run's summary as markdown (default) or JSON, or its findings as SARIF"
     )
     p.add_argument("run_id")
-    p.add_argument("--format", choices=["markdown", "json", "sarif"], default="markdown")
+    p.add_argument(
+        "--format",
+        choices=["markdown", "json", "sarif"],
+        help="default markdown (json with --json)",
+    )
+    p.add_argument("--json", action="store_true", help="the JSON document, as --format json")
     p.add_argument(
         "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
     )
 
     p = sub.add_parser("apply", help="merge a completed run's branch into your current branch")
     p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser(
         "clean", help="remove worktrees and branches of finished runs (history stays)"
     )
     p.add_argument("run_id", nargs="?")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("config", help="show or validate the merged configuration")
     p.add_argument("action", choices=["show", "validate"])
@@ -208,12 +237,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tui import commands
 
     try:
-        return asyncio.run(commands.dispatch(args))
+        code = asyncio.run(commands.dispatch(args))
+        sys.stdout.flush()  # a closed reader shows here, not as a warning at exit
+        return code
     except OrchestratorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _reader_went_away() -> int:
+    """stdout's reader closed early (`orchestrator show RUN | head -1`): stop quietly, as a command
+    killed by SIGPIPE would; output still buffered goes to /dev/null so exit raises nothing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from config.loader import LoadedConfig, load_config, render_show, show_dict
 from config.paths import Paths
-from core.console import print_events
-from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
-from core.engine import Engine
-from core.errors import AlreadyAnsweredError, InputError
+from core.errors import AlreadyAnsweredError, ConfigError, InputError
 from core.records import Intervention, Run, RunStatus, RunSummary
+
+if TYPE_CHECKING:
+    from config.schema import LoggingConfig
+    from core.engine import Engine
+
+# Modules are imported by the commands that use them, so `runs`, `show`, `interventions` and
+# `export` start fast (tests/test_startup.py checks which modules they load).
 
 
 def _print_json(value: Any) -> None:
@@ -41,22 +45,48 @@ async def dispatch(args: argparse.Namespace) -> int:
 
         run = rag_commands.index_command if args.command == "index" else rag_commands.search_command
         return await run(args, paths)
-    user = load_config(paths, env=os.environ)  # the user's logging settings; run config comes later
-    engine = await Engine.open(paths, logging=user.config.logging)
+    from core.engine import Engine
+
+    if args.command in LIGHT_COMMANDS:
+        engine = await Engine.open(paths, logging=functools.partial(_user_logging, paths))
+    else:
+        from config.loader import load_config
+
+        user = load_config(
+            paths, env=os.environ
+        )  # the user's logging settings; run config comes later
+        engine = await Engine.open(paths, logging=user.config.logging)
     async with engine:
         handler = COMMANDS[args.command]
         return await handler(engine, args)
 
 
+# Commands that only read the store: they import neither the configuration's pydantic models nor
+# anything a run needs, and read the logging settings only if they log (bench/startup.py).
+LIGHT_COMMANDS = frozenset({"runs", "show", "interventions", "export"})
+
+
+def _user_logging(paths: Paths) -> LoggingConfig:
+    """The user's logging settings; the defaults when the configuration does not load (a listing
+    still works, and `config validate` says what is wrong)."""
+    from config.loader import load_config
+    from config.schema import LoggingConfig
+
+    try:
+        return load_config(paths, env=os.environ).config.logging
+    except ConfigError:
+        return LoggingConfig()
+
+
 def config_command(args: argparse.Namespace, paths: Paths) -> int:
+    from config.loader import load_config, render_show, show_dict
+
     repo = Path(args.repo).resolve() if args.repo else None
     if repo is not None and not repo.is_dir():
         raise InputError(f"--repo {args.repo}: no such directory")
-    loaded = load_config(paths, repo=repo, env=os.environ)
     if args.action == "validate":
-        files = ", ".join(str(f) for f in loaded.files) or "shipped defaults only"
-        print(f"configuration is valid ({files})")
-        return 0
+        return validate_command(args, paths, repo)
+    loaded = load_config(paths, repo=repo, env=os.environ)
     from tui.verify_command import detected_lines, detected_steps_json
 
     if args.json:
@@ -64,6 +94,42 @@ def config_command(args: argparse.Namespace, paths: Paths) -> int:
     else:
         print(render_show(loaded) + detected_lines(loaded, repo))
     return 0
+
+
+def validate_command(args: argparse.Namespace, paths: Paths, repo: Path | None) -> int:
+    """`config validate`: every layer's keys and values, then provider and model names."""
+    from config.loader import load_config
+    from core.llm.config_check import ensure_names
+
+    try:
+        loaded = load_config(paths, repo=repo, env=os.environ)
+        checked = ensure_names(loaded)
+    except ConfigError as exc:
+        if not args.json:
+            raise
+        _print_json({"valid": False, "errors": str(exc).splitlines()})
+        return exc.exit_code
+    files = [str(f) for f in loaded.files]
+    if args.json:
+        _print_json({"valid": True, "files": files, "notes": checked.notes})
+        return 0
+    print(f"configuration is valid ({', '.join(files) or 'shipped defaults only'})")
+    for note in checked.notes:
+        print(f"note: {note}")
+    return 0
+
+
+# The flag that set each key, so a configuration error names what the user typed.
+_CLI_LABELS = {
+    "llm.provider": "--provider",
+    "models.planner": "--model",
+    "models.executor": "--model",
+    "llm.host": "--host",
+    "llm.openai.base_url": "--base-url",
+    "llm.record": "--record",
+    "llm.replay": "--replay",
+    "llm.replay_strict": "--replay-strict",
+}
 
 
 def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,6 +160,8 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _watch(engine: Engine, run: Run, args: argparse.Namespace, *, resume: bool) -> int:
     """Drive the run in this process while printing its events; SIGINT/SIGTERM interrupt it cleanly."""
+    from core.console import print_events
+
     if not args.headless:
         from tui.launch import interactive, open_app
 
@@ -139,12 +207,15 @@ async def _watch(engine: Engine, run: Run, args: argparse.Namespace, *, resume: 
 
 
 async def run_command(engine: Engine, args: argparse.Namespace) -> int:
+    from config.loader import load_config
+
     repo = Path(args.repo).expanduser()
     loaded = load_config(
         engine.paths,
         repo=repo.resolve() if repo.is_dir() else None,
         env=os.environ,
         cli=_cli_overrides(args),
+        cli_labels=_CLI_LABELS,
     )
     run = await engine.create_run(args.task, repo, loaded, allow_dirty=args.allow_dirty)
     print(f"run {run.id}", flush=True)
@@ -158,8 +229,11 @@ async def resume_command(engine: Engine, args: argparse.Namespace) -> int:
 
 
 async def demo_command(engine: Engine, args: argparse.Namespace) -> int:
+    from config.loader import load_config
+    from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
+
     repo = await asyncio.to_thread(prepare_demo_repo, engine.paths.demo)
-    loaded: LoadedConfig = load_config(
+    loaded = load_config(
         engine.paths,
         repo=repo,
         env=os.environ,
@@ -198,9 +272,7 @@ async def runs_command(engine: Engine, args: argparse.Namespace) -> int:
         _print_json([summary_json(s) for s in summaries])
         return 0
     if not summaries:
-        print(
-            'no runs yet; start one with: orchestrator run "TASK" --repo PATH  (or: orchestrator demo)'
-        )
+        print(await _no_runs_text(engine, args))
         return 0
     print(
         f"{'ID':<12} {'STATUS':<12} {'PHASES':<7} {'FINDINGS maj/med/min':<21} {'CREATED':<20} TASK"
@@ -213,6 +285,17 @@ async def runs_command(engine: Engine, args: argparse.Namespace) -> int:
             f"{s.run.created_at[:19]:<20} {s.run.task[:60]}"
         )
     return 0
+
+
+async def _no_runs_text(engine: Engine, args: argparse.Namespace) -> str:
+    """What an empty listing means: no runs at all, or none that pass the filter given."""
+    total = await engine.count_runs()
+    if total == 0:
+        return 'no runs yet; start one with: orchestrator run "TASK" --repo PATH  (or: orchestrator demo)'
+    what = "recoverable" if args.recoverable else str(args.status)
+    if args.recoverable and args.status:
+        what = f"recoverable {args.status}"
+    return f"no {what} runs ({total} run{'s' if total != 1 else ''} in all; `orchestrator runs` lists them)"
 
 
 async def show_command(engine: Engine, args: argparse.Namespace) -> int:
@@ -256,6 +339,9 @@ async def show_command(engine: Engine, args: argparse.Namespace) -> int:
 
 async def cancel_command(engine: Engine, args: argparse.Namespace) -> int:
     run = await engine.cancel_run(args.run_id)
+    if args.json:
+        _print_json({"id": run.id, "status": str(run.status)})
+        return 0
     print(
         f"run {run.id} {'cancelled' if run.status is RunStatus.CANCELLED else 'cancel requested'}"
     )
@@ -284,12 +370,22 @@ async def interventions_command(engine: Engine, args: argparse.Namespace) -> int
         _print_json([intervention_json(i) for i in items])
         return 0
     if not items:
-        print("no interventions")
+        print(await _no_interventions_text(engine, args))
     for i in items:
         print(f"{i.id}  run {i.run_id}  {i.kind:<14} {i.status:<9} {i.reason}")
         if i.status == "pending":
             print(f"    {i.action_required}")
     return 0
+
+
+async def _no_interventions_text(engine: Engine, args: argparse.Namespace) -> str:
+    """What an empty listing means: none at all, or none that pass the filters given."""
+    if not args.run_id and not args.pending:
+        return "no interventions"
+    total = len(await engine.interventions())
+    what = "pending interventions" if args.pending else "interventions"
+    scope = f" in run {args.run_id}" if args.run_id else ""
+    return f"no {what}{scope} ({total} intervention{'s' if total != 1 else ''} in all)"
 
 
 async def answer_command(engine: Engine, args: argparse.Namespace) -> int:
@@ -305,12 +401,18 @@ async def answer_command(engine: Engine, args: argparse.Namespace) -> int:
     except AlreadyAnsweredError as exc:
         print(f"error: already answered: {exc}", file=sys.stderr)
         return 1
+    if args.json:
+        _print_json(intervention_json(item))
+        return 0
     print(f"intervention {item.id} {item.status}" + (f" ({item.note})" if item.note else ""))
     return 0
 
 
 async def export_command(engine: Engine, args: argparse.Namespace) -> int:
-    text = await engine.export(args.run_id, args.format)
+    fmt = args.format or ("json" if args.json else "markdown")
+    if args.json and fmt != "json":
+        raise InputError(f"--json and --format {fmt} disagree: give one of them")
+    text = await engine.export(args.run_id, fmt)
     if args.output:
         out = Path(args.output)
         if not out.parent.is_dir():
@@ -324,12 +426,18 @@ async def export_command(engine: Engine, args: argparse.Namespace) -> int:
 
 async def apply_command(engine: Engine, args: argparse.Namespace) -> int:
     head = await engine.apply_run(args.run_id)
+    if args.json:
+        _print_json({"id": args.run_id, "head": head})
+        return 0
     print(f"applied run {args.run_id}; your branch is now at {head[:10]}")
     return 0
 
 
 async def clean_command(engine: Engine, args: argparse.Namespace) -> int:
     cleaned = await engine.clean(args.run_id)
+    if args.json:
+        _print_json({"cleaned": cleaned})
+        return 0
     print(f"cleaned {len(cleaned)} run(s)" + (": " + ", ".join(cleaned) if cleaned else ""))
     return 0
 
@@ -350,6 +458,8 @@ def print_usage_totals(totals: dict[str, Any]) -> None:
 
 
 async def models_command(engine: Engine, args: argparse.Namespace) -> int:
+    from config.loader import load_config
+
     loaded = load_config(engine.paths, env=os.environ)
     rows = await engine.models(loaded)
     if args.json:

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 from typing import Any, Self
 
-from config.loader import load_config
 from config.paths import Paths
 from core.errors import InputError
 
@@ -83,6 +82,8 @@ async def index_command(args: argparse.Namespace, paths: Paths) -> int:
     from core.indexing import hybrid_retriever, index_repository  # numpy, tree-sitter: on use
 
     repo = _repo(args.path, "PATH")
+    from config.loader import load_config
+
     loaded = load_config(paths, repo=repo, env=os.environ)
     hybrid = hybrid_retriever(paths, loaded.config, loaded.catalog)
     stop = threading.Event()  # Ctrl-C ends the embedding after its current batch
@@ -130,6 +131,8 @@ async def search_command(args: argparse.Namespace, paths: Paths) -> int:
     repo = _repo(args.repo, "--repo")
     if args.k < 1:
         raise InputError(f"-k {args.k}: give a number of results of at least 1")
+    from config.loader import load_config
+
     loaded = load_config(paths, repo=repo, env=os.environ)
     hybrid = hybrid_retriever(paths, loaded.config, loaded.catalog)
     hits = await asyncio.to_thread(

@@ -19,6 +19,7 @@ from config.paths import Paths
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
 from core.engine import Engine
 from core.records import Run
+from tests.waiting import DEFAULT_TIMEOUT, eventually
 from tui.app import OrchestratorApp
 from tui.modals.intervention import InterventionModal
 from tui.screens.run_view import RunScreen
@@ -42,14 +43,14 @@ class HomeApp(OrchestratorApp):
 
 
 async def wait_for(
-    pilot: Pilot[Any], condition: Callable[[], bool], *, what: str, rounds: int = 600
+    pilot: Pilot[Any],
+    condition: Callable[[], bool],
+    *,
+    what: str,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> None:
-    """Let the app run until `condition` holds; fail naming `what` after `rounds` short pauses."""
-    for _ in range(rounds):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Let the app run until `condition` holds; fail naming `what` at the deadline."""
+    await eventually(condition, what=what, timeout=timeout, pause=lambda: pilot.pause(0.02))
 
 
 def run_screen(app: OrchestratorApp) -> RunScreen:

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from config.paths import Paths
 from core.engine import Engine
 from tests.tui.seed import SEED_NOW
+from tests.waiting import DEFAULT_TIMEOUT, eventually
 from tui.app import OrchestratorApp
 
 S = TypeVar("S", bound=Screen[Any])
@@ -41,25 +42,31 @@ class ShellApp(OrchestratorApp):
 
 
 async def wait_for(
-    pilot: Pilot[Any], condition: Callable[[], bool], *, what: str, rounds: int = 1500
+    pilot: Pilot[Any],
+    condition: Callable[[], bool],
+    *,
+    what: str,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> None:
-    """Let the app run until `condition` holds; fail naming `what` after `rounds` short pauses."""
-    for _ in range(rounds):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}; screens: {pilot.app.screen_stack}")
+    """Let the app run until `condition` holds; fail naming `what` and the screens at the deadline."""
+    try:
+        await eventually(condition, what=what, timeout=timeout, pause=lambda: pilot.pause(0.02))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; screens: {pilot.app.screen_stack}") from None
 
 
 async def wait_until(
-    pilot: Pilot[Any], check: Callable[[], Awaitable[bool]], *, what: str, rounds: int = 1500
+    pilot: Pilot[Any],
+    check: Callable[[], Awaitable[bool]],
+    *,
+    what: str,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> None:
     """Like wait_for, for a condition that reads the store."""
-    for _ in range(rounds):
-        if await check():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}; screens: {pilot.app.screen_stack}")
+    try:
+        await eventually(check, what=what, timeout=timeout, pause=lambda: pilot.pause(0.02))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; screens: {pilot.app.screen_stack}") from None
 
 
 def top(app: OrchestratorApp, kind: type[S]) -> S:

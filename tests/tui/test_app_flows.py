@@ -36,10 +36,12 @@ async def test_start_a_run_from_the_form_and_approve_it_in_the_modal(home: Path)
         await pilot.press("3")
         form = top(app, NewRunScreen)
         await pilot.press("ctrl+o")  # the offline demo's values: a fresh sample repo and cassette
+        # The task is filled first; the provider follows when the radio set posts its change.
         await wait_for(
-            pilot, lambda: form.query_one("#task", Input).value == DEMO_TASK, what="demo values"
+            pilot,
+            lambda: form.query_one("#task", Input).value == DEMO_TASK and form.provider == "replay",
+            what="the demo values (task and the replay provider)",
         )
-        assert form.provider == "replay"
         await pilot.press("ctrl+s")
         modal = await wait_for_modal(pilot, InterventionModal, focus="approve")
         assert "high risk" in str(modal.query_one("#reason").render())

@@ -15,6 +15,7 @@ from core.journal import Journal
 from core.records import Category, FindingIn, PhaseStatus, RunStatus, Severity
 from core.state.store import StateStore
 from tests.tui.run_view_support import create_demo_run, run_screen, view_ready, wait_for
+from tests.waiting import eventually
 from tui.app import OrchestratorApp
 from tui.modals.intervention import InterventionModal
 from tui.widgets.diff_view import DiffView
@@ -56,7 +57,7 @@ async def test_watch_the_demo_run_complete_in_the_app(engine: Engine, tmp_path: 
         def finished() -> bool:
             return screen.run is not None and screen.run.status is RunStatus.COMPLETED
 
-        await wait_for(pilot, finished, what="the demo run to complete", rounds=3000)
+        await wait_for(pilot, finished, what="the demo run to complete", timeout=120)
         await wait_for(
             pilot,
             lambda: set(_timeline_statuses(timeline).values()) == {"completed"},
@@ -66,14 +67,18 @@ async def test_watch_the_demo_run_complete_in_the_app(engine: Engine, tmp_path: 
         assert list(statuses) == ["phase-001", "phase-002", "phase-003"]
         # The timeline followed the run live: it showed phases before they were all completed.
         assert shown and any(set(statuses.values()) != {"completed"} for statuses in shown)
+
         # Every stored line reached the view, once and in order (the store may still be taking
         # the run's last lines, so both sides are read again until they agree).
-        for _ in range(500):
+        async def view_has_every_stored_line() -> bool:
             stored = [r.seq for r in await engine.logs(run.id, limit=10_000)]
-            if [r.seq for r in screen.live_log.records] == stored:
-                break
-            await pilot.pause(0.02)
-        assert [r.seq for r in screen.live_log.records] == stored
+            return [r.seq for r in screen.live_log.records] == stored
+
+        await eventually(
+            view_has_every_stored_line,
+            what="the live log to hold every stored line, in order",
+            pause=lambda: pilot.pause(0.02),
+        )
         assert any("phase-003" in line for line in screen.live_log.shown_lines)
         # Attempts and durations of the finished phases are shown.
         for row in range(timeline.row_count):

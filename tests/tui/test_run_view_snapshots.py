@@ -19,6 +19,7 @@ from textual.pilot import Pilot
 from config.paths import Paths
 from tests.tui.run_view_support import HomeApp, close_intervention_modal, run_screen, wait_for
 from tests.tui.seed import COMPLETED_RUN, MAIN_RUN, SEED_NOW, seed, ts
+from tests.tui.settle import wait_settled
 from tui.widgets.diff_view import DiffView
 from tui.widgets.findings import FindingsPane
 from tui.widgets.timeline import PhaseTimeline
@@ -132,6 +133,7 @@ def _keys(
             lambda: not timeline._require_update_dimensions and not timeline._updated_cells,
             what="the timeline's column widths",
         )
+        await wait_settled(pilot)
 
     return run_before
 

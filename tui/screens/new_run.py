@@ -19,7 +19,6 @@ from textual.suggester import Suggester, SuggestFromList
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, RadioButton, RadioSet
 
 from config.loader import LoadedConfig, load_config, shipped_catalog
-from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
 from core.errors import ConfigError, ModelNotFoundError, OrchestratorError, RepoError
 
 if TYPE_CHECKING:
@@ -361,6 +360,8 @@ class NewRunScreen(Screen[None]):
 
     @work(group="demo", exclusive=True)
     async def _demo_values(self) -> None:
+        from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo  # git: on use
+
         repo = await asyncio.to_thread(prepare_demo_repo, self.orchestrator.engine.paths.demo)
         self.query_one("#task", Input).value = DEMO_TASK
         self.query_one("#repo", Input).value = str(repo)

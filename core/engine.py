@@ -13,6 +13,7 @@ from config.paths import Paths
 from config.schema import LoggingConfig
 from core.budget import raise_budget
 from core.bus import EventBus, Subscription
+from core.diskfull import ensure_reserve
 from core.driver import RunDriver
 from core.errors import InputError, RunLockedError
 from core.events import InterventionResolved, RunCreated
@@ -54,9 +55,16 @@ class Engine:
         self.journal = journal
 
     @classmethod
-    async def open(cls, paths: Paths, *, logging: LoggingConfig | None = None) -> Engine:
-        """Open the home folder's database and start the journal; logging settings come from config."""
-        paths.ensure()
+    async def open(
+        cls, paths: Paths, *, logging: LoggingConfig | None = None, read_only: bool = False
+    ) -> Engine:
+        """Open the home folder's database and start the journal; logging settings come from config.
+
+        With `read_only` (a read-only home) nothing is created or written: logs go to stderr and
+        the database is opened for reads, so every write raises ReadOnlyHomeError."""
+        if not read_only:
+            paths.ensure()
+            ensure_reserve(paths.home)  # released to record a run's end on a full disk
         log = logging or LoggingConfig()
         setup_logging(
             paths.logs,
@@ -65,7 +73,7 @@ class Engine:
             backup_count=log.backup_count,
             json=log.json,
         )
-        store = await StateStore.open(paths.db)
+        store = await StateStore.open(paths.db, read_only=read_only)
         bus = EventBus()
         journal = Journal(store, bus, flush_interval=0.1)
         await journal.start()

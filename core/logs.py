@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
 
@@ -35,11 +36,23 @@ class _TraceFilter(logging.Filter):
         return True
 
 
+def _open_file(path: Path, max_bytes: int, backup_count: int) -> logging.Handler | None:
+    """The rotating log file, or None when its folder cannot be written (a read-only home)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return RotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
+        )
+    except OSError:
+        return None
+
+
 def setup_logging(
     folder: Path, *, level: str, max_bytes: int, backup_count: int, json: bool = True
-) -> Path:
-    """Send the `orchestrator` loggers to folder/orchestrator.jsonl (JSON lines) or orchestrator.log (key=value)."""
-    folder.mkdir(parents=True, exist_ok=True)
+) -> Path | None:
+    """Send the `orchestrator` loggers to folder/orchestrator.jsonl (JSON lines) or orchestrator.log
+    (key=value); when that file cannot be written, warnings and errors go to stderr and None is
+    returned."""
     path = folder / ("orchestrator.jsonl" if json else "orchestrator.log")
     shutdown_logging()
     root = logging.getLogger("orchestrator")
@@ -47,9 +60,13 @@ def setup_logging(
         if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
             handler.close()
-    file_handler = RotatingFileHandler(
-        path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
-    )
+    file_handler = _open_file(path, max_bytes, backup_count)
+    if file_handler is None:
+        file_handler = logging.StreamHandler(sys.stderr)
+        file_handler.setLevel(logging.WARNING)  # stderr carries the command's own messages too
+        path_or_none: Path | None = None
+    else:
+        path_or_none = path
     file_handler.addFilter(_TraceFilter())
     file_handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -71,9 +88,9 @@ def setup_logging(
     root.setLevel(level)
     root.propagate = False
     global _listener
-    _listener = QueueListener(records, file_handler)
+    _listener = QueueListener(records, file_handler, respect_handler_level=True)
     _listener.start()
-    return path
+    return path_or_none
 
 
 def shutdown_logging() -> None:

@@ -17,6 +17,7 @@ from core.console import print_events
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
 from core.engine import Engine
 from core.errors import AlreadyAnsweredError, InputError
+from core.readonly import READ_COMMANDS, read_only_reason, refuse_write
 from core.records import Intervention, Run, RunStatus, RunSummary
 
 
@@ -37,8 +38,15 @@ async def dispatch(args: argparse.Namespace) -> int:
 
         run = rag_commands.index_command if args.command == "index" else rag_commands.search_command
         return await run(args, paths)
+    reason = read_only_reason(paths)
+    if reason is not None and args.command not in READ_COMMANDS:
+        raise refuse_write(args.command, reason)
+    if args.command == "doctor":
+        from tui.doctor_command import doctor_command
+
+        return await doctor_command(args, paths, read_only=reason is not None)
     user = load_config(paths, env=os.environ)  # the user's logging settings; run config comes later
-    engine = await Engine.open(paths, logging=user.config.logging)
+    engine = await Engine.open(paths, logging=user.config.logging, read_only=reason is not None)
     async with engine:
         handler = COMMANDS[args.command]
         return await handler(engine, args)

@@ -13,6 +13,7 @@ from config.paths import Paths
 from config.schema import LoggingConfig
 from core.budget import raise_budget
 from core.bus import EventBus, Subscription
+from core.cleaning import clean_runs
 from core.diskfull import ensure_reserve
 from core.driver import RunDriver
 from core.errors import InputError, RunLockedError
@@ -205,7 +206,8 @@ class Engine:
         return await asyncio.to_thread(worktrees.apply_branch, Path(run.repo), run.branch)
 
     async def clean(self, run_id: str | None = None) -> list[str]:
-        """Remove worktrees and branches of finished runs (history stays); returns the cleaned run ids."""
+        """Remove worktrees, branches, per-worktree indexes and empty folders of finished runs
+        (history stays); returns the cleaned run ids."""
         if run_id is not None:
             run = await self.store.get_run(run_id)
             if run.status not in FINISHED_RUN_STATUSES:
@@ -219,32 +221,7 @@ class Engine:
                 for s in await self.store.list_runs(limit=1_000_000)
                 if s.run.status in FINISHED_RUN_STATUSES
             ]
-        cleaned = []
-        for run in runs:
-            if run.metadata.get("cleaned") or not run.branch:
-                continue
-            phases = await self.store.get_phases_for_run(run.id)
-            for phase in phases:
-                if phase.worktree or phase.branch:
-                    await asyncio.to_thread(
-                        worktrees.remove_worktree,
-                        Path(run.repo),
-                        Path(phase.worktree)
-                        if phase.worktree
-                        else self.paths.worktrees / run.id / phase.plan_id,
-                        phase.branch,
-                        True,
-                    )
-            await asyncio.to_thread(
-                worktrees.remove_worktree,
-                Path(run.repo),
-                Path(run.worktree) if run.worktree else self.paths.worktrees / run.id / "run",
-                run.branch,
-                True,
-            )
-            await self.store.set_run_metadata(run.id, cleaned=True, cleaned_at=utcnow())
-            cleaned.append(run.id)
-        return cleaned
+        return await clean_runs(self.paths, self.store, runs)
 
     # ---- queries -------------------------------------------------------------------------------
 

@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.rag_commands import add_parsers as add_rag_parsers
 
     add_rag_parsers(sub)
+    from tui.doctor_command import add_parser as add_doctor_parser
+
+    add_doctor_parser(sub)
     return parser
 
 

@@ -562,7 +562,46 @@ def case_truncated(work: Path, source_home: Path) -> Outcome:
     after = {r["id"] for r in runs_json(home)}
     if not after and ids:
         problems.append(f"no run recovered of {len(ids)}")
-    out.record(problems + store_truth(home))
+    out.record(problems + untrue(home / "orchestrator.db"))  # a copy: its paths name the source
+    return out
+
+
+def case_clean(work: Path, phases: int) -> Outcome:
+    """`clean` of a finished run with many phases (worktrees, branches, index folders, report
+    folders made through the project's git helpers); prints how long it took."""
+    import asyncio
+
+    from config.paths import Paths
+    from core.engine import Engine
+    from tests.faultkit import finished_run_with_phases
+
+    out = Outcome(f"clean of a {phases}-phase run")
+    paths, repo = Paths(work / "clean-home"), _small_repo(work / "clean-repo")
+
+    async def scenario() -> float:
+        async with await Engine.open(paths) as engine:
+            built = time.monotonic()
+            await finished_run_with_phases(paths, engine.store, repo, phases)
+            print(f"  built {phases} worktrees and branches in {time.monotonic() - built:.1f} s")
+            start = time.monotonic()
+            await engine.clean()
+            return time.monotonic() - start
+
+    seconds = asyncio.run(scenario())
+    out.case += f" ({seconds:.1f} s)"
+    left = subprocess.run(
+        ["git", "branch", "--list", "orchestrator/*"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    problems = [f"{len(left)} branch(es) left"] if left else []
+    if any(paths.worktrees.iterdir()):
+        problems.append("worktree folders left")
+    if list(paths.indexes.glob("*/*/catalog.sqlite")):
+        problems.append("index folders left")
+    out.record(problems)
     return out
 
 
@@ -584,6 +623,7 @@ def print_table(outcomes: list[Outcome]) -> None:
 
 
 CASES = (
+    "clean",
     "kill",
     "sixteen",
     "plugin",
@@ -614,6 +654,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         steps: dict[str, Callable[[], Outcome]] = {
+            "clean": lambda: case_clean(work, 50 if args.quick else 500),
             "kill": lambda: case_kill(work, 6 if args.quick else 50, args.seed),
             "sixteen": lambda: case_sixteen(work, 4 if args.quick else 16, 1 if args.quick else 2),
             "plugin": lambda: case_plugin(work),

@@ -226,7 +226,11 @@ async def run_doctor(
     if db.damaged or not db.exists or db.unknown_migrations:
         return report
     async with await Engine.open(paths, read_only=read_only) as engine:
-        runs = [s.run for s in await engine.store.list_runs(limit=1_000_000)]
+        try:
+            runs = [s.run for s in await engine.store.list_runs(limit=1_000_000)]
+        except ValueError as exc:  # a row whose JSON is damaged: --fix recovers the database
+            report.problems.append(f"a run row of {paths.db} cannot be read: {exc}")
+            return report
         by_id = {r.id: r for r in runs}
         strand = stranded(runs, engine._lease_live)
         report.stranded_runs = [r.id for r in strand]

@@ -225,6 +225,7 @@ def recover_database(db: Path) -> Path:
         with closing(sqlite3.connect(fresh, isolation_level=None)) as new:
             new.execute("PRAGMA journal_mode = WAL")
             schema_conn_migrate(new)
+            scrub_json(new)
     finally:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{work}{suffix}").unlink(missing_ok=True)
@@ -237,6 +238,30 @@ def recover_database(db: Path) -> Path:
         Path(f"{fresh}{suffix}").unlink(missing_ok=True)
     fresh.rename(db)
     return aside
+
+
+def scrub_json(conn: sqlite3.Connection) -> int:
+    """Reset JSON columns (those defaulting to '{}' or '[]') whose recovered text is not valid
+    JSON (a lost overflow page reads as zeros) to their default; returns how many were reset."""
+    reset = 0
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    for table in tables:
+        for _cid, column, _type, _notnull, default, _pk in conn.execute(
+            f"PRAGMA table_info({table})"
+        ).fetchall():
+            if default not in ("'{}'", "'[]'"):
+                continue
+            cursor = conn.execute(
+                f"UPDATE {table} SET {column} = {default}"
+                f" WHERE {column} IS NOT NULL AND NOT json_valid({column})"
+            )
+            reset += cursor.rowcount
+    return reset
 
 
 def schema_conn_migrate(conn: sqlite3.Connection) -> None:

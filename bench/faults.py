@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
 from tests.clirun import cli, spawn
-from tests.faultkit import untrue
+from tests.faultkit import cassette_file, new_file_edit, plan_phase, small_repo, untrue
 
 FAST = {
     "ORCHESTRATOR__EXECUTION__LEASE_SECONDS": "2",
@@ -334,62 +334,6 @@ def case_kill_waiting(work: Path) -> Outcome:
     return out
 
 
-def _cassette(path: Path, plan: list[dict], executor: dict[str, str]) -> Path:
-    lines = [
-        {
-            "role": "planner",
-            "phase": None,
-            "attempt": None,
-            "repair": 0,
-            "request": None,
-            "response": {
-                "content": json.dumps({"phases": plan}),
-                "prompt_tokens": 1,
-                "completion_tokens": 1,
-            },
-        }
-    ]
-    for phase, content in executor.items():
-        lines.append(
-            {
-                "role": "executor",
-                "phase": phase,
-                "attempt": 1,
-                "repair": 0,
-                "request": None,
-                "response": {"content": content, "prompt_tokens": 1, "completion_tokens": 1},
-            }
-        )
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return path
-
-
-def _phase(pid: str, deps: list[str] | None = None) -> dict:
-    return {
-        "id": pid,
-        "name": f"phase {pid[:20]}",
-        "description": "write one file",
-        "dependencies": deps or [],
-        "estimated_complexity": "low",
-        "risk_level": "low",
-        "verification_criteria": [],
-    }
-
-
-def _small_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["config", "user.name", "b"],
-        ["config", "user.email", "b@b"],
-    ):
-        subprocess.run(["git", *args], cwd=path, check=True)
-    (path / "README.md").write_text("faults\n")
-    subprocess.run(["git", "add", "-A"], cwd=path, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", "init"], cwd=path, check=True)
-    return path
-
-
 def case_hostile_ids(work: Path) -> Outcome:
     out = Outcome("hostile plan ids")
     tag = f"{os.getpid()}-{random.randrange(10**6)}"
@@ -403,10 +347,11 @@ def case_hostile_ids(work: Path) -> Outcome:
             ["$(touch " + outside[1] + ")"],
         )
     ):
-        home, repo = work / f"hostile-home-{n}", _small_repo(work / f"hostile-repo-{n}")
-        block = "f.txt\n```\n<<<<<<< SEARCH\n=======\nhello\n>>>>>>> REPLACE\n```\n"
-        cassette = _cassette(
-            work / f"hostile-{n}.jsonl", [_phase(i) for i in ids], dict.fromkeys(ids, block)
+        home, repo = work / f"hostile-home-{n}", small_repo(work / f"hostile-repo-{n}")
+        cassette = cassette_file(
+            work / f"hostile-{n}.jsonl",
+            [plan_phase(i) for i in ids],
+            {i: new_file_edit(f"f{n}.txt") for i in ids},
         )
         proc = cli(
             home,
@@ -433,9 +378,8 @@ def case_hostile_ids(work: Path) -> Outcome:
 
 def case_big_output(work: Path, megabytes: int) -> Outcome:
     out = Outcome(f"{megabytes} MB step output")
-    home, repo = work / "big-home", _small_repo(work / "big-repo")
-    block = "f.txt\n```\n<<<<<<< SEARCH\n=======\nhello\n>>>>>>> REPLACE\n```\n"
-    cassette = _cassette(work / "big.jsonl", [_phase("p1")], {"p1": block})
+    home, repo = work / "big-home", small_repo(work / "big-repo")
+    cassette = cassette_file(work / "big.jsonl", [plan_phase("p1")], {"p1": new_file_edit("f.txt")})
     command = f"python3 -c \"import sys; sys.stdout.write('x' * {megabytes * 1_000_000})\""
     proc = cli(
         home,
@@ -576,7 +520,7 @@ def case_clean(work: Path, phases: int) -> Outcome:
     from tests.faultkit import finished_run_with_phases
 
     out = Outcome(f"clean of a {phases}-phase run")
-    paths, repo = Paths(work / "clean-home"), _small_repo(work / "clean-repo")
+    paths, repo = Paths(work / "clean-home"), small_repo(work / "clean-repo")
 
     async def scenario() -> float:
         async with await Engine.open(paths) as engine:

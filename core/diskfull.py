@@ -79,10 +79,16 @@ def disk_full_error(
 
 
 def _detail(exc: BaseException) -> str:
-    """The first line of what the layer that ran out of space said."""
+    """What the layer that ran out of space said: its line naming the full disk (the tail, where
+    the OS's words are), else the first line of the innermost error."""
+    for e in _chain(exc):
+        for line in str(e).splitlines():
+            if any(t in line.lower() for t in _TEXTS):
+                text = line.strip()
+                return text if len(text) <= 200 else "..." + text[-197:]
     inner = next((e for e in _chain(exc) if not isinstance(e, DiskFullError)), exc)
-    text = str(inner).strip().splitlines()
-    return text[0][:200] if text else type(inner).__name__
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(inner).__name__
 
 
 def ensure_reserve(home: Path, size: int = RESERVE_BYTES) -> bool:

@@ -3,8 +3,10 @@ and a finished run with many phases built directly through the project's git hel
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import subprocess
 from contextlib import closing
 from pathlib import Path
 
@@ -99,3 +101,67 @@ async def finished_run_with_phases(
         (paths.reports / run.id / f"{phase.plan_id}-attempt-1").mkdir(parents=True)
     await store.update_run_status(run.id, RunStatus.COMPLETED)
     return run.id
+
+
+def cassette_file(path: Path, plan: list[dict], executor: dict[str, str]) -> Path:
+    """A replay cassette: the planner answers `plan`, the executor answers per phase id."""
+    lines = [
+        {
+            "role": "planner",
+            "phase": None,
+            "attempt": None,
+            "repair": 0,
+            "request": None,
+            "response": {
+                "content": json.dumps({"phases": plan}),
+                "prompt_tokens": 1,
+                "completion_tokens": 1,
+            },
+        }
+    ]
+    for phase, content in executor.items():
+        lines.append(
+            {
+                "role": "executor",
+                "phase": phase,
+                "attempt": 1,
+                "repair": 0,
+                "request": None,
+                "response": {"content": content, "prompt_tokens": 1, "completion_tokens": 1},
+            }
+        )
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def plan_phase(pid: str, deps: list[str] | None = None) -> dict:
+    """One low-risk phase of a plan."""
+    return {
+        "id": pid,
+        "name": f"phase {pid[:20]}",
+        "description": "write one file",
+        "dependencies": deps or [],
+        "estimated_complexity": "low",
+        "risk_level": "low",
+        "verification_criteria": [],
+    }
+
+
+def small_repo(path: Path) -> Path:
+    """A git repository with one commit of one file."""
+    path.mkdir(parents=True)
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.name", "b"],
+        ["config", "user.email", "b@b"],
+    ):
+        subprocess.run(["git", *args], cwd=path, check=True)
+    (path / "README.md").write_text("faults\n")
+    subprocess.run(["git", "add", "-A"], cwd=path, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "init"], cwd=path, check=True)
+    return path
+
+
+def new_file_edit(name: str) -> str:
+    """An executor answer (a SEARCH/REPLACE block) that creates the file `name`."""
+    return f"{name}\n```\n<<<<<<< SEARCH\n=======\nhello\n>>>>>>> REPLACE\n```\n"

@@ -260,5 +260,14 @@ def remove_worktrees(repo_path: Path, folders: list[Path], branches: list[str]) 
         )
         if name in wanted
     ]
+    refused: list[str] = []
     for start in range(0, len(existing), _BRANCHES_PER_CALL):
-        run_git(g, "branch", "-D", "--", *existing[start : start + _BRANCHES_PER_CALL])
+        chunk = existing[start : start + _BRANCHES_PER_CALL]
+        if git_status(g, "branch", "-D", "--", *chunk) != 0:
+            # git deletes what it can and refuses a branch checked out somewhere: say which.
+            refused += [b for b in chunk if _branch_exists(repo_path, b)]
+    if refused:
+        raise GitError(
+            f"could not delete {_listing(refused)} in {repo_path}: checked out in a worktree "
+            "that is not the orchestrator's; switch that checkout to another branch and clean again"
+        )

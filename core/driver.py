@@ -13,7 +13,8 @@ from core import run_paths
 from core.artifacts import save_artifact
 from core.baseline import record_baseline
 from core.context import RunContext
-from core.errors import OrchestratorError, RunLockedError
+from core.diskfull import disk_full_error, is_disk_full, release_reserve
+from core.errors import DiskFullError, OrchestratorError, RunLockedError
 from core.events import PhaseStatusChanged, PlanCreated, RunStatusChanged
 from core.gate import Gate, NeedsInputError, RunCancelled
 from core.git import repo as gitrepo
@@ -72,7 +73,10 @@ class RunDriver:
             )
         )
         try:
-            await self._execute(run)
+            await self._execute_classified(run)
+        except DiskFullError as exc:
+            release_reserve(self.paths.home)  # room to record the end on the full disk
+            await self._finish(RunStatus.INTERRUPTED, str(exc))
         except (RunCancelled, asyncio.CancelledError) as exc:
             by_user = self._cancelled_by_user or isinstance(exc, RunCancelled)
             status = RunStatus.CANCELLED if by_user else RunStatus.INTERRUPTED
@@ -93,6 +97,17 @@ class RunDriver:
             await self.journal.flush()
             await self.store.release_lease(self.run_id, self.owner)
         return await self.store.get_run(self.run_id)
+
+    async def _execute_classified(self, run: Run) -> None:
+        """Execute the run; running out of space anywhere (SQLite, git, Chroma, a file) becomes one
+        DiskFullError naming the disk to free and the resume command."""
+        try:
+            await self._execute(run)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            places = [self.paths.home, Path(run.repo)]
+            raise disk_full_error(exc, places, run.id) from exc
 
     async def _heartbeat(self, main: asyncio.Task | None, every: float, ttl: float) -> None:
         """Renew the lease and watch the cancel flag that `cancel` sets from any process."""

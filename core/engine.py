@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from config.paths import Paths
 from core.bus import EventBus, Subscription
+from core.diskfull import ensure_reserve
 from core.errors import InputError, RunLockedError
 from core.events import InterventionResolved, RunCreated
 from core.journal import Journal
@@ -61,10 +62,16 @@ class Engine:
         paths: Paths,
         *,
         logging: LoggingConfig | Callable[[], LoggingConfig] | None = None,
+        read_only: bool = False,
     ) -> Engine:
         """Open the home folder's database and start the journal; logging settings come from config
-        (a callable is asked only when the first log record is written)."""
-        paths.ensure()
+        (a callable is asked only when the first log record is written).
+
+        With `read_only` (a read-only home) nothing is created or written: logs go to stderr and
+        the database is opened for reads, so every write raises ReadOnlyHomeError."""
+        if not read_only:
+            paths.ensure()
+            ensure_reserve(paths.home)  # released to record a run's end on a full disk
         if callable(logging):
             setup_deferred_logging(paths.logs, logging)
         else:
@@ -79,7 +86,7 @@ class Engine:
                 backup_count=logging.backup_count,
                 json=logging.json,
             )
-        store = await StateStore.open(paths.db)
+        store = await StateStore.open(paths.db, read_only=read_only)
         bus = EventBus()
         journal = Journal(store, bus, flush_interval=0.1)
         await journal.start()
@@ -223,7 +230,8 @@ class Engine:
         return await asyncio.to_thread(worktrees.apply_branch, Path(run.repo), run.branch)
 
     async def clean(self, run_id: str | None = None) -> list[str]:
-        """Remove worktrees and branches of finished runs (history stays); returns the cleaned run ids."""
+        """Remove worktrees, branches, per-worktree indexes and empty folders of finished runs
+        (history stays); returns the cleaned run ids."""
         if run_id is not None:
             run = await self.store.get_run(run_id)
             if run.status not in FINISHED_RUN_STATUSES:
@@ -237,35 +245,9 @@ class Engine:
                 for s in await self.store.list_runs(limit=1_000_000)
                 if s.run.status in FINISHED_RUN_STATUSES
             ]
-        from core import run_paths
-        from core.git import worktrees
+        from core.cleaning import clean_runs
 
-        cleaned = []
-        for run in runs:
-            if run.metadata.get("cleaned") or not run.branch:
-                continue
-            phases = await self.store.get_phases_for_run(run.id)
-            for phase in phases:
-                if phase.worktree or phase.branch:
-                    await asyncio.to_thread(
-                        worktrees.remove_worktree,
-                        Path(run.repo),
-                        Path(phase.worktree)
-                        if phase.worktree
-                        else run_paths.phase_worktree(self.paths, run.id, phase.plan_id),
-                        phase.branch,
-                        True,
-                    )
-            await asyncio.to_thread(
-                worktrees.remove_worktree,
-                Path(run.repo),
-                Path(run.worktree) if run.worktree else run_paths.run_worktree(self.paths, run.id),
-                run.branch,
-                True,
-            )
-            await self.store.set_run_metadata(run.id, cleaned=True, cleaned_at=utcnow())
-            cleaned.append(run.id)
-        return cleaned
+        return await clean_runs(self.paths, self.store, runs)
 
     # ---- queries -------------------------------------------------------------------------------
 

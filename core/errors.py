@@ -7,6 +7,9 @@ OrchestratorError
 ├── NotFoundError          a run, phase or intervention id that does not exist (exit code 2)
 ├── AlreadyAnsweredError   an intervention that was already approved or rejected
 ├── StateError             the database could not be read or written
+│   ├── ReadOnlyHomeError  a writing command on a read-only home or database
+│   └── DamagedDatabaseError the database file is malformed; `orchestrator doctor --fix`
+├── DiskFullError          no space left (SQLite, git, Chroma or a file write); resume after freeing
 ├── LLMError               a model call failed
 │   ├── LLMRetriableError  connection, timeout, 429, 5xx, overloaded: worth another try
 │   ├── LLMAuthError       the provider refused the API key (401/403), or none was given
@@ -62,6 +65,20 @@ class AlreadyAnsweredError(OrchestratorError):
 
 class StateError(OrchestratorError):
     """The state database could not be opened, migrated, read or written."""
+
+
+class ReadOnlyHomeError(StateError):
+    """A command that writes was started on a read-only home or database; read commands still work."""
+
+
+class DamagedDatabaseError(StateError):
+    """The database file is malformed (truncated, garbage header); `orchestrator doctor --fix` recovers it."""
+
+
+class DiskFullError(OrchestratorError):
+    """The disk holding the home or repository is full; the message names it and says to resume."""
+
+    exit_code = 1
 
 
 class LLMError(OrchestratorError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 from collections.abc import Callable
 from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
@@ -50,11 +51,13 @@ class LogSettings(Protocol):
 
 def setup_logging(
     folder: Path, *, level: str, max_bytes: int, backup_count: int, json: bool = True
-) -> Path:
-    """Send the `orchestrator` loggers to folder/orchestrator.jsonl (JSON lines) or orchestrator.log (key=value)."""
+) -> Path | None:
+    """Send the `orchestrator` loggers to folder/orchestrator.jsonl (JSON lines) or orchestrator.log
+    (key=value); when that file cannot be written, warnings and errors go to stderr and None is
+    returned."""
     file_handler = _file_handler(folder, max_bytes=max_bytes, backup_count=backup_count, json=json)
-    _install(file_handler, level)
-    return Path(file_handler.baseFilename)
+    _install(file_handler or _stderr_handler(json), level)
+    return None if file_handler is None else Path(file_handler.baseFilename)
 
 
 def setup_deferred_logging(folder: Path, settings: Callable[[], LogSettings]) -> None:
@@ -65,12 +68,25 @@ def setup_deferred_logging(folder: Path, settings: Callable[[], LogSettings]) ->
 
 def _file_handler(
     folder: Path, *, max_bytes: int, backup_count: int, json: bool
-) -> RotatingFileHandler:
-    folder.mkdir(parents=True, exist_ok=True)
+) -> RotatingFileHandler | None:
+    """The rotating log file, or None when its folder cannot be written (a read-only home)."""
     path = folder / ("orchestrator.jsonl" if json else "orchestrator.log")
-    handler = RotatingFileHandler(
-        path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
-    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
+        )
+    except OSError:
+        return None
+    handler.addFilter(_TraceFilter())
+    handler.setFormatter(_StructlogFormatter(json))
+    return handler
+
+
+def _stderr_handler(json: bool) -> logging.Handler:
+    """Warnings and errors to stderr, for a home whose log folder cannot be written."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)  # stderr carries the command's own messages too
     handler.addFilter(_TraceFilter())
     handler.setFormatter(_StructlogFormatter(json))
     return handler
@@ -102,7 +118,7 @@ class _DeferredFileHandler(logging.Handler):
         super().__init__()
         self._folder = folder
         self._settings = settings
-        self._inner: RotatingFileHandler | None = None
+        self._inner: logging.Handler | None = None
         self._level = logging.DEBUG
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -111,7 +127,7 @@ class _DeferredFileHandler(logging.Handler):
             self._level = logging.getLevelName(s.level.upper())
             self._inner = _file_handler(
                 self._folder, max_bytes=s.max_bytes, backup_count=s.backup_count, json=s.json
-            )
+            ) or _stderr_handler(s.json)
         if record.levelno >= self._level:
             self._inner.handle(record)
 

@@ -16,6 +16,7 @@ def test_records_carry_trace_ids_rotate_and_hide_secrets(
 ) -> None:
     monkeypatch.setenv("SERVICE_TOKEN", "tok-0123456789-secret")
     path = setup_logging(tmp_path / "logs", level="INFO", max_bytes=2000, backup_count=2)
+    assert path is not None
     logger = logging.getLogger("orchestrator.run")
     for i in range(40):
         logger.warning(

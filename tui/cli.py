@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.agent_commands import add_parsers as add_agent_parsers
 
     add_agent_parsers(sub)
+    from tui.doctor_command import add_parser as add_doctor_parser
+
+    add_doctor_parser(sub)
     return parser
 
 

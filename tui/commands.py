@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.paths import Paths
 from core.errors import AlreadyAnsweredError, ConfigError, InputError
+from core.readonly import READ_COMMANDS, read_only_reason, refuse_write
 from core.records import Intervention, Run, RunStatus, RunSummary
 
 if TYPE_CHECKING:
@@ -45,17 +46,25 @@ async def dispatch(args: argparse.Namespace) -> int:
 
         run = rag_commands.index_command if args.command == "index" else rag_commands.search_command
         return await run(args, paths)
+    reason = read_only_reason(paths)
+    if reason is not None and args.command not in READ_COMMANDS:
+        raise refuse_write(args.command, reason)
+    if args.command == "doctor":
+        from tui.doctor_command import doctor_command
+
+        return await doctor_command(args, paths, read_only=reason is not None)
     from core.engine import Engine
 
+    read_only = reason is not None
     if args.command in LIGHT_COMMANDS:
-        engine = await Engine.open(paths, logging=functools.partial(_user_logging, paths))
+        engine = await Engine.open(
+            paths, logging=functools.partial(_user_logging, paths), read_only=read_only
+        )
     else:
         from config.loader import load_config
 
-        user = load_config(
-            paths, env=os.environ
-        )  # the user's logging settings; run config comes later
-        engine = await Engine.open(paths, logging=user.config.logging)
+        user = load_config(paths, env=os.environ)  # the user's logging settings; run config later
+        engine = await Engine.open(paths, logging=user.config.logging, read_only=read_only)
     async with engine:
         handler = COMMANDS[args.command]
         return await handler(engine, args)

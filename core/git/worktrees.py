@@ -21,6 +21,7 @@ from core.git.repo import (
 # A line that starts a or ends a conflict hunk as git writes them.
 _MARKER = re.compile(rb"^(<{7}|>{7})( |$)", re.MULTILINE)
 _MAX_LISTED = 10
+_BRANCHES_PER_CALL = 200  # names per `git branch -D`, well under any command-line limit
 
 
 def _same_path(a: Path | str, b: Path | str) -> bool:
@@ -240,3 +241,33 @@ def apply_branch(repo_path: Path, branch: str, message: str | None = None) -> st
             )
         raise GitError(f"git merge {branch} failed in {repo_path}: {str(err).strip()}")
     return run_git(g, "rev-parse", "HEAD")
+
+
+def remove_worktrees(repo_path: Path, folders: list[Path], branches: list[str]) -> None:
+    """Remove many worktrees and branches at once: delete the folders, prune their registrations
+    once, and delete the branches that exist in a few `git branch -D` calls (one git call per
+    worktree made cleaning a 500-phase run take minutes)."""
+    for folder in folders:
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+    g = git_cmd(repo_path)
+    run_git(g, "worktree", "prune")
+    wanted = set(branches)
+    existing = [
+        name
+        for name in run_git(g, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads/").split(
+            "\n"
+        )
+        if name in wanted
+    ]
+    refused: list[str] = []
+    for start in range(0, len(existing), _BRANCHES_PER_CALL):
+        chunk = existing[start : start + _BRANCHES_PER_CALL]
+        if git_status(g, "branch", "-D", "--", *chunk) != 0:
+            # git deletes what it can and refuses a branch checked out somewhere: say which.
+            refused += [b for b in chunk if _branch_exists(repo_path, b)]
+    if refused:
+        raise GitError(
+            f"could not delete {_listing(refused)} in {repo_path}: checked out in a worktree "
+            "that is not the orchestrator's; switch that checkout to another branch and clean again"
+        )

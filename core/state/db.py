@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sqlite3
@@ -12,15 +13,59 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import quote
 
 import aiosqlite
 
-from core.errors import NotFoundError, StateError
+from core.diskfull import disk_full_error, is_disk_full
+from core.errors import (
+    DamagedDatabaseError,
+    NotFoundError,
+    OrchestratorError,
+    ReadOnlyHomeError,
+    StateError,
+)
 from core.state import schema
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
 LOCK_RETRY_SECONDS = 30.0
+# A PASSIVE checkpoint after this many committed writes moves the WAL into the database file
+# during a run (the automatic one waits for 1000 pages, so a whole run could live in the WAL).
+CHECKPOINT_EVERY_WRITES = 100
+WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
+_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+_READONLY_CODE = 8
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """Whether SQLite said the file is not a (whole) database: truncated, garbage, corrupt."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and int(code) & 0xFF in _CORRUPT_CODES:
+        return True
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def state_error(path: Path, action: str, exc: BaseException) -> OrchestratorError:
+    """The error for a failed database step: disk full, damaged file, read-only, or plain."""
+    if is_disk_full(exc):
+        return disk_full_error(exc, [path.parent])
+    if is_damaged(exc):
+        return DamagedDatabaseError(
+            f"the state database {path} is damaged ({exc}): the file is truncated or overwritten. "
+            "Run `orchestrator doctor --fix` to recover what it holds into a new file "
+            "(the damaged one is kept beside it)"
+        )
+    code = getattr(exc, "sqlite_errorcode", None)
+    if (code is not None and int(code) & 0xFF == _READONLY_CODE) or "readonly" in str(exc).lower():
+        return ReadOnlyHomeError(
+            f"cannot write to the state database {path}: it is read-only ({exc}). Make it and "
+            "its folder writable, or point --home/ORCHESTRATOR_HOME at a writable folder"
+        )
+    return StateError(f"{action} {path}: {exc}; check the path and its permissions")
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -88,39 +133,88 @@ class StateDatabase:
         self._writer: aiosqlite.Connection | None = writer
         self._reader: aiosqlite.Connection | None = reader
         self._lock = asyncio.Lock()
+        self._writes = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path) -> Self:
-        """Open (creating and migrating if needed) the database at `path`."""
+    async def open(cls, path: Path, *, read_only: bool = False) -> Self:
+        """Open (creating and migrating if needed) the database at `path`; with `read_only`, open
+        an existing database for reads only, touching nothing (for a read-only home)."""
         path = Path(path).expanduser().absolute()
+        if read_only:
+            return await cls._open_read_only(path)
         try:
             await asyncio.to_thread(_prepare, path)
             writer = await cls._connect(path, query_only=False)
             reader = await cls._connect(path, query_only=True)
         except (sqlite3.Error, OSError) as exc:
-            raise StateError(
-                f"cannot open state database {path}: {exc}; check the path and its permissions"
-            ) from exc
+            raise state_error(path, "cannot open state database", exc) from exc
         _restrict_modes(path)
         return cls(path, writer, reader)
 
+    @classmethod
+    async def _open_read_only(cls, path: Path) -> Self:
+        """One query-only connection: `mode=ro`, or `immutable=1` when the WAL index cannot be
+        made (a read-only folder and no -shm file); every write raises ReadOnlyHomeError."""
+        if not path.is_file():
+            raise ReadOnlyHomeError(
+                f"there is no state database at {path} and its folder is read-only; "
+                "point --home/ORCHESTRATOR_HOME at the home that holds your runs"
+            )
+        last: BaseException | None = None
+        for query in ("mode=ro", "immutable=1"):
+            reader: aiosqlite.Connection | None = None
+            try:
+                reader = await cls._connect(path, query_only=True, uri_query=query)
+                await reader.execute_fetchall("SELECT COUNT(*) FROM runs")
+                return cls(path, None, reader)  # type: ignore[arg-type]
+            except sqlite3.Error as exc:
+                last = exc
+                if reader is not None:
+                    await reader.close()
+        assert last is not None
+        raise state_error(path, "cannot open state database", last) from last
+
     @staticmethod
-    async def _connect(path: Path, query_only: bool) -> aiosqlite.Connection:
+    async def _connect(
+        path: Path, query_only: bool, uri_query: str | None = None
+    ) -> aiosqlite.Connection:
         """Open one connection in autocommit mode with the store's pragmas."""
+        target = f"file:{quote(str(path))}?{uri_query}" if uri_query else path
         db = await aiosqlite.connect(
-            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            target,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=uri_query is not None,
         )
         db.row_factory = sqlite3.Row
-        for pragma in (
+        pragmas = [
             f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
             "PRAGMA foreign_keys = ON",
-            "PRAGMA synchronous = NORMAL",
             f"PRAGMA query_only = {'ON' if query_only else 'OFF'}",
-        ):
+        ]
+        if not query_only:
+            pragmas += [
+                "PRAGMA synchronous = NORMAL",
+                f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}",
+            ]
+        for pragma in pragmas:
             await db.execute(pragma)
         return db
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this store was opened for reads only."""
+        return self._writer is None and self._reader is not None
+
+    async def checkpoint(self) -> None:
+        """Move what the WAL holds into the database file without waiting for readers (PASSIVE)."""
+        async with self._lock:
+            if self._writer is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def close(self) -> None:
         """Close both connections; safe to call twice."""
@@ -143,7 +237,12 @@ class StateDatabase:
     # -- plumbing --------------------------------------------------------------------------------
 
     def _closed_error(self) -> StateError:
-        """The error for use after close."""
+        """The error for use after close (or for a write on a store opened read-only)."""
+        if self._reader is not None:
+            return ReadOnlyHomeError(
+                f"the state database {self.path} was opened read-only (its home is read-only), "
+                "so this command cannot write; make the home writable or use another --home"
+            )
         return StateError(f"state database {self.path} is closed; open the store again")
 
     async def _begin(self, db: aiosqlite.Connection) -> None:
@@ -177,7 +276,7 @@ class StateDatabase:
             try:
                 await self._begin(db)
             except sqlite3.Error as exc:
-                raise StateError(f"cannot start a write on {self.path}: {exc}") from exc
+                raise state_error(self.path, "cannot start a write on", exc) from exc
             except BaseException:
                 # Cancelled while BEGIN ran in the worker thread: never leave the lock held.
                 await self._rollback(db)
@@ -187,13 +286,17 @@ class StateDatabase:
             except BaseException as exc:
                 await self._rollback(db)
                 if isinstance(exc, sqlite3.Error):
-                    raise StateError(f"write to {self.path} failed: {exc}") from exc
+                    raise state_error(self.path, "write failed on", exc) from exc
                 raise
             try:
                 await db.execute("COMMIT")
             except sqlite3.Error as exc:
                 await self._rollback(db)
-                raise StateError(f"commit to {self.path} failed: {exc}") from exc
+                raise state_error(self.path, "commit failed on", exc) from exc
+            self._writes += 1
+            if self._writes % CHECKPOINT_EVERY_WRITES == 0:
+                with contextlib.suppress(sqlite3.Error):  # busy readers only make it partial
+                    await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def _fetch(
         self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
@@ -205,7 +308,7 @@ class StateDatabase:
         try:
             return list(await db.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
-            raise StateError(f"read from {self.path} failed: {exc}") from exc
+            raise state_error(self.path, "read failed on", exc) from exc
 
     @staticmethod
     async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:

@@ -245,8 +245,15 @@ async def test_log_lines_are_mirrored_to_python_logging(
 ) -> None:
     journal = Journal(store, EventBus())
     run = await store.create_run("t", str(tmp_path), {})
-    with caplog.at_level(logging.DEBUG, logger="orchestrator.run"):
-        journal.log(run.id, None, "warning", "disk nearly full")
+    # Attached to the logger itself: an engine opened earlier in this process stops the
+    # `orchestrator` loggers propagating to the root logger, where caplog listens.
+    mirrored = logging.getLogger("orchestrator.run")
+    mirrored.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="orchestrator.run"):
+            journal.log(run.id, None, "warning", "disk nearly full")
+    finally:
+        mirrored.removeHandler(caplog.handler)
     record = next(r for r in caplog.records if r.name == "orchestrator.run")
     assert record.levelno == logging.WARNING and record.getMessage() == "disk nearly full"
     assert record.run_id == run.id  # type: ignore[attr-defined]

@@ -6,11 +6,16 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from config.loader import load_config
 from config.paths import Paths
-from core.doctor import DoctorReport, run_doctor
 from core.readonly import refuse_write
+
+if TYPE_CHECKING:
+    from core.doctor import DoctorReport
+
+# core.doctor (git, the store) and config.loader (pydantic) load only when doctor runs: this
+# module is imported to build every command's parser.
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -68,6 +73,9 @@ def _print(report: DoctorReport, fixed: bool) -> None:
 
 async def doctor_command(args: argparse.Namespace, paths: Paths, *, read_only: bool) -> int:
     """0 when the home is healthy (or every fix worked), 1 when problems remain."""
+    from config.loader import load_config
+    from core.doctor import run_doctor
+
     if args.fix and read_only:
         from core.readonly import read_only_reason
 

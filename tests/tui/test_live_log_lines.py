@@ -62,7 +62,7 @@ async def test_model_output_is_stored_and_shown_as_whole_lines(
                 pilot,
                 lambda: screen.run is not None and screen.run.status is RunStatus.COMPLETED,
                 what="the run to complete",
-                rounds=3000,
+                timeout=120,
             )
             stored = [
                 r.message for r in await engine.logs(run.id, limit=10_000) if r.level == "llm"

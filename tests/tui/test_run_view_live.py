@@ -216,7 +216,7 @@ async def test_the_live_timeline_shows_whole_cells_while_the_app_drives_the_run(
             pilot,
             lambda: screen.run is not None and screen.run.status is RunStatus.COMPLETED,
             what="the demo run to complete",
-            rounds=3000,
+            timeout=120,
         )
         phases = await engine.phases(run.id)
 

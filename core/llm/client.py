@@ -20,7 +20,14 @@ from tenacity import (
 )
 
 from core.errors import LLMError, LLMRetriableError
-from core.llm.base import ChatRequest, ChatResponse, LLMProvider, ModelInfo, TokenSink
+from core.llm.base import (
+    ChatRequest,
+    ChatResponse,
+    LLMProvider,
+    ModelInfo,
+    TokenSink,
+    token_limit_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +201,9 @@ class LLMClient:
                 return cached
         if self._before_call is not None:
             await self._before_call(request)
-        try:
-            response = await self._call_with_retries(request, on_text)
-        except LLMError as error:
-            # Answers that were paid for but failed validation still go into the ledger.
-            spent = getattr(error, "spent", None)
-            if isinstance(spent, ChatResponse):
-                await self._report(request, spent)
-            raise
+        response = await self._call_with_retries(request, on_text)
+        if response.truncated:
+            log.warning("%s", token_limit_message(request, response))
         if self._cache is not None and key is not None:
             await self._cache.put(key, _dump(response))
         await self._report(request, response)
@@ -231,7 +233,15 @@ class LLMClient:
             with attempt:
                 # The slot is held per try, so a request waiting out its backoff blocks nobody.
                 async with slots:
-                    return await self._provider.chat(request, on_text)
+                    try:
+                        return await self._provider.chat(request, on_text)
+                    except LLMError as error:
+                        # What a failed try cost (an answer that failed validation, the text
+                        # streamed before a connection broke) still goes into the ledger.
+                        spent = getattr(error, "spent", None)
+                        if isinstance(spent, ChatResponse):
+                            await self._report(request, spent)
+                        raise
         raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
 
     async def _cached(self, key: str, request: ChatRequest) -> ChatResponse | None:

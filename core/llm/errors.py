@@ -137,6 +137,13 @@ def from_connection(endpoint: Endpoint, error: BaseException) -> LLMRetriableErr
     )
 
 
+def _transport_error(error: BaseException) -> bool:
+    """An httpx transport error, or the same class of the httpx copy an SDK vendors."""
+    if isinstance(error, httpx.TransportError):
+        return True
+    return any(cls.__name__ == "TransportError" for cls in type(error).__mro__)
+
+
 def from_broken_stream(endpoint: Endpoint, error: BaseException) -> LLMRetriableError:
     """The error for a connection that broke while the answer was streaming."""
     detail = _short(endpoint.scrub(str(error) or type(error).__name__))
@@ -161,7 +168,7 @@ def from_sdk_error(
         status = int(error.status_code)
         # An error event inside a stream arrives after a 200: the server broke off mid-answer.
         return from_status(endpoint, status if status >= 400 else -1, message, model, headers)
-    if isinstance(error, httpx.TransportError):
+    if _transport_error(error):
         # Raised while reading a stream (the SDKs wrap only errors before the answer starts).
         return from_broken_stream(endpoint, error)
     if isinstance(error, sdk.APIError):

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from config.catalog import ModelDef
 from core.errors import (
     LLMError,
     LLMRetriableError,
@@ -26,6 +27,7 @@ from core.llm.ollama import OllamaProvider
 from core.llm.openai_compat import OpenAICompatProvider
 from core.llm.replay import CassetteRecorder, ReplayProvider
 from core.planner import _EXAMPLE, check_not_example, checked_plan, make_plan
+from core.setup import checked_model
 from tests.cassette import new_file, phase
 from tests.clirun import cli
 from tests.conftest import make_repo
@@ -381,3 +383,15 @@ def test_a_run_warns_once_when_the_server_counts_far_fewer_prompt_tokens(tmp_pat
     assert "chat template" in shortfall[0]
     limit = [w for w in warnings if "hit its token limit (" in w]
     assert len(limit) == 1 and "models.local-coder.max_tokens" in limit[0]
+
+
+async def test_a_run_takes_the_servers_context_over_models_yaml() -> None:
+    with FakeOpenAI([MODEL]) as server:
+        server.contexts = {MODEL: 8192}
+        provider = openai(server)
+        try:
+            unknown = await checked_model(provider, ModelDef(name=MODEL, context_window=None))
+            larger = await checked_model(provider, ModelDef(name=MODEL, context_window=32768))
+        finally:
+            await provider.aclose()
+    assert unknown.context_window == 8192 and larger.context_window == 8192

@@ -228,6 +228,17 @@ def show(name: str, proc: subprocess.CompletedProcess[str], tail: int = 12) -> N
         print(f"    | {line[:220]}")
 
 
+def show_model_rows(name: str, proc: subprocess.CompletedProcess[str]) -> None:
+    """`orchestrator models` output: the header, and the served model's row with its note."""
+    stage(name, f"exit code {proc.returncode}")
+    lines = (proc.stdout + proc.stderr).splitlines()
+    for number, line in enumerate(lines):
+        if number == 0 or line.startswith(ALIAS):
+            print(f"    | {line[:220]}")
+            if line.startswith(ALIAS) and number + 1 < len(lines) and lines[number + 1][:1] == " ":
+                print(f"    | {lines[number + 1][:400]}")
+
+
 def make_home(root: Path, name: str, max_tokens: int) -> Path:
     """A home folder whose models.yaml serves planner and executor from the llama.cpp server."""
     home = root / name
@@ -361,8 +372,10 @@ def run_probe(cache: Path, binary: Path, model: Path, port: int) -> None:
     server = serve(binary, model, port, work / "llama-server.log")
     try:
         home = make_home(work, "home", max_tokens=1024)
-        show("models", orchestrator(home, "models", "--provider", "openai", "--base-url", base_url))
-        show(
+        show_model_rows(
+            "models", orchestrator(home, "models", "--provider", "openai", "--base-url", base_url)
+        )
+        show_model_rows(
             "wrong",
             orchestrator(
                 home, "models", "--provider", "ollama", "--base-url", f"http://127.0.0.1:{port}"

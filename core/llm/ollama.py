@@ -205,7 +205,7 @@ class OllamaProvider:
             answered = await identify_server(self.host, self._connect_timeout)
             raise ProviderMismatchError(
                 f"{self.host} is not an Ollama server: its Ollama API (/api/...) answered "
-                f"HTTP 404 ({self._endpoint.scrub(str(error.error))[:200]}); {answered}. "
+                f"HTTP 404 ({self._endpoint.scrub(_error_text(error))[:200]}); {answered}. "
                 f"Point llm.host (or --host, OLLAMA_HOST) at Ollama, or use this server with "
                 f"its own provider, e.g. --provider openai --base-url {self.host.rstrip('/')}/v1"
             ) from error
@@ -251,6 +251,14 @@ class OllamaProvider:
                 f"Ollama at {self.host} sent a line that is not JSON: {error}"
             ) from error
         raise error
+
+
+def _error_text(error: ollama.ResponseError) -> str:
+    """The server's error text (an OpenAI-style error object gives its message)."""
+    detail: Any = error.error
+    if isinstance(detail, dict):
+        detail = detail.get("message") or detail
+    return str(detail)
 
 
 def _missing_model(error: ollama.ResponseError) -> bool:

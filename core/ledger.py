@@ -135,6 +135,7 @@ class UsageLedger:
             if text is None or (kind, request.model) in self._warned:
                 continue
             self._warned.add((kind, request.model))
-            log.warning("run %s: %s", self._run_id, text)
-            if self._journal is not None:
+            if self._journal is not None:  # stored, and mirrored to the log file as a warning
                 self._journal.log(self._run_id, phase_id, "warning", text)
+            else:
+                log.warning("run %s: %s", self._run_id, text)

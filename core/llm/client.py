@@ -20,14 +20,7 @@ from tenacity import (
 )
 
 from core.errors import LLMError, LLMRetriableError
-from core.llm.base import (
-    ChatRequest,
-    ChatResponse,
-    LLMProvider,
-    ModelInfo,
-    TokenSink,
-    token_limit_message,
-)
+from core.llm.base import ChatRequest, ChatResponse, LLMProvider, ModelInfo, TokenSink
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +195,6 @@ class LLMClient:
         if self._before_call is not None:
             await self._before_call(request)
         response = await self._call_with_retries(request, on_text)
-        if response.truncated:
-            log.warning("%s", token_limit_message(request, response))
         if self._cache is not None and key is not None:
             await self._cache.put(key, _dump(response))
         await self._report(request, response)

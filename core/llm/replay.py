@@ -79,7 +79,9 @@ class CassetteRecorder:
         except LLMError as error:
             spent = getattr(error, "spent", None)
             answer = spent if isinstance(spent, ChatResponse) else None
-            self._append(cassette_entry(request, answer, error=error))
+            entry = cassette_entry(request, answer, error=error)
+            entry["provider"] = entry["provider"] or self.name
+            self._append(entry)
             raise
         self._append(cassette_entry(request, response))
         return response

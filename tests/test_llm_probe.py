@@ -16,6 +16,7 @@ from config.catalog import ModelDef
 from core.errors import (
     LLMError,
     LLMRetriableError,
+    ModelNotFoundError,
     PlanError,
     PromptTooLargeError,
     ProviderMismatchError,
@@ -395,3 +396,17 @@ async def test_a_run_takes_the_servers_context_over_models_yaml() -> None:
         finally:
             await provider.aclose()
     assert unknown.context_window == 8192 and larger.context_window == 8192
+
+
+async def test_a_model_missing_on_ollama_names_the_host_and_the_pull_line(
+    fake_ollama: FakeOllama,
+) -> None:
+    provider = OllamaProvider(fake_ollama.url, 5, 1)
+    try:
+        with pytest.raises(ModelNotFoundError) as caught:
+            await checked_model(provider, ModelDef(name="nope:7b"))
+    finally:
+        await provider.aclose()
+    assert f"on the ollama server at {fake_ollama.url}; run: ollama pull nope:7b" in str(
+        caught.value
+    )

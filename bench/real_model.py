@@ -193,7 +193,7 @@ def serve(binary: Path, model: Path, port: int, log: Path) -> subprocess.Popen[b
     return proc
 
 
-def orchestrator(home: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+def orchestrator(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess with its own home folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR")}
     env.update(
@@ -373,7 +373,7 @@ def run_probe(cache: Path, binary: Path, model: Path, port: int) -> None:
     base_url = f"http://127.0.0.1:{port}/v1"
     server = serve(binary, model, port, work / "llama-server.log")
     try:
-        home = make_home(work, "home", max_tokens=1024)
+        home = make_home(work, "home", max_tokens=512)
         show_model_rows(
             "models", orchestrator(home, "models", "--provider", "openai", "--base-url", base_url)
         )
@@ -409,7 +409,7 @@ def run_probe(cache: Path, binary: Path, model: Path, port: int) -> None:
         stage("record", cassette_summary(cassette))
 
         replay_repo = make_repo(work / "replay-repo")
-        replay_home = make_home(work, "replay-home", max_tokens=1024)
+        replay_home = make_home(work, "replay-home", max_tokens=512)
         replayed = orchestrator(
             replay_home,
             "run",

@@ -101,8 +101,9 @@ def prompt_too_large(
     server = f" ({where})" if where else ""
     return PromptTooLargeError(
         f"Model {model}: the prompt ({size} tokens) does not fit the server's context "
-        f"({window or '?'}){server}. Shorten the task or the retrieved context (rag.max_context_tokens), "
-        "serve the model with a larger context, or pick a model with a larger context window; "
+        f"({window or '?'}){server}. Shorten the task or the retrieved context "
+        "(rag.max_context_tokens), serve the model with a larger context, or pick a model with "
+        "a larger context window; "
         "the prompt is never truncated silently."
     )
 

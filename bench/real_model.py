@@ -169,6 +169,9 @@ def serve(binary: Path, model: Path, port: int, log: Path) -> subprocess.Popen[b
         str(port),
         "-t",
         "2",
+        # No repacked weights: built natively here, ggml's AMX path is compiled in, and this
+        # machine lists AMX but faults on it (SIGSEGV in ggml_backend_amx_mul_mat at warm-up).
+        "--no-repack",
     ]
     stage("serve", "llama-server " + " ".join(command[1:]))
     handle = log.open("wb")

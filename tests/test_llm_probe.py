@@ -296,7 +296,7 @@ async def test_tokens_streamed_before_the_connection_broke_are_counted(kind: str
         )
         streamed: list[str] = []
         try:
-            with pytest.raises(LLMRetriableError, match="broke|connection|Cannot reach"):
+            with pytest.raises(LLMRetriableError, match="broke"):
                 await client.chat(request, on_text=streamed.append)
         finally:
             await client.aclose()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, NoReturn
 
-from core.errors import LLMAuthError, LLMError
+from core.errors import LLMAuthError, LLMError, LLMRetriableError
 from core.llm.base import (
     ChatRequest,
     ChatResponse,
@@ -22,7 +22,7 @@ from core.llm.base import (
     partial_response,
 )
 from core.llm.client import TextBatcher
-from core.llm.errors import Endpoint, from_sdk_error
+from core.llm.errors import Endpoint, from_broken_stream, from_sdk_error
 from core.llm.secrets import scrubber
 from core.llm.structured import Messages, validated_json
 
@@ -220,6 +220,11 @@ class AnthropicProvider:
         if mapped is None:
             raise error
         if spent is not None:
+            if isinstance(mapped, LLMRetriableError) and isinstance(
+                error, anthropic.APIConnectionError
+            ):
+                # Text had arrived: the connection broke mid-answer, it was reachable.
+                mapped = from_broken_stream(self._endpoint, error.__cause__ or error)
             mapped.spent = spent  # type: ignore[attr-defined]
         raise mapped from error
 

@@ -25,7 +25,7 @@ from core.llm.base import (
     prompt_too_large,
 )
 from core.llm.client import TextBatcher
-from core.llm.errors import Endpoint, from_sdk_error
+from core.llm.errors import Endpoint, from_broken_stream, from_sdk_error
 from core.llm.secrets import scrubber
 from core.llm.structured import Messages, extract_json, schema_error, validated_json
 
@@ -268,6 +268,11 @@ class OpenAICompatProvider:
         if mapped is None:
             raise error
         if spent is not None:
+            if isinstance(mapped, LLMRetriableError) and isinstance(
+                error, openai.APIConnectionError
+            ):
+                # Text had arrived: the connection broke mid-answer, it was reachable.
+                mapped = from_broken_stream(self._endpoint, error.__cause__ or error)
             mapped.spent = spent  # type: ignore[attr-defined]
         raise mapped from error
 

@@ -14,6 +14,7 @@ OrchestratorError
 │   ├── LLMRetriableError  connection, timeout, 429, 5xx, overloaded: worth another try
 │   ├── LLMAuthError       the provider refused the API key (401/403), or none was given
 │   ├── ModelNotFoundError the model is not present on the provider (not retried)
+│   ├── ProviderMismatchError the URL answers, but not as the provider it was told (not retried)
 │   ├── PromptTooLargeError the prompt does not fit the model's context window
 │   └── ReplayMissError    a replay cassette holds no answer for a request
 ├── PlanError              the planner's answer was not a valid plan after one repair round
@@ -108,6 +109,13 @@ class PromptTooLargeError(LLMError):
 
 class ModelNotFoundError(LLMError):
     """The configured model does not exist on the provider; the message says how to pull it."""
+
+    exit_code = 2
+
+
+class ProviderMismatchError(LLMError):
+    """The server at the configured URL is not the provider it was told (e.g. the Ollama
+    provider pointed at llama.cpp's server); the message names the host and what answered."""
 
     exit_code = 2
 

@@ -87,11 +87,22 @@ async def _probe(provider: LLMProvider) -> tuple[set[str] | None, str]:
     return set(names), ""
 
 
+def routed(model: ModelDef, llm_provider: str) -> ModelDef:
+    """The model as a run routes it: a chat model goes to llm.provider unless that is auto;
+    embedders keep their own provider (the run's provider serves only chat)."""
+    chats = "chat" in model.capabilities or not model.capabilities
+    if llm_provider == "auto" or not chats:
+        return model
+    return model.model_copy(update={"provider": llm_provider})
+
+
 async def models_report(config: OrchestratorConfig, catalog: ModelsCatalog) -> list[ModelStatus]:
-    """Check every configured model against its provider (each provider is asked once)."""
-    entries = _configured(config, catalog)
+    """Check every configured model against the provider a run would use for it (each provider
+    is asked once)."""
     llm = config.llm
-    needed = sorted({m.provider for m, _ in entries if m.provider in CHAT_PROVIDERS})
+    entries = [(routed(m, llm.provider), roles) for m, roles in _configured(config, catalog)]
+    checkable = (*CHAT_PROVIDERS, "replay") if llm.replay else CHAT_PROVIDERS
+    needed = sorted({m.provider for m, _ in entries if m.provider in checkable})
     providers: dict[str, LLMProvider] = {}
     probes: dict[str, tuple[set[str] | None, str]] = {}
     try:
@@ -105,6 +116,8 @@ async def models_report(config: OrchestratorConfig, catalog: ModelsCatalog) -> l
                 host=llm.host,
                 timeout_seconds=min(llm.timeout_seconds, CHECK_TIMEOUT_SECONDS),
                 connect_timeout_seconds=llm.connect_timeout_seconds,
+                replay_path=llm.replay,
+                replay_strict=llm.replay_strict,
                 llm=llm,
             )
         asked = list(providers)
@@ -160,9 +173,10 @@ async def _status(
         else:
             shown = ", ".join(sorted(listed)[:8]) + (" ..." if len(listed) > 8 else "")
             row.note = f"the server does not list this model; it lists: {shown or 'nothing'}"
-    elif model.provider == "ollama":
+    elif model.provider in ("ollama", "openai"):
         try:
-            info = await providers["ollama"].model_info(model.tag)
+            info = await providers[model.provider].model_info(model.tag)
+            # The server's own context length wins, as it does for a run.
             row.context_length = info.context_length or row.context_length
             row.capabilities = list(info.capabilities) or row.capabilities
         except LLMError as error:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 from core.errors import PlanError
-from core.llm.base import ChatRequest, TokenSink
+from core.llm.base import ChatRequest, TokenSink, token_limit_message
 from core.llm.client import LLMClient
 from core.plan import Plan, PlanValidationError, parse_plan, plan_json_schema
 
@@ -59,6 +60,46 @@ _EXAMPLE = {
         },
     ]
 }
+
+
+# A text that holds no content: empty, only dots/ellipses/dashes, or a stock placeholder word.
+_PLACEHOLDER = re.compile(r"[\s.…_\-*?<>]*|(?i:todo|tbd|placeholder|\.\.\.|<[^>]*>)")
+
+
+def _placeholder(text: str) -> bool:
+    return _PLACEHOLDER.fullmatch(text.strip()) is not None
+
+
+def check_not_example(plan: Plan) -> None:
+    """Send back a plan that copies the prompt's example or holds placeholder text (narrowly:
+    a phase whose name and description equal an example phase's, or a description or
+    verification criterion that is only a placeholder such as "...")."""
+    copied = {(p["name"], p["description"]) for p in _EXAMPLE["phases"]}
+    for number, phase in enumerate(plan.phases, start=1):
+        where = f"phase {number} (id {phase.id!r})"
+        if (phase.name, phase.description) in copied:
+            raise PlanValidationError(
+                f"{where} is copied from the example in the instructions ({phase.name!r}); "
+                "plan the actual task instead, with phases about its own files and changes."
+            )
+        if _placeholder(phase.description):
+            raise PlanValidationError(
+                f"{where} has a placeholder description ({phase.description!r}); say what to "
+                "change, in which files, and why."
+            )
+        for criterion in phase.verification_criteria:
+            if _placeholder(criterion):
+                raise PlanValidationError(
+                    f"{where} has a placeholder verification criterion ({criterion!r}); give "
+                    "checkable statements, or an empty list."
+                )
+
+
+def checked_plan(answer: str) -> Plan:
+    """The parsed plan, refused (PlanValidationError) when it is invalid or copies the example."""
+    plan = parse_plan(answer)
+    check_not_example(plan)
+    return plan
 
 
 def system_prompt() -> str:
@@ -124,21 +165,31 @@ async def make_plan(
             repair=repair,
         )
 
-    answer = (await llm.chat(request(messages, 0), on_text)).content
+    first = await llm.chat(request(messages, 0), on_text)
+    answer = first.content
     try:
-        return parse_plan(answer), answer
+        return checked_plan(answer), answer
     except PlanValidationError as error:
+        if first.truncated:  # a repair round would be cut off at the same limit
+            raise PlanError(
+                f"The planner's answer is not a plan because "
+                f"{token_limit_message(request(messages, 0), first)} ({error})"
+            ) from error
         first_error = error
     repaired = messages + [
         {"role": "assistant", "content": answer},
         {"role": "user", "content": repair_prompt(first_error)},
     ]
-    answer = (await llm.chat(request(repaired, 1), on_text)).content
+    second = await llm.chat(request(repaired, 1), on_text)
+    answer = second.content
     try:
-        return parse_plan(answer), answer
+        return checked_plan(answer), answer
     except PlanValidationError as error:
+        limit = ""
+        if second.truncated:
+            limit = f" ({token_limit_message(request(repaired, 1), second)})"
         raise PlanError(
-            f"The planner's answer was not a valid plan after one repair round: {error}\n"
+            f"The planner's answer was not a valid plan after one repair round{limit}: {error}\n"
             f"First error: {first_error}\n"
             f"The model answered:\n{_quote(answer)}"
         ) from error

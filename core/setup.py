@@ -107,6 +107,20 @@ def chat_models(config: OrchestratorConfig, catalog: ModelsCatalog) -> tuple[Mod
     )
 
 
+def served_at(provider: LLMProvider, model: str) -> str:
+    """ " at URL" of the server that serves `model` (through a recorder or a router), or ""."""
+    inner: object = provider
+    for _ in range(4):  # a recorder around a router around a provider, at most
+        if hasattr(inner, "inner"):
+            inner = inner.inner
+        elif hasattr(inner, "route"):
+            inner = inner.route(model)
+        else:
+            break
+    url = getattr(inner, "host", None) or getattr(inner, "base_url", None)
+    return f" at {url}" if url else ""
+
+
 async def checked_model(provider: LLMProvider, model: ModelDef) -> ModelDef:
     """Ask the provider whether the model exists and fill in its context length when unknown."""
     if provider.name == "replay":
@@ -121,7 +135,10 @@ async def checked_model(provider: LLMProvider, model: ModelDef) -> ModelDef:
             hint = f"run: ollama pull {tag}"
         else:
             hint = "check the model name (`orchestrator models` lists what is configured and found)"
-        raise ModelNotFoundError(f"model {tag!r} is not present on the {served_by} server; {hint}")
+        raise ModelNotFoundError(
+            f"model {tag!r} is not present on the {served_by} server{served_at(provider, tag)}; "
+            f"{hint}"
+        )
     if info.capabilities and served_by == "ollama" and "completion" not in info.capabilities:
         raise ConfigError(
             f"model {tag!r} on Ollama cannot chat (its capabilities: "

@@ -195,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="configured models: provider, reachable and present, context length, price",
     )
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--provider",
+        help="check every chat model against this provider, as `run --provider` routes them "
+        "(default llm.provider; auto: each model's models.yaml provider)",
+    )
+    p.add_argument(
+        "--base-url",
+        help="the server to ask: the Ollama host with --provider ollama, else the "
+        "OpenAI-compatible API URL (llm.openai.base_url), or Anthropic's with --provider anthropic",
+    )
 
     p = sub.add_parser(
         "verify",

@@ -466,10 +466,27 @@ def print_usage_totals(totals: dict[str, Any]) -> None:
         )
 
 
+def _models_overrides(args: argparse.Namespace, configured_provider: str) -> dict[str, Any]:
+    """`models --provider/--base-url` as config overrides; the URL goes to the provider asked."""
+    overrides: dict[str, Any] = {}
+    provider = getattr(args, "provider", None) or configured_provider
+    if getattr(args, "provider", None):
+        overrides["llm.provider"] = args.provider
+    if getattr(args, "base_url", None):
+        key = {"ollama": "llm.host", "anthropic": "llm.anthropic.base_url"}.get(
+            provider, "llm.openai.base_url"
+        )
+        overrides[key] = args.base_url
+    return overrides
+
+
 async def models_command(engine: Engine, args: argparse.Namespace) -> int:
     from config.loader import load_config
 
     loaded = load_config(engine.paths, env=os.environ)
+    overrides = _models_overrides(args, loaded.config.llm.provider)
+    if overrides:
+        loaded = load_config(engine.paths, env=os.environ, cli=overrides)
     rows = await engine.models(loaded)
     if args.json:
         _print_json([r.as_dict() for r in rows])

@@ -12,10 +12,17 @@ from __future__ import annotations
 import time
 from typing import Any, NoReturn
 
-from core.errors import LLMAuthError, LLMError
-from core.llm.base import ChatRequest, ChatResponse, ModelInfo, TokenSink, check_prompt_fits
+from core.errors import LLMAuthError, LLMError, LLMRetriableError
+from core.llm.base import (
+    ChatRequest,
+    ChatResponse,
+    ModelInfo,
+    TokenSink,
+    check_prompt_fits,
+    partial_response,
+)
 from core.llm.client import TextBatcher
-from core.llm.errors import Endpoint, from_sdk_error
+from core.llm.errors import Endpoint, from_broken_stream, from_sdk_error
 from core.llm.secrets import scrubber
 from core.llm.structured import Messages, validated_json
 
@@ -116,13 +123,15 @@ class AnthropicProvider:
             kwargs["output_config"] = {"format": output_format}
         # No temperature: this SDK's messages API no longer takes sampling parameters.
         started = time.monotonic()
+        pieces: list[str] = []  # streamed text, kept so a broken stream's tokens still count
         try:
             if on_text is None:
-                content, usage = await self._unstreamed(kwargs)
+                content, usage, stop = await self._unstreamed(kwargs)
             else:
-                content, usage = await self._streamed(kwargs, on_text)
+                content, usage, stop = await self._streamed(kwargs, on_text, pieces)
         except Exception as error:  # noqa: BLE001 - every failure is mapped to the error tree
-            self._raise_mapped(error, request.model)
+            spent = partial_response(request, self.name, pieces, started) if pieces else None
+            self._raise_mapped(error, request.model, spent)
         return ChatResponse(
             content=content,
             model=request.model,
@@ -131,22 +140,24 @@ class AnthropicProvider:
             completion_tokens=usage["output"],
             cached_tokens=usage["cache_read"],
             duration_ms=(time.monotonic() - started) * 1000.0,
+            raw={"stop_reason": stop},
+            truncated=stop == "max_tokens",
         )
 
-    async def _unstreamed(self, kwargs: dict[str, Any]) -> tuple[str, dict[str, int]]:
+    async def _unstreamed(self, kwargs: dict[str, Any]) -> tuple[str, dict[str, int], str | None]:
         reply = await self._client.messages.create(**kwargs)
         text = "".join(
             block.text for block in reply.content if getattr(block, "type", "") == "text"
         )
-        return text, _usage(reply.usage)
+        return text, _usage(reply.usage), reply.stop_reason
 
     async def _streamed(
-        self, kwargs: dict[str, Any], on_text: TokenSink
-    ) -> tuple[str, dict[str, int]]:
+        self, kwargs: dict[str, Any], on_text: TokenSink, pieces: list[str]
+    ) -> tuple[str, dict[str, int], str | None]:
         stream = await self._client.messages.create(**kwargs, stream=True)
         batcher = TextBatcher(on_text)
-        pieces: list[str] = []
         usage = _usage(None)
+        stop: str | None = None
         try:
             async for event in stream:
                 kind = getattr(event, "type", "")
@@ -157,11 +168,13 @@ class AnthropicProvider:
                 ):
                     pieces.append(event.delta.text)
                     batcher.add(event.delta.text)
-                elif kind == "message_delta" and getattr(event, "usage", None) is not None:
-                    usage["output"] = int(getattr(event.usage, "output_tokens", 0) or 0)
+                elif kind == "message_delta":
+                    stop = getattr(event.delta, "stop_reason", None) or stop
+                    if getattr(event, "usage", None) is not None:
+                        usage["output"] = int(getattr(event.usage, "output_tokens", 0) or 0)
         finally:
             batcher.flush()
-        return "".join(pieces), usage
+        return "".join(pieces), usage, stop
 
     async def list_models(self) -> list[str]:
         """Model ids the API lists."""
@@ -196,7 +209,9 @@ class AnthropicProvider:
                 "llm.secrets_file points to)."
             )
 
-    def _raise_mapped(self, error: BaseException, model: str) -> NoReturn:
+    def _raise_mapped(
+        self, error: BaseException, model: str, spent: ChatResponse | None = None
+    ) -> NoReturn:
         import anthropic
 
         if isinstance(error, LLMError):
@@ -204,6 +219,13 @@ class AnthropicProvider:
         mapped = from_sdk_error(anthropic, error, self._endpoint, model, self._timeout)
         if mapped is None:
             raise error
+        if spent is not None:
+            if isinstance(mapped, LLMRetriableError) and isinstance(
+                error, anthropic.APIConnectionError
+            ):
+                # Text had arrived: the connection broke mid-answer, it was reachable.
+                mapped = from_broken_stream(self._endpoint, error.__cause__ or error)
+            mapped.spent = spent  # type: ignore[attr-defined]
         raise mapped from error
 
 

@@ -45,6 +45,7 @@ class ChatResponse:
     cached: bool = False  # answered from the orchestrator's response cache (costs nothing)
     cached_tokens: int = 0  # prompt tokens the provider served from its own prompt cache
     raw: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False  # the answer stopped at its token limit (finish reason "length")
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,49 @@ def check_prompt_fits(request: ChatRequest) -> int:
     prompt = estimate_prompt_tokens(request)
     window = request.context_window
     if window is not None and prompt > window:
-        raise PromptTooLargeError(
-            f"The prompt (~{prompt} tokens) does not fit model {request.model}'s context window "
-            f"({window} tokens). Shorten the task or the retrieved context, or pick a model with "
-            "a larger context window; the prompt is never truncated silently."
-        )
+        raise prompt_too_large(request.model, prompt, window, estimated=True)
     return prompt
+
+
+def prompt_too_large(
+    model: str, prompt: int | None, window: int | None, *, estimated: bool, where: str = ""
+) -> PromptTooLargeError:
+    """The one message for a prompt past the context: "the prompt (N tokens) does not fit the
+    server's context (M)", with what to do; never retried (the same prompt fails again)."""
+    size = f"~{prompt}" if estimated and prompt is not None else str(prompt or "?")
+    server = f" ({where})" if where else ""
+    return PromptTooLargeError(
+        f"Model {model}: the prompt ({size} tokens) does not fit the server's context "
+        f"({window or '?'}){server}. Shorten the task or the retrieved context "
+        "(rag.max_context_tokens), serve the model with a larger context, or pick a model with "
+        "a larger context window; "
+        "the prompt is never truncated silently."
+    )
+
+
+def token_limit_message(request: ChatRequest, response: ChatResponse) -> str:
+    """What to say when an answer was cut off by max_tokens: the limit and the key to raise."""
+    limit = request.max_tokens or response.completion_tokens or "?"
+    return (
+        f"the answer of model {request.model} hit its token limit ({limit}) and was cut off; "
+        f"raise models.{request.model}.max_tokens in models.yaml"
+    )
+
+
+def partial_response(
+    request: ChatRequest, provider: str, pieces: list[str], started: float, prompt_tokens: int = 0
+) -> ChatResponse:
+    """What a stream that broke off had cost: the prompt and the text received so far
+    (estimated where the server sent no usage), so usage and budgets count it."""
+    import time
+
+    text = "".join(pieces)
+    return ChatResponse(
+        content=text,
+        model=request.model,
+        provider=provider,
+        prompt_tokens=prompt_tokens or estimate_prompt_tokens(request),
+        completion_tokens=estimate_tokens(text),
+        duration_ms=(time.monotonic() - started) * 1000.0,
+        raw={"partial": True},
+    )

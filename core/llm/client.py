@@ -251,14 +251,7 @@ class LLMClient:
                 return cached
         if self._before_call is not None:
             await self._before_call(request)
-        try:
-            response = await self._call_with_retries(request, on_text)
-        except LLMError as error:
-            # Answers that were paid for but failed validation still go into the ledger.
-            spent = getattr(error, "spent", None)
-            if isinstance(spent, ChatResponse):
-                await self._report(request, spent)
-            raise
+        response = await self._call_with_retries(request, on_text)
         if self._cache is not None and key is not None:
             await self._cache.put(key, _dump(response))
         await self._report(request, response)
@@ -288,7 +281,15 @@ class LLMClient:
             with attempt:
                 # The slot is held per try, so a request waiting out its backoff blocks nobody.
                 async with slots:
-                    return await self._provider.chat(request, on_text)
+                    try:
+                        return await self._provider.chat(request, on_text)
+                    except LLMError as error:
+                        # What a failed try cost (an answer that failed validation, the text
+                        # streamed before a connection broke) still goes into the ledger.
+                        spent = getattr(error, "spent", None)
+                        if isinstance(spent, ChatResponse):
+                            await self._report(request, spent)
+                        raise
         raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
 
     async def _cached(self, key: str, request: ChatRequest) -> ChatResponse | None:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
+import httpx
+
 from core.errors import (
     LLMAuthError,
     LLMError,
@@ -87,6 +89,11 @@ def from_status(
             f"{where} refused the API key{key} (HTTP {status}): {detail}. "
             f"Set a valid key{key} (or in the secrets file llm.secrets_file points to)."
         )
+    if status == 404 and not model:
+        return LLMError(
+            f"{where} answered HTTP 404 ({detail}) where its API should be: the URL is wrong or "
+            f"the server is another kind; {endpoint.unreachable_hint}"
+        )
     if status == 404:
         return ModelNotFoundError(
             f"Model '{model}' is not available on {where} ({detail}); "
@@ -130,6 +137,22 @@ def from_connection(endpoint: Endpoint, error: BaseException) -> LLMRetriableErr
     )
 
 
+def _transport_error(error: BaseException) -> bool:
+    """An httpx transport error, or the same class of the httpx copy an SDK vendors."""
+    if isinstance(error, httpx.TransportError):
+        return True
+    return any(cls.__name__ == "TransportError" for cls in type(error).__mro__)
+
+
+def from_broken_stream(endpoint: Endpoint, error: BaseException) -> LLMRetriableError:
+    """The error for a connection that broke while the answer was streaming."""
+    detail = _short(endpoint.scrub(str(error) or type(error).__name__))
+    return LLMRetriableError(
+        f"The connection to {endpoint.where()} broke while the answer was streaming "
+        f"({type(error).__name__}: {detail}). Check that the server is still running."
+    )
+
+
 def from_sdk_error(
     sdk: ModuleType, error: BaseException, endpoint: Endpoint, model: str, timeout: float
 ) -> LLMError | None:
@@ -145,6 +168,9 @@ def from_sdk_error(
         status = int(error.status_code)
         # An error event inside a stream arrives after a 200: the server broke off mid-answer.
         return from_status(endpoint, status if status >= 400 else -1, message, model, headers)
+    if _transport_error(error):
+        # Raised while reading a stream (the SDKs wrap only errors before the answer starts).
+        return from_broken_stream(endpoint, error)
     if isinstance(error, sdk.APIError):
         return LLMRetriableError(
             f"{endpoint.where()} sent an answer that could not be read: "

@@ -12,13 +12,14 @@ import httpx
 import ollama
 import pydantic
 
-from core.errors import LLMError, LLMRetriableError
+from core.errors import LLMError, LLMRetriableError, ProviderMismatchError
 from core.llm.base import (
     ChatRequest,
     ChatResponse,
     ModelInfo,
     TokenSink,
     check_prompt_fits,
+    partial_response,
 )
 from core.llm.client import TextBatcher
 from core.llm.errors import Endpoint, from_connection, from_status, from_timeout
@@ -84,6 +85,7 @@ class OllamaProvider:
             options["num_predict"] = request.max_tokens
         started = time.monotonic()
         final: ollama.ChatResponse | None
+        pieces: list[str] = []  # streamed text, kept so a broken stream's tokens still count
         try:
             if on_text is None:
                 reply = await self._client.chat(
@@ -96,9 +98,10 @@ class OllamaProvider:
                 content = reply.message.content or ""
                 final = reply
             else:
-                content, final = await self._stream(request, options, on_text)
+                content, final = await self._stream(request, options, on_text, pieces)
         except Exception as error:  # noqa: BLE001 - every failure is mapped to the error tree
-            self._raise_mapped(error, request.model)
+            spent = partial_response(request, self.name, pieces, started) if pieces else None
+            await self._fail(error, request.model, spent=spent)
         duration_ms = (time.monotonic() - started) * 1000.0
         raw = final.model_dump(exclude={"message"}, mode="json") if final is not None else {}
         return ChatResponse(
@@ -109,10 +112,15 @@ class OllamaProvider:
             completion_tokens=int(getattr(final, "eval_count", None) or 0),
             duration_ms=duration_ms,
             raw=raw,
+            truncated=getattr(final, "done_reason", None) == "length",
         )
 
     async def _stream(
-        self, request: ChatRequest, options: dict[str, Any], on_text: TokenSink
+        self,
+        request: ChatRequest,
+        options: dict[str, Any],
+        on_text: TokenSink,
+        pieces: list[str],
     ) -> tuple[str, ollama.ChatResponse | None]:
         # Errors of a stream surface while iterating, not when chat() returns the generator.
         parts = await self._client.chat(
@@ -123,7 +131,6 @@ class OllamaProvider:
             stream=True,
         )
         batcher = TextBatcher(on_text)
-        pieces: list[str] = []
         last: ollama.ChatResponse | None = None
         try:
             async for part in parts:
@@ -141,9 +148,9 @@ class OllamaProvider:
         try:
             shown = await self._client.show(model)
         except ollama.ResponseError as error:
-            if error.status_code == 404 or "not found" in str(error.error).lower():
+            if _missing_model(error):
                 return ModelInfo(name=model, present=False)
-            self._raise_mapped(error, model)
+            await self._fail(error, model)
         except Exception as error:  # noqa: BLE001
             self._raise_mapped(error, model)
         info = dict(shown.modelinfo or {})
@@ -159,15 +166,44 @@ class OllamaProvider:
         try:
             listed = await self._client.list()
         except Exception as error:  # noqa: BLE001
-            self._raise_mapped(error, "")
+            await self._fail(error, "")
         return [m.model for m in listed.models if m.model]
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.close()  # type: ignore[no-untyped-call]
 
-    def _raise_mapped(self, error: BaseException, model: str) -> NoReturn:
+    async def _fail(
+        self, error: BaseException, model: str, spent: ChatResponse | None = None
+    ) -> NoReturn:
+        """Raise the mapped error; a 404 that is not Ollama's "model not found" means the host
+        is another kind of server, and the message says which (asked once, on this path only)."""
+        if (
+            isinstance(error, ollama.ResponseError)
+            and error.status_code == 404
+            and not _missing_model(error)
+        ):
+            answered = await identify_server(self.host, self._connect_timeout)
+            raise ProviderMismatchError(
+                f"{self.host} is not an Ollama server: its Ollama API (/api/...) answered "
+                f"HTTP 404 ({self._endpoint.scrub(_error_text(error))[:200]}); {answered}. "
+                f"Point llm.host (or --host, OLLAMA_HOST) at Ollama, or use this server with "
+                f"its own provider, e.g. --provider openai --base-url {self.host.rstrip('/')}/v1"
+            ) from error
+        self._raise_mapped(error, model, spent=spent)
+
+    def _raise_mapped(
+        self, error: BaseException, model: str, spent: ChatResponse | None = None
+    ) -> NoReturn:
         """Translate client, transport and HTTP errors into the orchestrator's error tree."""
+        try:
+            self._map(error, model)
+        except LLMError as mapped:
+            if spent is not None:
+                mapped.spent = spent  # type: ignore[attr-defined]
+            raise
+
+    def _map(self, error: BaseException, model: str) -> NoReturn:
         endpoint = self._endpoint
         if isinstance(error, LLMError):
             raise error
@@ -196,6 +232,44 @@ class OllamaProvider:
                 f"Ollama at {self.host} sent a line that is not JSON: {error}"
             ) from error
         raise error
+
+
+def _error_text(error: ollama.ResponseError) -> str:
+    """The server's error text (an OpenAI-style error object gives its message)."""
+    detail: Any = error.error
+    if isinstance(detail, dict):
+        detail = detail.get("message") or detail
+    return str(detail)
+
+
+def _missing_model(error: ollama.ResponseError) -> bool:
+    """Ollama's own answer for a model it has not pulled ("model 'x' not found")."""
+    text = str(error.error).lower()
+    return "model" in text and "not found" in text
+
+
+async def identify_server(host: str, timeout_seconds: float) -> str:
+    """What answers at a host that is not the server we expected: an OpenAI-compatible server
+    (with the models it lists), or only its HTTP status and Server header."""
+    url = host.rstrip("/") + "/v1/models"
+    try:
+        async with httpx.AsyncClient(timeout=max(1.0, timeout_seconds)) as client:
+            reply = await client.get(url)
+    except httpx.HTTPError as error:
+        return f"GET {url} failed too ({type(error).__name__})"
+    server = reply.headers.get("server")
+    software = f" ({server})" if server else ""
+    try:
+        data = reply.json()
+    except ValueError:
+        data = None
+    if reply.status_code == 200 and isinstance(data, dict) and isinstance(data.get("data"), list):
+        ids = [str(m.get("id")) for m in data["data"] if isinstance(m, dict) and m.get("id")]
+        owners = {str(m.get("owned_by")) for m in data["data"] if isinstance(m, dict)}
+        owner = f", owned by {', '.join(sorted(owners - {'None'}))}" if owners - {"None"} else ""
+        listed = ", ".join(ids[:5]) or "no models"
+        return f"what answered is an OpenAI-compatible server{software} serving {listed}{owner}"
+    return f"GET {url} answered HTTP {reply.status_code}{software}"
 
 
 def _context_length(info: dict[str, Any]) -> int | None:

@@ -21,9 +21,11 @@ from core.llm.base import (
     TokenSink,
     check_prompt_fits,
     estimate_tokens,
+    partial_response,
+    prompt_too_large,
 )
 from core.llm.client import TextBatcher
-from core.llm.errors import Endpoint, from_sdk_error
+from core.llm.errors import Endpoint, from_broken_stream, from_sdk_error
 from core.llm.secrets import scrubber
 from core.llm.structured import Messages, extract_json, schema_error, validated_json
 
@@ -146,13 +148,14 @@ class OpenAICompatProvider:
         if response_format is not None:
             kwargs["response_format"] = response_format
         started = time.monotonic()
+        pieces: list[str] = []  # streamed text, kept so a broken stream's tokens still count
         try:
             if on_text is None:
-                content, usage = await self._unstreamed(kwargs)
+                content, usage, finish = await self._unstreamed(kwargs)
             else:
-                content, usage = await self._streamed(kwargs, on_text)
+                content, usage, finish = await self._streamed(kwargs, on_text, pieces)
         except Exception as error:  # noqa: BLE001 - every failure is mapped to the error tree
-            self._raise_mapped(error, request.model)
+            self._raise_mapped(error, request.model, spent=_spent(request, pieces, started))
         prompt, completion, cached = _usage_figures(usage)
         if usage is None:  # a server that reports no usage: estimate, so budgets still count
             prompt = sum(estimate_tokens(m.get("content", "")) for m in messages)
@@ -165,16 +168,20 @@ class OpenAICompatProvider:
             completion_tokens=completion,
             cached_tokens=cached,
             duration_ms=(time.monotonic() - started) * 1000.0,
-            raw={"usage_reported": usage is not None},
+            raw={"usage_reported": usage is not None, "finish_reason": finish},
+            truncated=finish == "length",
         )
 
-    async def _unstreamed(self, kwargs: dict[str, Any]) -> tuple[str, Any]:
+    async def _unstreamed(self, kwargs: dict[str, Any]) -> tuple[str, Any, str | None]:
         reply = await self._client.chat.completions.create(**kwargs)
         if not reply.choices:
             raise LLMRetriableError(f"{self._endpoint.where()} answered with no choices")
-        return reply.choices[0].message.content or "", reply.usage
+        choice = reply.choices[0]
+        return choice.message.content or "", reply.usage, choice.finish_reason
 
-    async def _streamed(self, kwargs: dict[str, Any], on_text: TokenSink) -> tuple[str, Any]:
+    async def _streamed(
+        self, kwargs: dict[str, Any], on_text: TokenSink, pieces: list[str]
+    ) -> tuple[str, Any, str | None]:
         import openai
 
         extra: dict[str, Any] = {}
@@ -189,8 +196,8 @@ class OpenAICompatProvider:
             self._usage_in_stream = False
             stream = await self._client.chat.completions.create(**kwargs, stream=True)
         batcher = TextBatcher(on_text)
-        pieces: list[str] = []
         usage = None
+        finish: str | None = None
         try:
             async for chunk in stream:
                 for choice in chunk.choices or []:
@@ -198,34 +205,41 @@ class OpenAICompatProvider:
                     if text:
                         pieces.append(text)
                         batcher.add(text)
+                    finish = choice.finish_reason or finish
                 if getattr(chunk, "usage", None) is not None:
                     usage = chunk.usage
         finally:
             batcher.flush()
-        return "".join(pieces), usage
+        return "".join(pieces), usage, finish
 
     # ---- models --------------------------------------------------------------------------------
 
     async def list_models(self) -> list[str]:
         """Model ids the server lists at /models."""
+        return sorted(await self._listed())
+
+    async def _listed(self) -> dict[str, int | None]:
+        """Model ids at /models with the context length the server publishes for each
+        (llama.cpp's `meta.n_ctx`; vLLM's `max_model_len`), None where it publishes none."""
         self._require_key()
         try:
             page = await self._client.models.list()
-            return sorted(m.id for m in page.data)
         except Exception as error:  # noqa: BLE001
             self._raise_mapped(error, "")
+        return {m.id: _published_context(m) for m in page.data}
 
     async def model_info(self, model: str) -> ModelInfo:
-        """Whether /models lists the model; servers without /models count it as present."""
+        """Whether /models lists the model, and its context length where the server says;
+        servers without /models count it as present."""
         try:
-            names = await self.list_models()
+            listed = await self._listed()
         except LLMError as error:
             import openai
 
             if isinstance(error.__cause__, openai.NotFoundError):
                 return ModelInfo(name=model, present=True)  # no /models endpoint to ask
             raise
-        return ModelInfo(name=model, present=model in names)
+        return ModelInfo(name=model, present=model in listed, context_length=listed.get(model))
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
@@ -241,15 +255,67 @@ class OpenAICompatProvider:
                 "llm.openai.base_url instead."
             )
 
-    def _raise_mapped(self, error: BaseException, model: str) -> NoReturn:
+    def _raise_mapped(
+        self, error: BaseException, model: str, spent: ChatResponse | None = None
+    ) -> NoReturn:
         import openai
 
         if isinstance(error, LLMError):
             raise error
-        mapped = from_sdk_error(openai, error, self._endpoint, model, self._timeout)
+        mapped = _context_exceeded(error, model, self._endpoint.where())
+        if mapped is None:
+            mapped = from_sdk_error(openai, error, self._endpoint, model, self._timeout)
         if mapped is None:
             raise error
+        if spent is not None:
+            if isinstance(mapped, LLMRetriableError) and isinstance(
+                error, openai.APIConnectionError
+            ):
+                # Text had arrived: the connection broke mid-answer, it was reachable.
+                mapped = from_broken_stream(self._endpoint, error.__cause__ or error)
+            mapped.spent = spent  # type: ignore[attr-defined]
         raise mapped from error
+
+
+def _spent(request: ChatRequest, pieces: list[str], started: float) -> ChatResponse | None:
+    """What a stream that broke after sending text cost (None when nothing arrived)."""
+    return partial_response(request, "openai", pieces, started) if pieces else None
+
+
+def _context_exceeded(error: BaseException, model: str, where: str) -> LLMError | None:
+    """llama.cpp's and vLLM's answer to a prompt past the served context, as the one message."""
+    body = getattr(error, "body", None)
+    if getattr(error, "status_code", None) != 400 or not isinstance(body, dict):
+        return None
+    inner = body.get("error", body)
+    if not isinstance(inner, dict):
+        return None
+    kind = str(inner.get("type") or "")
+    text = str(inner.get("message") or "")
+    if kind != "exceed_context_size_error" and "maximum context length" not in text:
+        return None
+    prompt = inner.get("n_prompt_tokens")
+    window = inner.get("n_ctx")
+    return prompt_too_large(
+        model,
+        int(prompt) if isinstance(prompt, int) else None,
+        int(window) if isinstance(window, int) else None,
+        estimated=False,
+        where=f"{where} said: {text[:200]}",
+    )
+
+
+def _published_context(model: Any) -> int | None:
+    """The context length a /models entry carries, if the server publishes one."""
+    extra = getattr(model, "model_extra", None) or {}
+    meta = extra.get("meta")
+    value = meta.get("n_ctx") if isinstance(meta, dict) else None
+    if value is None:
+        value = extra.get("max_model_len") or extra.get("context_length")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _usage_figures(usage: Any) -> tuple[int, int, int]:

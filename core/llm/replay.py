@@ -7,35 +7,55 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import InputError, ReplayMissError
+from core import errors
+from core.errors import InputError, LLMError, ReplayMissError
 from core.llm.base import ChatRequest, ChatResponse, LLMProvider, ModelInfo, TokenSink
 from core.llm.client import emit_in_batches
+from core.llm.rounds import listening
 
 
-def cassette_entry(request: ChatRequest, response: ChatResponse) -> dict[str, Any]:
-    """The one JSON object a cassette holds per call: identity, request essentials, answer."""
-    return {
+def cassette_entry(
+    request: ChatRequest,
+    response: ChatResponse | None,
+    *,
+    error: LLMError | None = None,
+    round_messages: list[dict[str, str]] | None = None,
+    problem: str | None = None,
+) -> dict[str, Any]:
+    """The one JSON object a cassette holds per call: identity, request essentials, and the
+    answer or the error it ended with. A "round" entry is one answer inside a call (a schema
+    repair round), kept for the bug report; replay answers only from whole-call entries."""
+    entry: dict[str, Any] = {
         "role": request.role,
-        "provider": response.provider,
+        "provider": response.provider if response is not None else None,
         "phase": request.phase,
         "attempt": request.attempt,
         "repair": request.repair,
         "request": {
             "model": request.model,
-            "messages": request.messages,
+            "messages": request.messages if round_messages is None else round_messages,
             "json_schema": request.json_schema,
         },
         "response": {
-            "content": response.content,
-            "prompt_tokens": response.prompt_tokens,
-            "completion_tokens": response.completion_tokens,
-            "cached_tokens": response.cached_tokens,
+            "content": response.content if response is not None else "",
+            "prompt_tokens": response.prompt_tokens if response is not None else 0,
+            "completion_tokens": response.completion_tokens if response is not None else 0,
+            "cached_tokens": response.cached_tokens if response is not None else 0,
         },
     }
+    if response is not None and response.truncated:
+        entry["response"]["truncated"] = True
+    if round_messages is not None:
+        entry["round"] = True
+        entry["problem"] = problem
+    if error is not None:
+        entry["error"] = {"type": type(error).__name__, "message": str(error)}
+    return entry
 
 
 class CassetteRecorder:
-    """An LLMProvider that forwards to another and appends every answered call to a cassette."""
+    """An LLMProvider that forwards to another and appends every request and answer to a
+    cassette as it happens: each round inside a call, the call's answer, and its failure."""
 
     def __init__(self, path: str | Path, inner: LLMProvider) -> None:
         self.path = Path(path)
@@ -43,14 +63,36 @@ class CassetteRecorder:
         self.name = inner.name
 
     async def chat(self, request: ChatRequest, on_text: TokenSink | None = None) -> ChatResponse:
-        """Forward the call, then append one line (flushed, so a killed process keeps it)."""
-        response = await self.inner.chat(request, on_text)
-        line = json.dumps(cassette_entry(request, response), ensure_ascii=False)
+        """Forward the call, appending a line per round and one for its answer or error."""
+
+        def round_heard(
+            call: ChatRequest,
+            messages: list[dict[str, str]],
+            answer: ChatResponse,
+            problem: str | None,
+        ) -> None:
+            self._append(cassette_entry(call, answer, round_messages=messages, problem=problem))
+
+        try:
+            with listening(round_heard):
+                response = await self.inner.chat(request, on_text)
+        except LLMError as error:
+            spent = getattr(error, "spent", None)
+            answer = spent if isinstance(spent, ChatResponse) else None
+            entry = cassette_entry(request, answer, error=error)
+            entry["provider"] = entry["provider"] or self.name
+            self._append(entry)
+            raise
+        self._append(cassette_entry(request, response))
+        return response
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        """One line, flushed at once, so a failed or killed run keeps what happened so far."""
+        line = json.dumps(entry, ensure_ascii=False)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()
-        return response
 
     async def model_info(self, model: str) -> ModelInfo:
         """Forwarded to the recorded provider."""
@@ -80,6 +122,10 @@ class _Entry:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    round: bool = False  # one answer inside a call: a record for the reader, never replayed
+    error_type: str | None = None  # the call failed with this error (replay raises it again)
+    error_message: str = ""
+    truncated: bool = False
 
 
 def load_cassette(path: str | Path) -> list[_Entry]:
@@ -118,6 +164,9 @@ def _parse_entry(obj: Any, line: int) -> _Entry:
     if not isinstance(response, dict) or not isinstance(response.get("content"), str):
         raise TypeError("response.content must be a string")
     attempt = obj.get("attempt")
+    failure = obj.get("error")
+    if failure is not None and not isinstance(failure, dict):
+        raise TypeError("error must be an object with type and message")
     return _Entry(
         line=line,
         role=str(obj["role"]),
@@ -131,7 +180,19 @@ def _parse_entry(obj: Any, line: int) -> _Entry:
         prompt_tokens=int(response.get("prompt_tokens") or 0),
         completion_tokens=int(response.get("completion_tokens") or 0),
         cached_tokens=int(response.get("cached_tokens") or 0),
+        round=bool(obj.get("round")),
+        error_type=None if failure is None else str(failure.get("type") or "LLMError"),
+        error_message="" if failure is None else str(failure.get("message") or ""),
+        truncated=bool(response.get("truncated")),
     )
+
+
+def _recorded_error(entry: _Entry) -> LLMError:
+    """The error a recorded call ended with, raised again on replay (LLMError if unknown)."""
+    kind = getattr(errors, entry.error_type or "", None)
+    if not (isinstance(kind, type) and issubclass(kind, LLMError)):
+        kind = LLMError
+    return kind(entry.error_message or f"recorded failure (cassette line {entry.line})")
 
 
 class ReplayProvider:
@@ -142,7 +203,8 @@ class ReplayProvider:
     def __init__(self, path: str | Path, strict: bool = False) -> None:
         self.path = Path(path)
         self.strict = strict
-        self._entries = load_cassette(self.path)
+        self._entries = [e for e in load_cassette(self.path) if not e.round]
+        self._used: set[int] = set()  # lines already answered (strict replay goes in order)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -152,6 +214,8 @@ class ReplayProvider:
         entry = self._match_strict(request) if self.strict else self._match(request)
         if entry is None:
             raise ReplayMissError(self._miss_message(request))
+        if entry.error_type is not None:
+            raise _recorded_error(entry)
         emit_in_batches(on_text, entry.content)
         return ChatResponse(
             content=entry.content,
@@ -161,6 +225,7 @@ class ReplayProvider:
             completion_tokens=entry.completion_tokens,
             cached_tokens=entry.cached_tokens,
             raw={"cassette_line": entry.line},
+            truncated=entry.truncated,
         )
 
     async def model_info(self, model: str) -> ModelInfo:
@@ -191,9 +256,14 @@ class ReplayProvider:
         return best
 
     def _match_strict(self, request: ChatRequest) -> _Entry | None:
+        """The first unused entry with exactly these messages and schema (so a recorded failure
+        and the retry that followed it replay in order), else the last one that matches."""
         found: _Entry | None = None
         for entry in self._entries:
             if entry.messages == request.messages and entry.json_schema == request.json_schema:
+                if entry.line not in self._used:
+                    self._used.add(entry.line)
+                    return entry
                 found = entry
         return found
 

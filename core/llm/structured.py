@@ -8,7 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 from core.errors import LLMError
-from core.llm.base import ChatRequest, ChatResponse
+from core.llm.base import ChatRequest, ChatResponse, token_limit_message
+from core.llm.rounds import heard
 
 Messages = list[dict[str, str]]
 MAX_QUOTED = 1000
@@ -95,6 +96,12 @@ async def validated_json(
     error = schema_error(answer.content, schema)
     if error is None:
         return replace(answer, content=extract_json(answer.content))
+    heard(request, asked, answer, error)
+    if answer.truncated:
+        # A repair round would be cut off at the same limit: say which limit to raise.
+        failed = LLMError(f"{token_limit_message(request, answer)} ({error}).")
+        failed.spent = answer  # type: ignore[attr-defined]
+        raise failed
     repair = [
         *asked,
         {"role": "assistant", "content": answer.content},
@@ -106,10 +113,13 @@ async def validated_json(
     ]
     second = await call(repair)
     second_error = schema_error(second.content, schema)
+    heard(request, repair, second, second_error)
     if second_error is not None:
+        limit = f"{token_limit_message(request, second)}; " if second.truncated else ""
         failed = LLMError(
-            f"Model '{request.model}' did not answer with JSON matching the schema after one "
-            f"repair round: {second_error}. It answered: {_quote(second.content)}"
+            f"{limit[:1].upper()}{limit[1:]}Model '{request.model}' did not answer with JSON "
+            f"matching the schema after one repair round: {second_error}. "
+            f"It answered: {_quote(second.content)}"
         )
         failed.spent = _merged(answer, second, second.content)  # type: ignore[attr-defined]
         raise failed

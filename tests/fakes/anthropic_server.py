@@ -122,6 +122,7 @@ class _Handler(ScriptedHandler):
             self.send_json(status, _error(status, message), answer.get("headers"))
             return
         content = str(answer.get("content", ""))
+        stop = {"length": "max_tokens"}.get(str(answer.get("finish_reason")), "end_turn")
         chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
         chars += len(str(body.get("system", "")))
         usage = {
@@ -140,7 +141,7 @@ class _Handler(ScriptedHandler):
             "role": "assistant",
             "model": model,
             "content": blocks + uses,
-            "stop_reason": "tool_use" if uses else "end_turn",
+            "stop_reason": "tool_use" if uses else stop,
             "stop_sequence": None,
             "usage": usage,
         }
@@ -180,6 +181,9 @@ class _Handler(ScriptedHandler):
                     "delta": {"type": "text_delta", "text": piece},
                 },
             )
+        if answer.get("drop"):
+            self.drop()
+            return
         if "stream_error" in answer:
             self._event("error", _error(529, str(answer["stream_error"])))
         else:
@@ -188,7 +192,7 @@ class _Handler(ScriptedHandler):
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
                     "usage": {"output_tokens": usage["output_tokens"]},
                 },
             )

@@ -30,6 +30,8 @@ class FakeOllama:
       {"error": ...} line (the client raises ResponseError with status -1);
     - {"content": str, "hold_last": callable}: when streaming, send all pieces but the last,
       then wait until the callable returns True;
+    - {"content": str, "drop": True}: when streaming, the content, then the connection closes;
+    - {"content": str, "finish_reason": "length"}: done_reason "length" (hit num_predict);
     - a callable taking the request body and returning one of the above.
     When the script is empty, `default_answer` is used; if that is None the server answers
     HTTP 400 "fake ollama: no scripted chat answer left" so the test fails loudly.
@@ -212,7 +214,7 @@ class _Handler(ScriptedHandler):
             "model": model,
             "created_at": _CREATED_AT,
             "done": True,
-            "done_reason": "stop",
+            "done_reason": str(answer.get("finish_reason", "stop")),
             "total_duration": 1_000_000,
             "load_duration": 1000,
             "prompt_eval_count": int(answer.get("prompt_eval_count", max(1, prompt_chars // 4))),
@@ -240,6 +242,9 @@ class _Handler(ScriptedHandler):
                     "done": False,
                 }
             )
+        if answer.get("drop"):
+            self.drop()
+            return
         if "stream_error" in answer:
             self._chunk({"error": str(answer["stream_error"])})
         else:

@@ -24,6 +24,8 @@ class FakeOpenAI(ScriptedServer):
         super().__init__(models, api_key)
         self.supports_json_schema = True
         self.supports_stream_options = True  # False: HTTP 400 for stream_options, as old servers
+        # Context lengths published in /v1/models as llama.cpp does (`meta.n_ctx`), per model.
+        self.contexts: dict[str, int] = {}
 
     @property
     def base_url(self) -> str:
@@ -69,6 +71,9 @@ class _Handler(ScriptedHandler):
                     {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
                     for m in self.fake.models
                 ]
+                for entry in data:
+                    if entry["id"] in self.fake.contexts:
+                        entry["meta"] = {"n_ctx": self.fake.contexts[entry["id"]]}
                 self.send_json(200, {"object": "list", "data": data})
             else:
                 self.send_json(404, _error(f"unknown path {self.path}"))
@@ -110,12 +115,14 @@ class _Handler(ScriptedHandler):
             message = str(answer.get("error", "fake error"))
             if answer.get("echo_key"):
                 message += f" You sent: {self._key()}"
-            self.send_json(int(answer["status"]), _error(message), answer.get("headers"))
+            payload = _error(message, str(answer.get("error_type", "invalid_request_error")))
+            payload["error"].update(answer.get("error_extra") or {})
+            self.send_json(int(answer["status"]), payload, answer.get("headers"))
             return
         content = str(answer.get("content", ""))
         usage = _usage(answer, body, content)
         calls = _tool_calls(answer)
-        finish = "tool_calls" if calls else "stop"
+        finish = "tool_calls" if calls else str(answer.get("finish_reason", "stop"))
         if not body.get("stream"):
             message: dict[str, Any] = {
                 "role": "assistant",
@@ -145,12 +152,15 @@ class _Handler(ScriptedHandler):
             if hold is not None and number == len(pieces) - 1:
                 fake.wait_until(hold)
             self._event(model, [{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+        if answer.get("drop"):
+            self.drop()
+            return
         if "stream_error" in answer:
             self.chunk(
                 "data: " + json.dumps(_error(str(answer["stream_error"]), "server_error")) + "\n\n"
             )
         else:
-            self._event(model, [{"index": 0, "delta": {}, "finish_reason": "stop"}])
+            self._event(model, [{"index": 0, "delta": {}, "finish_reason": finish}])
             if (body.get("stream_options") or {}).get("include_usage"):
                 self._event(model, [], usage)
             self.chunk("data: [DONE]\n\n")

@@ -26,6 +26,10 @@ class ScriptedServer:
     - {"content": str, "stream_error": "..."}: when streaming, the content then an error event;
     - {"content": str, "tool_calls": [{"name": str, "arguments": {...}}]}: the model calls tools
       (OpenAI tool_calls, Anthropic tool_use blocks; streamed too);
+    - {"content": str, "drop": True}: when streaming, the content, then the connection closes
+      without ending the stream (a server that died mid-answer);
+    - {"content": str, "finish_reason": "length"}: the answer stopped at its token limit (each
+      fake says it its own way: finish_reason, done_reason, stop_reason);
     - a callable taking the request body and returning one of the above.
     When the script is empty, `default_answer` is used; if that is None the server answers
     HTTP 400 "no scripted answer left" so the test fails loudly.
@@ -176,6 +180,11 @@ class ScriptedHandler(BaseHTTPRequestHandler):
         data = text.encode("utf-8")
         self.wfile.write(f"{len(data):X}\r\n".encode("ascii") + data + b"\r\n")
         self.wfile.flush()
+
+    def drop(self) -> None:
+        """Close the connection mid-stream: no end chunk, so the client's read breaks."""
+        self.wfile.flush()
+        self.close_connection = True
 
     def end_stream(self) -> None:
         self.wfile.write(b"0\r\n\r\n")

@@ -8,9 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-
-class PlanValidationError(ValueError):
-    """A planner answer that is not a usable plan; the message is sent back to the model."""
+from core.errors import PlanValidationError
 
 
 class PlanPhase(BaseModel):

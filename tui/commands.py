@@ -16,7 +16,8 @@ from config.paths import Paths
 from core.console import print_events
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
 from core.engine import Engine
-from core.errors import AlreadyAnsweredError, InputError
+from core.errors import AlreadyAnsweredError, InputError, WithdrawnError
+from core.final_word import final_word
 from core.records import Intervention, Run, RunStatus, RunSummary
 
 
@@ -116,19 +117,14 @@ async def _watch(engine: Engine, run: Run, args: argparse.Namespace, *, resume: 
         await engine.journal.flush()
         sub.close()
         await printer
-    if final.status is RunStatus.COMPLETED:
-        print(
-            f"run {final.id} completed on branch {final.branch}; see `orchestrator show {final.id}`, "
-            f"then `orchestrator apply {final.id}`"
-        )
+    word = final_word(final)
+    if word.ok:
+        print(f"{word.message}; {word.next_step}")
         return 0
-    print(
-        f"run {final.id} {final.status}" + (f": {final.error}" if final.error else ""),
-        file=sys.stderr,
-    )
-    if final.status is RunStatus.INTERRUPTED or final.status is RunStatus.FAILED:
-        print(f"resume it with: orchestrator resume {final.id}", file=sys.stderr)
-    return 1
+    print(word.message, file=sys.stderr)
+    if word.next_step:
+        print(word.next_step, file=sys.stderr)
+    return word.exit_code
 
 
 async def run_command(engine: Engine, args: argparse.Namespace) -> int:
@@ -293,6 +289,9 @@ async def answer_command(engine: Engine, args: argparse.Namespace) -> int:
             budget_usd=getattr(args, "budget_usd", None),
             budget_tokens=getattr(args, "budget_tokens", None),
         )
+    except WithdrawnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except AlreadyAnsweredError as exc:
         print(f"error: already answered: {exc}", file=sys.stderr)
         return 1

@@ -16,7 +16,10 @@ from typing import Any, Self, TypeVar
 import aiosqlite
 
 from core.errors import NotFoundError, StateError
+from core.liveness import ACTIVE, dead_owners
+from core.records import LogRecord
 from core.state import schema
+from core.timeutil import utcnow
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
@@ -206,6 +209,28 @@ class StateDatabase:
             return list(await db.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise StateError(f"read from {self.path} failed: {exc}") from exc
+
+    async def _liveness(self) -> dict[str, str]:
+        """The :now and :dead parameters of core.liveness's SQL, for one read."""
+        rows = await self._fetch(
+            "SELECT DISTINCT lease_owner FROM runs WHERE lease_owner IS NOT NULL"
+            f" AND status IN {ACTIVE}"
+        )
+        return {"now": utcnow(), "dead": dead_owners(r[0] for r in rows)}
+
+    @staticmethod
+    async def _insert_lines(db: aiosqlite.Connection, lines: Sequence[Any]) -> list[LogRecord]:
+        """Insert log lines (run_id, phase_id, level, message[, ts]) on a connection inside a write."""
+        if not lines:
+            return []
+        now = utcnow()
+        rows = [(r[0], r[1], r[4] if len(r) > 4 else now, r[2], r[3]) for r in lines]
+        await db.executemany(
+            "INSERT INTO events (run_id, phase_id, ts, level, message) VALUES (?,?,?,?,?)", rows
+        )
+        rows_last = list(await db.execute_fetchall("SELECT last_insert_rowid()", ()))
+        first = int(rows_last[0][0]) - len(rows) + 1 if rows_last else 1
+        return [LogRecord(first + i, *row) for i, row in enumerate(rows)]
 
     @staticmethod
     async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:

@@ -12,6 +12,7 @@ from core.state.findings import OPEN_FINDING_STATUSES, FindingsMixin
 from core.state.logs import LOG_LEVELS, LogLine, LogsMixin
 from core.state.phases import FINISHED_PHASE_STATUSES, PhasesMixin
 from core.state.runs import RunsMixin
+from core.state.transitions import ClosedRun, TransitionsMixin
 from core.state.usage import UsageMixin
 from verify.sarif_out import to_sarif
 
@@ -21,12 +22,21 @@ __all__ = [
     "LOCK_RETRY_SECONDS",
     "LOG_LEVELS",
     "OPEN_FINDING_STATUSES",
+    "ClosedRun",
     "LogLine",
     "StateStore",
 ]
 
 
-class StateStore(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin, UsageMixin, ContextsMixin):
+class StateStore(
+    RunsMixin,
+    PhasesMixin,
+    TransitionsMixin,
+    FindingsMixin,
+    LogsMixin,
+    UsageMixin,
+    ContextsMixin,
+):
     """Async access to runs, phases, executions, findings, interventions, logs, artifacts, usage.
 
     Open it with `await StateStore.open(path)`. The plumbing (one writer connection doing every

@@ -60,6 +60,7 @@ class RunDriver:
         self.auto_approve = auto_approve
         self.owner = f"{LEASE_OWNER}:{id(self)}"
         self._cancelled_by_user = False
+        self._lease_lost = False  # our lease expired and another process took or recorded the run
         self._status = RunStatus.PENDING  # the run's status as this driver last set it
         self._before_waiting = RunStatus.EXECUTING
 
@@ -85,12 +86,13 @@ class RunDriver:
                 main, config.execution.heartbeat_seconds, config.execution.lease_seconds
             )
         )
-        if run.lost:
-            # a process that died left it active; we hold its lease now, so record that first
-            run = await self.lifecycle.record_lost(run.id, run.lease_owner, clear_lease=False)
         self._status = run.status
         reraise: BaseException | None = None
         try:
+            if run.lost:
+                # a process that died left it active; we hold its lease now: record that first
+                run = await self.lifecycle.record_lost(run.id, run.lease_owner, clear_lease=False)
+                self._status = run.status
             failed = await self._execute(run)
             way_out: BaseException | RunStatus = RunStatus.FAILED if failed else RunStatus.COMPLETED
             error = "phases failed: " + ", ".join(failed) if failed else None
@@ -105,7 +107,10 @@ class RunDriver:
                 reraise = exc
                 way_out = asyncio.CancelledError()
         try:
-            await self._finish(way_out, error)
+            if self._lease_lost:  # another process recorded or took the run: it owns the truth
+                self.journal.log(self.run_id, None, "warning", "lease lost; this process stops")
+            else:
+                await self._finish(way_out, error)
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
@@ -119,7 +124,11 @@ class RunDriver:
         """Renew the lease and watch the cancel flag that `cancel` sets from any process."""
         while True:
             await asyncio.sleep(every)
-            await self.store.renew_lease(self.run_id, self.owner, ttl)
+            if not await self.store.renew_lease(self.run_id, self.owner, ttl):
+                self._lease_lost = True
+                if main is not None:
+                    main.cancel()
+                return
             if await self.store.cancel_requested(self.run_id) and main is not None:
                 self._cancelled_by_user = True
                 main.cancel()

@@ -12,7 +12,7 @@ from config.schema import LoggingConfig
 from core.budget import raise_budget
 from core.bus import EventBus, Subscription
 from core.driver import RunDriver
-from core.errors import InputError, RunCancelled, RunLockedError
+from core.errors import InputError, RunCancelled, RunLockedError, TransitionError
 from core.events import RunCreated
 from core.git import repo as gitrepo
 from core.git import worktrees
@@ -105,6 +105,7 @@ class Engine:
         finally:
             git_repo.close()
         await preflight(loaded.config, loaded.catalog)
+        await self.record_lost_runs()
         run = await self.store.create_run(redact(task.strip()), str(root), make_snapshot(loaded))
         await self.journal.emit(RunCreated(run_id=run.id, task=run.task, repo=run.repo))
         self.journal.log(run.id, None, "info", f"run {run.id} created for {root}")
@@ -146,6 +147,17 @@ class Engine:
             )
         await self.recover(run)
         return await self.execute_run(run_id, auto_approve=auto_approve)
+
+    async def record_lost_runs(self) -> list[Run]:
+        """Record every run whose driving process is gone as interrupted (writing commands call
+        this; reads only present them so); returns the runs recorded."""
+        recorded = []
+        for run in await self.store.get_lost_runs():
+            try:
+                recorded.append(await self.lifecycle.record_lost(run.id, run.lease_owner))
+            except TransitionError:
+                continue  # resumed or recorded by another process meanwhile
+        return recorded
 
     async def recover(self, run: Run) -> Run:
         """Record what happened to a run nobody drives: an active one whose process is gone
@@ -205,6 +217,7 @@ class Engine:
 
     async def clean(self, run_id: str | None = None) -> list[str]:
         """Remove worktrees and branches of finished runs (history stays); returns the cleaned run ids."""
+        await self.record_lost_runs()
         if run_id is not None:
             run = await self.store.get_run(run_id)
             if run.status not in FINISHED_RUN_STATUSES:

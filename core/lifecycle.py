@@ -193,8 +193,10 @@ class Lifecycle:
         *,
         error: str | None = None,
         clear_lease: bool = False,
+        owner: str | None = None,
     ) -> Run:
-        """End a run for `way_out` and close everything it left open (see the module docstring)."""
+        """End a run for `way_out` and close everything it left open (see the module docstring);
+        with `owner`, only while that lease owner still holds the run."""
         ending = ending_of(run_id, way_out, error)
         status = ending.status
         phases_to = P.PENDING if status is R.INTERRUPTED else P.FAILED
@@ -234,6 +236,7 @@ class Lifecycle:
                 attempt_error=attempt_error,
                 withdraw=status in WITHDRAWING_RUN_STATUSES,
                 clear_lease=clear_lease,
+                owner=owner,
                 lines_for=lambda closed: [*buffered, *lines_for(closed)],
             )
             return closed, closed.lines
@@ -272,10 +275,18 @@ class Lifecycle:
         return (await self.journal.record(write, events)).run
 
     async def record_lost(self, run_id: str, owner: str | None, *, clear_lease: bool = True) -> Run:
-        """Record a run whose driving process is gone (dead pid, expired lease) as interrupted."""
+        """Record a run whose driving process `owner` is gone (dead pid, expired lease) as
+        interrupted; with clear_lease (another process records it) only while `owner` still
+        holds the lease, so a run resumed meanwhile is left alone (TransitionError)."""
         who = f" ({owner})" if owner else ""
         error = f"interrupted: the process driving it{who} stopped without recording an end"
-        return await self.end_run(run_id, R.INTERRUPTED, error=error, clear_lease=clear_lease)
+        return await self.end_run(
+            run_id,
+            R.INTERRUPTED,
+            error=error,
+            clear_lease=clear_lease,
+            owner=owner if clear_lease else None,
+        )
 
     # ---- phases --------------------------------------------------------------------------------
 

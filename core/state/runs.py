@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError, NotFoundError
-from core.liveness import SEEN_RUN_COLUMNS
+from core.liveness import LOST_RUN, SEEN_RUN_COLUMNS
 from core.records import FINISHED_RUN_STATUSES, Run, RunStatus, RunSummary
 from core.state import schema
 from core.state.db import StateDatabase
@@ -242,6 +242,14 @@ class RunsMixin(StateDatabase):
                 " WHERE id = ? AND lease_owner = ?",
                 (run_id, owner),
             )
+
+    async def get_lost_runs(self) -> list[Run]:
+        """Active runs whose driving process is gone (core.liveness), not yet recorded so."""
+        rows = await self._fetch(
+            f"SELECT *, {SEEN_RUN_COLUMNS} FROM runs WHERE {LOST_RUN} ORDER BY created_at, rowid",
+            await self._liveness(),
+        )
+        return [schema.run_from_row(r) for r in rows]
 
     async def get_recoverable_runs(self) -> list[Run]:
         """Runs marked interrupted, or active runs whose lease is missing or expired."""

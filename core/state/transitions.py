@@ -76,10 +76,13 @@ class TransitionsMixin(StateDatabase):
         error: str | None,
         outcome: dict[str, Any] | None,
         clear_lease: bool,
+        owner: str | None = None,
     ) -> Any:
         now = utcnow()
         finished = status in FINISHED_RUN_STATUSES
         guard, guard_params = _guard(allowed_from)
+        if owner is not None:  # only while this (dead) process still holds the lease
+            guard, guard_params = guard + " AND lease_owner = ?", (*guard_params, owner)
         sql = (
             "UPDATE runs SET status = ?, error = ?, updated_at = ?,"
             " started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,"
@@ -215,15 +218,17 @@ class TransitionsMixin(StateDatabase):
         attempt_error: str,
         withdraw: bool,
         clear_lease: bool = False,
+        owner: str | None = None,
         lines_for: Callable[[ClosedRun], Sequence[Line]] = lambda _: (),
     ) -> ClosedRun:
         """End a run in one transaction: its running attempts fail with `attempt_error`, its
         in-progress phases move to `phases_to`, its pending questions are withdrawn when
-        `withdraw`, and the run takes `status`; `lines_for` words the log lines of what changed."""
+        `withdraw`, and the run takes `status`; `lines_for` words the log lines of what changed.
+        With `owner`, the run changes only while that lease owner still holds it."""
         now = utcnow()
         async with self._write() as db:
             run_row = await self._move_run(
-                db, run_id, status, allowed_from, error, outcome, clear_lease
+                db, run_id, status, allowed_from, error, outcome, clear_lease, owner
             )
             executions = [
                 schema.execution_from_row(r)

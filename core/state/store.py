@@ -42,6 +42,12 @@ class StateStore(
     Open it with `await StateStore.open(path)`. The plumbing (one writer connection doing every
     write inside `BEGIN IMMEDIATE`, one query-only reader) lives in core.state.db; each topic's
     reads and writes live in its own mixin. Rows come back as core.records dataclasses.
+
+    Status changes: the engine makes them only through core.lifecycle, which calls the
+    compare-and-set methods of core.state.transitions; update_run_status, update_phase_status,
+    complete_execution, fail_execution, fail_running_executions, resolve_intervention and
+    recover_run stay as the seed API for imports and tests (a test checks no engine code calls
+    them). Reads present runs whose process is gone as interrupted (core.liveness).
     """
 
     async def export_run_summary(self, run_id: str, format: str = "markdown") -> str:

@@ -297,3 +297,47 @@ def test_a_foreign_error_from_the_index_ends_the_run_truthfully(tmp_path: Path) 
     assert run["status"] == "failed" and run["error"], run
     assert run["error"] in proc.stderr
     assert_true_state(home, run["id"])
+
+
+async def test_reads_present_a_run_whose_process_died_as_interrupted(
+    store: StateStore, tmp_path: Path
+) -> None:
+    import asyncio
+    import socket
+    import sys
+
+    dead = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await dead.wait()
+    owner = f"{socket.gethostname()}:{dead.pid}:1"
+    never_started = await store.create_run("stored only", str(tmp_path), {})
+    lost_id, phase_id, execution_id, ask_id = await _seeded(store, tmp_path)
+    assert await store.acquire_lease(lost_id, owner, 600)
+    assert await store.acquire_lease(never_started.id, owner, 600)
+
+    lost = await store.get_run(lost_id)
+    assert lost.status is RunStatus.INTERRUPTED and lost.lost and lost.completed_at
+    assert "resume" in (lost.error or "")
+    assert (await store.get_run(never_started.id)).status is RunStatus.PENDING
+    assert (await store.get_phase(phase_id)).status is PhaseStatus.PENDING
+    [execution] = await store.get_executions(lost_id)
+    assert execution.id == execution_id and execution.status is ExecutionStatus.FAILED
+    assert [s.run.id for s in await store.list_runs(status="interrupted")] == [lost_id]
+    assert await store.count_runs("executing") == 0
+    assert await store.count_runs_matching(status="interrupted") == 1
+    page = await store.list_runs_page(status="interrupted")
+    assert [s.run.id for s in page] == [lost_id]
+    # reads wrote nothing: the stored row still says executing until a writer records it
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        stored = db.execute("SELECT status FROM runs WHERE id = ?", (lost_id,)).fetchone()[0]
+    assert stored == "executing"
+
+    from core.bus import EventBus
+    from core.journal import Journal
+
+    lifecycle = Lifecycle(store, Journal(store, EventBus()))
+    recorded = await lifecycle.record_lost(lost_id, owner)
+    assert recorded.status is RunStatus.INTERRUPTED and not recorded.lost
+    assert recorded.lease_owner is None
+    assert (await store.get_intervention(ask_id)).status is InterventionStatus.PENDING
+    with pytest.raises(TransitionError):  # the owner no longer holds it: nothing to record
+        await lifecycle.record_lost(lost_id, owner)

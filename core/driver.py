@@ -124,12 +124,18 @@ class RunDriver:
         """Renew the lease and watch the cancel flag that `cancel` sets from any process."""
         while True:
             await asyncio.sleep(every)
-            if not await self.store.renew_lease(self.run_id, self.owner, ttl):
+            try:
+                renewed = await self.store.renew_lease(self.run_id, self.owner, ttl)
+                cancel = await self.store.cancel_requested(self.run_id)
+            except Exception as exc:  # noqa: BLE001  (a busy database: try again next beat)
+                self.journal.log(self.run_id, None, "warning", f"heartbeat failed: {exc}")
+                continue
+            if not renewed:
                 self._lease_lost = True
                 if main is not None:
                     main.cancel()
                 return
-            if await self.store.cancel_requested(self.run_id) and main is not None:
+            if cancel and main is not None:
                 self._cancelled_by_user = True
                 main.cancel()
                 return

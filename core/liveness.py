@@ -9,19 +9,18 @@ command records it through core.lifecycle.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-from collections.abc import Iterable
 
 ACTIVE = "('planning', 'executing', 'waiting')"
 
-# True for a runs row (unqualified columns) whose driving process is gone; needs the parameters
-# :now (utcnow) and :dead (a JSON list of lease owners known dead, see dead_owners).
+# True for a runs row (unqualified columns) whose driving process is gone; needs the parameter
+# :now (utcnow) and the SQL function owner_gone (OWNER_GONE, registered on every connection).
 LOST_RUN = (
     f"(status IN {ACTIVE} AND lease_owner IS NOT NULL AND (lease_expires_at IS NULL"
-    " OR lease_expires_at < :now OR lease_owner IN (SELECT value FROM json_each(:dead))))"
+    " OR lease_expires_at < :now OR owner_gone(lease_owner)))"
 )
+OWNER_GONE = "owner_gone"
 
 # The columns a read adds to `runs.*`: the status, error and end time a person should see.
 SEEN_RUN_COLUMNS = (
@@ -52,6 +51,6 @@ def owner_alive(owner: str) -> bool:
     return True
 
 
-def dead_owners(owners: Iterable[str]) -> str:
-    """The :dead parameter of LOST_RUN: the owners among `owners` known dead, as JSON."""
-    return json.dumps(sorted({o for o in owners if o and not owner_alive(o)}))
+def owner_gone(owner: str | None) -> int:
+    """The SQL function owner_gone: 1 when a lease owner is known dead (a dead pid here)."""
+    return int(bool(owner) and not owner_alive(str(owner)))

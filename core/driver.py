@@ -74,7 +74,10 @@ class RunDriver:
         run = await self.store.get_run(self.run_id)
         if run.status in FINISHED_RUN_STATUSES:
             return run
-        config, _ = config_from_snapshot(run.config)
+        try:
+            config, _ = config_from_snapshot(run.config)
+        except Exception as exc:  # noqa: BLE001  (a stored configuration that no longer loads)
+            return await self.lifecycle.end_run(run.id, exc)
         if not await self.store.acquire_lease(run.id, self.owner, config.execution.lease_seconds):
             raise RunLockedError(
                 f"run {run.id} is being executed by {run.lease_owner}; wait for it, or for its lease to "
@@ -106,16 +109,19 @@ class RunDriver:
             elif not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: record, go on
                 reraise = exc
                 way_out = asyncio.CancelledError()
+        ended = False
         try:
             if self._lease_lost:  # another process recorded or took the run: it owns the truth
                 self.journal.log(self.run_id, None, "warning", "lease lost; this process stops")
             else:
                 await self._finish(way_out, error)
+            ended = True
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self.journal.flush()
-            await self.store.release_lease(self.run_id, self.owner)
+            if ended:  # else the lease stays: once it expires (or we exit) reads say interrupted
+                await self.store.release_lease(self.run_id, self.owner)
         if reraise is not None:
             raise reraise
         return await self.store.get_run(self.run_id)

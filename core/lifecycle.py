@@ -8,14 +8,14 @@ A change the table does not allow raises TransitionError (a bug, never a user er
 
 API (all async; each returns the stored row):
 
-    lc = Lifecycle(store, journal)
-    await lc.run_to(run_id, RunStatus.EXECUTING)                 # a run's status
-    await lc.phase_to(phase_id, PhaseStatus.COMPLETED, commit=sha)
-    await lc.start_execution(phase_id, run_id)                   # a new attempt, `running`
-    await lc.execution_to(execution_id, ExecutionStatus.FAILED, error="...")
+    lc = Lifecycle(store, journal)                       # Engine.lifecycle, RunContext.lifecycle
+    await lc.run_to(run_id, RunStatus.EXECUTING)         # planning, executing, waiting, ...
+    await lc.phase_to(phase, PhaseStatus.COMPLETED, commit=sha)   # phase: the stored Phase
+    await lc.start_execution(phase)                      # a new attempt, `running`
+    await lc.execution_to(execution, ExecutionStatus.FAILED, error="...")
     await lc.intervention_to(intervention_id, InterventionStatus.APPROVED, note="...")
-    await lc.end_run(run_id, exc_or_status, error="...")         # every way out of a run
-    await lc.record_lost(run_id)                                 # its process is gone
+    await lc.end_run(run_id, exc_or_status, error="...") # every way out of a run
+    await lc.record_lost(run_id, lease_owner)            # its process is gone: interrupted
 
 `end_run` closes a run truthfully in one transaction: final status and error text (from the
 error tree, core/errors.py: cancelled, interrupted or failed), running attempts `failed` with

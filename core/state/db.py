@@ -22,6 +22,8 @@ from core.state import schema
 from core.timeutil import utcnow
 
 T = TypeVar("T")
+# 5 parameters a line, under SQLite's limit of variables (32766 since 3.32, 999 before).
+_LINES_PER_INSERT = 1000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 190
 BUSY_TIMEOUT_MS = 10_000
 LOCK_RETRY_SECONDS = 30.0
 
@@ -222,12 +224,19 @@ class StateDatabase:
             return []
         now = utcnow()
         rows = [(r[0], r[1], r[4] if len(r) > 4 else now, r[2], r[3]) for r in lines]
-        await db.executemany(
-            "INSERT INTO events (run_id, phase_id, ts, level, message) VALUES (?,?,?,?,?)", rows
-        )
-        rows_last = list(await db.execute_fetchall("SELECT last_insert_rowid()", ()))
-        first = int(rows_last[0][0]) - len(rows) + 1 if rows_last else 1
-        return [LogRecord(first + i, *row) for i, row in enumerate(rows)]
+        records: list[LogRecord] = []
+        # One multi-row INSERT per chunk: one round trip to the database thread, and the cursor's
+        # lastrowid numbers the chunk (seq is AUTOINCREMENT, so a chunk's rows are consecutive).
+        for start in range(0, len(rows), _LINES_PER_INSERT):
+            chunk = rows[start : start + _LINES_PER_INSERT]
+            cursor = await db.execute(
+                "INSERT INTO events (run_id, phase_id, ts, level, message) VALUES "
+                + ",".join("(?,?,?,?,?)" for _ in chunk),
+                [value for row in chunk for value in row],
+            )
+            first = int(cursor.lastrowid or 0) - len(chunk) + 1
+            records.extend(LogRecord(first + i, *row) for i, row in enumerate(chunk))
+        return records
 
     @staticmethod
     async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:

@@ -157,6 +157,8 @@ class OrchestratorApp(App[int]):
             return
         if run_id == self.initial_run:
             self.initial_result = run
+        # the run's questions may be withdrawn now: close their modal before saying it stopped
+        await self.refresh_interventions()
         self.post_message(RunChanged(run_id))
         if run.status is RunStatus.COMPLETED:
             self.notify(f"run {run.id} completed on branch {run.branch}", title="run completed")

@@ -365,6 +365,10 @@ async def test_a_cancel_from_another_process_withdraws_the_question_and_says_so(
         modal = await wait_for_modal(pilot, RunStoppedModal, focus="open")
         assert f"Run {run_id} cancelled" in str(modal.query_one("#title", Label).render())
         assert "cannot be resumed" in str(modal.query_one("#advice").render())
-        assert not any(isinstance(s, InterventionModal) for s in app.screen_stack)
+        await wait_for(
+            pilot,
+            lambda: not any(isinstance(s, InterventionModal) for s in app.screen_stack),
+            what="the withdrawn question's modal to close",
+        )
         [item] = await app.engine.interventions(run_id)
         assert item.status is InterventionStatus.WITHDRAWN

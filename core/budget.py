@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.schema import ExecutionConfig
-from core.errors import InputError, OrchestratorError
+from core.errors import BudgetStopped, InputError
 from core.gate import Gate
 from core.llm.base import ChatRequest
 from core.records import Intervention, InterventionKind, InterventionStatus, UsageTotals
@@ -22,10 +22,6 @@ from core.state.store import StateStore
 
 RUN_SCOPE = "run"
 METRICS = ("cost_usd", "tokens")
-
-
-class BudgetStopped(OrchestratorError):
-    """A budget was reached and the person chose to stop the run."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ from core.events import (
     VerificationCompleted,
 )
 
+# Run statuses whose line the final word prints instead of the event stream.
+_ENDS = frozenset({"completed", "failed", "cancelled", "interrupted"})
+
 
 def _first_line(text: str) -> str:
     """The first informative line of an error ("verification failed:" alone says little)."""
@@ -34,6 +37,8 @@ def describe(event: Event, names: dict[str, str] | None = None) -> str | None:
     names = names if names is not None else {}
     match event:
         case RunStatusChanged(status=status, error=error):
+            if status in _ENDS:
+                return None  # the run's final word (core.final_word) says this, once
             return f"run {event.run_id} {status}" + (f": {error}" if error else "")
         case PlanCreated(phase_ids=ids):
             return f"plan: {len(ids)} phases"

@@ -15,6 +15,7 @@ from core.events import Event
 from core.executors.base import Executor
 from core.gate import Gate
 from core.journal import Journal
+from core.lifecycle import Lifecycle
 from core.llm.client import LLMClient
 from core.records import Run
 from core.retrieval import Retriever
@@ -31,6 +32,7 @@ class RunContext:
     paths: Paths
     store: StateStore
     journal: Journal
+    lifecycle: Lifecycle
     gate: Gate
     llm: LLMClient
     executor: Executor

@@ -23,7 +23,7 @@ _SQLITE_FULL = 13  # the primary result code of "database or disk is full"
 _TEXTS = ("no space left on device", "database or disk is full", "disk quota exceeded")
 
 
-def _chain(exc: BaseException) -> Iterable[BaseException]:
+def exception_chain(exc: BaseException) -> Iterable[BaseException]:
     """The exception and everything it was raised from or during, each once."""
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
@@ -40,7 +40,7 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
 
 def is_disk_full(exc: BaseException) -> bool:
     """Whether the exception (or one it came from) means the disk or the user's quota is full."""
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         if isinstance(e, DiskFullError):
             return True
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -75,18 +75,20 @@ def disk_full_error(
     """The one error for a full disk: where to free space (the fullest of `places`) and what next."""
     where = _fullest(places) if places else Path.cwd()
     then = f", then `orchestrator resume {run_id}`" if run_id else ", then try again"
-    return DiskFullError(f"the disk is full ({_detail(exc)}): free space in {where}{then}")
+    return DiskFullError(
+        f"the disk is full ({_detail(exc)}): free space in {where}{then}", path=str(where)
+    )
 
 
 def _detail(exc: BaseException) -> str:
     """What the layer that ran out of space said: its line naming the full disk (the tail, where
     the OS's words are), else the first line of the innermost error."""
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         for line in str(e).splitlines():
             if any(t in line.lower() for t in _TEXTS):
                 text = line.strip()
                 return text if len(text) <= 200 else "..." + text[-197:]
-    inner = next((e for e in _chain(exc) if not isinstance(e, DiskFullError)), exc)
+    inner = next((e for e in exception_chain(exc) if not isinstance(e, DiskFullError)), exc)
     lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
     return lines[0][:200] if lines else type(inner).__name__
 

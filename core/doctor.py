@@ -45,8 +45,9 @@ class Action:
 
 
 def stranded(runs: list[Run], live: Callable[[Run], bool]) -> list[Run]:
-    """Started runs that say they are running while no live process holds them."""
-    return [r for r in runs if str(r.status) in STARTED_ACTIVE and not live(r)]
+    """Started runs whose driving process is gone: reads present them as interrupted (`lost`)
+    until a writing command records it, or (from older versions) still say they are running."""
+    return [r for r in runs if r.lost or (str(r.status) in STARTED_ACTIVE and not live(r))]
 
 
 def orphan_worktrees(paths: Paths, runs: dict[str, Run]) -> list[Path]:
@@ -266,7 +267,7 @@ async def run_doctor(
             planned.append(
                 (
                     Action("record the stranded run as interrupted", run.id),
-                    partial(engine.store.recover_run, run.id),
+                    partial(engine.recover, run),
                 )
             )
         for folder in orphans:

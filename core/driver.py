@@ -14,13 +14,14 @@ from core.artifacts import save_artifact
 from core.baseline import record_baseline
 from core.context import RunContext
 from core.diskfull import disk_full_error, is_disk_full, release_reserve
-from core.errors import DiskFullError, OrchestratorError, RunLockedError
-from core.events import PhaseStatusChanged, PlanCreated, RunStatusChanged
-from core.gate import Gate, NeedsInputError, RunCancelled
+from core.errors import RunAborted, RunCancelled, RunLockedError
+from core.events import PlanCreated
+from core.gate import Gate
 from core.git import repo as gitrepo
 from core.git import worktrees
 from core.journal import Journal
-from core.phase_runner import PhaseRunner, RunAborted
+from core.lifecycle import Lifecycle
+from core.phase_runner import PhaseRunner
 from core.planner import make_plan
 from core.records import (
     FINISHED_RUN_STATUSES,
@@ -45,22 +46,41 @@ class RunDriver:
     """Executes (or resumes) one run in this process while holding its heartbeat lease."""
 
     def __init__(
-        self, paths: Paths, store: StateStore, journal: Journal, run_id: str, *, auto_approve: bool
+        self,
+        paths: Paths,
+        store: StateStore,
+        journal: Journal,
+        run_id: str,
+        *,
+        auto_approve: bool,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.paths = paths
         self.store = store
         self.journal = journal
+        self.lifecycle = lifecycle or Lifecycle(store, journal)
         self.run_id = run_id
         self.auto_approve = auto_approve
         self.owner = f"{LEASE_OWNER}:{id(self)}"
         self._cancelled_by_user = False
+        self._lease_lost = False  # our lease expired and another process took or recorded the run
+        self._status = RunStatus.PENDING  # the run's status as this driver last set it
+        self._before_waiting = RunStatus.EXECUTING
 
     async def drive(self) -> Run:
-        """Run to a final or interrupted status and return the stored run."""
+        """Run to a final or interrupted status and return the stored run.
+
+        Every way out (the end of the plan, any exception including foreign ones, a cancel from
+        any process, a signal, a full disk) ends the run through the lifecycle, so the stored
+        run, its phases, attempts and questions tell the truth afterwards.
+        """
         run = await self.store.get_run(self.run_id)
         if run.status in FINISHED_RUN_STATUSES:
             return run
-        config, _ = config_from_snapshot(run.config)
+        try:
+            config, _ = config_from_snapshot(run.config)
+        except Exception as exc:  # noqa: BLE001  (a stored configuration that no longer loads)
+            return await self.lifecycle.end_run(run.id, exc)
         if not await self.store.acquire_lease(run.id, self.owner, config.execution.lease_seconds):
             raise RunLockedError(
                 f"run {run.id} is being executed by {run.lease_owner}; wait for it, or for its lease to "
@@ -72,75 +92,84 @@ class RunDriver:
                 main, config.execution.heartbeat_seconds, config.execution.lease_seconds
             )
         )
+        self._status = run.status
+        reraise: BaseException | None = None
         try:
-            await self._execute_classified(run)
-        except DiskFullError as exc:
-            release_reserve(self.paths.home)  # room to record the end on the full disk
-            await self._finish(RunStatus.INTERRUPTED, str(exc))
-        except (RunCancelled, asyncio.CancelledError) as exc:
-            by_user = self._cancelled_by_user or isinstance(exc, RunCancelled)
-            status = RunStatus.CANCELLED if by_user else RunStatus.INTERRUPTED
-            if main is not None:
-                main.uncancel()
-            await self._finish(
-                status, "cancelled by the user" if status is RunStatus.CANCELLED else "interrupted"
-            )
-        except NeedsInputError as exc:
-            await self._finish(RunStatus.FAILED, str(exc))
-        except RunAborted as exc:
-            await self._finish(RunStatus.FAILED, str(exc))
-        except OrchestratorError as exc:
-            await self._finish(RunStatus.FAILED, str(exc))
+            if run.lost:
+                # a process that died left it active; we hold its lease now: record that first
+                run = await self.lifecycle.record_lost(run.id, run.lease_owner, clear_lease=False)
+                self._status = run.status
+            failed = await self._execute(run)
+            way_out: BaseException | RunStatus = RunStatus.FAILED if failed else RunStatus.COMPLETED
+            error = "phases failed: " + ", ".join(failed) if failed else None
+        except BaseException as exc:  # noqa: BLE001  (every way out ends the run truthfully)
+            way_out, error = exc, None
+            if isinstance(exc, asyncio.CancelledError):
+                if main is not None:
+                    main.uncancel()
+                if self._cancelled_by_user:
+                    way_out = RunCancelled()
+            elif not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: record, go on
+                reraise = exc
+                way_out = asyncio.CancelledError()
+            elif is_disk_full(exc):
+                release_reserve(self.paths.home)  # room to record the end on the full disk
+                way_out = disk_full_error(exc, [self.paths.home, Path(run.repo)], run.id)
+        ended = False
+        try:
+            if self._lease_lost:  # another process recorded or took the run: it owns the truth
+                self.journal.log(self.run_id, None, "warning", "lease lost; this process stops")
+            else:
+                await self._finish(way_out, error)
+            ended = True
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self.journal.flush()
-            await self.store.release_lease(self.run_id, self.owner)
+            if ended:  # else the lease stays: once it expires (or we exit) reads say interrupted
+                await self.store.release_lease(self.run_id, self.owner)
+        if reraise is not None:
+            raise reraise
         return await self.store.get_run(self.run_id)
-
-    async def _execute_classified(self, run: Run) -> None:
-        """Execute the run; running out of space anywhere (SQLite, git, Chroma, a file) becomes one
-        DiskFullError naming the disk to free and the resume command."""
-        try:
-            await self._execute(run)
-        except Exception as exc:
-            if not is_disk_full(exc):
-                raise
-            places = [self.paths.home, Path(run.repo)]
-            raise disk_full_error(exc, places, run.id) from exc
 
     async def _heartbeat(self, main: asyncio.Task | None, every: float, ttl: float) -> None:
         """Renew the lease and watch the cancel flag that `cancel` sets from any process."""
         while True:
             await asyncio.sleep(every)
-            await self.store.renew_lease(self.run_id, self.owner, ttl)
-            if await self.store.cancel_requested(self.run_id) and main is not None:
+            try:
+                renewed = await self.store.renew_lease(self.run_id, self.owner, ttl)
+                cancel = await self.store.cancel_requested(self.run_id)
+            except Exception as exc:  # noqa: BLE001  (a busy database: try again next beat)
+                self.journal.log(self.run_id, None, "warning", f"heartbeat failed: {exc}")
+                continue
+            if not renewed:
+                self._lease_lost = True
+                if main is not None:
+                    main.cancel()
+                return
+            if cancel and main is not None:
                 self._cancelled_by_user = True
                 main.cancel()
                 return
 
-    async def _set_run_status(self, status: RunStatus, error: str | None = None) -> None:
-        await self.store.update_run_status(self.run_id, status, error=error)
-        await self.journal.emit(
-            RunStatusChanged(run_id=self.run_id, status=str(status), error=error)
-        )
-        self.journal.log(
-            self.run_id,
-            None,
-            "error" if error else "info",
-            f"run {status}" + (f": {error}" if error else ""),
-        )
+    async def _set_run_status(self, status: RunStatus) -> None:
+        await self.lifecycle.run_to(self.run_id, status)
+        self._status = status
 
-    async def _finish(self, status: RunStatus, error: str | None) -> None:
-        """Close running attempts, store the final status, and write the summary artifact."""
-        await self.store.fail_running_executions(self.run_id, error or str(status))
-        await self._set_run_status(status, None if status is RunStatus.COMPLETED else error)
-        await self.journal.flush()
-        await self._write_summary()
+    async def _finish(self, way_out: BaseException | RunStatus, error: str | None) -> None:
+        """End the run through the lifecycle, then write the summary artifact (a summary that
+        cannot be written is logged; the run's end is already stored)."""
+        run = await self.lifecycle.end_run(self.run_id, way_out, error=error)
+        self._status = run.status
+        try:
+            await self._write_summary()
+        except Exception as exc:  # noqa: BLE001  (the stored end stays true without a summary)
+            self.journal.log(self.run_id, None, "warning", f"summary not written: {exc}")
 
     # ---- the run -------------------------------------------------------------------------------
 
-    async def _execute(self, run: Run) -> None:
+    async def _execute(self, run: Run) -> list[str]:
+        """Plan (once), execute every phase, check the end thresholds; returns the failed phases."""
         ctx = await self._context(run)
         try:
             phases = await self.store.get_phases_for_run(run.id)
@@ -150,7 +179,8 @@ class RunDriver:
             await record_baseline(ctx)
             await self._schedule(ctx)
             await self._check_thresholds(ctx, None)
-            await self._conclude(ctx)
+            phases = await self.store.get_phases_for_run(ctx.run_id)
+            return [p.plan_id for p in phases if p.status is PhaseStatus.FAILED]
         finally:
             await ctx.llm.aclose()
 
@@ -168,7 +198,7 @@ class RunDriver:
         await asyncio.to_thread(worktrees.create_worktree, repo, run_worktree, branch, base)
         gate = Gate(
             self.store,
-            self.journal,
+            self.lifecycle,
             run.id,
             auto_approve=self.auto_approve,
             poll_seconds=config.execution.poll_seconds,
@@ -184,6 +214,7 @@ class RunDriver:
             paths=self.paths,
             store=self.store,
             journal=self.journal,
+            lifecycle=self.lifecycle,
             gate=gate,
             llm=clients.llm,
             executor=clients.executor,
@@ -196,7 +227,12 @@ class RunDriver:
         )
 
     async def _on_waiting(self, waiting: bool) -> None:
-        await self._set_run_status(RunStatus.WAITING if waiting else RunStatus.EXECUTING)
+        """The run waits for a person while any question is open, then goes back to what it did."""
+        if waiting:
+            self._before_waiting = self._status
+            await self._set_run_status(RunStatus.WAITING)
+        else:
+            await self._set_run_status(self._before_waiting)
 
     async def _plan(self, ctx: RunContext) -> list[Phase]:
         await self._set_run_status(RunStatus.PLANNING)
@@ -283,20 +319,10 @@ class RunDriver:
                     if phases[d].status in (PhaseStatus.SKIPPED, PhaseStatus.FAILED)
                 ]
                 if blocked:
-                    error = f"skipped: dependency {blocked[0]} was {phases[blocked[0]].status}"
-                    phases[plan_id] = await self.store.update_phase_status(
-                        phase.id, PhaseStatus.SKIPPED, error=error
+                    error = f"dependency {blocked[0]} was {phases[blocked[0]].status}"
+                    phases[plan_id] = await self.lifecycle.phase_to(
+                        phase, PhaseStatus.SKIPPED, error=error
                     )
-                    await self.journal.emit(
-                        PhaseStatusChanged(
-                            run_id=ctx.run_id,
-                            phase_id=phase.id,
-                            plan_id=plan_id,
-                            status="skipped",
-                            error=error,
-                        )
-                    )
-                    ctx.log(phase.id, f"phase {plan_id} {error}")
                     changed = True
 
     async def _check_thresholds(self, ctx: RunContext, phase: Phase | None) -> None:
@@ -351,14 +377,6 @@ class RunDriver:
                 severities[finding.severity] += 1
                 categories[finding.category] = categories.get(finding.category, 0) + 1
         return severities, categories
-
-    async def _conclude(self, ctx: RunContext) -> None:
-        phases = await self.store.get_phases_for_run(ctx.run_id)
-        failed = [p.plan_id for p in phases if p.status is PhaseStatus.FAILED]
-        if failed:
-            await self._finish(RunStatus.FAILED, "phases failed: " + ", ".join(failed))
-        else:
-            await self._finish(RunStatus.COMPLETED, None)
 
     async def _write_summary(self) -> None:
         """Write the markdown summary and the run's log as artifacts."""

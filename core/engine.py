@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -12,13 +10,14 @@ from typing import TYPE_CHECKING, Any, Self
 from config.paths import Paths
 from core.bus import EventBus, Subscription
 from core.diskfull import ensure_reserve
-from core.errors import InputError, RunLockedError
-from core.events import InterventionResolved, RunCreated
+from core.errors import InputError, RunCancelled, RunLockedError, TransitionError
+from core.events import RunCreated
 from core.journal import Journal
+from core.lifecycle import Lifecycle
+from core.liveness import owner_alive
 from core.logs import setup_deferred_logging, setup_logging, shutdown_logging
 from core.procenv import redact
 from core.records import (
-    ACTIVE_RUN_STATUSES,
     FINISHED_RUN_STATUSES,
     Execution,
     Finding,
@@ -55,6 +54,7 @@ class Engine:
         self.store = store
         self.bus = bus
         self.journal = journal
+        self.lifecycle = Lifecycle(store, journal)
 
     @classmethod
     async def open(
@@ -132,6 +132,7 @@ class Engine:
             git_repo.close()
         ensure_names(loaded)  # names the file and key of a bad provider or model name
         await preflight(loaded.config, loaded.catalog)
+        await self.record_lost_runs()
         run = await self.store.create_run(redact(task.strip()), str(root), make_snapshot(loaded))
         await self.journal.emit(RunCreated(run_id=run.id, task=run.task, repo=run.repo))
         self.journal.log(run.id, None, "info", f"run {run.id} created for {root}")
@@ -142,7 +143,12 @@ class Engine:
         from core.driver import RunDriver
 
         return await RunDriver(
-            self.paths, self.store, self.journal, run_id, auto_approve=auto_approve
+            self.paths,
+            self.store,
+            self.journal,
+            run_id,
+            auto_approve=auto_approve,
+            lifecycle=self.lifecycle,
         ).drive()
 
     async def start_run(
@@ -168,10 +174,30 @@ class Engine:
             raise RunLockedError(
                 f"run {run_id} is still running in {run.lease_owner}; watch it with `orchestrator show {run_id}`"
             )
-        await self.store.recover_run(
-            run_id
-        )  # its process is gone: drop the lease, mark interrupted
+        await self.recover(run)
         return await self.execute_run(run_id, auto_approve=auto_approve)
+
+    async def record_lost_runs(self) -> list[Run]:
+        """Record every run whose driving process is gone as interrupted (writing commands call
+        this; reads only present them so); returns the runs recorded."""
+        recorded = []
+        for run in await self.store.get_lost_runs():
+            try:
+                recorded.append(await self.lifecycle.record_lost(run.id, run.lease_owner))
+            except TransitionError:
+                continue  # resumed or recorded by another process meanwhile
+        return recorded
+
+    async def recover(self, run: Run) -> Run:
+        """Record what happened to a run nobody drives: an active one whose process is gone
+        becomes interrupted, a failed one is reopened (interrupted) so resume can continue it."""
+        if run.lost:
+            return await self.lifecycle.record_lost(run.id, run.lease_owner)
+        if run.status is RunStatus.FAILED:
+            return await self.lifecycle.run_to(
+                run.id, RunStatus.INTERRUPTED, say=f"run {run.id} reopened to resume it"
+            )
+        return run
 
     async def cancel_run(self, run_id: str) -> Run:
         """Ask the process running the run to stop it; a run nobody is running is cancelled at once."""
@@ -180,9 +206,7 @@ class Engine:
             raise InputError(f"run {run_id} is already {run.status}")
         await self.store.request_cancel(run_id)
         if not self._lease_live(run):
-            await self.store.update_run_status(
-                run_id, RunStatus.CANCELLED, error="cancelled by the user"
-            )
+            return await self.lifecycle.end_run(run_id, RunCancelled())
         return await self.store.get_run(run_id)
 
     async def resolve_intervention(
@@ -212,13 +236,8 @@ class Engine:
 
                 raised = await raise_budget(self.store, pending, budget_usd, budget_tokens)
                 note = f"{note}; {raised}" if note else raised
-        item = await self.store.resolve_intervention(intervention_id, approve, note)
-        await self.journal.emit(
-            InterventionResolved(
-                run_id=item.run_id, intervention_id=item.id, status=str(item.status), note=note
-            )
-        )
-        return item
+        status = InterventionStatus.APPROVED if approve else InterventionStatus.REJECTED
+        return await self.lifecycle.intervention_to(intervention_id, status, note=note)
 
     async def apply_run(self, run_id: str) -> str:
         """Merge a finished run's branch into the user's current branch; returns the new HEAD."""
@@ -232,6 +251,7 @@ class Engine:
     async def clean(self, run_id: str | None = None) -> list[str]:
         """Remove worktrees, branches, per-worktree indexes and empty folders of finished runs
         (history stays); returns the cleaned run ids."""
+        await self.record_lost_runs()
         if run_id is not None:
             run = await self.store.get_run(run_id)
             if run.status not in FINISHED_RUN_STATUSES:
@@ -264,8 +284,7 @@ class Engine:
             found = [
                 s
                 for s in await self.store.list_runs(limit=1_000_000)
-                if s.run.id in ids
-                or (s.run.status in ACTIVE_RUN_STATUSES and not self._lease_live(s.run))
+                if s.run.id in ids or s.run.lost or s.run.status is RunStatus.INTERRUPTED
             ]
             return found[offset : offset + limit]
         return await self.store.list_runs(status=status, limit=limit, offset=offset)
@@ -313,6 +332,10 @@ class Engine:
         self, run_id: str | None = None, *, pending_only: bool = False
     ) -> list[Intervention]:
         return await self.store.list_interventions(run_id=run_id, pending_only=pending_only)
+
+    async def intervention(self, intervention_id: str) -> Intervention:
+        """One intervention by id, whatever its status."""
+        return await self.store.get_intervention(intervention_id)
 
     async def logs(self, run_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[LogRecord]:
         return await self.store.get_logs(run_id, after_seq=after_seq, limit=limit)
@@ -404,7 +427,7 @@ class Engine:
         """True while another process holds the run: an unexpired lease whose owner is not known dead."""
         if not run.lease_owner or not run.lease_expires_at:
             return False
-        return parse_ts(run.lease_expires_at) > parse_ts(utcnow()) and _owner_alive(run.lease_owner)
+        return parse_ts(run.lease_expires_at) > parse_ts(utcnow()) and owner_alive(run.lease_owner)
 
 
 async def _read_text(path: Path) -> str | None:
@@ -413,18 +436,3 @@ async def _read_text(path: Path) -> str | None:
         return await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
     except OSError:
         return None
-
-
-def _owner_alive(owner: str) -> bool:
-    """Whether a lease owner "host:pid:..." may still run; a dead pid on this host means no."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

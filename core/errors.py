@@ -1,29 +1,57 @@
 """The orchestrator's error tree; every error says what went wrong and what to do.
 
-OrchestratorError
-├── ConfigError            bad or unknown configuration value (exit code 2)
-├── InputError             bad CLI argument, path or repository state (exit code 2)
-│   └── RepoError          --repo is not a git repository, or is dirty
-├── NotFoundError          a run, phase or intervention id that does not exist (exit code 2)
-├── AlreadyAnsweredError   an intervention that was already approved or rejected
-├── StateError             the database could not be read or written
-│   ├── ReadOnlyHomeError  a writing command on a read-only home or database
-│   └── DamagedDatabaseError the database file is malformed; `orchestrator doctor --fix`
-├── DiskFullError          no space left (SQLite, git, Chroma or a file write); resume after freeing
-├── LLMError               a model call failed
-│   ├── LLMRetriableError  connection, timeout, 429, 5xx, overloaded: worth another try
-│   ├── LLMAuthError       the provider refused the API key (401/403), or none was given
-│   ├── ModelNotFoundError the model is not present on the provider (not retried)
-│   ├── ProviderMismatchError the URL answers, but not as the provider it was told (not retried)
-│   ├── PromptTooLargeError the prompt does not fit the model's context window
-│   └── ReplayMissError    a replay cassette holds no answer for a request
-├── PlanError              the planner's answer was not a valid plan after one repair round
-├── EditError              SEARCH/REPLACE blocks that did not apply, or a path outside the worktree
-├── GitError               a git operation failed
-│   └── MergeConflictError merging a phase branch back conflicted
-├── VerificationError      a verification command could not be started
-├── UnsafePathError        a path built from an id would resolve outside the home or worktree
-└── RunLockedError         another live process holds the run's lease
+Each class carries `exit_code` (what the CLI exits with), `retriable` (another try of the same
+step may pass) and `resumable` (`orchestrator resume ID` can help once the cause is fixed); a run
+ended by an error stores its text and these facts, and `core.final_word` turns them into the last
+thing a user reads.
+
+OrchestratorError                  exit retriable resumable
+├── ConfigError                      2     no       no     bad or unknown configuration value
+├── InputError                       2     no       no     bad CLI argument, path or repository state
+│   └── RepoError                    2     no       no     --repo is not a git repository, or is dirty
+├── NotFoundError                    2     no       no     a run, phase or intervention id that does not exist
+├── AlreadyAnsweredError             1     no       no     an intervention that was already approved or rejected
+│   └── WithdrawnError               1     no       no     an intervention withdrawn because its run ended
+├── StateError                       1     no      yes     the database could not be read or written
+│   ├── DiskFullError                1     no      yes     no space left (ENOSPC, SQLITE_FULL); names the path
+│   ├── ReadOnlyHomeError            1     no       no     a writing command on a read-only home or database
+│   └── DamagedDatabaseError         1     no       no     the database file is malformed; `orchestrator doctor --fix`
+├── LLMError                         1     no      yes     a model call failed
+│   ├── LLMRetriableError            1    yes      yes     connection, timeout, 429, 5xx, overloaded
+│   ├── LLMAuthError                 2     no      yes     the provider refused the API key (401/403), or none was given
+│   ├── ModelNotFoundError           2     no      yes     the model is not present on the provider (not retried)
+│   ├── ProviderMismatchError        2     no      yes     the URL answers, but not as the provider it was told
+│   ├── PromptTooLargeError          1     no       no     the prompt does not fit the model's context window
+│   └── ReplayMissError              1     no       no     a replay cassette holds no answer for a request
+├── PlanError                        1     no       no     the planner's answer was not a valid plan after one repair round
+│   └── PlanValidationError          1     no       no     one answer that is not a usable plan (sent back to the model)
+├── EditError                        1    yes      yes     SEARCH/REPLACE blocks that did not apply, or a path outside the worktree
+├── GitError                         1     no      yes     a git operation failed
+│   └── MergeConflictError           1     no      yes     merging a phase branch back conflicted
+├── VerificationError                1     no      yes     a verification command could not be started
+├── UnsafePathError                  1     no       no     a path built from an id would leave the home or worktree
+├── RunLockedError                   1     no       no     another live process holds the run's lease
+├── TransitionError                  1     no       no     an illegal status change (a bug in the orchestrator)
+├── ForeignError                     1     no      yes     any other exception during a run (rag, verify, a plugin, the OS)
+└── RunStop                                                control flow: the run stops on purpose
+    ├── RunCancelled                 1     no       no     cancelled by the user (from this or another process)
+    ├── RunAborted                   1     no       no     policy `abort`, or a rejected decision that fails the run
+    ├── BudgetStopped                1     no       no     a budget was reached and the person chose to stop
+    └── NeedsInputError              1     no      yes     `--yes` met a question only a person can answer
+
+How a run ends (core.lifecycle.Lifecycle.end_run):
+    RunCancelled                          -> cancelled
+    DiskFullError, NeedsInputError,
+    asyncio.CancelledError (signal)       -> interrupted  (pending questions stay answerable)
+    any other error                       -> failed
+
+Errors of the libraries core uses are mapped in ONE place, core.error_map.as_orchestrator_error:
+    rag.errors.NotARepositoryError        -> InputError
+    rag.errors.RagError (others)          -> ForeignError ("index: ...")
+    OSError ENOSPC, sqlite "disk is full" -> DiskFullError
+    git.GitCommandError                   -> GitError
+    any other Exception (verify, plugins,
+    the OS, bugs)                         -> ForeignError ("<Type>: <message>")
 """
 
 from __future__ import annotations
@@ -34,6 +62,7 @@ class OrchestratorError(Exception):
 
     exit_code = 1
     retriable = False
+    resumable = False
 
 
 class ConfigError(OrchestratorError):
@@ -64,26 +93,40 @@ class AlreadyAnsweredError(OrchestratorError):
     exit_code = 1
 
 
+class WithdrawnError(AlreadyAnsweredError):
+    """An intervention withdrawn because its run ended (cancelled, failed or completed)."""
+
+
 class StateError(OrchestratorError):
     """The state database could not be opened, migrated, read or written."""
+
+    resumable = True
+
+
+class DiskFullError(StateError):
+    """No space left on a device (ENOSPC, SQLite's "disk is full"); `path` names where."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ReadOnlyHomeError(StateError):
     """A command that writes was started on a read-only home or database; read commands still work."""
 
+    resumable = False
+
 
 class DamagedDatabaseError(StateError):
     """The database file is malformed (truncated, garbage header); `orchestrator doctor --fix` recovers it."""
 
-
-class DiskFullError(OrchestratorError):
-    """The disk holding the home or repository is full; the message names it and says to resume."""
-
-    exit_code = 1
+    resumable = False
 
 
 class LLMError(OrchestratorError):
     """A model call failed for good."""
+
+    resumable = True
 
 
 class LLMRetriableError(LLMError):
@@ -106,6 +149,8 @@ class LLMAuthError(LLMError):
 class PromptTooLargeError(LLMError):
     """The prompt is larger than the model's context window; it is never truncated silently."""
 
+    resumable = False
+
 
 class ModelNotFoundError(LLMError):
     """The configured model does not exist on the provider; the message says how to pull it."""
@@ -123,19 +168,28 @@ class ProviderMismatchError(LLMError):
 class ReplayMissError(LLMError):
     """A replay cassette has no answer for a request."""
 
+    resumable = False
+
 
 class PlanError(OrchestratorError):
     """The planner could not produce a valid plan; the message quotes what the model said."""
+
+
+class PlanValidationError(PlanError):
+    """A planner answer that is not a usable plan; the message is sent back to the model."""
 
 
 class EditError(OrchestratorError):
     """Edits from an agent that could not be applied inside the worktree."""
 
     retriable = True
+    resumable = True
 
 
 class GitError(OrchestratorError):
     """A git operation failed."""
+
+    resumable = True
 
 
 class MergeConflictError(GitError):
@@ -149,6 +203,8 @@ class MergeConflictError(GitError):
 class VerificationError(OrchestratorError):
     """A verification command could not be started at all."""
 
+    resumable = True
+
 
 class RunLockedError(OrchestratorError):
     """Another live process is executing the run (its heartbeat lease has not expired)."""
@@ -158,3 +214,43 @@ class RunLockedError(OrchestratorError):
 
 class UnsafePathError(OrchestratorError):
     """A path built from an id (a run's, a phase's) would leave the folder it must stay in."""
+
+
+class TransitionError(OrchestratorError):
+    """A status change the lifecycle's transition table does not allow; `current` is the status
+    the row had (an answer to a question that is no longer pending is mapped to a user error)."""
+
+    def __init__(self, message: str, *, current: str | None = None) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class ForeignError(OrchestratorError):
+    """An exception from outside the orchestrator's own code (rag, verify, a plugin, the OS)."""
+
+    resumable = True
+
+
+class RunStop(OrchestratorError):
+    """Control flow: the run stops on purpose (cancel, abort, budget, a question for a person)."""
+
+
+class RunCancelled(RunStop):
+    """The run was cancelled (from this process or another one)."""
+
+    def __init__(self, message: str = "cancelled by the user") -> None:
+        super().__init__(message)
+
+
+class RunAborted(RunStop):
+    """The run must stop as failed (policy `abort`, or a rejected decision that fails the run)."""
+
+
+class BudgetStopped(RunStop):
+    """A budget was reached and the person chose to stop the run."""
+
+
+class NeedsInputError(RunStop):
+    """`--yes` met an intervention that needs a person's input; the run stops and can be resumed."""
+
+    resumable = True

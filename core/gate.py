@@ -6,19 +6,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from core.errors import OrchestratorError
+from core.errors import NeedsInputError, RunCancelled
 from core.events import InterventionRequested, InterventionResolved
-from core.journal import Journal
+from core.lifecycle import Lifecycle
 from core.records import AUTO_APPROVABLE_KINDS, Intervention, InterventionKind, InterventionStatus
 from core.state.store import StateStore
-
-
-class NeedsInputError(OrchestratorError):
-    """`--yes` met an intervention that needs a person's input; the run stops and can be resumed."""
-
-
-class RunCancelled(Exception):
-    """The run was cancelled (from this process or another one) while it waited."""
 
 
 class Gate:
@@ -27,7 +19,7 @@ class Gate:
     def __init__(
         self,
         store: StateStore,
-        journal: Journal,
+        lifecycle: Lifecycle,
         run_id: str,
         *,
         auto_approve: bool,
@@ -35,7 +27,8 @@ class Gate:
         on_waiting: Callable[[bool], Awaitable[None]],
     ) -> None:
         self._store = store
-        self._journal = journal
+        self._lifecycle = lifecycle
+        self._journal = lifecycle.journal
         self._run_id = run_id
         self._auto = auto_approve
         self._poll = poll_seconds
@@ -94,31 +87,20 @@ class Gate:
     async def _find(
         self, kind: InterventionKind, phase_id: str | None, key: str
     ) -> Intervention | None:
+        """The question already asked at this decision point; a withdrawn one is asked anew."""
         for item in await self._store.list_interventions(run_id=self._run_id):
-            if item.kind == kind and item.phase_id == phase_id and item.payload.get("key") == key:
+            if (
+                item.kind == kind
+                and item.phase_id == phase_id
+                and item.payload.get("key") == key
+                and item.status is not InterventionStatus.WITHDRAWN
+            ):
                 return item
         return None
 
     async def _answer(self, intervention_id: str, approve: bool, note: str) -> Intervention:
-        item = await self._store.resolve_intervention(intervention_id, approve, note)
-        await self._announce(item)
-        return item
-
-    async def _announce(self, item: Intervention) -> None:
-        await self._journal.emit(
-            InterventionResolved(
-                run_id=self._run_id,
-                intervention_id=item.id,
-                status=str(item.status),
-                note=item.note,
-            )
-        )
-        self._journal.log(
-            self._run_id,
-            item.phase_id,
-            "info",
-            f"intervention {item.id} {item.status}" + (f" ({item.note})" if item.note else ""),
-        )
+        status = InterventionStatus.APPROVED if approve else InterventionStatus.REJECTED
+        return await self._lifecycle.intervention_to(intervention_id, status, note=note)
 
     async def _wait(self, item: Intervention) -> Intervention:
         """Poll the row until another process (or the TUI) answers it; cancellation is honoured."""
@@ -129,12 +111,23 @@ class Gate:
             while True:
                 current = await self._store.get_intervention(item.id)
                 if current.status is not InterventionStatus.PENDING:
-                    await self._announce(current)
-                    return current
+                    # the answer (and its log line) was stored by whoever gave it, maybe
+                    # another process: announce it on this process's bus too
+                    await self._journal.emit(
+                        InterventionResolved(
+                            run_id=self._run_id,
+                            intervention_id=current.id,
+                            status=str(current.status),
+                            note=current.note,
+                        )
+                    )
+                    break
                 if await self._store.cancel_requested(self._run_id):
                     raise RunCancelled()
                 await asyncio.sleep(self._poll)
         finally:
             self._waiters -= 1
-            if self._waiters == 0:
-                await self._on_waiting(False)
+        # leaving by an exception, the run's end (not a return to work) is its next status
+        if self._waiters == 0:
+            await self._on_waiting(False)
+        return current

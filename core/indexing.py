@@ -14,9 +14,10 @@ from pathlib import Path
 from config.catalog import ModelsCatalog
 from config.paths import Paths
 from config.schema import OrchestratorConfig
-from core.errors import InputError, OrchestratorError
+from core.error_map import as_orchestrator_error
+from core.errors import InputError
 from rag.embedders import EmbedderSpec
-from rag.errors import NotARepositoryError, RagError
+from rag.errors import RagError
 from rag.index import IndexSettings, IndexStats, Progress
 from rag.languages import known_languages
 from rag.layout import prune_indexes
@@ -55,13 +56,6 @@ def hybrid_retriever(
         return _retrievers[key]
 
 
-def _as_orchestrator_error(exc: RagError) -> OrchestratorError:
-    """A path that is not a repository is bad input (exit 2); anything else is a failure."""
-    if isinstance(exc, NotARepositoryError):
-        return InputError(str(exc))
-    return OrchestratorError(str(exc))
-
-
 def index_repository(
     hybrid: HybridRetriever,
     repo: Path,
@@ -77,7 +71,7 @@ def index_repository(
         prune_indexes(hybrid.indexes)
         return hybrid.refresh_sync(repo, full=full, embed=embed, progress=progress, stop=stop)
     except RagError as exc:
-        raise _as_orchestrator_error(exc) from exc
+        raise as_orchestrator_error(exc) from exc
 
 
 def search_repository(
@@ -102,4 +96,4 @@ def search_repository(
             )
         return hybrid.search_sync(query, repo=repo, k=k, path_glob=path_glob, language=language)
     except RagError as exc:
-        raise _as_orchestrator_error(exc) from exc
+        raise as_orchestrator_error(exc) from exc

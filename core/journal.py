@@ -14,6 +14,8 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from core.bus import EventBus
 from core.events import Event, LogEmitted
@@ -22,6 +24,7 @@ from core.records import LogRecord
 from core.state.store import LogLine, StateStore
 from core.timeutil import utcnow
 
+R = TypeVar("R")
 run_logger = logging.getLogger("orchestrator.run")
 # Live-log lines copied into the structured log file; the high-volume stream (model text, agent
 # and verification output, info lines) stays in the database and the run.log artifact.
@@ -62,6 +65,43 @@ class Journal:
         self._stopping = False
         self.dropped_lines = 0
 
+    def line(self, run_id: str, phase_id: str | None, level: str, message: str) -> LogLine:
+        """A log line ready to store (redacted, stamped), mirrored to the `orchestrator.run`
+        logger; `record` callers write it inside their own transaction."""
+        level = level.lower()
+        message = self._redact(message)
+        if level in _MIRRORED_LEVELS:
+            run_logger.log(_LEVELS[level], message, extra={"run_id": run_id, "phase_id": phase_id})
+        return (run_id, phase_id, level, message, utcnow())
+
+    async def record(
+        self,
+        write: Callable[[list[LogLine]], Awaitable[tuple[R, list[LogRecord]]]],
+        events: Callable[[R], Sequence[Event]],
+    ) -> R:
+        """Write a state change and every buffered line in ONE transaction, then publish.
+
+        `write` gets the buffered lines (oldest first) to store with its change and returns the
+        change's result and the stored lines; after the commit the lines are published, then
+        the events `events(result)` names, so subscribers see them in the order they happened.
+        """
+        async with self._flush_lock:
+            while len(self._buffer) > self.max_batch:  # older lines first, in normal batches
+                await self._write_batch(self.max_batch)
+            count = len(self._buffer)
+            result, records = await write([self._buffer[i] for i in range(count)])
+            for _ in range(count):
+                self._buffer.popleft()
+            self._consumed += count
+            self._publish(records)
+            self._publish_due_events()
+            for event in events(result):
+                self._publish_event(event)
+            if not self._buffer:
+                self._pending.clear()
+                self._full.clear()
+        return result
+
     def log(self, run_id: str, phase_id: str | None, level: str, message: str) -> None:
         """Queue one log line (never blocks) and mirror it to the `orchestrator.run` logger."""
         level = level.lower()
@@ -99,18 +139,21 @@ class Journal:
         """Write every buffered line now and publish the batches; raises StateError on failure."""
         async with self._flush_lock:
             while self._buffer:
-                count = min(len(self._buffer), self.max_batch)
-                batch: list[LogLine] = [self._buffer[i] for i in range(count)]
-                records = await self.store.append_logs(batch)
-                for _ in range(count):
-                    self._buffer.popleft()
-                self._consumed += count
-                self._publish(records)
-                self._publish_due_events()
+                await self._write_batch(min(len(self._buffer), self.max_batch))
             self._publish_due_events()
             if not self._buffer:
                 self._pending.clear()
                 self._full.clear()
+
+    async def _write_batch(self, count: int) -> None:
+        """Store the oldest `count` buffered lines in one transaction and publish them."""
+        batch: list[LogLine] = [self._buffer[i] for i in range(count)]
+        records = await self.store.append_logs(batch)
+        for _ in range(count):
+            self._buffer.popleft()
+        self._consumed += count
+        self._publish(records)
+        self._publish_due_events()
 
     async def emit(self, event: Event) -> None:
         """Publish a state event the caller already persisted, after the log lines logged before it.

@@ -8,15 +8,11 @@ import random
 from core import run_paths
 from core.attempt_host import RunAttemptHost
 from core.context import RunContext
-from core.errors import GitError, MergeConflictError
-from core.events import (
-    ExecutionFinished,
-    ExecutionStarted,
-    PhaseStatusChanged,
-)
+from core.errors import GitError, MergeConflictError, RunAborted
 from core.executors.base import AttemptResult, PhaseJob
 from core.git import repo as gitrepo
 from core.git import worktrees
+from core.lifecycle import INTERRUPTED_ATTEMPT
 from core.phase_checks import PhaseChecks
 from core.procenv import redact
 from core.records import (
@@ -28,10 +24,6 @@ from core.records import (
     Phase,
     PhaseStatus,
 )
-
-
-class RunAborted(Exception):
-    """The run must stop as failed (policy `abort`, or a rejected decision that fails the run)."""
 
 
 class PhaseRunner:
@@ -107,23 +99,31 @@ class PhaseRunner:
         """After a crash: adopt a phase commit the dead process made, else close its attempt as failed."""
         ctx = self.ctx
         executions = await ctx.store.get_executions(ctx.run_id, phase_id=self.phase.id)
-        running = [e for e in executions if e.status is ExecutionStatus.RUNNING]
+        # attempts the dead process left open, or that its interruption closed
+        open_ = [
+            e
+            for e in executions
+            if e.status is ExecutionStatus.RUNNING
+            or (e.status is ExecutionStatus.FAILED and e.error == INTERRUPTED_ATTEMPT)
+        ]
         sha = await asyncio.to_thread(
             gitrepo.find_commit_with_trailers,
             self.worktree,
             self.branch,
             ctx.trailers(self.phase.plan_id),
         )
-        for execution in running:
-            if sha is not None and execution is running[-1]:
-                await ctx.store.complete_execution(
-                    execution.id, "recovered: the phase commit was found after a restart"
+        last = executions[-1] if executions else None
+        for execution in open_:
+            if sha is not None and execution is last:
+                await ctx.lifecycle.execution_to(
+                    execution,
+                    ExecutionStatus.SUCCEEDED,
+                    output="recovered: the phase commit was found after a restart",
                 )
-                await self._announce_execution(execution, ExecutionStatus.SUCCEEDED, None)
-            else:
-                error = "interrupted: the orchestrator stopped during this attempt"
-                await ctx.store.fail_execution(execution.id, error)
-                await self._announce_execution(execution, ExecutionStatus.FAILED, error)
+            elif execution.status is ExecutionStatus.RUNNING:
+                await ctx.lifecycle.execution_to(
+                    execution, ExecutionStatus.FAILED, error=INTERRUPTED_ATTEMPT, level="warning"
+                )
         if sha is not None:
             ctx.log(
                 self.phase.id,
@@ -148,17 +148,9 @@ class PhaseRunner:
             if attempts > 0:
                 await asyncio.sleep(self._backoff(attempts))
             await asyncio.to_thread(gitrepo.reset_hard, self.worktree, base)
-            execution = await ctx.store.create_execution(self.phase.id, ctx.run_id)
+            execution = await ctx.lifecycle.start_execution(self.phase)
             attempts = execution.attempt
             ctx.executions[(self.phase.plan_id, execution.attempt)] = execution.id
-            await ctx.emit(
-                ExecutionStarted(
-                    run_id=ctx.run_id,
-                    phase_id=self.phase.id,
-                    execution_id=execution.id,
-                    attempt=execution.attempt,
-                )
-            )
             ctx.log(self.phase.id, f"attempt {execution.attempt} of {self.phase.plan_id} started")
             sha, error, retriable = await self._attempt(execution, previous_failure)
             if sha is not None:
@@ -223,29 +215,25 @@ class PhaseRunner:
             error = "the attempt changed no file"
             await self._fail(execution, error, result.summary, retrieved.text)
             return None, error, True
-        await ctx.store.complete_execution(execution.id, result.summary, context=retrieved.text)
-        await self._announce_execution(execution, ExecutionStatus.SUCCEEDED, None)
-        ctx.log(phase.id, f"attempt {execution.attempt} succeeded: commit {sha[:10]}")
+        await ctx.lifecycle.execution_to(
+            execution,
+            ExecutionStatus.SUCCEEDED,
+            output=result.summary,
+            context=retrieved.text,
+            say=f"attempt {execution.attempt} succeeded: commit {sha[:10]}",
+        )
         return sha, "", True
 
     async def _fail(self, execution: Execution, error: str, output: str, context: str) -> None:
         error, output = redact(error), redact(output)
-        await self.ctx.store.fail_execution(execution.id, error, output=output, context=context)
-        await self._announce_execution(execution, ExecutionStatus.FAILED, error)
-        self.ctx.log(self.phase.id, f"attempt {execution.attempt} failed: {error}", "warning")
-
-    async def _announce_execution(
-        self, execution: Execution, status: ExecutionStatus, error: str | None
-    ) -> None:
-        await self.ctx.emit(
-            ExecutionFinished(
-                run_id=self.ctx.run_id,
-                phase_id=self.phase.id,
-                execution_id=execution.id,
-                attempt=execution.attempt,
-                status=str(status),
-                error=error,
-            )
+        await self.ctx.lifecycle.execution_to(
+            execution,
+            ExecutionStatus.FAILED,
+            error=error,
+            output=output,
+            context=context,
+            say=f"attempt {execution.attempt} failed: {error}",
+            level="warning",
         )
 
     def _backoff(self, attempts_done: int) -> float:
@@ -356,20 +344,6 @@ class PhaseRunner:
         commit: str | None = None,
         **git: str,
     ) -> None:
-        ctx = self.ctx
-        self.phase = await ctx.store.update_phase_status(
-            self.phase.id, status, error=error, commit=commit, **git
-        )
-        await ctx.emit(
-            PhaseStatusChanged(
-                run_id=ctx.run_id,
-                phase_id=self.phase.id,
-                plan_id=self.phase.plan_id,
-                status=str(status),
-                error=error,
-            )
-        )
-        ctx.log(
-            self.phase.id,
-            f"phase {self.phase.plan_id} {status}" + (f": {error[:300]}" if error else ""),
+        self.phase = await self.ctx.lifecycle.phase_to(
+            self.phase, status, error=error, commit=commit, **git
         )

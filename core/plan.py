@@ -8,10 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-
-class PlanValidationError(ValueError):
-    """A planner answer that is not a usable plan; the message is sent back to the model."""
-
+from core.errors import PlanValidationError
 
 # Plan ids become parts of branch names and file names, so they are checked, never trusted.
 PLAN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

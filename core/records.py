@@ -58,6 +58,7 @@ class InterventionStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"  # its run ended (cancelled, failed, completed) before an answer
 
 
 class Severity(StrEnum):
@@ -103,6 +104,9 @@ class Run:
     lease_owner: str | None = None
     lease_expires_at: str | None = None
     cancel_requested: bool = False
+    # Read as interrupted because its driving process is gone, though not yet recorded so
+    # (core.liveness); the next writing command records it through core.lifecycle.
+    lost: bool = False
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,7 @@ async def test_abort_policy_fails_the_run_and_yes_does_not_answer_phase_failures
         assert run.status is RunStatus.FAILED and "phase-001" in (run.error or "")
         loaded = _loaded(home, repo, cassette, **{"execution.max_attempts": 1})
         run2 = await engine.start_run("task", repo, loaded, auto_approve=True)
-        assert run2.status is RunStatus.FAILED and "needs your input" in (run2.error or "")
+        assert run2.status is RunStatus.INTERRUPTED and "needs your input" in (run2.error or "")
         [pending] = await engine.interventions(run2.id, pending_only=True)
         assert pending.kind == "phase_failed"
         executions = (await engine.run_document(run.id))["executions"]

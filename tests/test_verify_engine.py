@@ -196,7 +196,7 @@ async def test_yes_never_runs_model_written_commands(home: Path, tmp_path: Path)
     async with await _engine(home) as engine:
         loaded = _loaded(home, repo, **{"llm.provider": "replay", "llm.replay": str(cassette)})
         run = await engine.start_run("task", repo, loaded, auto_approve=True)
-    assert run.status is RunStatus.FAILED and "needs your input" in (run.error or "")
+    assert run.status is RunStatus.INTERRUPTED and "needs your input" in (run.error or "")
     assert not any(p.name == "pwned" for p in (home / "worktrees").rglob("pwned"))
 
 

@@ -81,6 +81,7 @@ async def cancel(app: OrchestratorApp, run_id: str) -> bool:
     )
     if not ok:
         return False
+    app.cancelling.add(run_id)
     try:
         run = await app.engine.cancel_run(run_id)
     except OrchestratorError as exc:

@@ -87,6 +87,7 @@ class OrchestratorApp(App[int]):
         self.decisions = DecisionQueue(self)
         self.interrupted_runs: list[str] = []  # runs this app stopped by quitting, for the hint
         self._subscription: Subscription | None = None
+        self.cancelling: set[str] = set()  # runs this app asked to cancel
 
     def now(self) -> datetime:
         """The current time (aware, UTC) used for durations of active runs; fixed in snapshot tests."""
@@ -165,12 +166,14 @@ class OrchestratorApp(App[int]):
             return
         if run_id == self.initial_run:
             self.initial_result = run
+        # the run's questions may be withdrawn now: close their modal before saying it stopped
+        await self.refresh_interventions()
         self.post_message(RunChanged(run_id))
         if run.status is RunStatus.COMPLETED:
             self.notify(f"run {run.id} completed on branch {run.branch}", title="run completed")
-        elif run.status is RunStatus.CANCELLED:
+        elif run.status is RunStatus.CANCELLED and run.id in self.cancelling:
             self.notify(f"run {run.id} cancelled", severity="warning")
-        else:
+        else:  # stopped, or cancelled by another process: say so with the run's final word
             self.push_screen(RunStoppedModal(run), lambda choice: self._after_stop(run, choice))
 
     def _after_stop(self, run: Run, choice: str | None) -> None:

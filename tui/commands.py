@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.paths import Paths
-from core.errors import AlreadyAnsweredError, ConfigError, InputError
+from core.errors import AlreadyAnsweredError, ConfigError, InputError, WithdrawnError
 from core.readonly import READ_COMMANDS, read_only_reason, refuse_write
 from core.records import Intervention, Run, RunStatus, RunSummary
 
@@ -200,19 +200,16 @@ async def _watch(engine: Engine, run: Run, args: argparse.Namespace, *, resume: 
         await engine.journal.flush()
         sub.close()
         await printer
-    if final.status is RunStatus.COMPLETED:
-        print(
-            f"run {final.id} completed on branch {final.branch}; see `orchestrator show {final.id}`, "
-            f"then `orchestrator apply {final.id}`"
-        )
+    from core.final_word import final_word
+
+    word = final_word(final)
+    if word.ok:
+        print(f"{word.message}; {word.next_step}")
         return 0
-    print(
-        f"run {final.id} {final.status}" + (f": {final.error}" if final.error else ""),
-        file=sys.stderr,
-    )
-    if final.status is RunStatus.INTERRUPTED or final.status is RunStatus.FAILED:
-        print(f"resume it with: orchestrator resume {final.id}", file=sys.stderr)
-    return 1
+    print(word.message, file=sys.stderr)
+    if word.next_step:
+        print(word.next_step, file=sys.stderr)
+    return word.exit_code
 
 
 async def run_command(engine: Engine, args: argparse.Namespace) -> int:
@@ -407,6 +404,9 @@ async def answer_command(engine: Engine, args: argparse.Namespace) -> int:
             budget_usd=getattr(args, "budget_usd", None),
             budget_tokens=getattr(args, "budget_tokens", None),
         )
+    except WithdrawnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except AlreadyAnsweredError as exc:
         print(f"error: already answered: {exc}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from core.errors import AlreadyAnsweredError, OrchestratorError
+from core.errors import AlreadyAnsweredError, OrchestratorError, WithdrawnError
 from core.records import Intervention
 from tui.modals.intervention import Decision, InterventionModal
 
@@ -41,7 +41,14 @@ class DecisionQueue:
         if self.showing is not None and self.showing.item.id not in ids:
             answered = self.showing.item
             self.showing.dismiss(None)
-            app.notify(f"intervention {answered.id} was answered elsewhere")
+            try:
+                now = await app.engine.intervention(answered.id)
+            except OrchestratorError:
+                now = answered
+            if str(now.status) == "withdrawn":
+                app.notify(f"intervention {answered.id} was withdrawn: its run ended")
+            else:
+                app.notify(f"intervention {answered.id} was answered elsewhere")
         queued = {i.id for i in self.queue}
         for item in pending:
             if item.id not in self.seen and item.id not in queued:
@@ -111,6 +118,8 @@ class DecisionQueue:
             item = await app.engine.resolve_intervention(
                 decision.intervention_id, approve=decision.approve, note=decision.note, **extra
             )
+        except WithdrawnError as exc:
+            app.notify(str(exc), severity="warning")
         except AlreadyAnsweredError as exc:
             app.notify(f"already answered: {exc}", severity="warning")
         except OrchestratorError as exc:

@@ -20,6 +20,7 @@ STATUS_STYLES = {
     "approved": "green",
     "failed": "bold red",
     "rejected": "red",
+    "withdrawn": "dim",
     "interrupted": "yellow",
     "cancelled": "dim",
     "skipped": "dim",

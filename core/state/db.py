@@ -25,9 +25,14 @@ from core.errors import (
     ReadOnlyHomeError,
     StateError,
 )
+from core.liveness import OWNER_GONE, owner_gone
+from core.records import LogRecord
 from core.state import schema
+from core.timeutil import utcnow
 
 T = TypeVar("T")
+# 5 parameters a line, under SQLite's limit of variables (32766 since 3.32, 999 before).
+_LINES_PER_INSERT = 1000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 190
 BUSY_TIMEOUT_MS = 10_000
 LOCK_RETRY_SECONDS = 30.0
 # A PASSIVE checkpoint after this many committed writes moves the WAL into the database file
@@ -202,6 +207,7 @@ class StateDatabase:
             ]
         for pragma in pragmas:
             await db.execute(pragma)
+        await db.create_function(OWNER_GONE, 1, owner_gone)  # core.liveness's SQL uses it
         return db
 
     @property
@@ -309,6 +315,31 @@ class StateDatabase:
             return list(await db.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise state_error(self.path, "read failed on", exc) from exc
+
+    async def _liveness(self) -> dict[str, str]:
+        """The :now parameter of core.liveness's SQL, for one read."""
+        return {"now": utcnow()}
+
+    @staticmethod
+    async def _insert_lines(db: aiosqlite.Connection, lines: Sequence[Any]) -> list[LogRecord]:
+        """Insert log lines (run_id, phase_id, level, message[, ts]) on a connection inside a write."""
+        if not lines:
+            return []
+        now = utcnow()
+        rows = [(r[0], r[1], r[4] if len(r) > 4 else now, r[2], r[3]) for r in lines]
+        records: list[LogRecord] = []
+        # One multi-row INSERT per chunk: one round trip to the database thread, and the cursor's
+        # lastrowid numbers the chunk (seq is AUTOINCREMENT, so a chunk's rows are consecutive).
+        for start in range(0, len(rows), _LINES_PER_INSERT):
+            chunk = rows[start : start + _LINES_PER_INSERT]
+            cursor = await db.execute(
+                "INSERT INTO events (run_id, phase_id, ts, level, message) VALUES "
+                + ",".join("(?,?,?,?,?)" for _ in chunk),
+                [value for row in chunk for value in row],
+            )
+            first = int(cursor.lastrowid or 0) - len(chunk) + 1
+            records.extend(LogRecord(first + i, *row) for i, row in enumerate(chunk))
+        return records
 
     @staticmethod
     async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:

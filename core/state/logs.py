@@ -46,15 +46,8 @@ class LogsMixin(StateDatabase):
         """Store log lines in one transaction; a 5th tuple item is the line's own timestamp."""
         if not records:
             return []
-        now = utcnow()
-        rows = [(r[0], r[1], r[4] if len(r) > 4 else now, r[2], r[3]) for r in records]
         async with self._write() as db:
-            await db.executemany(
-                "INSERT INTO events (run_id, phase_id, ts, level, message) VALUES (?,?,?,?,?)", rows
-            )
-            last = await self._one(db, "SELECT last_insert_rowid()", ())
-            first = int(last[0]) - len(rows) + 1 if last else 1
-        return [LogRecord(first + i, *row) for i, row in enumerate(rows)]
+            return await self._insert_lines(db, records)
 
     async def get_logs(
         self,

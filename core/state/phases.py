@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import NotFoundError, StateError
+from core.liveness import LOST_RUN_OF
 from core.records import Execution, ExecutionStatus, Phase, PhaseStatus
 from core.state import schema
 from core.state.db import StateDatabase
@@ -104,12 +105,21 @@ class PhasesMixin(StateDatabase):
             return schema.phase_from_row(row)
 
     async def get_phase(self, phase_id: str) -> Phase:
-        """One phase by id."""
-        return schema.phase_from_row(await self._get("phases", "phase", phase_id))
+        """One phase by id (as reads see it: core.liveness)."""
+        rows = await self._fetch(
+            f"SELECT p.*, {_SEEN_PHASE} FROM phases p WHERE p.id = :id",
+            {**await self._liveness(), "id": phase_id},
+        )
+        if not rows:
+            raise NotFoundError(f"no phase with id {phase_id!r} in {self.path}; check the id")
+        return schema.phase_from_row(rows[0])
 
     async def get_phases_for_run(self, run_id: str) -> list[Phase]:
-        """A run's phases in plan order."""
-        rows = await self._fetch("SELECT * FROM phases WHERE run_id = ? ORDER BY seq", (run_id,))
+        """A run's phases in plan order; a phase in progress of a lost run reads as pending."""
+        rows = await self._fetch(
+            f"SELECT p.*, {_SEEN_PHASE} FROM phases p WHERE p.run_id = :run ORDER BY p.seq",
+            {**await self._liveness(), "run": run_id},
+        )
         return [schema.phase_from_row(r) for r in rows]
 
     # -- executions ------------------------------------------------------------------------------
@@ -182,15 +192,24 @@ class PhasesMixin(StateDatabase):
         )
 
     async def get_execution(self, execution_id: str) -> Execution:
-        """One execution by id."""
-        return schema.execution_from_row(await self._get("executions", "execution", execution_id))
+        """One execution by id (as reads see it: core.liveness)."""
+        rows = await self._fetch(
+            f"SELECT e.*, {_SEEN_EXECUTION} FROM executions e WHERE e.id = :id",
+            {**await self._liveness(), "id": execution_id},
+        )
+        if not rows:
+            raise NotFoundError(
+                f"no execution with id {execution_id!r} in {self.path}; check the id"
+            )
+        return schema.execution_from_row(rows[0])
 
     async def get_executions(self, run_id: str, phase_id: str | None = None) -> list[Execution]:
-        """A run's (or one phase's) attempts in the order they started."""
+        """A run's (or one phase's) attempts in the order they started; a running attempt of a
+        lost run reads as failed (interrupted)."""
         rows = await self._fetch(
-            "SELECT * FROM executions WHERE run_id = ? AND (? IS NULL OR phase_id = ?)"
-            " ORDER BY started_at, rowid",
-            (run_id, phase_id, phase_id),
+            f"SELECT e.*, {_SEEN_EXECUTION} FROM executions e WHERE e.run_id = :run"
+            " AND (:phase IS NULL OR e.phase_id = :phase) ORDER BY e.started_at, e.rowid",
+            {**await self._liveness(), "run": run_id, "phase": phase_id},
         )
         return [schema.execution_from_row(r) for r in rows]
 
@@ -204,6 +223,18 @@ class PhasesMixin(StateDatabase):
             )
             return cur.rowcount
 
+
+_SEEN_PHASE = (
+    f"CASE WHEN p.status = 'in_progress' AND {LOST_RUN_OF.format(alias='p')} THEN 'pending'"
+    " ELSE p.status END AS seen_status"
+)
+_SEEN_EXECUTION = (
+    f"CASE WHEN e.status = 'running' AND {LOST_RUN_OF.format(alias='e')} THEN 'failed'"
+    " ELSE e.status END AS seen_status,"
+    f" CASE WHEN e.status = 'running' AND {LOST_RUN_OF.format(alias='e')}"
+    " THEN 'interrupted: the orchestrator stopped during this attempt' ELSE e.error END"
+    " AS seen_error"
+)
 
 _INSERT_PHASE = (
     "INSERT INTO phases (id, run_id, plan_id, seq, name, description, status,"

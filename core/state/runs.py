@@ -7,7 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from core.errors import InputError
+from core.errors import InputError, NotFoundError
+from core.liveness import LOST_RUN, SEEN_RUN_COLUMNS
 from core.records import FINISHED_RUN_STATUSES, Run, RunStatus, RunSummary
 from core.state import schema
 from core.state.db import StateDatabase
@@ -93,8 +94,16 @@ class RunsMixin(StateDatabase):
             return schema.run_from_row(await self._require(db, "runs", "run", run_id))
 
     async def get_run(self, run_id: str) -> Run:
-        """One run by id."""
-        return schema.run_from_row(await self._get("runs", "run", run_id))
+        """One run by id, as a person should see it (core.liveness)."""
+        rows = await self._fetch(
+            f"SELECT *, {SEEN_RUN_COLUMNS} FROM runs WHERE id = :id",
+            {**await self._liveness(), "id": run_id},
+        )
+        if not rows:
+            raise NotFoundError(
+                f"no run with id {run_id!r} in {self.path}; `orchestrator runs` lists run ids"
+            )
+        return schema.run_from_row(rows[0])
 
     async def list_runs(
         self, status: RunStatus | str | None = None, limit: int = 100, offset: int = 0
@@ -112,13 +121,14 @@ class RunsMixin(StateDatabase):
                 AND f.severity = 'medium') AS n_medium,
               (SELECT COUNT(*) FROM findings f WHERE f.run_id = r.id AND {open_}
                 AND f.severity = 'minor') AS n_minor
-            FROM (SELECT rowid AS rid, * FROM runs WHERE (:status IS NULL OR status = :status)
-                  ORDER BY created_at DESC, rowid DESC LIMIT :limit OFFSET :offset) r
+            FROM (SELECT * FROM {_SEEN_RUNS} WHERE (:status IS NULL OR seen_status = :status)
+                  ORDER BY created_at DESC, rid DESC LIMIT :limit OFFSET :offset) r
             ORDER BY r.created_at DESC, r.rid DESC""",
             {
                 "status": None if status is None else RunStatus(status).value,
                 "limit": limit,
                 "offset": offset,
+                **await self._liveness(),
             },
         )
         return [
@@ -156,15 +166,17 @@ class RunsMixin(StateDatabase):
             **_run_filter_params(query, status),
             "limit": limit,
             "offset": offset,
-            "now": now or utcnow(),
+            **await self._liveness(),
         }
+        if now is not None:
+            params["now"] = now
         if sort in _COUNT_SORTS:
             sql = f"""SELECT * FROM (SELECT {_SUMMARY_COLUMNS} FROM
-                  (SELECT rowid AS rid, * FROM runs WHERE {_RUN_FILTER}) r)
+                  (SELECT * FROM {_SEEN_RUNS} WHERE {_RUN_FILTER}) r)
                 ORDER BY {order} LIMIT :limit OFFSET :offset"""
         else:
             sql = f"""SELECT {_SUMMARY_COLUMNS} FROM
-                  (SELECT rowid AS rid, * FROM runs WHERE {_RUN_FILTER}
+                  (SELECT * FROM {_SEEN_RUNS} WHERE {_RUN_FILTER}
                    ORDER BY {order} LIMIT :limit OFFSET :offset) r
                 ORDER BY {order}"""
         return [_summary(r) for r in await self._fetch(sql, params)]
@@ -174,7 +186,8 @@ class RunsMixin(StateDatabase):
     ) -> int:
         """How many runs `list_runs_page` pages through for this filter."""
         rows = await self._fetch(
-            f"SELECT COUNT(*) FROM runs WHERE {_RUN_FILTER}", _run_filter_params(query, status)
+            f"SELECT COUNT(*) FROM {_SEEN_RUNS} WHERE {_RUN_FILTER}",
+            {**_run_filter_params(query, status), **await self._liveness()},
         )
         return int(rows[0][0])
 
@@ -182,7 +195,8 @@ class RunsMixin(StateDatabase):
         """How many runs there are, optionally with one status."""
         value = None if status is None else RunStatus(status).value
         rows = await self._fetch(
-            "SELECT COUNT(*) FROM runs WHERE (? IS NULL OR status = ?)", (value, value)
+            f"SELECT COUNT(*) FROM {_SEEN_RUNS} WHERE (:status IS NULL OR seen_status = :status)",
+            {"status": value, **await self._liveness()},
         )
         return int(rows[0][0])
 
@@ -228,6 +242,14 @@ class RunsMixin(StateDatabase):
                 " WHERE id = ? AND lease_owner = ?",
                 (run_id, owner),
             )
+
+    async def get_lost_runs(self) -> list[Run]:
+        """Active runs whose driving process is gone (core.liveness), not yet recorded so."""
+        rows = await self._fetch(
+            f"SELECT *, {SEEN_RUN_COLUMNS} FROM runs WHERE {LOST_RUN} ORDER BY created_at, rowid",
+            await self._liveness(),
+        )
+        return [schema.run_from_row(r) for r in rows]
 
     async def get_recoverable_runs(self) -> list[Run]:
         """Runs marked interrupted, or active runs whose lease is missing or expired."""
@@ -278,8 +300,9 @@ RUN_SORT_KEYS: dict[str, str] = {
     "started": "COALESCE(started_at, created_at)",
     "task": "task COLLATE NOCASE",
     "repo": "repo",
-    "status": "status",
-    "duration": "julianday(COALESCE(completed_at, :now)) - julianday(COALESCE(started_at, created_at))",
+    "status": "seen_status",
+    "duration": "julianday(COALESCE(seen_completed_at, :now))"
+    " - julianday(COALESCE(started_at, created_at))",
     "phases": "CAST(n_done AS REAL) / MAX(n_phases, 1)",
     "findings": "n_major * 1000000 + n_medium * 1000 + n_minor",
     "cost": "cost_usd * 1000000000 + n_tokens",
@@ -288,9 +311,12 @@ _COUNT_SORTS = frozenset({"phases", "findings", "cost"})
 
 # Matches a run by id, task, repository or status, case-insensitively (":q" is a LIKE pattern).
 _RUN_FILTER = (
-    "(:status IS NULL OR status = :status) AND (:q IS NULL OR id LIKE :q ESCAPE '\\'"
-    " OR task LIKE :q ESCAPE '\\' OR repo LIKE :q ESCAPE '\\' OR status LIKE :q ESCAPE '\\')"
+    "(:status IS NULL OR seen_status = :status) AND (:q IS NULL OR id LIKE :q ESCAPE '\\'"
+    " OR task LIKE :q ESCAPE '\\' OR repo LIKE :q ESCAPE '\\'"
+    " OR seen_status LIKE :q ESCAPE '\\')"
 )
+# The runs table as reads see it: every column, its rowid, and core.liveness's seen_* columns.
+_SEEN_RUNS = f"(SELECT rowid AS rid, *, {SEEN_RUN_COLUMNS} FROM runs)"
 
 _OPEN = "f.status IN ('new', 'open')"
 _SUMMARY_COLUMNS = f"""r.*,

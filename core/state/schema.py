@@ -277,18 +277,25 @@ def _loads(text: str | None, default: Any) -> Any:
     return default if text is None else json.loads(text)
 
 
+def _seen(r: sqlite3.Row) -> bool:
+    """Whether a read added core.liveness's seen_* columns to the row."""
+    return "seen_status" in r.keys()  # noqa: SIM118  (`in` on a Row looks at values)
+
+
 def run_from_row(r: sqlite3.Row) -> Run:
-    """Map a runs row to a Run."""
+    """Map a runs row to a Run; a read's seen_* columns (core.liveness) win over the stored ones."""
+    seen = "seen_status" in r.keys()  # noqa: SIM118  (`in` on a Row looks at values)
+    prefix = "seen_" if seen else ""
     return Run(
         id=r["id"],
         task=r["task"],
         repo=r["repo"],
-        status=RunStatus(r["status"]),
+        status=RunStatus(r[prefix + "status"]),
         created_at=r["created_at"],
         started_at=r["started_at"],
-        completed_at=r["completed_at"],
+        completed_at=r[prefix + "completed_at"],
         updated_at=r["updated_at"],
-        error=r["error"],
+        error=r[prefix + "error"],
         base_commit=r["base_commit"],
         branch=r["branch"],
         worktree=r["worktree"],
@@ -297,6 +304,7 @@ def run_from_row(r: sqlite3.Row) -> Run:
         lease_owner=r["lease_owner"],
         lease_expires_at=r["lease_expires_at"],
         cancel_requested=bool(r["cancel_requested"]),
+        lost=seen and r["seen_status"] != r["status"],
     )
 
 
@@ -309,7 +317,7 @@ def phase_from_row(r: sqlite3.Row) -> Phase:
         seq=r["seq"],
         name=r["name"],
         description=r["description"],
-        status=PhaseStatus(r["status"]),
+        status=PhaseStatus(r["seen_status"] if _seen(r) else r["status"]),
         dependencies=_loads(r["dependencies"], []),
         estimated_complexity=r["estimated_complexity"],
         risk_level=r["risk_level"],
@@ -334,8 +342,8 @@ def execution_from_row(r: sqlite3.Row) -> Execution:
         phase_id=r["phase_id"],
         run_id=r["run_id"],
         attempt=r["attempt_number"],
-        status=ExecutionStatus(r["status"]),
-        error=r["error"],
+        status=ExecutionStatus(r["seen_status"] if _seen(r) else r["status"]),
+        error=r["seen_error"] if _seen(r) else r["error"],
         output=r["output"],
         context=r["context"],
         started_at=r["started_at"],

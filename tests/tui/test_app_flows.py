@@ -376,3 +376,34 @@ async def test_a_question_set_aside_comes_back_after_a_restart(home: Path) -> No
     async with again.run_test(size=SIZE) as pilot:
         modal = await wait_for_modal(pilot, InterventionModal, focus="approve")
         assert modal.item.id == PENDING_INTERVENTION
+
+
+async def test_a_cancel_from_another_process_withdraws_the_question_and_says_so(
+    home: Path,
+) -> None:
+    import asyncio
+
+    from tests.clirun import cli
+
+    app = ShellApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3", "ctrl+o")
+        form = top(app, NewRunScreen)
+        await wait_for(
+            pilot, lambda: form.query_one("#task", Input).value == DEMO_TASK, what="demo values"
+        )
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, InterventionModal), what="the modal")
+        run_id = top(app, InterventionModal).item.run_id
+        cancelled = await asyncio.to_thread(cli, home, "cancel", run_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+        modal = await wait_for_modal(pilot, RunStoppedModal, focus="open")
+        assert f"Run {run_id} cancelled" in str(modal.query_one("#title", Label).render())
+        assert "cannot be resumed" in str(modal.query_one("#advice").render())
+        await wait_for(
+            pilot,
+            lambda: not any(isinstance(s, InterventionModal) for s in app.screen_stack),
+            what="the withdrawn question's modal to close",
+        )
+        [item] = await app.engine.interventions(run_id)
+        assert item.status is InterventionStatus.WITHDRAWN

@@ -10,12 +10,18 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Label, Static
 
+from core.final_word import final_word
 from core.records import Run
 
 
 def advice(run: Run) -> str:
-    """What the person can do next with a run in this state."""
+    """What the person can do next with a run in this state (its final word, in the app's terms)."""
     status = str(run.status)
+    if status in ("interrupted", "failed") and not final_word(run).resumable:
+        return (
+            "Resume cannot fix this: the task, the plan or the configuration is the cause. "
+            "Read the error, fix it, and start a new run (3)."
+        )
     if status == "interrupted":
         return "Resume it to continue from the phase that was running; completed phases are kept."
     if status == "failed":
@@ -73,7 +79,8 @@ class RunStoppedModal(ModalScreen[str | None]):
 
     @property
     def resumable(self) -> bool:
-        return str(self.stopped_run.status) in ("interrupted", "failed")
+        word = final_word(self.stopped_run)
+        return word.resumable and word.status in ("interrupted", "failed")
 
     def compose(self) -> ComposeResult:
         run = self.stopped_run

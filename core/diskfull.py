@@ -76,7 +76,9 @@ def disk_full_error(
     where = _fullest(places) if places else Path.cwd()
     then = f", then `orchestrator resume {run_id}`" if run_id else ", then try again"
     return DiskFullError(
-        f"the disk is full ({_detail(exc)}): free space in {where}{then}", path=str(where)
+        f"the disk is full ({_detail(exc)}): free space in {where}{then}",
+        path=str(where),
+        hinted=True,
     )
 
 

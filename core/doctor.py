@@ -267,7 +267,7 @@ async def run_doctor(
             planned.append(
                 (
                     Action("record the stranded run as interrupted", run.id),
-                    partial(engine.recover, run),
+                    partial(engine.lifecycle.record_lost, run.id, run.lease_owner),
                 )
             )
         for folder in orphans:

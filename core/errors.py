@@ -106,9 +106,10 @@ class StateError(OrchestratorError):
 class DiskFullError(StateError):
     """No space left on a device (ENOSPC, SQLite's "disk is full"); `path` names where."""
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    def __init__(self, message: str, *, path: str | None = None, hinted: bool = False) -> None:
         super().__init__(message)
         self.path = path
+        self.hinted = hinted  # the message already says where to free space and what to run next
 
 
 class ReadOnlyHomeError(StateError):

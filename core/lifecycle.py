@@ -146,10 +146,9 @@ def ending_of(run_id: str, way_out: BaseException | RunStatus, error: str | None
         return Ending(R.CANCELLED, error or str(exc) or "cancelled by the user", facts)
     if isinstance(exc, DiskFullError):
         where = exc.path or "the orchestrator's home folder"
-        # core.diskfull.disk_full_error names the place and the next step already (it sets path).
         text = (
             str(exc)
-            if exc.path
+            if exc.hinted  # core.diskfull.disk_full_error already names the place and next step
             else f"{exc}; free space in {where}, then `orchestrator resume {run_id}`"
         )
         return Ending(R.INTERRUPTED, error or text, {**facts, "path": where})

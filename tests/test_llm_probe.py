@@ -18,6 +18,7 @@ from core.errors import (
     LLMRetriableError,
     ModelNotFoundError,
     PlanError,
+    PlanValidationError,
     PromptTooLargeError,
     ProviderMismatchError,
 )
@@ -243,7 +244,7 @@ async def test_the_prompts_example_plan_is_sent_back() -> None:
 )
 def test_placeholder_text_is_refused(field: str, value: Any, said: str) -> None:
     answer = json.dumps({"phases": [{**phase("phase-001"), field: value}]})
-    with pytest.raises(ValueError, match=said):
+    with pytest.raises(PlanValidationError, match=said):
         checked_plan(answer)
 
 

@@ -112,19 +112,11 @@ class RepoIndex:
             self._wipe_catalog()
             self.catalog = Catalog(self.folder / "catalog.sqlite")
         name = collection_name(self.root, self.embedder_key)
-        try:
-            self.vectors = VectorStore(
-                self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
-            )
-        except IndexCorruptError as exc:
-            self._rebuild_notice(str(exc))
-            shutil.rmtree(self.indexes / "chroma", ignore_errors=True)
-            from rag import vectors as vector_module
-
-            vector_module._clients.pop(str(self.indexes / "chroma"), None)
-            self.vectors = VectorStore(
-                self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
-            )
+        self.vectors = VectorStore(
+            self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
+        )
+        if self.vectors.rebuilt:  # only this collection was broken: its vectors are made again
+            self._rebuild_notice(self.vectors.rebuilt)
             self.catalog.reset_embedded()
         self.catalog.set_meta("root", str(self.root))
         self.catalog.set_meta("embedder", self.embedder_key)

@@ -47,14 +47,11 @@ def prune_indexes(indexes: Path) -> list[str]:
         root, embedder_key = meta.get("root"), meta.get("embedder")
         if not root or Path(root).exists():
             continue
-        try:
-            from rag.vectors import client_for
+        from rag.vectors import delete_collection
 
-            client_for(indexes / "chroma").delete_collection(
-                collection_name(Path(root), embedder_key or folder.name)
-            )
-        except Exception:  # noqa: BLE001, S110 - a collection that is already gone is fine
-            pass
+        delete_collection(
+            indexes / "chroma", collection_name(Path(root), embedder_key or folder.name)
+        )
         shutil.rmtree(folder, ignore_errors=True)
         if not any(folder.parent.iterdir()):
             folder.parent.rmdir()

@@ -16,7 +16,7 @@ from typing import Any
 
 from rag.catalog import StoredChunk
 from rag.embedders import Embedder, EmbedderSpec
-from rag.errors import EmbedderError
+from rag.errors import EmbedderError, IndexCorruptError
 from rag.files import repo_root
 from rag.format import Context, Hit, format_context
 from rag.index import IndexSettings, IndexStats, Progress, RepoIndex
@@ -177,7 +177,7 @@ class HybridRetriever:
         if mode in ("hybrid", "vector") and chunks_total > pending:
             try:
                 vector_ranked = self._vector_search(index, query, pool, path_glob, language)
-            except EmbedderError as exc:  # e.g. the Ollama server went away: BM25 still answers
+            except (EmbedderError, IndexCorruptError) as exc:  # BM25 still answers
                 if mode == "vector":
                     raise
                 log.warning("vector search skipped: %s", exc)

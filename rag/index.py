@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +31,7 @@ from rag.errors import IndexCorruptError
 from rag.files import FileSelector, content_reason, decode, repo_root
 from rag.layout import collection_name, index_folder
 from rag.lexical import LexicalIndex
+from rag.overlay import changed_paths
 from rag.processors import ProcessorRegistry
 from rag.tokens import tokenize
 from rag.vectors import VectorStore
@@ -72,7 +75,7 @@ class IndexSettings:
     """What to index and how: the rag config section's values."""
 
     exclude: list[str] = field(default_factory=list)
-    max_file_bytes: int = 200_000
+    max_file_bytes: int = 2_000_000
 
 
 class RepoIndex:
@@ -230,8 +233,47 @@ class RepoIndex:
             )
             self.catalog.reset_embedded()
 
+    def current_stats(self) -> IndexStats:
+        """The index's figures as they stand, without updating it."""
+        stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
+        stats.files, stats.chunks, stats.pending = self.catalog.counts()
+        return stats
+
+    def selector(self) -> FileSelector:
+        return FileSelector(self.settings.exclude, self.settings.max_file_bytes)
+
+    def chunk_file(self, path: str, file_hash: str, text: str) -> list[Chunk]:
+        """A file's chunks, from the shared cache when this content was chunked before."""
+        signature = self.registry.signature()
+        chunks = self.cache.get_chunks(path, file_hash, signature)
+        if chunks is None:
+            chunks = self.registry.for_path(path).process(path, text)
+            self.cache.put_chunks([(path, file_hash, signature, chunks)])
+        return chunks
+
+    def snapshot(self) -> tuple[str | None, set[str]]:
+        """The commit the index was built from and the paths that differed from it then
+        (what a worktree's overlay compares against)."""
+        dirty = self.catalog.get_meta("dirty")
+        return self.catalog.get_meta("head"), set(json.loads(dirty)) if dirty else set()
+
+    def _record_snapshot(self) -> None:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", "HEAD"],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        head = proc.stdout.strip()
+        if proc.returncode != 0 or not head:
+            return  # no commit yet: worktrees cannot exist either
+        self.catalog.set_meta("dirty", json.dumps(sorted(changed_paths(self.root, head))))
+        self.catalog.set_meta("head", head)
+
     def _update_files(self, stats: IndexStats, progress: Progress | None) -> None:
-        selector = FileSelector(self.settings.exclude, self.settings.max_file_bytes)
+        self._record_snapshot()
+        selector = self.selector()
         candidates, skipped = selector.list(self.root)
         known = self.catalog.files()
         signature = self.registry.signature()

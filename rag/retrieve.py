@@ -21,6 +21,15 @@ from rag.files import repo_root
 from rag.format import Context, Hit, format_context
 from rag.index import IndexSettings, IndexStats, Progress, RepoIndex
 from rag.lexical import path_matches
+from rag.overlay import (
+    INLINE_OVERLAY_CHUNKS,
+    Overlay,
+    build_overlay,
+    changed_paths,
+    embed_hashes,
+    main_worktree,
+    stat_signature,
+)
 from rag.processors import ProcessorRegistry
 from rag.tokens import tokenize
 
@@ -104,11 +113,28 @@ class HybridRetriever:
         self.embedder = embedder
         self.registry = registry
         self._open: dict[Path, RepoIndex] = {}
+        self._overlays: dict[Path, Overlay] = {}
+        self._resolved: dict[str, tuple[Path, Path | None]] = {}
         self._lock = threading.Lock()
 
+    def _roots(self, repo: Path) -> tuple[Path, Path | None]:
+        """(root of the index, worktree root or None): a linked worktree of a repository is
+        searched through that repository's index plus its own overlay."""
+        key = str(repo)
+        found = self._resolved.get(key)
+        if found is None or not found[0].exists() or (found[1] and not found[1].exists()):
+            root = repo_root(Path(repo))
+            main = main_worktree(root)
+            found = (main, root) if main is not None else (root, None)
+            self._resolved[key] = found
+        return found
+
     def index_for(self, repo: Path) -> RepoIndex:
-        """The warm index of the repository holding `repo` (opened on first use)."""
-        root = repo_root(Path(repo))
+        """The warm index of the repository holding `repo` (opened on first use); a linked
+        worktree shares the index of the repository it belongs to."""
+        return self._index_at(self._roots(repo)[0])
+
+    def _index_at(self, root: Path) -> RepoIndex:
         with self._lock:
             if root not in self._open:
                 self._open[root] = RepoIndex(
@@ -122,16 +148,20 @@ class HybridRetriever:
             return self._open[root]
 
     def forget_missing(self) -> None:
-        """Close the warm indexes of roots that no longer exist (removed run worktrees)."""
+        """Close the warm indexes of roots that no longer exist, drop removed worktrees' overlays."""
         with self._lock:
             for root in [r for r in self._open if not r.exists()]:
                 self._open.pop(root).close()
+            for tree in [t for t in self._overlays if not t.exists()]:
+                self._overlays.pop(tree)
+            self._resolved.clear()
 
     def close(self) -> None:
         with self._lock:
             for index in self._open.values():
                 index.close()
             self._open.clear()
+            self._overlays.clear()
 
     def refresh_sync(
         self,
@@ -142,8 +172,81 @@ class HybridRetriever:
         progress: Progress | None = None,
         stop: threading.Event | None = None,
     ) -> IndexStats:
-        """Bring the repository's index up to date (incrementally unless full)."""
-        return self.index_for(repo).update(embed=embed, full=full, progress=progress, stop=stop)
+        """Bring the repository's index up to date (incrementally unless full). For a linked
+        worktree the shared index is built only when missing (a run does not change the
+        repository it started from) and the worktree's overlay is brought up to date."""
+        base, tree = self._roots(repo)
+        index = self._index_at(base)
+        if tree is None or full or index.snapshot()[0] is None:
+            stats = index.update(embed=embed, full=full, progress=progress, stop=stop)
+        else:
+            stats = index.current_stats()
+        if tree is not None:
+            self.overlay_sync(index, tree)
+        return stats
+
+    def overlay_sync(self, index: RepoIndex, tree: Path) -> Overlay:
+        """The worktree's overlay, rebuilt when its changed files changed on disk; its vectors
+        come from the shared cache, and up to INLINE_OVERLAY_CHUNKS new ones are embedded now."""
+        head, dirty = index.snapshot()
+        paths = (changed_paths(tree, head) if head else set()) | dirty
+        files = stat_signature(tree, paths)
+        signature = (files, index.catalog.get_meta("generation"), head)
+        overlay = self._overlays.get(tree)
+        if overlay is None or overlay.signature != signature:
+            overlay = build_overlay(
+                tree, paths, index.selector(), index.chunk_file, files, signature
+            )
+            self._overlays[tree] = overlay
+        if overlay.pending:
+            self._embed_overlay(index, overlay)
+        return overlay
+
+    def _embed_overlay(self, index: RepoIndex, overlay: Overlay) -> None:
+        import numpy as np
+
+        todo = [
+            (n, h, t)
+            for n, (h, t) in enumerate(embed_hashes(overlay.chunks))
+            if not overlay.embedded[n]
+        ]
+        cached = index.cache.get_vectors(index.embedder_key, [h for _, h, _ in todo])
+        missing = [(n, h, t) for n, h, t in todo if h not in cached][:INLINE_OVERLAY_CHUNKS]
+        if missing:
+            try:
+                fresh = index.embedder.embed([t for _, _, t in missing])
+            except EmbedderError as exc:  # the overlay stays lexical until the embedder answers
+                log.warning("embedding a worktree's changed files failed: %s", exc)
+                fresh = None
+            if fresh is not None:
+                index.cache.put_vectors(
+                    index.embedder_key, [(h, fresh[k]) for k, (_, h, _) in enumerate(missing)]
+                )
+                cached.update({h: fresh[k] for k, (_, h, _) in enumerate(missing)})
+        for n, h, _ in todo:
+            vector = cached.get(h)
+            if vector is None:
+                continue
+            if overlay.vectors is None:
+                overlay.vectors = np.zeros((len(overlay.chunks), len(vector)), dtype=np.float32)
+            overlay.vectors[n] = vector
+            overlay.embedded[n] = True
+
+    def _view(self, repo: Path) -> tuple[RepoIndex, Overlay | None]:
+        base, tree = self._roots(repo)
+        index = self._index_at(base)
+        if tree is None:
+            return index, None
+        overlay = self._overlays.get(tree)
+        return index, overlay if overlay is not None else self.overlay_sync(index, tree)
+
+    def paths_sync(self, repo: Path) -> list[str]:
+        """The indexed files the repository (or worktree) shows, sorted."""
+        index, overlay = self._view(repo)
+        paths = set(index.lexical().paths)
+        if overlay is not None:
+            paths = (paths - overlay.hidden) | overlay.paths
+        return sorted(paths)
 
     def embed_sync(
         self,
@@ -165,33 +268,55 @@ class HybridRetriever:
         mode: str = "hybrid",
     ) -> list[Hit]:
         """The k best chunks for a query: mode is hybrid, lexical or vector."""
-        index = self.index_for(repo)
+        index, overlay = self._view(repo)
         lexical = index.lexical()
+        hidden = overlay.hidden if overlay is not None else set()
+        extra = overlay.rows() if overlay is not None else {}
+        extra = {
+            i: r
+            for i, r in extra.items()
+            if (not language or r.language == language)
+            and (not path_glob or path_matches(r.path, path_glob))
+        }
         pool = max(50, 5 * k)
         lexical_ranked: list[str] = []
         if mode in ("hybrid", "lexical"):
-            mask = lexical.mask(path_glob, language)
-            lexical_ranked = [i for i, _ in lexical.search(query, pool, mask)]
+            mask = lexical.mask(path_glob, language, hidden)
+            scored = lexical.search(query, pool, mask)
+            if overlay is not None and extra:
+                words = tokenize(query)
+                more = overlay.lexical(
+                    query, lexical.doc_freq(words), len(lexical.ids), lexical.avgdl
+                )
+                scored = sorted(
+                    scored + [(i, sc) for i, sc in more if i in extra], key=lambda x: -x[1]
+                )[:pool]
+            lexical_ranked = [i for i, _ in scored]
         vector_ranked: list[str] = []
         _, chunks_total, pending = index.catalog.counts()
-        if mode in ("hybrid", "vector") and chunks_total > pending:
+        has_vectors = chunks_total > pending or bool(overlay and any(overlay.embedded))
+        if mode in ("hybrid", "vector") and has_vectors:
             try:
-                vector_ranked = self._vector_search(index, query, pool, path_glob, language)
+                vector_ranked = self._vector_search(
+                    index, overlay, extra, query, pool, path_glob, language
+                )
             except (EmbedderError, IndexCorruptError) as exc:  # BM25 still answers
                 if mode == "vector":
                     raise
                 log.warning("vector search skipped: %s", exc)
         scores = fuse([lexical_ranked, vector_ranked])
-        rows = index.catalog.chunks_by_id(list(scores))
+        rows = index.catalog.chunks_by_id([i for i in scores if i not in extra])
+        rows.update({i: r for i, r in extra.items() if i in scores})
         query_terms = set(tokenize(query))
-        named = named_paths(query, set(lexical.paths))
+        shown = set(lexical.paths) - hidden | {r.path for r in extra.values()}
+        named = named_paths(query, shown)
         lex_pos = {i: n for n, i in enumerate(lexical_ranked, 1)}
         vec_pos = {i: n for n, i in enumerate(vector_ranked, 1)}
         hits: list[Hit] = []
         for chunk_id, base in scores.items():
             row = rows.get(chunk_id)
-            if row is None:
-                continue  # a vector left behind by an interrupted update
+            if row is None or (row.path in hidden and chunk_id not in extra):
+                continue  # a vector left behind by an interrupted update, or a hidden copy
             bonus = 0.0
             if mode == "hybrid":
                 bonus = rerank_bonus(query_terms, row, named)
@@ -217,6 +342,8 @@ class HybridRetriever:
     def _vector_search(
         self,
         index: RepoIndex,
+        overlay: Overlay | None,
+        extra: dict[str, StoredChunk],
         query: str,
         pool: int,
         path_glob: str | None,
@@ -228,23 +355,33 @@ class HybridRetriever:
         allowed: set[str] | None = None
         if path_glob:
             allowed = {p for p in set(index.lexical().paths) if path_matches(p, path_glob)}
-            if not allowed:
-                return []
             if len(allowed) <= 500:
-                clauses.append({"path": {"$in": sorted(allowed)}})
+                clauses.append({"path": {"$in": sorted(allowed) or ["\0"]}})
         where: dict[str, Any] | None = None
         if len(clauses) == 1:
             where = clauses[0]
         elif clauses:
             where = {"$and": clauses}
         vector = index.embedder.embed([query])[0]
+        hidden = overlay.hidden if overlay is not None else set()
         fetch = pool if allowed is None or len(allowed) <= 500 else pool * 4
-        found = index.vectors.query(vector, fetch, where)
-        ids = [i for i, _ in found]
-        if allowed is not None and len(allowed) > 500:
-            rows = index.catalog.chunks_by_id(ids)
-            ids = [i for i in ids if i in rows and rows[i].path in allowed]
-        return ids[:pool]
+        found: list[tuple[str, float]] = []
+        _, chunks_total, pending = index.catalog.counts()
+        if chunks_total > pending:
+            found = index.vectors.query(vector, fetch + (pool if hidden else 0), where)
+        if (allowed is not None and len(allowed) > 500) or hidden:
+            rows = index.catalog.chunks_by_id([i for i, _ in found])
+            found = [
+                (i, sim)
+                for i, sim in found
+                if i in rows
+                and rows[i].path not in hidden
+                and (allowed is None or rows[i].path in allowed)
+            ]
+        if overlay is not None:
+            found += [(i, sim) for i, sim in overlay.nearest(vector, pool) if i in extra]
+            found.sort(key=lambda item: -item[1])
+        return [i for i, _ in found[:pool]]
 
     def context_sync(
         self, query: str, *, repo: Path, budget_tokens: int, refresh: bool = True
@@ -255,8 +392,7 @@ class HybridRetriever:
         if refresh:
             self.refresh_sync(repo, embed=False)
         hits = self.search_sync(query, repo=repo, k=30)
-        paths = sorted(set(self.index_for(repo).lexical().paths))
-        return format_context(hits, budget_tokens, paths)
+        return format_context(hits, budget_tokens, self.paths_sync(repo))
 
     async def retrieve(self, query: str, *, repo: Path, budget_tokens: int) -> Context:
         """context_sync in a thread, so the event loop never waits on the index."""

@@ -33,6 +33,7 @@ FILES = {
     "assets/logo.png": "\x89PNG",
     "data/blob.dat": "abc\0def",
     "big.txt": "x" * 3_000,
+    "web/bundle.js": "var a=function(b){return b};" * 60,  # one 1,740-character line
     "deploy/.env.production": "API_TOKEN=abc\n",
     "certs/server.key": "-----BEGIN PRIVATE KEY-----\n",
 }
@@ -93,9 +94,10 @@ def test_selection_skips_and_counts_what_is_not_source(repo: Path, tmp_path: Pat
         "vendored": 1,
         "generated": 2,  # a *_pb2.py name and a DO NOT EDIT marker
         "binary": 2,  # by extension and by content
+        "minified": 1,  # by its very long line, not its size
         "oversized": 1,
     }
-    assert stats.skipped == 9 and stats.files == 5
+    assert stats.skipped == 10 and stats.files == 5
     assert stats.chunks == stats.embedded == index.vectors.count()
     row = index.catalog.db.execute(
         "SELECT language, symbol, kind, start_line, end_line FROM chunks WHERE symbol='remove_item'"

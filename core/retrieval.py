@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from rag.format import Context
     from rag.index import IndexStats
     from rag.retrieve import HybridRetriever
 
@@ -99,18 +100,20 @@ class IndexedRetriever:
 
         if budget_tokens <= 0:
             return RetrievedContext(text="")
-        try:
-            stats = await asyncio.to_thread(self.hybrid.refresh_sync, repo, embed=False)
-            await self._fill_in(Path(stats.root), stats.pending)
-            context = await asyncio.to_thread(
-                self.hybrid.context_sync,
-                query,
-                repo=repo,
-                budget_tokens=budget_tokens,
-                refresh=False,
+
+        def refresh_and_search() -> tuple[IndexStats, Context]:
+            stats = self.hybrid.refresh_sync(repo, embed=False)
+            context = self.hybrid.context_sync(
+                query, repo=repo, budget_tokens=budget_tokens, refresh=False
             )
+            return stats, context
+
+        try:  # one hop to a thread: under load each hop costs milliseconds
+            stats, context = await asyncio.to_thread(refresh_and_search)
         except NotARepositoryError:
             return RetrievedContext(text="")
+        if stats.pending:
+            await self._fill_in(Path(stats.root), stats.pending)
         return RetrievedContext(text=context.text, files=context.files, sources=context.sources())
 
 

@@ -101,6 +101,7 @@ class RepoIndex:
         self.folder = index_folder(indexes, self.root, self.embedder_key)
         self.notices: list[str] = []
         self._lexical: LexicalIndex | None = None
+        self._chunk_memo: dict[tuple[str, str, str], list[Chunk]] = {}
         self._open()
 
     # -- opening, corruption, locking -------------------------------------------------------
@@ -245,10 +246,14 @@ class RepoIndex:
     def chunk_file(self, path: str, file_hash: str, text: str) -> list[Chunk]:
         """A file's chunks, from the shared cache when this content was chunked before."""
         signature = self.registry.signature()
-        chunks = self.cache.get_chunks(path, file_hash, signature)
+        key = (path, file_hash, signature)
+        chunks = self._chunk_memo.get(key) or self.cache.get_chunks(path, file_hash, signature)
         if chunks is None:
             chunks = self.registry.for_path(path).process(path, text)
             self.cache.put_chunks([(path, file_hash, signature, chunks)])
+        if len(self._chunk_memo) > 2000:  # worktrees of one run share most changed files
+            self._chunk_memo.clear()
+        self._chunk_memo[key] = chunks
         return chunks
 
     def snapshot(self) -> tuple[str | None, set[str]]:

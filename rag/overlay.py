@@ -21,6 +21,7 @@ import numpy as np
 
 from rag.catalog import StoredChunk
 from rag.chunks import Chunk, text_hash
+from rag.errors import NotARepositoryError
 from rag.files import FileSelector, content_reason, decode
 from rag.tokens import tokenize
 
@@ -29,21 +30,26 @@ INLINE_OVERLAY_CHUNKS = (
 )
 
 
-def main_worktree(root: Path) -> Path | None:
-    """The repository's main working tree when `root` is a linked worktree of it, else None."""
+def worktree_roots(path: Path) -> tuple[Path, Path | None]:
+    """(working-tree root holding `path`, the repository's main working tree when that root is a
+    linked worktree of it, else None), from one git call; NotARepositoryError outside git."""
     proc = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "--git-dir", "--git-common-dir"],
+        ["git", "-C", str(path), "rev-parse", "--show-toplevel", "--git-dir", "--git-common-dir"],
         capture_output=True,
         text=True,
         check=False,
     )
-    if proc.returncode != 0:
-        return None
-    git_dir, common = (Path(root, line).resolve() for line in proc.stdout.split())
+    lines = proc.stdout.splitlines()
+    if proc.returncode != 0 or len(lines) != 3:
+        raise NotARepositoryError(
+            f"{path} is not inside a git repository; run `git init` there or pass the repository root"
+        )
+    root = Path(lines[0]).resolve()
+    git_dir, common = (Path(path, line).resolve() for line in lines[1:])
     if git_dir == common or common.name != ".git":
-        return None  # the main worktree itself, or a bare repository's worktree
+        return root, None  # the main worktree itself, or a bare repository's worktree
     main = common.parent
-    return main if main.is_dir() and main != root else None
+    return root, main if main.is_dir() and main != root else None
 
 
 def changed_paths(root: Path, base_commit: str) -> set[str]:
@@ -70,6 +76,7 @@ class Overlay:
     tokens: list[list[str]] = field(default_factory=list)
     vectors: np.ndarray | None = None  # one row per chunk (zeros where not embedded yet)
     embedded: list[bool] = field(default_factory=list)
+    _shadowed: int | None = None
 
     @property
     def paths(self) -> set[str]:
@@ -82,6 +89,12 @@ class Overlay:
             )
             for c, done in zip(self.chunks, self.embedded, strict=True)
         }
+
+    def shadowed(self, base_paths: list[str]) -> int:
+        """How many of the shared index's chunks this overlay hides (counted once)."""
+        if self._shadowed is None:
+            self._shadowed = sum(1 for p in base_paths if p in self.hidden) if self.hidden else 0
+        return self._shadowed
 
     @property
     def pending(self) -> int:

@@ -17,7 +17,6 @@ from typing import Any
 from rag.catalog import StoredChunk
 from rag.embedders import Embedder, EmbedderSpec
 from rag.errors import EmbedderError, IndexCorruptError
-from rag.files import repo_root
 from rag.format import Context, Hit, format_context
 from rag.index import IndexSettings, IndexStats, Progress, RepoIndex
 from rag.lexical import path_matches
@@ -27,8 +26,8 @@ from rag.overlay import (
     build_overlay,
     changed_paths,
     embed_hashes,
-    main_worktree,
     stat_signature,
+    worktree_roots,
 )
 from rag.processors import ProcessorRegistry
 from rag.tokens import tokenize
@@ -123,8 +122,7 @@ class HybridRetriever:
         key = str(repo)
         found = self._resolved.get(key)
         if found is None or not found[0].exists() or (found[1] and not found[1].exists()):
-            root = repo_root(Path(repo))
-            main = main_worktree(root)
+            root, main = worktree_roots(Path(repo))
             found = (main, root) if main is not None else (root, None)
             self._resolved[key] = found
         return found
@@ -368,7 +366,8 @@ class HybridRetriever:
         found: list[tuple[str, float]] = []
         _, chunks_total, pending = index.catalog.counts()
         if chunks_total > pending:
-            found = index.vectors.query(vector, fetch + (pool if hidden else 0), where)
+            shadowed = overlay.shadowed(index.lexical().paths) if overlay is not None else 0
+            found = index.vectors.query(vector, fetch + shadowed, where)
         if (allowed is not None and len(allowed) > 500) or hidden:
             rows = index.catalog.chunks_by_id([i for i, _ in found])
             found = [

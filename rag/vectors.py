@@ -202,13 +202,10 @@ class VectorStore:
         """Nearest chunk ids with their cosine similarity, best first (IndexCorruptError when
         the collection cannot answer: search then answers lexically)."""
         try:
-            with file_lock(self._lock_file, shared=True):
-                total = int(self.collection.count())
-                if total == 0:
-                    return []
+            with file_lock(self._lock_file, shared=True):  # chroma caps n at what it holds
                 result = self.collection.query(
                     query_embeddings=[vector],
-                    n_results=min(n, total),
+                    n_results=n,
                     where=where or None,
                     include=["distances"],
                 )

@@ -35,6 +35,7 @@ from rag.tokens import tokenize
 log = logging.getLogger(__name__)
 
 RRF_K = 60
+FILE_EVIDENCE = 0.3  # share of a file's other best chunks' scores each chunk gains
 _PATHLIKE = re.compile(r"[\w.\-/]+\.\w+")
 
 
@@ -78,6 +79,36 @@ def rerank_factor(query_terms: set[str], chunk: StoredChunk) -> float:
     return 1.0
 
 
+_PROSE = frozenset({"markdown", "rst", "text", "html"})
+_DOC_WORDS = {
+    "doc", "docs", "documentation", "documented", "readme", "guide", "tutorial", "changelog",
+    "example", "examples", "faq", "install", "installation", "manual", "howto", "glossary",
+}  # fmt: skip
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def is_prose(row: StoredChunk) -> bool:
+    """Chunks of documentation rather than code (markdown, reStructuredText, plain text)."""
+    return row.language in _PROSE
+
+
+def query_identifiers(query: str) -> set[str]:
+    """Words of the query written as code names (snake_case, CamelCase, dotted): lower-cased
+    last components, which a symbol that defines them matches exactly."""
+    found: set[str] = set()
+    for word in _IDENTIFIER.findall(query):
+        last = word.rsplit(".", 1)[-1]
+        if (
+            "_" in last.strip("_")
+            or "." in word
+            or re.search(r"[a-z][A-Z]|^[A-Z][a-z]+[A-Z]", last)
+        ):
+            found.add(last.lower())
+        elif len(query.split()) == 1 and len(last) > 2:
+            found.add(last.lower())  # a query of one word is a name
+    return found
+
+
 def rerank_bonus(query_terms: set[str], chunk: StoredChunk, named: set[str]) -> float:
     """Cheap signals added to the fused score: symbol and path words matching the query, and
     a file the task names outright."""
@@ -92,6 +123,45 @@ def rerank_bonus(query_terms: set[str], chunk: StoredChunk, named: set[str]) -> 
     if chunk.path in named:
         bonus += 0.05
     return bonus
+
+
+def rerank_scores(
+    query: str, scores: dict[str, float], rows: dict[str, StoredChunk], named: set[str]
+) -> dict[str, float]:
+    """Fused chunk scores reranked with what a chunk alone does not show:
+
+    - symbol and path words matching the query, a name the query writes as code (`create_engine`,
+      `QueuePool`) defined by the chunk, a file the query names;
+    - tests weigh less unless the query is about tests, and documentation weighs less unless
+      the query is about documentation (a document-type prior: code questions get code first);
+    - file-level evidence: a file with several matching chunks is more likely the answer than
+      one lucky chunk, so each chunk gains a share of its file's other chunks' scores.
+    """
+    terms = set(tokenize(query))
+    names = query_identifiers(query)
+    about_docs = bool(terms & _DOC_WORDS)
+    adjusted: dict[str, float] = {}
+    for chunk_id, base in scores.items():
+        row = rows.get(chunk_id)
+        if row is None:
+            continue
+        base *= rerank_factor(terms, row)
+        if is_prose(row) and not about_docs:
+            base *= 0.5
+        bonus = rerank_bonus(terms, row, named)
+        if names and row.symbol and row.symbol.rsplit(".", 1)[-1].lower() in names:
+            bonus += 0.03
+        adjusted[chunk_id] = base + bonus
+    by_file: dict[str, list[float]] = {}
+    for chunk_id, score in adjusted.items():
+        by_file.setdefault(rows[chunk_id].path, []).append(score)
+    top = {path: sorted(found, reverse=True)[:4] for path, found in by_file.items()}
+    out: dict[str, float] = {}
+    for chunk_id, score in adjusted.items():
+        best = top[rows[chunk_id].path]
+        others = sum(best) - score if score in best else sum(best[:3])
+        out[chunk_id] = score + FILE_EVIDENCE * others
+    return out
 
 
 class HybridRetriever:
@@ -264,8 +334,10 @@ class HybridRetriever:
         path_glob: str | None = None,
         language: str | None = None,
         mode: str = "hybrid",
+        rerank: bool = True,
     ) -> list[Hit]:
-        """The k best chunks for a query: mode is hybrid, lexical or vector."""
+        """The k best chunks for a query: mode is hybrid, lexical or vector; hybrid reranks the
+        fused list unless `rerank` is False (bench/rag_eval.py measures each stage)."""
         index, overlay = self._view(repo)
         lexical = index.lexical()
         hidden = overlay.hidden if overlay is not None else set()
@@ -305,20 +377,20 @@ class HybridRetriever:
         scores = fuse([lexical_ranked, vector_ranked])
         rows = index.catalog.chunks_by_id([i for i in scores if i not in extra])
         rows.update({i: r for i, r in extra.items() if i in scores})
-        query_terms = set(tokenize(query))
-        shown = set(lexical.paths) - hidden | {r.path for r in extra.values()}
-        named = named_paths(query, shown)
+        rows = {
+            i: r
+            for i, r in rows.items()
+            if r.path not in hidden or i in extra  # not a vector of a hidden copy
+        }
+        scores = {i: sc for i, sc in scores.items() if i in rows}
+        if mode == "hybrid" and rerank:
+            shown = set(lexical.paths) - hidden | {r.path for r in extra.values()}
+            scores = rerank_scores(query, scores, rows, named_paths(query, shown))
         lex_pos = {i: n for n, i in enumerate(lexical_ranked, 1)}
         vec_pos = {i: n for n, i in enumerate(vector_ranked, 1)}
         hits: list[Hit] = []
-        for chunk_id, base in scores.items():
-            row = rows.get(chunk_id)
-            if row is None or (row.path in hidden and chunk_id not in extra):
-                continue  # a vector left behind by an interrupted update, or a hidden copy
-            bonus = 0.0
-            if mode == "hybrid":
-                bonus = rerank_bonus(query_terms, row, named)
-                base *= rerank_factor(query_terms, row)
+        for chunk_id, score in scores.items():
+            row = rows[chunk_id]
             hits.append(
                 Hit(
                     path=row.path,
@@ -327,7 +399,7 @@ class HybridRetriever:
                     symbol=row.symbol,
                     kind=row.kind,
                     language=row.language,
-                    score=base + bonus,
+                    score=score,
                     lexical_only=not row.embedded,
                     text=row.text,
                     lexical_rank=lex_pos.get(chunk_id),

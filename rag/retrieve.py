@@ -35,7 +35,9 @@ from rag.tokens import tokenize
 log = logging.getLogger(__name__)
 
 RRF_K = 60
-FILE_EVIDENCE = 0.3  # share of a file's other best chunks' scores each chunk gains
+FILE_EVIDENCE = 0.05  # share of a file's other best chunks' scores each chunk gains
+PROSE_WEIGHT = 0.5  # documentation's weight for a question that is not about docs
+NAME_BONUS = 0.03  # a name the query writes as code, defined by the chunk
 _PATHLIKE = re.compile(r"[\w.\-/]+\.\w+")
 
 
@@ -147,10 +149,10 @@ def rerank_scores(
             continue
         base *= rerank_factor(terms, row)
         if is_prose(row) and not about_docs:
-            base *= 0.5
+            base *= PROSE_WEIGHT
         bonus = rerank_bonus(terms, row, named)
         if names and row.symbol and row.symbol.rsplit(".", 1)[-1].lower() in names:
-            bonus += 0.03
+            bonus += NAME_BONUS
         adjusted[chunk_id] = base + bonus
     by_file: dict[str, list[float]] = {}
     for chunk_id, score in adjusted.items():

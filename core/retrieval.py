@@ -62,9 +62,10 @@ class IndexedRetriever:
             stats.pending = 0
         return stats
 
-    async def _fill_in(self, root: Path, pending: int) -> bool:
+    async def _fill_in(self, root: Path, pending: int, first: list[str] | None = None) -> bool:
         """A few missing vectors (a small repository, a phase's changed files) are embedded
-        right away; more are left to a background job so the prompt does not wait."""
+        right away; more are left to a background job so the prompt does not wait, which embeds
+        the files in `first` (those the task's search found) before the rest."""
         from rag.errors import RagError
 
         if 0 < pending <= INLINE_EMBED_CHUNKS:
@@ -74,16 +75,16 @@ class IndexedRetriever:
             except RagError as exc:
                 log.warning("embedding the index of %s failed: %s", root, exc)
         if pending and (root not in self._embedding or self._embedding[root].done()):
-            self._embedding[root] = asyncio.create_task(self._embed(root))
+            self._embedding[root] = asyncio.create_task(self._embed(root, first))
         return False
 
-    async def _embed(self, root: Path) -> None:
+    async def _embed(self, root: Path, first: list[str] | None = None) -> None:
         from rag.errors import RagError
 
         stop = threading.Event()
         async with self._embed_lock:  # the model runs once at a time; later jobs hit the cache
             try:
-                await asyncio.to_thread(self.hybrid.embed_sync, root, stop=stop)
+                await asyncio.to_thread(self.hybrid.embed_sync, root, stop=stop, first=first)
             except RagError as exc:  # search keeps working lexically
                 log.warning("embedding the index of %s failed: %s", root, exc)
             except asyncio.CancelledError:  # the process is ending: stop after this batch
@@ -112,8 +113,8 @@ class IndexedRetriever:
             stats, context = await asyncio.to_thread(refresh_and_search)
         except NotARepositoryError:
             return RetrievedContext(text="")
-        if stats.pending:
-            await self._fill_in(Path(stats.root), stats.pending)
+        if stats.pending:  # the files this prompt drew on get their vectors first
+            await self._fill_in(Path(stats.root), stats.pending, context.files)
         return RetrievedContext(text=context.text, files=context.files, sources=context.sources())
 
 

@@ -199,8 +199,10 @@ class RepoIndex:
         max_seconds: float | None = None,
         max_chunks: int | None = None,
         stop: threading.Event | None = None,
+        first: list[str] | None = None,
     ) -> IndexStats:
-        """Fill in vectors for chunks that lack one (after an update with embed=False).
+        """Fill in vectors for chunks that lack one (after an update with embed=False), the
+        chunks of the paths in `first` before the rest.
 
         With max_seconds it stops after the batch that crosses that time; the rest stays
         pending (lexical-only) for the next call.
@@ -208,7 +210,7 @@ class RepoIndex:
         started = time.perf_counter()
         stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
         with self._locked("embed"):
-            self._embed_pending(stats, progress, max_seconds, max_chunks, stop)
+            self._embed_pending(stats, progress, max_seconds, max_chunks, stop, first)
             if not self.catalog.counts()[2]:
                 self.catalog.set_meta("state", "ready")
         stats.files, stats.chunks, stats.pending = self.catalog.counts()
@@ -386,6 +388,7 @@ class RepoIndex:
         max_seconds: float | None = None,
         max_chunks: int | None = None,
         stop: threading.Event | None = None,
+        first: list[str] | None = None,
     ) -> None:
         """Vectors for chunks without one: from the shared cache, else from the embedder."""
         import numpy as np
@@ -397,7 +400,7 @@ class RepoIndex:
             limit = EMBED_BATCH if max_chunks is None else min(EMBED_BATCH, max_chunks - done)
             if limit <= 0 or (stop is not None and stop.is_set()):
                 break
-            batch = self.catalog.pending(limit)
+            batch = self.catalog.pending(limit, first)
             if not batch:
                 break
             hashes = [h for _, h, _ in batch]

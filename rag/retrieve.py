@@ -323,9 +323,11 @@ class HybridRetriever:
         repo: Path,
         progress: Progress | None = None,
         stop: threading.Event | None = None,
+        first: list[str] | None = None,
     ) -> IndexStats:
-        """Fill in missing vectors of the repository's index (until done or `stop` is set)."""
-        return self.index_for(repo).embed(progress, stop=stop)
+        """Fill in missing vectors of the repository's index (until done or `stop` is set),
+        those of the files in `first` before the rest."""
+        return self.index_for(repo).embed(progress, stop=stop, first=first)
 
     def search_sync(
         self,

@@ -322,3 +322,13 @@ def test_a_full_rebuild_starts_over_but_reuses_cached_vectors(repo: Path, tmp_pa
     assert stats.added_files == stats.files == 5 and stats.chunks == chunks
     assert stats.embedded == 0 and stats.reused_vectors == chunks and embedder.texts == []
     assert index.vectors.count() == chunks
+
+
+def test_the_files_a_task_found_get_their_vectors_first(repo: Path, tmp_path: Path) -> None:
+    embedder = CountingEmbedder()
+    index = open_index(repo, tmp_path, embedder)
+    index.update(embed=False)
+    stats = index.embed(max_chunks=1, first=["shop/prices.py"])
+    assert stats.embedded == 1 and embedder.texts[0].startswith("shop/prices.py")
+    rest = index.embed(first=["shop/prices.py"])
+    assert rest.pending == 0 and rest.embedded == rest.chunks - 1

@@ -271,8 +271,9 @@ class RagConfig(Section):
         description="larger files are not indexed (generated or minified ones are skipped by content)",
     )
     exclude: list[str] = Field(
-        default_factory=lambda: [".git/", "node_modules/", ".venv/", "dist/", "build/"],
-        description="gitignore-style patterns never indexed (on top of .gitignore)",
+        default_factory=lambda: [".git/"],
+        description="gitignore-style patterns never indexed (on top of .gitignore; vendored, "
+        "generated and minified files are skipped anyway)",
     )
 
 

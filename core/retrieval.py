@@ -49,6 +49,9 @@ class IndexedRetriever:
         self.hybrid = hybrid
         self._embedding: dict[Path, asyncio.Task[None]] = {}
         self._embed_lock = asyncio.Lock()
+        # Files prompts drew on, per index root: a running background job reads this list before
+        # each batch, so files a later prompt needs get their vectors next.
+        self._first: dict[Path, list[str]] = {}
 
     async def prepare(self, repo: Path) -> IndexStats:
         """Bring the repository's index up to date before planning (vectors in the background);
@@ -74,11 +77,13 @@ class IndexedRetriever:
                 return True
             except RagError as exc:
                 log.warning("embedding the index of %s failed: %s", root, exc)
+        wanted = self._first.setdefault(root, [])
+        wanted[:0] = [f for f in first or [] if f not in wanted]  # the newest prompt's files first
         if pending and (root not in self._embedding or self._embedding[root].done()):
-            self._embedding[root] = asyncio.create_task(self._embed(root, first))
+            self._embedding[root] = asyncio.create_task(self._embed(root, wanted))
         return False
 
-    async def _embed(self, root: Path, first: list[str] | None = None) -> None:
+    async def _embed(self, root: Path, first: list[str]) -> None:
         from rag.errors import RagError
 
         stop = threading.Event()

@@ -161,8 +161,9 @@ class Catalog:
         """Up to `limit` chunks without a stored vector: (id, embed_hash, text to embed); chunks
         of the paths in `first` (e.g. the files a task's search found) come before the rest."""
         rows: list[tuple[str, str, str, str | None, str]] = []
-        for begin in range(0, len(first or []), 500):
-            part = (first or [])[begin : begin + 500]
+        first = list(first or [])[:2000]  # a copy: another thread may be adding to it
+        for begin in range(0, len(first), 500):
+            part = first[begin : begin + 500]
             marks = ",".join("?" * len(part))
             rows += self.db.execute(
                 "SELECT id, embed_hash, path, symbol, text FROM chunks WHERE embedded=0"

@@ -200,7 +200,9 @@ class VectorStore:
         self, vector: np.ndarray, n: int, where: dict[str, Any] | None
     ) -> list[tuple[str, float]]:
         """Nearest chunk ids with their cosine similarity, best first (IndexCorruptError when
-        the collection cannot answer: search then answers lexically)."""
+        the collection cannot answer: search then answers lexically). Chroma's embedded mode
+        persists a writer's HNSW files in batches, so a process reading a collection another
+        process is filling may find them missing ("Nothing found on disk") until then."""
         try:
             with file_lock(self._lock_file, shared=True):  # chroma caps n at what it holds
                 result = self.collection.query(

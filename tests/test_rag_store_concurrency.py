@@ -1,5 +1,6 @@
 """The shared vector store under concurrency: sixteen processes index and search on fresh homes,
-a few rounds, and every one completes without the store being rebuilt."""
+a few rounds, and every one completes without the store being rebuilt; a broken collection is
+rebuilt alone."""
 
 from __future__ import annotations
 
@@ -28,23 +29,29 @@ def test_sixteen_processes_share_a_fresh_store(tmp_path: Path) -> None:
     ]
     homes = [str(tmp_path / f"home{r}") for r in range(ROUNDS)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ORT_DISABLE_TELEMETRY": "1"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.rag_support.store_worker", str(repos[n % 4]), *homes],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(PROCESSES)
-    ]
-    outcomes = [(p, *p.communicate(timeout=240)) for p in procs]
-    failed = [out + err for p, out, err in outcomes if p.returncode != 0]
-    assert not failed, f"{len(failed)} of {PROCESSES} processes failed:\n" + failed[0][-3000:]
-    for _, out, _ in outcomes:
-        assert out.count(": ok ") == ROUNDS, out
-        assert "notices None" in out, out  # nothing was rebuilt: no process saw a broken store
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.rag_support.store_worker",
+            str(PROCESSES),
+            *homes,
+            "--",
+            *map(str, repos),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"0 of {PROCESSES} processes failed" in proc.stdout
+    assert proc.stdout.count(": ok ") == PROCESSES * ROUNDS, proc.stdout
+    # Nothing was rebuilt: no process saw a broken store; vectors answered in most rounds.
+    assert proc.stdout.count("notices None") == PROCESSES * ROUNDS, proc.stdout
+    assert proc.stdout.count("vector hits True") > PROCESSES * ROUNDS // 2, proc.stdout
 
 
 def test_a_broken_collection_is_rebuilt_alone(tmp_path: Path) -> None:

@@ -115,15 +115,23 @@ class RepoIndex:
             self._rebuild_notice(str(exc))
             self._wipe_catalog()
             self.catalog = Catalog(self.folder / "catalog.sqlite")
-        name = collection_name(self.root, self.embedder_key)
-        self.vectors = VectorStore(
-            self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
-        )
-        if self.vectors.rebuilt:  # only this collection was broken: its vectors are made again
-            self._rebuild_notice(self.vectors.rebuilt)
-            self.catalog.reset_embedded()
+        self._vectors: VectorStore | None = None
         self.catalog.set_meta("root", str(self.root))
         self.catalog.set_meta("embedder", self.embedder_key)
+
+    @property
+    def vectors(self) -> VectorStore:
+        """The index's vector collection, opened on first use: lexical work never loads Chroma."""
+        if self._vectors is None:
+            name = collection_name(self.root, self.embedder_key)
+            store = VectorStore(
+                self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
+            )
+            if store.rebuilt:  # only this collection was broken: its vectors are made again
+                self._rebuild_notice(store.rebuilt)
+                self.catalog.reset_embedded()
+            self._vectors = store
+        return self._vectors
 
     def _rebuild_notice(self, reason: str) -> None:
         message = f"the index of {self.root} was unreadable ({reason}); rebuilding it from scratch"
@@ -176,7 +184,8 @@ class RepoIndex:
             if full:
                 with self._locked("embed"):
                     self._full_reset()
-            self._check_consistency()
+            if embed or self._vectors is not None:  # a lexical update leaves Chroma unloaded
+                self._check_consistency()
             stats.resumed = self.catalog.get_meta("state") == "updating"
             self.catalog.set_meta("state", "updating")
             self._update_files(stats, progress)

@@ -1,12 +1,14 @@
 """Engine benchmark: a 200-phase replay run plus a log flood; prints figures, asserts nothing.
 
-Usage: python bench/engine.py [--phases 200] [--log-lines 200000]
+Usage: python bench/engine.py [--phases 200] [--log-lines 200000] [--growth-runs 5]
 
 Figures:
 - engine time per phase: wall time of the run minus the time spent inside git operations and
   verification subprocesses (both measured and printed separately). Target: <= 10 ms.
 - log events per second: rows committed to the events table divided by wall time, with a bus
   subscriber attached and draining. Target: >= 20,000/s.
+- home growth: five runs (RAG on) on one repository followed by `clean`; what the home folder
+  grew by per run. Target: <= 300 KB a run.
 """
 
 from __future__ import annotations
@@ -190,16 +192,59 @@ async def bench_logs(root: Path, count: int) -> None:
     )
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under folder, SQLite's write-ahead logs aside (they come and go with
+    checkpoints and are bounded)."""
+    return sum(
+        f.stat().st_size
+        for f in folder.rglob("*")
+        if f.is_file() and not f.name.endswith(("-wal", "-shm"))
+    )
+
+
+async def bench_growth(root: Path, runs: int) -> None:
+    """Runs of 10 phases each on one repository, then `clean`: the home's growth per run."""
+    repo, cassette = make_workspace(root, 10)
+    paths = Paths.resolve(str(root / "home-growth"), {})
+    cli = {
+        "llm.provider": "replay",
+        "llm.replay": str(cassette),
+        "verification.test": ["true"],
+        "execution.max_parallel_phases": 1,
+        "models.embedder": "hashing-256",
+    }
+    loaded = load_config(paths, repo=repo, env={}, cli=cli)
+    async with await Engine.open(paths) as engine:
+        first = await engine.start_run("growth 0", repo, loaded)  # the repository's index
+        await engine.clean()
+        before = folder_bytes(paths.home)
+        for n in range(runs):
+            run = await engine.start_run(f"growth {n + 1}", repo, loaded)
+            assert run.status is RunStatus.COMPLETED, run.error
+        await engine.clean()
+    assert first.status is RunStatus.COMPLETED, first.error
+    grown = folder_bytes(paths.home) - before
+    print(
+        f"home growth: {grown / 1024:.0f} KB after {runs} runs of 10 phases and `clean` = "
+        f"{grown / runs / 1024:.0f} KB a run (target <= 300 KB)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--phases", type=int, default=200)
     parser.add_argument("--log-lines", type=int, default=200_000)
+    parser.add_argument("--growth-runs", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(bench_logs(Path(tmp), args.log_lines))
         asyncio.run(bench_run(Path(tmp), args.phases))
+        if args.growth_runs:
+            growth = Path(tmp) / "growth"
+            growth.mkdir()
+            asyncio.run(bench_growth(growth, args.growth_runs))
 
 
 if __name__ == "__main__":

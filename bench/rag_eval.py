@@ -1,16 +1,24 @@
-"""Retrieval quality on a fixed query set: recall@5 and MRR@10 over files, for four retrievers.
+"""Retrieval quality on a fixed query set: recall@5 and MRR@10 over distinct files, for each
+retriever and each stage of the default search, overall and per kind of query.
 
-Usage: python bench/rag_eval.py REPO [--queries bench/eval/httpx_queries.json] [--home DIR]
+Usage: python bench/rag_eval.py REPO [--queries bench/rag_queries/sympy.jsonl] [--home DIR]
+       [--embedder onnx|onnx-t64|hash] [--lexical]
 
-- lexical: BM25 over chunks with the identifier-splitting tokenizer (rag's lexical index);
-- vector: the embedder's nearest chunks (ChromaDB);
-- hybrid: both fused by reciprocal rank plus the cheap reranking signals (what prompts get);
-- whole-file BM25: plain BM25 (bm25s's default tokenizer and stop words) over whole files,
-  the baseline the hybrid has to beat.
+Stages (what `orchestrator search` does, built up one step at a time):
+- whole-file BM25: plain BM25 (bm25s's tokenizer and English stop words) over whole files, the
+  baseline the default search has to beat;
+- lexical chunks: BM25 over chunks with the identifier-splitting tokenizer (rag's lexical index);
+- vectors: the embedder's nearest chunks (ChromaDB);
+- fusion: both fused by reciprocal rank, nothing else;
+- rerank (default): fusion plus the reranking signals (symbol and path matches, tests weigh
+  less, file-level evidence, the document-type prior): what `orchestrator search` returns.
 
-A chunk ranking becomes a file ranking by each file's first appearance. recall@5 is the share of
-a query's answer files among the top 5 files, averaged over queries; MRR@10 is the mean of
-1 / rank of the first answer file within the top 10 (0 when none is there).
+Query files: JSON lines `{"kind", "query", "files"}` (bench/rag_queries/) or the older JSON
+document `{"queries": [{"query", "files"}]}` (bench/eval/). A chunk ranking becomes a file ranking
+by each file's first appearance. recall@5 is the share of a query's answer files among the top 5
+files; MRR@10 is 1 / rank of the first answer file within the top 10 (0 when none is there).
+With --lexical no vectors are made: the vector and fusion stages then show what a run sees
+before its repository's vectors are in.
 """
 
 from __future__ import annotations
@@ -20,16 +28,24 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.embedders import EmbedderSpec
+from rag.embedders import MINILM_FAST_NAME, MINILM_NAME, EmbedderSpec
 from rag.index import IndexSettings
 from rag.retrieve import HybridRetriever
 
-EXCLUDE = [".git/", "node_modules/", ".venv/", "dist/", "build/"]
+EXCLUDE = [".git/"]  # every file a person would search, docs included
+STAGES = {
+    "lexical chunks": {"mode": "lexical"},
+    "vectors": {"mode": "vector"},
+    "fusion": {"mode": "hybrid", "rerank": False},
+    "rerank (default)": {"mode": "hybrid"},
+}
 
 
 def files_in_order(paths: list[str], limit: int = 10) -> list[str]:
@@ -44,7 +60,14 @@ def metrics(ranked: list[list[str]], answers: list[list[str]]) -> tuple[float, f
             if path in relevant:
                 mrr += 1.0 / rank
                 break
-    return recall / len(answers), mrr / len(answers)
+    return recall / max(len(answers), 1), mrr / max(len(answers), 1)
+
+
+def load_queries(path: Path) -> list[dict[str, object]]:
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [{"kind": "all", **q} for q in json.loads(text)["queries"]]
 
 
 def whole_file_bm25(repo: Path, queries: list[str]) -> list[list[str]]:
@@ -70,40 +93,61 @@ def whole_file_bm25(repo: Path, queries: list[str]) -> list[list[str]]:
     return out
 
 
+def table(rankings: dict[str, list[list[str]]], answers: list[list[str]], kinds: list[str]) -> None:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for n, kind in enumerate(kinds):
+        groups[kind].append(n)
+    names = ["all", *sorted(groups)] if len(groups) > 1 else ["all"]
+    head = "".join(f" {name + f' ({len(groups.get(name, answers))})':>22}" for name in names)
+    print(f"{'stage':<18}{head}")
+    print(f"{'':<18}" + " ".join(f"{'recall@5  MRR@10':>22}" for _ in names))
+    for stage, ranked in rankings.items():
+        cells = []
+        for name in names:
+            picked = list(range(len(answers))) if name == "all" else groups[name]
+            recall, mrr = metrics([ranked[i] for i in picked], [answers[i] for i in picked])
+            cells.append(f"{recall:>13.3f} {mrr:>8.3f}")
+        print(f"{stage:<18}" + " ".join(cells))
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("repo", type=Path)
     parser.add_argument("--queries", type=Path, default=ROOT / "bench/eval/httpx_queries.json")
     parser.add_argument("--home", type=Path)
-    parser.add_argument("--embedder", default="onnx", choices=["onnx", "hash"])
+    parser.add_argument("--embedder", default="onnx", choices=["onnx", "onnx-t64", "hash"])
+    parser.add_argument("--lexical", action="store_true", help="make no vectors")
+    parser.add_argument("-k", type=int, default=30, help="chunks asked for per query")
     args = parser.parse_args()
-    spec = EmbedderSpec(
-        args.embedder, "all-minilm-l6-v2-int8" if args.embedder == "onnx" else "256"
-    )
+    models = {"onnx": ("onnx", MINILM_NAME), "onnx-t64": ("onnx", MINILM_FAST_NAME)}
+    spec = EmbedderSpec(*models.get(args.embedder, ("hash", "256")))
     home = args.home or Path(tempfile.mkdtemp(prefix="rag-eval-"))
-    data = json.loads(args.queries.read_text())["queries"]
-    queries = [q["query"] for q in data]
-    answers = [q["files"] for q in data]
+    data = load_queries(args.queries)
+    queries = [str(q["query"]) for q in data]
+    answers = [list(q["files"]) for q in data]  # type: ignore[call-overload]
+    kinds = [str(q.get("kind", "all")) for q in data]
     retriever = HybridRetriever(home / "indexes", spec, IndexSettings(exclude=EXCLUDE))
-    stats = retriever.refresh_sync(args.repo)
+    started = time.perf_counter()
+    stats = retriever.refresh_sync(args.repo, embed=not args.lexical)
     print(
-        f"{args.repo}: {stats.files} files, {stats.chunks} chunks, embedder {spec.key}, {len(queries)} queries"
+        f"{args.repo}: {stats.files} files, {stats.chunks} chunks ({stats.pending} without a "
+        f"vector), embedder {spec.key}, {len(queries)} queries; index {time.perf_counter() - started:.1f} s"
     )
-    rows = {}
-    for mode in ("lexical", "vector", "hybrid"):
-        ranked = [
+    rankings: dict[str, list[list[str]]] = {
+        "whole-file BM25": whole_file_bm25(retriever.index_for(args.repo).root, queries)
+    }
+    for stage, options in STAGES.items():
+        if args.lexical and stage == "vectors":
+            continue
+        rankings[stage] = [
             files_in_order(
-                [h.path for h in retriever.search_sync(q, repo=args.repo, k=60, mode=mode)]
+                [h.path for h in retriever.search_sync(q, repo=args.repo, k=args.k, **options)]  # type: ignore[arg-type]
             )
             for q in queries
         ]
-        rows[mode] = metrics(ranked, answers)
-    rows["whole-file BM25"] = metrics(
-        whole_file_bm25(retriever.index_for(args.repo).root, queries), answers
-    )
-    print(f"{'retriever':<18} {'recall@5':>9} {'MRR@10':>8}")
-    for name, (recall, mrr) in rows.items():
-        print(f"{name:<18} {recall:>9.3f} {mrr:>8.3f}")
+    table(rankings, answers, kinds)
 
 
 if __name__ == "__main__":

@@ -329,10 +329,15 @@ class RagConfig(Section):
     max_context_tokens: int = Field(
         default=3000, ge=0, description="token budget for retrieved context"
     )
-    max_file_bytes: int = Field(default=200_000, ge=1, description="larger files are not indexed")
+    max_file_bytes: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="larger files are not indexed (generated or minified ones are skipped by content)",
+    )
     exclude: list[str] = Field(
-        default_factory=lambda: [".git/", "node_modules/", ".venv/", "dist/", "build/"],
-        description="gitignore-style patterns never indexed (on top of .gitignore)",
+        default_factory=lambda: [".git/"],
+        description="gitignore-style patterns never indexed (on top of .gitignore; vendored, "
+        "generated and minified files are skipped anyway)",
     )
 
 

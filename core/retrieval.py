@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from rag.format import Context
     from rag.index import IndexStats
     from rag.retrieve import HybridRetriever
 
@@ -48,6 +49,9 @@ class IndexedRetriever:
         self.hybrid = hybrid
         self._embedding: dict[Path, asyncio.Task[None]] = {}
         self._embed_lock = asyncio.Lock()
+        # Files prompts drew on, per index root: a running background job reads this list before
+        # each batch, so files a later prompt needs get their vectors next.
+        self._first: dict[Path, list[str]] = {}
 
     async def prepare(self, repo: Path) -> IndexStats:
         """Bring the repository's index up to date before planning (vectors in the background);
@@ -61,9 +65,10 @@ class IndexedRetriever:
             stats.pending = 0
         return stats
 
-    async def _fill_in(self, root: Path, pending: int) -> bool:
+    async def _fill_in(self, root: Path, pending: int, first: list[str] | None = None) -> bool:
         """A few missing vectors (a small repository, a phase's changed files) are embedded
-        right away; more are left to a background job so the prompt does not wait."""
+        right away; more are left to a background job so the prompt does not wait, which embeds
+        the files in `first` (those the task's search found) before the rest."""
         from rag.errors import RagError
 
         if 0 < pending <= INLINE_EMBED_CHUNKS:
@@ -72,17 +77,19 @@ class IndexedRetriever:
                 return True
             except RagError as exc:
                 log.warning("embedding the index of %s failed: %s", root, exc)
+        wanted = self._first.setdefault(root, [])
+        wanted[:0] = [f for f in first or [] if f not in wanted]  # the newest prompt's files first
         if pending and (root not in self._embedding or self._embedding[root].done()):
-            self._embedding[root] = asyncio.create_task(self._embed(root))
+            self._embedding[root] = asyncio.create_task(self._embed(root, wanted))
         return False
 
-    async def _embed(self, root: Path) -> None:
+    async def _embed(self, root: Path, first: list[str]) -> None:
         from rag.errors import RagError
 
         stop = threading.Event()
         async with self._embed_lock:  # the model runs once at a time; later jobs hit the cache
             try:
-                await asyncio.to_thread(self.hybrid.embed_sync, root, stop=stop)
+                await asyncio.to_thread(self.hybrid.embed_sync, root, stop=stop, first=first)
             except RagError as exc:  # search keeps working lexically
                 log.warning("embedding the index of %s failed: %s", root, exc)
             except asyncio.CancelledError:  # the process is ending: stop after this batch
@@ -99,18 +106,20 @@ class IndexedRetriever:
 
         if budget_tokens <= 0:
             return RetrievedContext(text="")
-        try:
-            stats = await asyncio.to_thread(self.hybrid.refresh_sync, repo, embed=False)
-            await self._fill_in(Path(stats.root), stats.pending)
-            context = await asyncio.to_thread(
-                self.hybrid.context_sync,
-                query,
-                repo=repo,
-                budget_tokens=budget_tokens,
-                refresh=False,
+
+        def refresh_and_search() -> tuple[IndexStats, Context]:
+            stats = self.hybrid.refresh_sync(repo, embed=False)
+            context = self.hybrid.context_sync(
+                query, repo=repo, budget_tokens=budget_tokens, refresh=False
             )
+            return stats, context
+
+        try:  # one hop to a thread: under load each hop costs milliseconds
+            stats, context = await asyncio.to_thread(refresh_and_search)
         except NotARepositoryError:
             return RetrievedContext(text="")
+        if stats.pending:  # the files this prompt drew on get their vectors first
+            await self._fill_in(Path(stats.root), stats.pending, context.files)
         return RetrievedContext(text=context.text, files=context.files, sources=context.sources())
 
 

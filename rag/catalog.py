@@ -157,13 +157,28 @@ class Catalog:
             raise
         return gone, added
 
-    def pending(self, limit: int) -> list[tuple[str, str, str]]:
-        """Up to `limit` chunks without a stored vector: (id, embed_hash, text to embed)."""
-        rows = self.db.execute(
-            "SELECT id, embed_hash, path, symbol, text FROM chunks WHERE embedded=0"
-            " ORDER BY rowid LIMIT ?",
-            (limit,),
-        ).fetchall()
+    def pending(self, limit: int, first: list[str] | None = None) -> list[tuple[str, str, str]]:
+        """Up to `limit` chunks without a stored vector: (id, embed_hash, text to embed); chunks
+        of the paths in `first` (e.g. the files a task's search found) come before the rest."""
+        rows: list[tuple[str, str, str, str | None, str]] = []
+        first = list(first or [])[:2000]  # a copy: another thread may be adding to it
+        for begin in range(0, len(first), 500):
+            part = first[begin : begin + 500]
+            marks = ",".join("?" * len(part))
+            rows += self.db.execute(
+                "SELECT id, embed_hash, path, symbol, text FROM chunks WHERE embedded=0"
+                f" AND path IN ({marks}) ORDER BY rowid LIMIT ?",
+                (*part, limit - len(rows)),
+            ).fetchall()
+            if len(rows) >= limit:
+                break
+        if len(rows) < limit:
+            rows += self.db.execute(
+                "SELECT id, embed_hash, path, symbol, text FROM chunks WHERE embedded=0"
+                " ORDER BY rowid LIMIT ?",
+                (limit,),
+            ).fetchall()
+            rows = list({r[0]: r for r in rows}.values())[:limit]
         return [(r[0], r[1], _embed_text(r[2], r[3], r[4])) for r in rows]
 
     def mark_embedded(self, ids: Iterable[str]) -> None:

@@ -1,5 +1,6 @@
 """Which files of a repository get indexed: `git ls-files` minus ignored, vendored, generated,
-binary and oversized files, each skip counted by reason."""
+minified, binary and oversized (over `rag.max_file_bytes`, 2 MB by default) files, each skip
+counted by reason."""
 
 from __future__ import annotations
 
@@ -166,6 +167,7 @@ class FileSelector:
             "vendored": 0,
             "generated": 0,
             "binary": 0,
+            "minified": 0,
             "oversized": 0,
         }
         found: list[Candidate] = []
@@ -204,15 +206,29 @@ class FileSelector:
         return None
 
 
+LONG_LINE = 1000  # characters: people do not write lines this long, tools do
+MINIFIED_SHARE = 0.3  # of a file's bytes in long lines marks it minified (or a data dump)
+
+
 def content_reason(data: bytes) -> str | None:
-    """Why a file is skipped by its content (binary, or marked as generated), or None."""
+    """Why a file is skipped by its content, or None: "binary" (a NUL byte early on),
+    "generated" (a generated-file marker in its first lines) or "minified" (much of it in very
+    long lines). Size alone is never a reason here: large hand-written modules are indexed."""
     head = data[:8192]
     if b"\0" in head:
         return "binary"
     first_lines = b"\n".join(head.split(b"\n", 5)[:5])
     if any(marker in first_lines for marker in GENERATED_MARKERS):
         return "generated"
+    if len(data) > LONG_LINE and minified_share(data) > MINIFIED_SHARE:
+        return "minified"
     return None
+
+
+def minified_share(data: bytes) -> float:
+    """The share of `data`'s bytes that sit in lines longer than LONG_LINE."""
+    long_bytes = sum(len(line) for line in data.split(b"\n") if len(line) > LONG_LINE)
+    return long_bytes / len(data)
 
 
 def decode(data: bytes) -> str | None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +31,7 @@ from rag.errors import IndexCorruptError
 from rag.files import FileSelector, content_reason, decode, repo_root
 from rag.layout import collection_name, index_folder
 from rag.lexical import LexicalIndex
+from rag.overlay import changed_paths
 from rag.processors import ProcessorRegistry
 from rag.tokens import tokenize
 from rag.vectors import VectorStore
@@ -72,7 +75,7 @@ class IndexSettings:
     """What to index and how: the rag config section's values."""
 
     exclude: list[str] = field(default_factory=list)
-    max_file_bytes: int = 200_000
+    max_file_bytes: int = 2_000_000
 
 
 class RepoIndex:
@@ -98,6 +101,7 @@ class RepoIndex:
         self.folder = index_folder(indexes, self.root, self.embedder_key)
         self.notices: list[str] = []
         self._lexical: LexicalIndex | None = None
+        self._chunk_memo: dict[tuple[str, str, str], list[Chunk]] = {}
         self._open()
 
     # -- opening, corruption, locking -------------------------------------------------------
@@ -111,23 +115,23 @@ class RepoIndex:
             self._rebuild_notice(str(exc))
             self._wipe_catalog()
             self.catalog = Catalog(self.folder / "catalog.sqlite")
-        name = collection_name(self.root, self.embedder_key)
-        try:
-            self.vectors = VectorStore(
-                self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
-            )
-        except IndexCorruptError as exc:
-            self._rebuild_notice(str(exc))
-            shutil.rmtree(self.indexes / "chroma", ignore_errors=True)
-            from rag import vectors as vector_module
-
-            vector_module._clients.pop(str(self.indexes / "chroma"), None)
-            self.vectors = VectorStore(
-                self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
-            )
-            self.catalog.reset_embedded()
+        self._vectors: VectorStore | None = None
         self.catalog.set_meta("root", str(self.root))
         self.catalog.set_meta("embedder", self.embedder_key)
+
+    @property
+    def vectors(self) -> VectorStore:
+        """The index's vector collection, opened on first use: lexical work never loads Chroma."""
+        if self._vectors is None:
+            name = collection_name(self.root, self.embedder_key)
+            store = VectorStore(
+                self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
+            )
+            if store.rebuilt:  # only this collection was broken: its vectors are made again
+                self._rebuild_notice(store.rebuilt)
+                self.catalog.reset_embedded()
+            self._vectors = store
+        return self._vectors
 
     def _rebuild_notice(self, reason: str) -> None:
         message = f"the index of {self.root} was unreadable ({reason}); rebuilding it from scratch"
@@ -180,7 +184,8 @@ class RepoIndex:
             if full:
                 with self._locked("embed"):
                     self._full_reset()
-            self._check_consistency()
+            if embed or self._vectors is not None:  # a lexical update leaves Chroma unloaded
+                self._check_consistency()
             stats.resumed = self.catalog.get_meta("state") == "updating"
             self.catalog.set_meta("state", "updating")
             self._update_files(stats, progress)
@@ -203,8 +208,10 @@ class RepoIndex:
         max_seconds: float | None = None,
         max_chunks: int | None = None,
         stop: threading.Event | None = None,
+        first: list[str] | None = None,
     ) -> IndexStats:
-        """Fill in vectors for chunks that lack one (after an update with embed=False).
+        """Fill in vectors for chunks that lack one (after an update with embed=False), the
+        chunks of the paths in `first` before the rest.
 
         With max_seconds it stops after the batch that crosses that time; the rest stays
         pending (lexical-only) for the next call.
@@ -212,7 +219,7 @@ class RepoIndex:
         started = time.perf_counter()
         stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
         with self._locked("embed"):
-            self._embed_pending(stats, progress, max_seconds, max_chunks, stop)
+            self._embed_pending(stats, progress, max_seconds, max_chunks, stop, first)
             if not self.catalog.counts()[2]:
                 self.catalog.set_meta("state", "ready")
         stats.files, stats.chunks, stats.pending = self.catalog.counts()
@@ -238,8 +245,51 @@ class RepoIndex:
             )
             self.catalog.reset_embedded()
 
+    def current_stats(self) -> IndexStats:
+        """The index's figures as they stand, without updating it."""
+        stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
+        stats.files, stats.chunks, stats.pending = self.catalog.counts()
+        return stats
+
+    def selector(self) -> FileSelector:
+        return FileSelector(self.settings.exclude, self.settings.max_file_bytes)
+
+    def chunk_file(self, path: str, file_hash: str, text: str) -> list[Chunk]:
+        """A file's chunks, from the shared cache when this content was chunked before."""
+        signature = self.registry.signature()
+        key = (path, file_hash, signature)
+        chunks = self._chunk_memo.get(key) or self.cache.get_chunks(path, file_hash, signature)
+        if chunks is None:
+            chunks = self.registry.for_path(path).process(path, text)
+            self.cache.put_chunks([(path, file_hash, signature, chunks)])
+        if len(self._chunk_memo) > 2000:  # worktrees of one run share most changed files
+            self._chunk_memo.clear()
+        self._chunk_memo[key] = chunks
+        return chunks
+
+    def snapshot(self) -> tuple[str | None, set[str]]:
+        """The commit the index was built from and the paths that differed from it then
+        (what a worktree's overlay compares against)."""
+        dirty = self.catalog.get_meta("dirty")
+        return self.catalog.get_meta("head"), set(json.loads(dirty)) if dirty else set()
+
+    def _record_snapshot(self) -> None:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", "HEAD"],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        head = proc.stdout.strip()
+        if proc.returncode != 0 or not head:
+            return  # no commit yet: worktrees cannot exist either
+        self.catalog.set_meta("dirty", json.dumps(sorted(changed_paths(self.root, head))))
+        self.catalog.set_meta("head", head)
+
     def _update_files(self, stats: IndexStats, progress: Progress | None) -> None:
-        selector = FileSelector(self.settings.exclude, self.settings.max_file_bytes)
+        self._record_snapshot()
+        selector = self.selector()
         candidates, skipped = selector.list(self.root)
         known = self.catalog.files()
         signature = self.registry.signature()
@@ -347,6 +397,7 @@ class RepoIndex:
         max_seconds: float | None = None,
         max_chunks: int | None = None,
         stop: threading.Event | None = None,
+        first: list[str] | None = None,
     ) -> None:
         """Vectors for chunks without one: from the shared cache, else from the embedder."""
         import numpy as np
@@ -358,7 +409,7 @@ class RepoIndex:
             limit = EMBED_BATCH if max_chunks is None else min(EMBED_BATCH, max_chunks - done)
             if limit <= 0 or (stop is not None and stop.is_set()):
                 break
-            batch = self.catalog.pending(limit)
+            batch = self.catalog.pending(limit, first)
             if not batch:
                 break
             hashes = [h for _, h, _ in batch]

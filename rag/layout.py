@@ -2,7 +2,9 @@
 
 chroma/                       the ChromaDB PersistentClient (one collection per index)
 cache.sqlite                  chunk lists and vectors shared by every index
-<repo>-<hash>/<embedder>/     catalog.sqlite, lexical/ (BM25), lock
+<repo>-<hash>/<embedder>/     catalog.sqlite, lexical/ (BM25), locks (one per repository: its
+                              worktrees search it plus an in-memory overlay, rag.overlay)
+locks/                        file locks of the vector store (store, one per collection)
 """
 
 from __future__ import annotations
@@ -29,6 +31,48 @@ def collection_name(root: Path, embedder_key: str) -> str:
     return f"{slug}-{digest}-{embedder_key}"[:200].strip("-_.") + "x"
 
 
+def _recorded(catalog_file: Path) -> dict[str, str] | None:
+    """The root and embedder an index records (a plain read: no integrity check), or None."""
+    try:
+        with closing(sqlite3.connect(catalog_file, timeout=5)) as db:
+            return dict(db.execute("SELECT key, value FROM meta WHERE key IN ('root', 'embedder')"))
+    except sqlite3.DatabaseError:
+        return None
+
+
+def legacy_worktree_indexes(indexes: Path) -> list[Path]:
+    """Index folders older versions made per run worktree (a root that is a linked worktree or
+    is gone); worktrees now search their repository's index through an in-memory overlay."""
+    found: list[Path] = []
+    if not indexes.is_dir():
+        return found
+    for catalog_file in sorted(indexes.glob("*/*/catalog.sqlite")):
+        meta = _recorded(catalog_file)
+        root = (meta or {}).get("root")
+        if root and (not Path(root).exists() or (Path(root) / ".git").is_file()):
+            found.append(catalog_file.parent)
+    return found
+
+
+def remove_legacy_worktree_indexes(indexes: Path) -> list[str]:
+    """Delete what `legacy_worktree_indexes` lists, with their vector collections; returns the
+    worktree roots whose indexes went."""
+    from rag.vectors import delete_collection
+
+    removed: list[str] = []
+    for folder in legacy_worktree_indexes(indexes):
+        meta = _recorded(folder / "catalog.sqlite") or {}
+        root = meta.get("root", "")
+        delete_collection(
+            indexes / "chroma", collection_name(Path(root), meta.get("embedder") or folder.name)
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        if folder.parent.is_dir() and not any(folder.parent.iterdir()):
+            folder.parent.rmdir()
+        removed.append(root)
+    return removed
+
+
 def prune_indexes(indexes: Path) -> list[str]:
     """Delete the indexes of repository roots that no longer exist (e.g. removed run worktrees),
     with their vector collections; returns the roots pruned."""
@@ -47,14 +91,11 @@ def prune_indexes(indexes: Path) -> list[str]:
         root, embedder_key = meta.get("root"), meta.get("embedder")
         if not root or Path(root).exists():
             continue
-        try:
-            from rag.vectors import client_for
+        from rag.vectors import delete_collection
 
-            client_for(indexes / "chroma").delete_collection(
-                collection_name(Path(root), embedder_key or folder.name)
-            )
-        except Exception:  # noqa: BLE001, S110 - a collection that is already gone is fine
-            pass
+        delete_collection(
+            indexes / "chroma", collection_name(Path(root), embedder_key or folder.name)
+        )
         shutil.rmtree(folder, ignore_errors=True)
         if not any(folder.parent.iterdir()):
             folder.parent.rmdir()

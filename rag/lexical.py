@@ -19,12 +19,29 @@ from rag.tokens import tokenize
 class LexicalIndex:
     """BM25 scores over chunks, with each chunk's id, path and language kept in order."""
 
-    def __init__(self, model: object, ids: list[str], paths: list[str], languages: list[str]):
+    def __init__(
+        self,
+        model: object,
+        ids: list[str],
+        paths: list[str],
+        languages: list[str],
+        avgdl: float = 100.0,
+    ):
         self.model = model
         self.ids = ids
         self.paths = paths
         self.languages = languages
+        self.avgdl = avgdl
         self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
+
+    def doc_freq(self, words: list[str]) -> dict[str, int]:
+        """How many chunks hold each word (for scoring a worktree's overlay alike)."""
+        vocab = getattr(self.model, "vocab_dict", {})
+        scores = getattr(self.model, "scores", None)
+        if not scores:
+            return {}
+        indptr = scores["indptr"]
+        return {w: int(indptr[vocab[w] + 1] - indptr[vocab[w]]) for w in words if w in vocab}
 
     @classmethod
     def build(cls, rows: list[tuple[str, str, str, str]]) -> LexicalIndex:
@@ -36,7 +53,8 @@ class LexicalIndex:
         model = bm25s.BM25()
         if corpus:
             model.index(corpus, show_progress=False)
-        return cls(model, ids, [r[1] for r in rows], [r[2] for r in rows])
+        avgdl = sum(map(len, corpus)) / len(corpus) if corpus else 100.0
+        return cls(model, ids, [r[1] for r in rows], [r[2] for r in rows], avgdl)
 
     def save(self, folder: Path, generation: str) -> None:
         """Write the index to `folder` atomically (a new folder renamed over the old)."""
@@ -52,6 +70,7 @@ class LexicalIndex:
                     "ids": self.ids,
                     "paths": self.paths,
                     "languages": self.languages,
+                    "avgdl": self.avgdl,
                 }
             )
         )
@@ -70,13 +89,21 @@ class LexicalIndex:
             model = bm25s.BM25.load(str(folder)) if meta["ids"] else bm25s.BM25()
         except (OSError, ValueError, KeyError):
             return None
-        return cls(model, meta["ids"], meta["paths"], meta["languages"])
+        return cls(model, meta["ids"], meta["paths"], meta["languages"], meta.get("avgdl", 100.0))
 
-    def mask(self, path_glob: str | None, language: str | None) -> np.ndarray | None:
-        """1.0 for chunks passing the filters, 0.0 otherwise (None when there are no filters)."""
-        if not path_glob and not language:
+    def mask(
+        self,
+        path_glob: str | None,
+        language: str | None,
+        hidden: set[str] | frozenset[str] = frozenset(),
+    ) -> np.ndarray | None:
+        """1.0 for chunks passing the filters and not in a hidden path, 0.0 otherwise (None when
+        nothing is filtered)."""
+        if not path_glob and not language and not hidden:
             return None
         keep = np.ones(len(self.ids), dtype=np.float32)
+        if hidden:
+            keep *= np.fromiter((p not in hidden for p in self.paths), np.float32)
         if language:
             keep *= np.fromiter((lang == language for lang in self.languages), np.float32)
         if path_glob:

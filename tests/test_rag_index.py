@@ -33,6 +33,7 @@ FILES = {
     "assets/logo.png": "\x89PNG",
     "data/blob.dat": "abc\0def",
     "big.txt": "x" * 3_000,
+    "web/bundle.js": "var a=function(b){return b};" * 60,  # one 1,740-character line
     "deploy/.env.production": "API_TOKEN=abc\n",
     "certs/server.key": "-----BEGIN PRIVATE KEY-----\n",
 }
@@ -93,9 +94,10 @@ def test_selection_skips_and_counts_what_is_not_source(repo: Path, tmp_path: Pat
         "vendored": 1,
         "generated": 2,  # a *_pb2.py name and a DO NOT EDIT marker
         "binary": 2,  # by extension and by content
+        "minified": 1,  # by its very long line, not its size
         "oversized": 1,
     }
-    assert stats.skipped == 9 and stats.files == 5
+    assert stats.skipped == 10 and stats.files == 5
     assert stats.chunks == stats.embedded == index.vectors.count()
     row = index.catalog.db.execute(
         "SELECT language, symbol, kind, start_line, end_line FROM chunks WHERE symbol='remove_item'"
@@ -320,3 +322,13 @@ def test_a_full_rebuild_starts_over_but_reuses_cached_vectors(repo: Path, tmp_pa
     assert stats.added_files == stats.files == 5 and stats.chunks == chunks
     assert stats.embedded == 0 and stats.reused_vectors == chunks and embedder.texts == []
     assert index.vectors.count() == chunks
+
+
+def test_the_files_a_task_found_get_their_vectors_first(repo: Path, tmp_path: Path) -> None:
+    embedder = CountingEmbedder()
+    index = open_index(repo, tmp_path, embedder)
+    index.update(embed=False)
+    stats = index.embed(max_chunks=1, first=["shop/prices.py"])
+    assert stats.embedded == 1 and embedder.texts[0].startswith("shop/prices.py")
+    rest = index.embed(first=["shop/prices.py"])
+    assert rest.pending == 0 and rest.embedded == rest.chunks - 1

@@ -96,3 +96,16 @@ def test_the_model_file_is_checked_against_its_pinned_sha256(tmp_path: Path) -> 
     damaged.write_bytes(bytes(data))
     with pytest.raises(EmbedderError, match="SHA-256 .* expected 8199be6f"):
         MiniLMEmbedder(model_file=damaged).embed(["hello"])
+
+
+def test_the_faster_variant_reads_only_the_first_64_word_pieces() -> None:
+    from rag.embedders import MINILM_FAST_NAME, EmbedderSpec, make_embedder
+
+    full = make_embedder(EmbedderSpec("onnx", "all-minilm-l6-v2-int8"))
+    fast = make_embedder(EmbedderSpec("onnx", MINILM_FAST_NAME))
+    assert fast.key == EmbedderSpec("onnx", MINILM_FAST_NAME).key != full.key
+    short = "def parse_config(path): return load(path)"
+    long = short + " " + " ".join(f"word{n}" for n in range(200))
+    a, b = full.embed([short, long]), fast.embed([short, long])
+    assert float(a[0] @ b[0]) > 0.9999  # a short text is read whole by both
+    assert float(a[1] @ b[1]) < 0.999  # a long one is cut earlier by the fast variant

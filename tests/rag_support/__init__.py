@@ -1,0 +1,1 @@
+"""Helpers for the rag tests that run in subprocesses."""

@@ -133,7 +133,7 @@ def ending_of(run_id: str, way_out: BaseException | RunStatus, error: str | None
         }
         return Ending(way_out, None if way_out is R.COMPLETED else error, facts)
     if isinstance(way_out, asyncio.CancelledError):
-        text = error or "interrupted: the orchestrator was stopped (a signal or a shutdown)"
+        text = error or "the orchestrator was stopped (a signal or a shutdown)"
         facts = {"error_type": "Interrupted", "exit_code": 1, "resumable": True}
         return Ending(R.INTERRUPTED, text, facts)
     exc = as_orchestrator_error(way_out)

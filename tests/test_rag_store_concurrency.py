@@ -82,3 +82,21 @@ def test_a_broken_collection_is_rebuilt_alone(tmp_path: Path) -> None:
     assert [h.path for h in first.search_sync("parse config", repo=good, mode="vector")] == [
         "config.py"
     ]
+
+
+def test_deleting_a_collection_in_a_fresh_process_takes_the_store_lock_once(tmp_path: Path) -> None:
+    # The first client of a process is created under the store lock; deleting a collection before
+    # any client existed once waited on its own lock for ever (clean in a new process).
+    code = (
+        "import sys; from pathlib import Path; from rag.vectors import delete_collection; "
+        "delete_collection(Path(sys.argv[1]), 'gone-collection'); print('deleted')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "chroma")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "deleted", done.stderr

@@ -214,7 +214,7 @@ class PhaseChecks:
             parts.append(
                 f"$ {o.command}\nexit: {r.exit_code}{' (timed out)' if r.timed_out else ''} "
                 f"in {r.duration_seconds:.2f}s; parsed as {o.parser or 'nothing'}; "
-                f"{o.findings} finding(s); full output: {o.output_file}\n{r.output}"
+                f"{o.findings} finding(s); output kept in {o.output_file}\n{r.output}"
             )
         await ctx.save_artifact(self.phase.id, path, "\n\n".join(parts), "report")
 

@@ -14,7 +14,7 @@ from core.procenv import secret_redactor
 from core.records import RunStatus
 from tests.cassette import new_file, phase, write_cassette
 from tests.conftest import make_repo
-from verify.capped import LINE_COST, CappedOutput, cap_bytes, cap_text
+from verify.capped import LINE_COST, CappedOutput, cap_bytes, cap_file, cap_text
 from verify.pipeline import redact_file
 
 MB = 1_000_000
@@ -30,6 +30,16 @@ def test_cap_keeps_head_and_tail_and_says_how_much_was_left_out() -> None:
     assert cap_bytes(b"short", 2000) == b"short" and cap_text("ok", 10) == "ok"
     wide = "é" * 5000  # 10000 bytes of UTF-8: the limit counts bytes, not characters
     assert len(cap_text(wide, 4096).encode()) <= 4096 and "bytes omitted" in cap_text(wide, 4096)
+
+
+def test_a_parsed_output_file_keeps_its_head_and_tail_on_disk(tmp_path: Path) -> None:
+    out = tmp_path / "step.log"
+    out.write_bytes(b"H" * 1000 + b"m" * 50_000 + b"T" * 1000)
+    assert cap_file(out, 2000)
+    head, marker, tail = out.read_bytes().split(b"\n")
+    assert out.stat().st_size <= 2000 and head == b"H" * 976 and tail == b"T" * 976
+    assert marker.decode() == f"… {52_000 - 2 * 976} bytes omitted …"
+    assert not cap_file(out, 2000) and not cap_file(tmp_path / "missing.log", 10)
 
 
 def test_a_stream_without_newline_is_one_capped_line_and_memory_stays_small() -> None:
@@ -95,6 +105,11 @@ async def test_a_50_mb_step_output_is_stored_capped(home: Path, tmp_path: Path) 
     run_logs = {r.id: home / "artifacts" / r.id / "run.log" for r in (quiet, loud)}
     grown = run_logs[loud.id].stat().st_size - run_logs[quiet.id].stat().st_size
     assert grown <= 300_000
+    # Nothing else in the home keeps the 50 MB either (the step's output file is cut once parsed).
+    home_bytes = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
+    assert home_bytes < 5_000_000, sorted(
+        (f.stat().st_size, str(f)) for f in home.rglob("*") if f.is_file()
+    )[-3:]
     # The stored text shows the head, how many bytes were left out, and the tail.
     verify = [r.message for r in logs if r.level == "verify"]
     text = "\n".join(verify)

@@ -9,6 +9,7 @@ newline is one line.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 # A finding's message, or an error quoting what a process printed, keeps at most this much.
 MESSAGE_BYTES = 4096
@@ -174,3 +175,22 @@ def cap_text(text: str, limit: int) -> str:
     if len(data) <= limit:
         return text
     return cap_bytes(data, limit).decode("utf-8", errors="replace")
+
+
+def cap_file(path: Path, limit: int) -> bool:
+    """Shrink a file past `limit` bytes to its head and tail around the omitted line, reading only
+    those two ends; True when it was cut. Called once its parsers have read it whole."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    if size <= limit:
+        return False
+    half = max((limit - _RESERVE) // 2, 0)
+    with path.open("rb") as handle:
+        head = handle.read(half)
+        handle.seek(size - half)
+        tail = handle.read(half)
+    marker = f"\n{omitted_line(size - len(head) - len(tail))}\n".encode()
+    path.write_bytes(head + marker + tail)
+    return True

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from verify.basic import VerifyStep
+from verify.capped import cap_file
 from verify.findings import VerifyFinding, assign_fingerprints
 from verify.parsers import compiler, pyunit
 from verify.parsers.base import Collector, ParseInput, ParseResult
@@ -331,6 +332,8 @@ async def run_steps(
             report=report if "{report}" in step.command else None,
         )
         out, used, parsed = await asyncio.to_thread(parse_step, step, src, result, options)
+        # Parsed whole; what stays on disk is capped like the stored output (head and tail).
+        await asyncio.to_thread(cap_file, output_file, options.max_output_bytes)
         kept = out.findings
         findings.extend(kept)
         outcome = StepOutcome(

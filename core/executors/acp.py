@@ -25,6 +25,7 @@ from core.executors.base import AttemptResult, Executor, LogFn, PhaseJob
 from core.executors.external import (
     ExternalAgentExecutor,
     changed_paths,
+    changes_result,
     git_output,
     undo_agent_commits,
 )
@@ -149,15 +150,7 @@ class AcpExecutor:
                 error=f"{why}; its last output:\n{last}",
                 changed_files=changed,
             )
-        if not changed:
-            return AttemptResult(
-                ok=False,
-                summary="no changes",
-                error=f"the agent made no changes; its last output:\n{last}",
-            )
-        summary = f"agent {self.agent} changed {len(changed)} files: {', '.join(changed[:20])}"
-        log(summary, "info")
-        return AttemptResult(ok=True, summary=summary, changed_files=changed)
+        return changes_result(changed, last, f"agent {self.agent}", log)
 
     async def _record_usage(
         self, job: PhaseJob, response: PromptResponse, session: AgentSession

@@ -219,15 +219,7 @@ class ExternalAgentExecutor:
                 error=f"the agent exited with code {proc.returncode}; last output:\n{last}",
                 changed_files=changed,
             )
-        if not changed:
-            return AttemptResult(
-                ok=False,
-                summary="no changes",
-                error=f"the agent made no changes; last output:\n{last}",
-            )
-        summary = f"the external agent changed {len(changed)} files: {', '.join(changed[:20])}"
-        log(summary, "info")
-        return AttemptResult(ok=True, summary=summary, changed_files=changed)
+        return changes_result(changed, last, "the external agent", log)
 
     @staticmethod
     async def _feed(proc: asyncio.subprocess.Process, prompt: str) -> None:
@@ -262,6 +254,19 @@ class ExternalAgentExecutor:
 
 async def _noop() -> None:
     """A placeholder coroutine when there is no stdin to feed."""
+
+
+def changes_result(changed: list[str], last: str, who: str, log: LogFn) -> AttemptResult:
+    """An agent's attempt judged by the files it changed: none is a failure quoting its output."""
+    if not changed:
+        return AttemptResult(
+            ok=False,
+            summary="no changes",
+            error=f"the agent made no changes; its last output:\n{last}",
+        )
+    summary = f"{who} changed {len(changed)} files: {', '.join(changed[:20])}"
+    log(summary, "info")
+    return AttemptResult(ok=True, summary=summary, changed_files=changed)
 
 
 async def undo_agent_commits(worktree: Path, head_before: str, log: LogFn) -> None:

@@ -3,7 +3,6 @@ and a finished run with many phases built directly through the project's git hel
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -15,6 +14,7 @@ from core.git import worktrees
 from core.git.repo import git_cmd, run_git
 from core.records import PhaseStatus, RunStatus
 from core.state.store import StateStore
+from tests.cassette import write_cassette
 
 STOPPED = ("completed", "failed", "cancelled", "interrupted")
 FINISHED = ("completed", "failed", "cancelled")
@@ -105,33 +105,7 @@ async def finished_run_with_phases(
 
 def cassette_file(path: Path, plan: list[dict], executor: dict[str, str]) -> Path:
     """A replay cassette: the planner answers `plan`, the executor answers per phase id."""
-    lines = [
-        {
-            "role": "planner",
-            "phase": None,
-            "attempt": None,
-            "repair": 0,
-            "request": None,
-            "response": {
-                "content": json.dumps({"phases": plan}),
-                "prompt_tokens": 1,
-                "completion_tokens": 1,
-            },
-        }
-    ]
-    for phase, content in executor.items():
-        lines.append(
-            {
-                "role": "executor",
-                "phase": phase,
-                "attempt": 1,
-                "repair": 0,
-                "request": None,
-                "response": {"content": content, "prompt_tokens": 1, "completion_tokens": 1},
-            }
-        )
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return path
+    return write_cassette(path, plan, {(phase, 1): content for phase, content in executor.items()})
 
 
 def plan_phase(pid: str, deps: list[str] | None = None) -> dict:

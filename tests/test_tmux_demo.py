@@ -54,7 +54,11 @@ def poll(condition: Callable[[], bool], what: str, tmux: Tmux, timeout: float = 
     try:
         wait_until(condition, what=what, timeout=timeout, step=0.2)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; the screen shows:\n{tmux.screen()}") from None
+        try:
+            shown = f"the screen shows:\n{tmux.screen()}"
+        except subprocess.CalledProcessError:  # the pane closes 30 s after the app exits
+            shown = "the tmux session had ended: the app exited over 30 s before the deadline"
+        raise AssertionError(f"{exc}; {shown}") from None
 
 
 def start(tmux: Tmux, home: Path, *args: str) -> None:

@@ -66,7 +66,16 @@ async def wait_until(
     try:
         await eventually(check, what=what, timeout=timeout, pause=lambda: pilot.pause(0.02))
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; screens: {pilot.app.screen_stack}") from None
+        runs = await _stored_runs(pilot.app)
+        raise AssertionError(f"{exc}; screens: {pilot.app.screen_stack}; runs: {runs}") from None
+
+
+async def _stored_runs(app: Any) -> list[str]:
+    """Each stored run's id, status and error, for a failure message that says what happened."""
+    engine = getattr(app, "engine", None)
+    if not isinstance(engine, Engine):
+        return []
+    return [f"{s.run.id} {s.run.status.value}: {s.run.error}" for s in await engine.runs_page()]
 
 
 def top(app: OrchestratorApp, kind: type[S]) -> S:

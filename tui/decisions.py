@@ -40,7 +40,8 @@ class DecisionQueue:
         ids = {i.id for i in pending}
         if self.showing is not None and self.showing.item.id not in ids:
             answered = self.showing.item
-            self.showing.dismiss(None)
+            self.showing.withdraw()
+            self.showing = None
             try:
                 now = await app.engine.intervention(answered.id)
             except OrchestratorError:
@@ -96,12 +97,13 @@ class DecisionQueue:
                 waiting=len(self.queue),
             )
             self.showing = modal
-            self.app.push_screen(modal, self._decided)
+            self.app.push_screen(modal, lambda decision: self._decided(modal, decision))
         finally:
             self._opening = False
 
-    def _decided(self, decision: Decision | None) -> None:
-        self.showing = None
+    def _decided(self, modal: InterventionModal, decision: Decision | None) -> None:
+        if self.showing is modal:  # a withdrawn modal's late callback must not clear the next one
+            self.showing = None
         if decision is not None:
             self.app.run_worker(self._resolve(decision), group="interventions")
         else:

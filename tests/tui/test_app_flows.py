@@ -407,3 +407,42 @@ async def test_a_cancel_from_another_process_withdraws_the_question_and_says_so(
         )
         [item] = await app.engine.interventions(run_id)
         assert item.status is InterventionStatus.WITHDRAWN
+
+
+async def test_a_question_answered_elsewhere_closes_only_its_own_modal(home: Path) -> None:
+    """Two refreshes at once (a poll and a run's end) see the answer: the run view stays open."""
+    import asyncio
+
+    seed(Paths(home).db)
+    app = ShellApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_modal(pilot, InterventionModal, focus="approve")
+        await pilot.press("escape")  # set aside, then opened again over a run view
+        app.open_run(MAIN_RUN)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run view")
+        app.answer(await app.engine.intervention(PENDING_INTERVENTION))
+        await wait_for_modal(pilot, InterventionModal, focus="approve")
+        await app.engine.resolve_intervention(PENDING_INTERVENTION, approve=True)
+        await asyncio.gather(app.decisions.refresh(), app.decisions.refresh())
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run view again")
+        await pilot.pause()
+        assert [type(s).__name__ for s in app.screen_stack] == ["RunsScreen", "RunScreen"]
+
+
+async def test_a_question_answered_under_another_modal_closes_when_that_one_does(
+    home: Path,
+) -> None:
+    seed(Paths(home).db)
+    app = ShellApp(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_modal(pilot, InterventionModal, focus="approve")
+        # a run of this app stops meanwhile: its "run stopped" modal opens over the question
+        app.push_screen(RunStoppedModal(await app.engine.get_run(FAILED_RUN)))
+        await wait_for_modal(pilot, RunStoppedModal)
+        await app.engine.resolve_intervention(PENDING_INTERVENTION, approve=True)
+        await app.decisions.refresh()
+        await pilot.pause()
+        assert isinstance(app.screen_stack[-2], InterventionModal)  # still under the help
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), what="the runs again")
+        assert len(app.screen_stack) == 1

@@ -64,6 +64,9 @@ class InterventionModal(ModalScreen[Decision | None]):
     InterventionModal #buttons Button { margin-right: 1; }
     InterventionModal #queue { color: $text-muted; width: 1fr; content-align: right middle; height: 3; }
     """
+    # The buttons hold focus, so `a` and `r` work at once (no query in on_mount: a modal closed
+    # before it mounted would raise there and take the app down with the runs it drives).
+    AUTO_FOCUS = "#approve"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "decide(True)", "Approve"),
         Binding("r", "decide(False)", "Reject"),
@@ -85,6 +88,8 @@ class InterventionModal(ModalScreen[Decision | None]):
         self.phase = phase
         self.waiting = waiting
         self.budget_fields = str(item.kind) == "budget"
+        self.closed = False  # dismissed already: Textual's dismiss pops whatever is on top
+        self.withdrawn = False  # answered elsewhere or withdrawn: close as soon as it is on top
 
     def compose(self) -> ComposeResult:
         item = self.item
@@ -128,10 +133,6 @@ class InterventionModal(ModalScreen[Decision | None]):
             f"{p.plan_id} {p.name} · risk {p.risk_level} · attempts {p.attempts}/{p.max_attempts}"
         )
 
-    def on_mount(self) -> None:
-        # The buttons hold focus, so `a` and `r` work at once; the note is optional.
-        self.query_one("#approve", Button).focus()
-
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "approve":
@@ -150,6 +151,8 @@ class InterventionModal(ModalScreen[Decision | None]):
         self.query_one("#note", Input).focus()
 
     def action_decide(self, approve: bool) -> None:
+        if self.closed:
+            return
         note = self.query_one("#note", Input).value.strip() or None
         usd: float | None = None
         tokens: int | None = None
@@ -165,7 +168,7 @@ class InterventionModal(ModalScreen[Decision | None]):
             if (usd is not None and usd <= 0) or (tokens is not None and tokens <= 0):
                 self._error("The budget must be more than zero.")
                 return
-        self.dismiss(Decision(self.item.id, approve, note, usd, tokens))
+        self._close(Decision(self.item.id, approve, note, usd, tokens))
 
     def _error(self, text: str) -> None:
         error = self.query_one("#error", Label)
@@ -173,4 +176,21 @@ class InterventionModal(ModalScreen[Decision | None]):
         error.set_class(not text, "-empty")
 
     def action_later(self) -> None:
-        self.dismiss(None)
+        self._close(None)
+
+    def withdraw(self) -> None:
+        """Close without a decision: now if on top, else when the screens above it close."""
+        self.withdrawn = True
+        if self.is_active:
+            self._close(None)
+
+    def on_screen_resume(self) -> None:
+        if self.withdrawn:
+            self._close(None)
+
+    def _close(self, decision: Decision | None) -> None:
+        """Dismiss once, and only while on top (a second dismiss would pop the screen below)."""
+        if self.closed or not self.is_active:
+            return
+        self.closed = True
+        self.dismiss(decision)

@@ -153,6 +153,8 @@ class PhaseRunner:
             ctx.executions[(self.phase.plan_id, execution.attempt)] = execution.id
             ctx.log(self.phase.id, f"attempt {execution.attempt} of {self.phase.plan_id} started")
             sha, error, retriable = await self._attempt(execution, previous_failure)
+            if ctx.agent_budget is not None:  # the agent's usage was recorded as its attempt ended
+                await ctx.agent_budget.check_phase(self.phase.plan_id)
             if sha is not None:
                 return sha
             previous_failure = error

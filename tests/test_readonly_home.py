@@ -14,6 +14,7 @@ from core.state import schema
 from core.state.health import inspect_database
 from tests.clirun import ROOT, cli, cli_env
 from tests.conftest import make_repo
+from tests.faultkit import run_only_in_the_wal
 from tests.test_faults import ROOT_ONLY, _store_with_run, read_only_view
 
 
@@ -52,20 +53,6 @@ def test_index_search_and_verify_refuse_a_read_only_home_like_other_writers(
     assert status.stdout == ""
 
 
-_WRITE_AND_DIE = """
-import asyncio, os, sys
-from pathlib import Path
-from core.state.store import StateStore
-
-async def main() -> None:
-    store = await StateStore.open(Path(sys.argv[1]) / "orchestrator.db")
-    run = await store.create_run("only in the WAL", Path(sys.argv[1]), {})
-    print(run.id, flush=True)
-    os._exit(0)  # killed before any checkpoint: the run lives only in the -wal file
-
-asyncio.run(main())
-"""
-
 _MIGRATE_AND_DIE = """
 import os, sqlite3, sys
 from core.state import schema
@@ -99,10 +86,7 @@ def test_a_read_only_home_shows_writes_that_are_only_in_the_wal_without_a_shm_fi
 ) -> None:
     home = tmp_path / "home"
     first = _store_with_run(home)
-    second = _in_subprocess(_WRITE_AND_DIE, home)
-    db = home / "orchestrator.db"
-    assert Path(f"{db}-wal").stat().st_size > 0
-    Path(f"{db}-shm").unlink()  # as a copy or a cleanup leaves it: the WAL index must be rebuilt
+    second = run_only_in_the_wal(home)
     before = _tree(home)
     with read_only_view(home, tmp_path / "ro") as ro:
         listed = cli(ro, "runs", "--json")

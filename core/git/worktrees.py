@@ -272,7 +272,7 @@ def remove_worktrees(repo_path: Path, folders: list[Path], branches: list[str]) 
     (`<git dir>/worktrees/<id>`, named by the worktree's `.git` file and pointing back at it) is
     deleted together with the folder, so `git worktree prune` has nothing left but to check."""
     g = git_cmd(repo_path)
-    common = Path(run_git(g, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    common = repo_path / run_git(g, "rev-parse", "--git-common-dir")  # relative to the repo
     admins = [a for f in folders if (a := _admin_folder(common, f)) is not None]
     remove_trees([*folders, *admins])
     run_git(g, "worktree", "prune")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from core.errors import LLMCallStoppedError
+from core.errors import LLMCallStoppedError, LLMError
 from core.llm.base import ChatRequest
 from core.llm.openai_compat import OpenAICompatProvider
 from core.llm.replay import CassetteRecorder, ReplayProvider
@@ -113,3 +113,34 @@ def test_a_recorded_run_cancelled_during_planning_replays_to_the_same_failure(
     )
     assert replayed.returncode == 1, replayed.stdout + replayed.stderr
     assert entry["error"]["message"] in replayed.stdout + replayed.stderr
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"stall": 5, "content": "late"}, {"content": "half an answer", "drop": True}],
+    ids=["timeout", "server-dies"],
+)
+async def test_a_timed_out_or_broken_call_is_recorded_and_replays_to_the_same_error(
+    tmp_path: Path, answer: dict[str, Any]
+) -> None:
+    cassette = tmp_path / "broken.jsonl"
+    request = ChatRequest(
+        role="executor", model=MODEL, messages=[{"role": "user", "content": "go"}]
+    )
+    with FakeOpenAI([MODEL]) as server:
+        server.answers = [answer]
+        provider = OpenAICompatProvider(
+            server.base_url, None, timeout_seconds=0.5, connect_timeout_seconds=5
+        )
+        try:
+            with pytest.raises(LLMError) as recorded:
+                await CassetteRecorder(cassette, provider).chat(request, on_text=lambda _t: None)
+        finally:
+            await provider.aclose()
+    (entry,) = _lines(cassette)
+    assert entry["request"]["messages"] == request.messages
+    assert entry["error"] == {"type": type(recorded.value).__name__, "message": str(recorded.value)}
+    with pytest.raises(LLMError) as replayed:
+        await ReplayProvider(cassette, strict=True).chat(request)
+    assert type(replayed.value) is type(recorded.value)
+    assert str(replayed.value) == str(recorded.value)

@@ -1,5 +1,5 @@
 """Budgets count an agent executor's usage when its attempt ends: a run of the scripted ACP agent
-pauses at its cost budget before the next phase starts, and a rejection stops it there."""
+pauses at its cost budget before the next phase or attempt starts, and a rejection stops it there."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.cassette import phase, write_cassette
 from tests.clirun import cli, cli_json, spawn
@@ -20,8 +22,18 @@ def _budget_asks(home: Path) -> list[dict[str, Any]]:
     return [i for i in cli_json(home, "interventions", "--pending") if i["kind"] == "budget"]
 
 
-def test_an_agents_reported_cost_pauses_the_run_at_its_budget_before_the_next_phase(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("check", "execution", "p1_waiting", "p1_stopped"),
+    [
+        # p1 passes: the run pauses after delivering it, before p2 starts.
+        ("grep -q agent notes.txt", "succeeded", "completed", "completed"),
+        # p1's verification fails: the run pauses before p1's second attempt.
+        ("grep -q never notes.txt", "failed", "in_progress", "failed"),
+    ],
+    ids=["before-the-next-phase", "before-the-retry"],
+)
+def test_an_agents_reported_cost_pauses_the_run_at_its_budget_before_it_spends_more(
+    tmp_path: Path, check: str, execution: str, p1_waiting: str, p1_stopped: str
 ) -> None:
     home = tmp_path / "home"
     repo = make_repo(tmp_path / "repo", {"app.py": "print('hi')\n"})
@@ -34,7 +46,8 @@ def test_an_agents_reported_cost_pauses_the_run_at_its_budget_before_the_next_ph
         ),
         "ORCHESTRATOR__EXECUTION__AGENT__NAME": "fake",
         "ORCHESTRATOR__EXECUTION__MAX_COST_USD": "0.01",
-        "ORCHESTRATOR__VERIFICATION__TEST": json.dumps(["test -f notes.txt"]),
+        "ORCHESTRATOR__VERIFICATION__TEST": json.dumps([check]),
+        "ORCHESTRATOR__EXECUTION__MAX_ATTEMPTS": "2",
         "FAKE_ACP_MARKERS": str(tmp_path / "markers"),
     }
     proc = spawn(
@@ -55,9 +68,9 @@ def test_an_agents_reported_cost_pauses_the_run_at_its_budget_before_the_next_ph
         doc = cli_json(home, "show", ask["run_id"])
         assert doc["status"] == "waiting"
         phases = {p["plan_id"]: p for p in doc["phases"]}
-        assert phases["p1"]["status"] in ("in_progress", "completed")
-        assert phases["p2"]["status"] == "pending"  # the next phase waits for the answer
-        assert [e["status"] for e in doc["executions"]] == ["succeeded"]
+        assert phases["p1"]["status"] == p1_waiting
+        assert phases["p2"]["status"] == "pending"  # nothing more starts before the answer
+        assert [e["status"] for e in doc["executions"]] == [execution]
         cli(home, "reject", ask["id"], check=True)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -66,5 +79,5 @@ def test_an_agents_reported_cost_pauses_the_run_at_its_budget_before_the_next_ph
     assert proc.returncode != 0, out + err
     doc = cli_json(home, "show", ask["run_id"])
     assert "stopped at the run's budget: $0.0125 spent of $0.0100" in doc["error"]
-    assert {p["plan_id"]: p["status"] for p in doc["phases"]}["p2"] == "pending"
-    assert len(doc["executions"]) == 1
+    assert {p["plan_id"]: p["status"] for p in doc["phases"]} == {"p1": p1_stopped, "p2": "pending"}
+    assert [e["status"] for e in doc["executions"]] == [execution]  # nothing ran after the stop

@@ -438,17 +438,31 @@ def case_read_only(work: Path, source_home: Path) -> Outcome:
             for args in (["show", run["id"], "--json"], ["export", run["id"], "--format", "json"]):
                 proc = cli(ro, *args)
                 out.record([f"`{args[0]}` exit {proc.returncode}"] if proc.returncode != 0 else [])
-        proc = cli(ro, "run", "x", "--repo", str(work))
-        good = (
-            proc.returncode == 1
-            and "not writable" in proc.stderr
-            and "Traceback" not in proc.stderr
-        )
-        out.record(
-            []
-            if good
-            else [f"`run` on a read-only home: exit {proc.returncode} {proc.stderr.strip()[-160:]}"]
-        )
+        for args in (
+            ["run", "x", "--repo", str(work)],
+            ["index", str(work)],
+            ["search", "x", "--repo", str(work)],
+            ["verify", str(work)],
+        ):
+            proc = cli(ro, *args)
+            good = (
+                proc.returncode == 1
+                and "not writable" in proc.stderr
+                and "Traceback" not in proc.stderr
+            )
+            said = f"`{args[0]}` on a read-only home: exit {proc.returncode} "
+            out.record([] if good else [said + proc.stderr.strip()[-160:]])
+    # A run that is only in the -wal file, with no -shm: reads must still see it.
+    wal_home = work / "wal-home"
+    shutil.rmtree(wal_home, ignore_errors=True)
+    shutil.copytree(source_home, wal_home, ignore=shutil.ignore_patterns("worktrees", "indexes"))
+    from tests.faultkit import run_only_in_the_wal
+
+    in_wal = run_only_in_the_wal(wal_home)
+    with mounted("--bind", str(wal_home), target=work / "ro-wal") as ro:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], check=True)
+        seen = {r["id"] for r in runs_json(ro)}
+        out.record([] if in_wal in seen else [f"run {in_wal}, only in the WAL, not listed"])
     return out
 
 

@@ -59,7 +59,9 @@ def describe(metric: str, value: float) -> str:
 
 
 class BudgetGuard:
-    """Checked before every model call: pauses through the gate while a budget is reached."""
+    """Checked before every model call, and when an agent executor's attempt ends (its usage is
+    recorded then, and no model call of ours follows): pauses through the gate while a budget is
+    reached."""
 
     def __init__(
         self,
@@ -83,7 +85,13 @@ class BudgetGuard:
         return any(v is not None for v in configured) or bool(metadata.get("budget"))
 
     async def check(self, request: ChatRequest) -> None:
-        """Return when the run (and the request's phase) are within budget; else ask and wait."""
+        """Before a model call: return when the run (and the request's phase) are within budget;
+        else ask and wait."""
+        await self.check_phase(request.phase)
+
+    async def check_phase(self, plan_id: str | None) -> None:
+        """Return when the run (and the phase `plan_id`, if given) are within budget; else ask
+        and wait (a rejection raises BudgetStopped). Also called when an agent's attempt ends."""
         if self.gate is None:
             return
         run = await self._store.get_run(self._run_id)
@@ -91,10 +99,10 @@ class BudgetGuard:
             return
         async with self._run_lock:
             await self._check_scope(RUN_SCOPE, None)
-        if request.phase is not None:
-            phase_id = await self._phase_id_of(request.phase)
+        if plan_id is not None:
+            phase_id = await self._phase_id_of(plan_id)
             if phase_id is not None:
-                await self._check_scope(request.phase, phase_id)
+                await self._check_scope(plan_id, phase_id)
 
     async def _check_scope(self, scope: str, phase_id: str | None) -> None:
         assert self.gate is not None

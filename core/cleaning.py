@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections import defaultdict
 from pathlib import Path
 
 from config.paths import Paths
 from core.git import worktrees
 from core.records import Phase, Run
+from core.removal import remove_empty_dirs, remove_trees
 from core.state.store import StateStore
 from core.timeutil import utcnow
 
@@ -34,28 +34,13 @@ def run_folders(paths: Paths, run: Run, phases: list[Phase]) -> tuple[list[Path]
     return folders, branches
 
 
-def remove_empty_dirs(folder: Path) -> int:
-    """Remove `folder` and the folders under it that hold no file, deepest first; the count."""
-    removed = 0
-    if not folder.is_dir():
-        return removed
-    for current, _dirs, _files in os.walk(folder, topdown=False):
-        try:
-            os.rmdir(current)
-            removed += 1
-        except OSError:
-            continue  # not empty: a report or artifact lives there
-    return removed
-
-
 def _clean_repo(paths: Paths, repo: Path, folders: list[Path], branches: list[str]) -> None:
     """Remove one repository's worktrees and branches: folders in the home are deleted and their
     registrations pruned; a worktree an older version made outside the home is removed by git."""
     ours = [f for f in folders if inside(f, paths.worktrees)]
     foreign = [f for f in folders if not inside(f, paths.worktrees)]
     if not repo.is_dir():  # the repository is gone: only our folders are left to remove
-        for folder in ours:
-            shutil.rmtree(folder, ignore_errors=True)
+        remove_trees(ours)
         return
     registered = {os.path.realpath(e.get("worktree", "")) for e in worktrees.list_worktrees(repo)}
     for folder in foreign:
@@ -67,16 +52,14 @@ def _clean_repo(paths: Paths, repo: Path, folders: list[Path], branches: list[st
 def _clean_home(paths: Paths, run_ids: list[str]) -> None:
     """Remove the runs' folders under worktrees/, empty report folders, and indexes of worktrees
     that are gone now."""
+    remove_trees(f for r in run_ids if inside(f := paths.worktrees / r, paths.worktrees))
     for run_id in run_ids:
-        folder = paths.worktrees / run_id
-        if inside(folder, paths.worktrees):
-            shutil.rmtree(folder, ignore_errors=True)
         if inside(paths.reports / run_id, paths.reports):
             remove_empty_dirs(paths.reports / run_id)
     if paths.indexes.is_dir() and any(paths.indexes.glob("*/*/catalog.sqlite")):
         from rag.layout import prune_indexes
 
-        prune_indexes(paths.indexes)
+        prune_indexes(paths.indexes, remove=remove_trees)
 
 
 async def clean_runs(paths: Paths, store: StateStore, runs: list[Run]) -> list[str]:

@@ -11,6 +11,7 @@ from config.paths import Paths
 from config.schema import OrchestratorConfig
 from core import run_paths
 from core.artifacts import save_artifact
+from core.budget import BudgetGuard
 from core.events import Event
 from core.executors.base import Executor
 from core.gate import Gate
@@ -45,6 +46,8 @@ class RunContext:
     executions: dict[tuple[str, int], str] = field(default_factory=dict)
     # Serialises changes to the repository's worktree registry and merges into the run branch.
     git_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Budgets checked when an agent executor's attempt ends (None when our model does the work).
+    agent_budget: BudgetGuard | None = None
 
     @property
     def run_id(self) -> str:

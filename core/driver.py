@@ -222,6 +222,7 @@ class RunDriver:
             planner_model=clients.planner_model,
             executor_model=clients.executor_model,
             executions=clients.executions,
+            agent_budget=clients.agent_budget,
             repo=repo,
             run_worktree=run_worktree,
         )

@@ -22,7 +22,8 @@ OrchestratorError                  exit retriable resumable
 │   ├── ModelNotFoundError           2     no      yes     the model is not present on the provider (not retried)
 │   ├── ProviderMismatchError        2     no      yes     the URL answers, but not as the provider it was told
 │   ├── PromptTooLargeError          1     no       no     the prompt does not fit the model's context window
-│   └── ReplayMissError              1     no       no     a replay cassette holds no answer for a request
+│   ├── ReplayMissError              1     no       no     a replay cassette holds no answer for a request
+│   └── LLMCallStoppedError          1     no      yes     replayed: the recorded call was stopped before it answered
 ├── PlanError                        1     no       no     the planner's answer was not a valid plan after one repair round
 │   └── PlanValidationError          1     no       no     one answer that is not a usable plan (sent back to the model)
 ├── EditError                        1    yes      yes     SEARCH/REPLACE blocks that did not apply, or a path outside the worktree
@@ -170,6 +171,11 @@ class ReplayMissError(LLMError):
     """A replay cassette has no answer for a request."""
 
     resumable = False
+
+
+class LLMCallStoppedError(LLMError):
+    """A recorded model call was stopped before the provider answered (the run was cancelled,
+    interrupted or timed out there); replaying its cassette raises this at the same call."""
 
 
 class PlanError(OrchestratorError):

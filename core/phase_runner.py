@@ -53,7 +53,16 @@ class PhaseRunner:
             sha = await self._attempts(base)
         if sha is None:
             return PhaseStatus.FAILED
-        return await self._deliver(sha)
+        status = await self._deliver(sha)
+        await self._agent_budget()  # before the phases that wait for this one start
+        return status
+
+    async def _agent_budget(self) -> None:
+        """When an agent executor (acp, external) did the work, check the budgets as its attempt
+        ends: its usage was recorded then, and no call of our model would check it before the
+        next attempt or phase. A rejected budget raises BudgetStopped."""
+        if self.ctx.agent_budget is not None:
+            await self.ctx.agent_budget.check_phase(self.phase.plan_id)
 
     # ---- approvals -----------------------------------------------------------------------------
 
@@ -155,6 +164,7 @@ class PhaseRunner:
             sha, error, retriable = await self._attempt(execution, previous_failure)
             if sha is not None:
                 return sha
+            await self._agent_budget()  # before another attempt (or giving up) spends more
             previous_failure = error
             if not retriable:
                 ctx.log(self.phase.id, f"not retrying: {error}", "error")

@@ -52,6 +52,8 @@ class Clients:
     planner_model: ModelDef
     executor_model: ModelDef
     executions: dict[tuple[str, int], str]
+    # Checked when an attempt ends for executors that bring their own model (acp, external).
+    agent_budget: BudgetGuard | None = None
 
 
 class StoreCache:
@@ -204,4 +206,12 @@ async def build_clients(
         from core.indexing import hybrid_retriever  # numpy, tree-sitter: only when used
 
         retriever = IndexedRetriever(hybrid_retriever(paths, config, catalog))
-    return Clients(llm, executor_impl, retriever, planner_model, executor_model, executions)
+    return Clients(
+        llm,
+        executor_impl,
+        retriever,
+        planner_model,
+        executor_model,
+        executions,
+        agent_budget=None if own_model else budget,
+    )

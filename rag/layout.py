@@ -13,6 +13,7 @@ import hashlib
 import re
 import shutil
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -73,12 +74,42 @@ def remove_legacy_worktree_indexes(indexes: Path) -> list[str]:
     return removed
 
 
-def prune_indexes(indexes: Path) -> list[str]:
+def prune_indexes(indexes: Path, remove: Callable[[list[Path]], None] | None = None) -> list[str]:
     """Delete the indexes of repository roots that no longer exist (e.g. removed run worktrees),
-    with their vector collections; returns the roots pruned."""
+    with their vector collections (one store client for all); returns the roots pruned. `remove`
+    deletes the folders (default: one after another)."""
     pruned: list[str] = []
     if not indexes.is_dir():
         return pruned
+    dead: list[tuple[Path, str]] = []  # (index folder, collection name)
+    for catalog_file in sorted(indexes.glob("*/*/catalog.sqlite")):
+        folder = catalog_file.parent
+        try:  # a plain read of two meta rows: no integrity check of every catalog
+            with closing(sqlite3.connect(catalog_file, timeout=5)) as db:
+                meta = dict(
+                    db.execute("SELECT key, value FROM meta WHERE key IN ('root', 'embedder')")
+                )
+        except sqlite3.DatabaseError:
+            continue  # rebuilt when its repository is indexed next
+        root, embedder_key = meta.get("root"), meta.get("embedder")
+        if not root or Path(root).exists():
+            continue
+        dead.append((folder, collection_name(Path(root), embedder_key or folder.name)))
+        pruned.append(root)
+    if dead and (indexes / "chroma").is_dir():  # no store yet: no collection to delete
+        from rag.vectors import delete_collections
+
+        delete_collections(indexes / "chroma", [name for _, name in dead])
+    folders = [folder for folder, _ in dead]
+    if remove is None:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+    else:
+        remove(folders)
+    for parent in {folder.parent for folder in folders}:
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+    return pruned
     for catalog_file in sorted(indexes.glob("*/*/catalog.sqlite")):
         folder = catalog_file.parent
         try:  # a plain read of two meta rows: no integrity check of every catalog

@@ -122,12 +122,18 @@ def client_for(path: Path) -> Any:
 
 def delete_collection(path: Path, name: str) -> None:
     """Delete one collection of the store (missing is fine), under the store lock."""
+    delete_collections(path, [name])
+
+
+def delete_collections(path: Path, names: list[str]) -> None:
+    """Delete collections of the store (missing ones are fine), under one hold of the store lock."""
     client = client_for(path)  # before the lock: a first client_for takes the same lock itself
     with store_lock(path):
-        try:
-            client.delete_collection(name)
-        except Exception:  # noqa: BLE001 - already gone, or damaged beyond reading: either way gone
-            log.debug("collection %s of %s was not there to delete", name, path)
+        for name in names:
+            try:
+                client.delete_collection(name)
+            except Exception:  # noqa: BLE001 - already gone, or damaged beyond reading: gone
+                log.debug("collection %s of %s was not there to delete", name, path)
 
 
 class VectorStore:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -139,3 +140,37 @@ def small_repo(path: Path) -> Path:
 def new_file_edit(name: str) -> str:
     """An executor answer (a SEARCH/REPLACE block) that creates the file `name`."""
     return f"{name}\n```\n<<<<<<< SEARCH\n=======\nhello\n>>>>>>> REPLACE\n```\n"
+
+
+_WRITE_AND_DIE = """
+import asyncio, os, sys
+from pathlib import Path
+from core.state.store import StateStore
+
+async def main() -> None:
+    store = await StateStore.open(Path(sys.argv[1]) / "orchestrator.db")
+    run = await store.create_run("only in the WAL", Path(sys.argv[1]), {})
+    print(run.id, flush=True)
+    os._exit(0)  # killed before any checkpoint: the run lives only in the -wal file
+
+asyncio.run(main())
+"""
+
+
+def run_only_in_the_wal(home: Path) -> str:
+    """Store a run in `home` from a process killed before any checkpoint, then delete the -shm
+    file (as a copy or a cleanup leaves it): the run is only in the -wal file. Its id."""
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-c", _WRITE_AND_DIE, str(home)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    db = home / "orchestrator.db"
+    assert Path(f"{db}-wal").stat().st_size > 0, "the run should be in the WAL"
+    Path(f"{db}-shm").unlink(missing_ok=True)
+    return proc.stdout.strip()

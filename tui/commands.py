@@ -33,6 +33,10 @@ async def dispatch(args: argparse.Namespace) -> int:
     paths = Paths.resolve(args.home, os.environ)
     if args.command == "config":
         return config_command(args, paths)
+    if args.command in HOME_WRITING_COMMANDS:  # they write indexes or reports into the home
+        reason = read_only_reason(paths)
+        if reason is not None:
+            raise refuse_write(args.command, reason)
     if args.command == "verify":
         from tui.verify_command import verify_command
 
@@ -68,6 +72,11 @@ async def dispatch(args: argparse.Namespace) -> int:
     async with engine:
         handler = COMMANDS[args.command]
         return await handler(engine, args)
+
+
+# Commands that need no state database but write into the home (indexes, verification reports),
+# so a read-only home refuses them as it refuses the commands that write the store.
+HOME_WRITING_COMMANDS = frozenset({"verify", "index", "search"})
 
 
 # Commands that only read the store: they import neither the configuration's pydantic models nor

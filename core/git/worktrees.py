@@ -17,6 +17,7 @@ from core.git.repo import (
     run_git,
     status_paths,
 )
+from core.removal import remove_trees
 
 # A line that starts a or ends a conflict hunk as git writes them.
 _MARKER = re.compile(rb"^(<{7}|>{7})( |$)", re.MULTILINE)
@@ -243,14 +244,37 @@ def apply_branch(repo_path: Path, branch: str, message: str | None = None) -> st
     return run_git(g, "rev-parse", "HEAD")
 
 
+def _admin_folder(common_dir: Path, worktree: Path) -> Path | None:
+    """The folder under `<common_dir>/worktrees/` that registers `worktree`, when the worktree's
+    `.git` file names one there and that folder's `gitdir` names the worktree back; else None."""
+    try:
+        text = (worktree / ".git").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    admin = Path(text.removeprefix("gitdir:").strip())
+    if not admin.is_absolute():
+        admin = worktree / admin
+    if not _same_path(admin.parent, common_dir / "worktrees"):
+        return None
+    try:
+        back = (admin / "gitdir").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    return admin if _same_path(back, worktree / ".git") else None
+
+
 def remove_worktrees(repo_path: Path, folders: list[Path], branches: list[str]) -> None:
     """Remove many worktrees and branches at once: delete the folders, prune their registrations
     once, and delete the branches that exist in a few `git branch -D` calls (one git call per
-    worktree made cleaning a 500-phase run take minutes)."""
-    for folder in folders:
-        if folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
+    worktree made cleaning a 500-phase run take minutes). Each worktree's administrative folder
+    (`<git dir>/worktrees/<id>`, named by the worktree's `.git` file and pointing back at it) is
+    deleted together with the folder, so `git worktree prune` has nothing left but to check."""
     g = git_cmd(repo_path)
+    common = repo_path / run_git(g, "rev-parse", "--git-common-dir")  # relative to the repo
+    admins = [a for f in folders if (a := _admin_folder(common, f)) is not None]
+    remove_trees([*folders, *admins])
     run_git(g, "worktree", "prune")
     wanted = set(branches)
     existing = [

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core import errors
-from core.errors import InputError, LLMError, ReplayMissError
+from core.errors import InputError, LLMCallStoppedError, LLMError, ReplayMissError
 from core.llm.base import ChatRequest, ChatResponse, LLMProvider, ModelInfo, TokenSink
 from core.llm.client import emit_in_batches
 from core.llm.rounds import listening
@@ -53,9 +54,33 @@ def cassette_entry(
     return entry
 
 
+def stopped_entry(
+    request: ChatRequest, provider: str, stop: BaseException, heard: str, seconds: float
+) -> dict[str, Any]:
+    """The cassette line of a call that ended without an answer or an LLMError: cancelled or
+    interrupted mid-call (replayed as LLMCallStoppedError), or an error no provider mapped
+    (replayed as an LLMError with its text); `heard` is the text streamed before it stopped."""
+    entry = cassette_entry(request, None)
+    entry["provider"] = provider
+    entry["response"]["content"] = heard
+    if isinstance(stop, Exception):
+        entry["error"] = {"type": type(stop).__name__, "message": f"{type(stop).__name__}: {stop}"}
+    else:
+        entry["error"] = {
+            "type": LLMCallStoppedError.__name__,
+            "message": (
+                f"the call to {provider} ({request.role}, model {request.model}) was stopped "
+                f"after {seconds:.1f} s before it answered ({type(stop).__name__}: the run was "
+                "cancelled, interrupted or timed out during it when this cassette was recorded)"
+            ),
+        }
+    return entry
+
+
 class CassetteRecorder:
     """An LLMProvider that forwards to another and appends every request and answer to a
-    cassette as it happens: each round inside a call, the call's answer, and its failure."""
+    cassette as it happens: each round inside a call, the call's answer, and its failure,
+    including a call stopped midway (cancelled, interrupted) or failing with an unmapped error."""
 
     def __init__(self, path: str | Path, inner: LLMProvider) -> None:
         self.path = Path(path)
@@ -73,15 +98,27 @@ class CassetteRecorder:
         ) -> None:
             self._append(cassette_entry(call, answer, round_messages=messages, problem=problem))
 
+        heard: list[str] = []  # streamed text, kept for the line of a call stopped midway
+
+        def hear(text: str) -> None:
+            heard.append(text)
+            if on_text is not None:
+                on_text(text)
+
+        started = time.monotonic()
         try:
             with listening(round_heard):
-                response = await self.inner.chat(request, on_text)
+                response = await self.inner.chat(request, hear if on_text is not None else None)
         except LLMError as error:
             spent = getattr(error, "spent", None)
             answer = spent if isinstance(spent, ChatResponse) else None
             entry = cassette_entry(request, answer, error=error)
             entry["provider"] = entry["provider"] or self.name
             self._append(entry)
+            raise
+        except BaseException as stop:  # cancelled, interrupted, or an error no provider mapped
+            seconds = time.monotonic() - started
+            self._append(stopped_entry(request, self.name, stop, "".join(heard), seconds))
             raise
         self._append(cassette_entry(request, response))
         return response

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -28,6 +29,7 @@ from core.errors import (
 from core.liveness import OWNER_GONE, owner_gone
 from core.records import LogRecord
 from core.state import schema
+from core.state.wal_copy import copy_with_wal, has_wal_content
 from core.timeutil import utcnow
 
 T = TypeVar("T")
@@ -139,6 +141,8 @@ class StateDatabase:
         self._reader: aiosqlite.Connection | None = reader
         self._lock = asyncio.Lock()
         self._writes = 0
+        # The private copy a read-only store reads (wal_copy.py), removed on close.
+        self._scratch: Path | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -160,26 +164,45 @@ class StateDatabase:
 
     @classmethod
     async def _open_read_only(cls, path: Path) -> Self:
-        """One query-only connection: `mode=ro`, or `immutable=1` when the WAL index cannot be
-        made (a read-only folder and no -shm file); every write raises ReadOnlyHomeError."""
+        """One query-only connection: `mode=ro`; when the WAL index cannot be made (a read-only
+        folder and no -shm file), a private copy of the database and its WAL read with `mode=ro`
+        (core/state/wal_copy.py says why), or `immutable=1` when there is no WAL to miss. Every
+        write raises ReadOnlyHomeError."""
         if not path.is_file():
             raise ReadOnlyHomeError(
                 f"there is no state database at {path} and its folder is read-only; "
                 "point --home/ORCHESTRATOR_HOME at the home that holds your runs"
             )
-        last: BaseException | None = None
-        for query in ("mode=ro", "immutable=1"):
-            reader: aiosqlite.Connection | None = None
-            try:
-                reader = await cls._connect(path, query_only=True, uri_query=query)
-                await reader.execute_fetchall("SELECT COUNT(*) FROM runs")
-                return cls(path, None, reader)  # type: ignore[arg-type]
-            except sqlite3.Error as exc:
-                last = exc
-                if reader is not None:
-                    await reader.close()
-        assert last is not None
-        raise state_error(path, "cannot open state database", last) from last
+        try:
+            return cls(path, None, await cls._reader_at(path, "mode=ro"))  # type: ignore[arg-type]
+        except sqlite3.Error as exc:
+            if is_damaged(exc):
+                raise state_error(path, "cannot open state database", exc) from exc
+        scratch: Path | None = None
+        try:
+            if await asyncio.to_thread(has_wal_content, path):
+                scratch, copy = await asyncio.to_thread(copy_with_wal, path)
+                reader = await cls._reader_at(copy, "mode=ro")
+            else:
+                reader = await cls._reader_at(path, "immutable=1")
+        except (sqlite3.Error, OSError) as exc:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            raise state_error(path, "cannot open state database", exc) from exc
+        store = cls(path, None, reader)  # type: ignore[arg-type]
+        store._scratch = scratch
+        return store
+
+    @classmethod
+    async def _reader_at(cls, path: Path, uri_query: str) -> aiosqlite.Connection:
+        """A query-only connection opened with `uri_query` that has read the runs table."""
+        reader = await cls._connect(path, query_only=True, uri_query=uri_query)
+        try:
+            await reader.execute_fetchall("SELECT COUNT(*) FROM runs")
+        except BaseException:
+            await reader.close()
+            raise
+        return reader
 
     @staticmethod
     async def _connect(
@@ -229,6 +252,9 @@ class StateDatabase:
                 if db is not None:
                     await db.close()
             self._reader = self._writer = None
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                self._scratch = None
 
     async def __aenter__(self) -> Self:
         """Use the store as `async with await StateStore.open(p) as store`."""

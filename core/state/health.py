@@ -14,13 +14,15 @@ import shutil
 import sqlite3
 import struct
 import subprocess
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import StateError
 from core.state import schema
 from core.state.db import WAL_SIZE_LIMIT_BYTES, _prepare, is_damaged
+from core.state.wal_copy import copy_with_wal, has_wal_content
 from core.timeutil import utcnow
 
 _MAGIC = b"SQLite format 3\x00"
@@ -53,16 +55,38 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _connect_ro(db: Path) -> sqlite3.Connection:
-    """A read-only connection (immutable when the WAL index cannot be made in a read-only folder)."""
+def _open_mode_ro(db: Path) -> sqlite3.Connection:
+    """`mode=ro` on `db`, proven by one read (it fails when the WAL index cannot be made)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        return conn
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def _connect_ro(db: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection: `mode=ro`, or (when the WAL index cannot be made in a read-only
+    folder) a private copy of the database and its WAL, or `immutable=1` when there is no WAL."""
+    scratch: Path | None = None
+    try:
+        conn = _open_mode_ro(db)
     except sqlite3.OperationalError as exc:
         if is_damaged(exc):
             raise
-        return sqlite3.connect(f"file:{db}?immutable=1", uri=True, timeout=10)
+        if has_wal_content(db):
+            scratch, copy = copy_with_wal(db)
+            conn = sqlite3.connect(f"file:{copy}?mode=ro", uri=True, timeout=10)
+        else:
+            conn = sqlite3.connect(f"file:{db}?immutable=1", uri=True, timeout=10)
+    try:
+        yield conn
+    finally:
+        conn.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def inspect_database(db: Path) -> DatabaseReport:
@@ -72,7 +96,7 @@ def inspect_database(db: Path) -> DatabaseReport:
         return report
     report.bytes, report.wal_bytes = _size(db), _size(Path(f"{db}-wal"))
     try:
-        with closing(_connect_ro(db)) as conn:
+        with _connect_ro(db) as conn:
             report.integrity = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
             if report.integrity == ["ok"]:
                 applied = schema.applied_migrations(conn)

@@ -5,6 +5,7 @@ counted by reason."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,7 +183,7 @@ class FileSelector:
                 st = os.lstat(root / path)
             except OSError:
                 continue  # deleted in the working tree but still in git's index
-            if not os.path.isfile(root / path) or os.path.islink(root / path):
+            if not stat.S_ISREG(st.st_mode):  # lstat: symbolic links and folders are skipped
                 continue
             if st.st_size > self.max_file_bytes:
                 skipped["oversized"] += 1

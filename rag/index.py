@@ -42,6 +42,15 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EMBED_BATCH = 256  # pending chunks per round (sorted by length to pad little); a stop waits one
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """A file's (device, inode), or None when it is missing."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 @dataclass
 class IndexStats:
     """Figures of one update: what `index --json` prints."""
@@ -116,6 +125,7 @@ class RepoIndex:
             self._wipe_catalog()
             self.catalog = Catalog(self.folder / "catalog.sqlite")
         self._vectors: VectorStore | None = None
+        self._catalog_identity = _identity(self.folder / "catalog.sqlite")
         self.catalog.set_meta("root", str(self.root))
         self.catalog.set_meta("embedder", self.embedder_key)
 
@@ -157,6 +167,15 @@ class RepoIndex:
     def close(self) -> None:
         self.catalog.close()
         self.cache.close()
+
+    def replaced(self) -> bool:
+        """True when the catalog file this index opened is gone or was replaced by another
+        process (`index --full`, a rebuild, a pruned index): a long-lived reader reopens it."""
+        return _identity(self.folder / "catalog.sqlite") != self._catalog_identity
+
+    def forget_vectors(self) -> None:
+        """Drop the opened vector collection: the next use opens it again from the store."""
+        self._vectors = None
 
     @property
     def embedder(self) -> Embedder:
@@ -231,6 +250,7 @@ class RepoIndex:
         self.catalog.close()
         self._wipe_catalog()
         self.catalog = Catalog(self.folder / "catalog.sqlite")
+        self._catalog_identity = _identity(self.folder / "catalog.sqlite")
         self.vectors.drop()
         self._lexical = None
 

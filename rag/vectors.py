@@ -120,6 +120,32 @@ def client_for(path: Path) -> Any:
         return _clients[key]
 
 
+def close_clients() -> None:
+    """Close the process's Chroma clients: the next use opens the store afresh and so sees what
+    other processes wrote (a client's loaded collections do not follow other writers)."""
+    with _clients_lock:
+        for client in _clients.values():
+            try:
+                client.close()
+            except Exception:  # closing is best effort: the client is dropped anyway
+                log.debug("closing a Chroma client failed", exc_info=True)
+        _clients.clear()
+
+
+def store_signature(path: Path) -> tuple[tuple[int, int, int] | None, ...]:
+    """The vector store's database files as stat figures (inode, size, mtime): any write by any
+    process changes it, so a long-lived reader knows when to reopen."""
+    out: list[tuple[int, int, int] | None] = []
+    for name in ("chroma.sqlite3", "chroma.sqlite3-wal"):
+        try:
+            st = (path / name).stat()
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def delete_collection(path: Path, name: str) -> None:
     """Delete one collection of the store (missing is fine), under the store lock."""
     client = client_for(path)  # before the lock: a first client_for takes the same lock itself

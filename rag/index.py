@@ -213,6 +213,7 @@ class RepoIndex:
             t0 = time.perf_counter()
             with self._locked("embed"):
                 self._embed_pending(stats, progress, stop=stop)
+                self._stamp_store()
                 if not self.catalog.counts()[2]:
                     self.catalog.set_meta("state", "ready")
             stats.embed_seconds = time.perf_counter() - t0
@@ -239,6 +240,7 @@ class RepoIndex:
         stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
         with self._locked("embed"):
             self._embed_pending(stats, progress, max_seconds, max_chunks, stop, first)
+            self._stamp_store()
             if not self.catalog.counts()[2]:
                 self.catalog.set_meta("state", "ready")
         stats.files, stats.chunks, stats.pending = self.catalog.counts()
@@ -254,8 +256,31 @@ class RepoIndex:
         self.vectors.drop()
         self._lexical = None
 
+    def _store_stamp(self) -> str | None:
+        """The vector store's file identity with the number of vectors the catalog expects in
+        it: while both stay the same, the store this index last found whole was not replaced."""
+        identity = _identity(self.indexes / "chroma" / "chroma.sqlite3")
+        if identity is None:
+            return None
+        _, chunks, pending = self.catalog.counts()
+        return f"{identity[0]}:{identity[1]}:{chunks - pending}"
+
+    def _stamp_store(self) -> None:
+        """After this process checked or wrote the vectors: remember the store as whole."""
+        if self._vectors is not None:
+            stamp = self._store_stamp()
+            if stamp is not None and stamp != self.catalog.get_meta("vectors_stamp"):
+                self.catalog.set_meta("vectors_stamp", stamp)
+
     def _check_consistency(self) -> None:
-        """Vectors lost from the store (a damaged or deleted collection) are filled in again."""
+        """Vectors lost from the store (a damaged or deleted collection) are filled in again.
+
+        Skipped, so Chroma is not even loaded, while the store file and the count of embedded
+        chunks are those recorded when this index last checked or wrote its vectors: a re-index
+        with no change then takes a fraction of a second."""
+        stamp = self._store_stamp()
+        if self._vectors is None and stamp and stamp == self.catalog.get_meta("vectors_stamp"):
+            return
         _, _, pending = self.catalog.counts()
         embedded = self.catalog.counts()[1] - pending
         stored = self.vectors.count()

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,13 +23,17 @@ from tests.waiting import wait_until
 
 ON = {"ORCHESTRATOR_SEARCH_DAEMON": "on", "ORCHESTRATOR_SEARCH_DAEMON_IDLE": "120"}
 OFF = {"ORCHESTRATOR_SEARCH_DAEMON": "off"}
-QUERIES = [
-    ["write the inventory to a CSV file"],
-    ["write the inventory to a CSV file", "--json", "-k", "3"],
-    ["csv", "--path-glob", "docs/*", "--lang", "markdown"],
-    ["stock report", "--lang", "python", "-k", "2"],
-    ["nothing matches zzzqqq"],
-]
+
+
+_PROBE = """
+import json, sys
+from tui.cli import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+HEAVY = ("chromadb", "onnxruntime", "numpy", "bm25s", "tokenizers", "pydantic", "yaml", "textual")
 
 
 def daemon_pid(home: Path) -> int | None:
@@ -76,14 +82,41 @@ def search(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
     return cli(home, "search", *args, **env)
 
 
-def same_as_in_process(home: Path, repo: Path, args: list[str]) -> None:
-    via = search(home, *args, "--repo", str(repo), **ON)
-    alone = search(home, *args, "--repo", str(repo), **OFF)
-    assert (via.returncode, via.stdout, via.stderr) == (
-        alone.returncode,
-        alone.stdout,
-        alone.stderr,
-    ), args
+def in_process(home: Path, repo: Path, query: str, **filters: Any) -> list[dict[str, Any]]:
+    """`search --json`'s answer computed here, as a fresh process would (new Chroma clients)."""
+    from config.loader import load_config
+    from config.paths import Paths
+    from core.indexing import embedder_spec, index_settings, search_repository
+    from rag.retrieve import HybridRetriever
+    from rag.vectors import close_clients
+
+    close_clients()
+    paths = Paths(home)
+    loaded = load_config(paths, repo=repo, env=cli_env(home))
+    hybrid = HybridRetriever(
+        paths.indexes,
+        embedder_spec(loaded.config, loaded.catalog),
+        index_settings(loaded.config),
+    )
+    try:
+        hits = search_repository(
+            hybrid,
+            query,
+            repo,
+            k=filters.get("k", 10),
+            path_glob=filters.get("path_glob"),
+            language=filters.get("language"),
+        )
+    finally:
+        hybrid.close()
+        close_clients()
+    return [h.as_json() for h in hits]
+
+
+def via_daemon(home: Path, repo: Path, query: str, *args: str, **env: str) -> Any:
+    found = search(home, query, "--repo", str(repo), "--json", *args, **{**ON, **env})
+    assert found.returncode == 0, found.stderr
+    return json.loads(found.stdout)
 
 
 def test_daemon_answers_as_an_in_process_search(
@@ -91,42 +124,7 @@ def test_daemon_answers_as_an_in_process_search(
 ) -> None:
     repo = make_repo(tmp_path / "inv", FILES)
     cli(home, "index", str(repo), check=True)
-    for args in QUERIES:
-        same_as_in_process(home, repo, args)
-    pid = daemon_pid(home)
-    assert pid is not None, "no daemon serves the home after searches with the daemon on"
-    assert (home / "daemon").stat().st_mode & 0o777 == 0o700
-
-    typo = search(home, "x", "--repo", str(repo), "--lang", "pyhton", **ON)
-    assert typo.returncode == 2 and "did you mean 'python'?" in typo.stderr
-    assert daemon_pid(home) == pid, "the same daemon answered every question"
-
-
-def test_daemon_sees_what_other_processes_changed(
-    tmp_path: Path, home: Path, stop_daemons: None
-) -> None:
-    repo = make_repo(tmp_path / "inv", FILES)
-    cli(home, "index", str(repo), "--lexical", check=True)
-    query = ["write the inventory to a CSV file", "--json"]
-    first = search(home, *query, "--repo", str(repo), **ON)
-    assert all(hit["lexical_only"] for hit in json.loads(first.stdout))
-
-    cli(home, "index", str(repo), check=True)  # another process adds every vector
-    after = search(home, *query, "--repo", str(repo), **ON)
-    assert not any(hit["lexical_only"] for hit in json.loads(after.stdout))
-    same_as_in_process(home, repo, query)
-
-    (repo / "inventory" / "ledger.py").write_text("def ledger_balance(entries):\n    return 0\n")
-    cli(home, "index", str(repo), "--full", check=True)  # the catalog file is replaced
-    same_as_in_process(home, repo, ["ledger balance", "--json"])
-    assert "inventory/ledger.py" in search(home, "ledger balance", "--repo", str(repo), **ON).stdout
-
-
-def test_concurrent_searches_start_one_daemon(
-    tmp_path: Path, home: Path, stop_daemons: None
-) -> None:
-    repo = make_repo(tmp_path / "inv", FILES)
-    cli(home, "index", str(repo), check=True)
+    # Concurrent first searches: every one answered, by a single daemon.
     command = [sys.executable, "-m", "tui.cli", "search", "csv file", "--repo", str(repo)]
     procs = [
         subprocess.Popen(
@@ -137,63 +135,30 @@ def test_concurrent_searches_start_one_daemon(
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(4)
+        for _ in range(3)
     ]
     outs = [p.communicate(timeout=240) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, outs
+    assert [p.returncode for p in procs] == [0] * 3, outs
     assert len({out for out, _ in outs}) == 1 and outs[0][0].startswith(" 1. ")
     assert search(home, "csv file", "--repo", str(repo), **OFF).stdout == outs[0][0]
     wait_until(lambda: len(daemons_of(home)) == 1, what="a single daemon for the home")
+    pid = daemon_pid(home)
+    assert pid is not None and (home / "daemon").stat().st_mode & 0o777 == 0o700
 
+    query = "write the inventory to a CSV file"
+    assert via_daemon(home, repo, query) == in_process(home, repo, query)
+    assert via_daemon(home, repo, query, "-k", "2") == in_process(home, repo, query, k=2)
+    assert via_daemon(
+        home, repo, "csv", "--path-glob", "docs/*", "--lang", "markdown"
+    ) == in_process(home, repo, "csv", path_glob="docs/*", language="markdown")
+    odd = "zzzqqq nothing matches"
+    assert via_daemon(home, repo, odd, "--lang", "go") == in_process(home, repo, odd, language="go")
+    typo = search(home, "x", "--repo", str(repo), "--lang", "pyhton", **ON)
+    assert typo.returncode == 2 and "did you mean 'python'?" in typo.stderr
+    assert daemon_pid(home) == pid, "the same daemon answered every question"
 
-def test_daemon_exits_when_idle_and_when_the_code_changed(
-    tmp_path: Path, home: Path, stop_daemons: None
-) -> None:
-    repo = make_repo(tmp_path / "inv", FILES)
-    cli(home, "index", str(repo), check=True)
-    search(home, "csv", "--repo", str(repo), **{**ON, "ORCHESTRATOR_SEARCH_DAEMON_IDLE": "1"})
-    wait_until(lambda: not daemons_of(home), what="the idle daemon to exit")
-    assert not (home / "daemon" / "search.sock").exists()
-
-    search(home, "csv", "--repo", str(repo), **ON)
-    old = daemon_pid(home)
-    assert old is not None
-    # A client of other code is answered by a new daemon; the old one exits.
-    sock = home / "daemon" / "search.sock"
-    reply = _ask_raw(sock, {"version": "other code"})
-    assert reply == {"stale": True}
-    wait_until(lambda: not _alive(old), what="the daemon of other code to exit")
-    same_as_in_process(home, repo, ["csv"])
-    assert daemon_pid(home) not in (None, old)
-
-
-def _ask_raw(sock_path: Path, request: dict[str, object]) -> object:
-    import socket
-
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(str(sock_path))
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        return json.loads(sock.makefile().readline())
-
-
-_PROBE = """
-import json, sys
-from tui.cli import main
-code = main(sys.argv[1:])
-sys.stdout.flush()
-heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
-print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
-"""
-HEAVY = ("chromadb", "onnxruntime", "numpy", "bm25s", "tokenizers", "pydantic", "yaml", "textual")
-
-
-def test_a_search_the_daemon_answers_loads_no_heavy_package(
-    tmp_path: Path, home: Path, stop_daemons: None
-) -> None:
-    repo = make_repo(tmp_path / "inv", FILES)
-    cli(home, "index", str(repo), check=True)
-    search(home, "csv", "--repo", str(repo), **ON)  # the daemon is up
-    proc = subprocess.run(
+    # The search process itself loads none of what the daemon keeps warm.
+    probe = subprocess.run(
         [sys.executable, "-c", _PROBE % (HEAVY,), "search", "csv", "--repo", str(repo)],
         cwd=ROOT,
         env=cli_env(home, **ON),
@@ -202,6 +167,39 @@ def test_a_search_the_daemon_answers_loads_no_heavy_package(
         timeout=120,
         check=False,
     )
-    report = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert report == {"code": 0, "heavy": []}, proc.stderr
-    assert proc.stdout == search(home, "csv", "--repo", str(repo), **OFF).stdout
+    assert json.loads(probe.stderr.strip().splitlines()[-1]) == {"code": 0, "heavy": []}
+
+    # A client of other code: the daemon exits and a new one (here told to idle 1 s) answers.
+    assert _ask_raw(home / "daemon" / "search.sock", {"version": "other code"}) == {"stale": True}
+    wait_until(lambda: not _alive(pid), what="the daemon of other code to exit")
+    again = via_daemon(home, repo, "csv", ORCHESTRATOR_SEARCH_DAEMON_IDLE="1")
+    assert again == in_process(home, repo, "csv")
+    wait_until(lambda: not daemons_of(home), what="the idle daemon to exit")
+    assert not (home / "daemon" / "search.sock").exists()
+
+
+def test_daemon_sees_what_other_processes_changed(
+    tmp_path: Path, home: Path, stop_daemons: None
+) -> None:
+    repo = make_repo(tmp_path / "inv", FILES)
+    cli(home, "index", str(repo), "--lexical", check=True)
+    query = "write the inventory to a CSV file"
+    assert all(hit["lexical_only"] for hit in via_daemon(home, repo, query))
+
+    cli(home, "index", str(repo), check=True)  # another process adds every vector
+    after = via_daemon(home, repo, query)
+    assert not any(hit["lexical_only"] for hit in after)
+    assert after == in_process(home, repo, query)
+
+    (repo / "inventory" / "ledger.py").write_text("def ledger_balance(entries):\n    return 0\n")
+    cli(home, "index", str(repo), "--full", check=True)  # the catalog file is replaced
+    found = via_daemon(home, repo, "ledger balance")
+    assert found[0]["path"] == "inventory/ledger.py"
+    assert found == in_process(home, repo, "ledger balance")
+
+
+def _ask_raw(sock_path: Path, request: dict[str, object]) -> object:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(sock_path))
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        return json.loads(sock.makefile().readline())

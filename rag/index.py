@@ -125,6 +125,7 @@ class RepoIndex:
             self._wipe_catalog()
             self.catalog = Catalog(self.folder / "catalog.sqlite")
         self._vectors: VectorStore | None = None
+        self._vectors_seen: tuple[int, float] = (0, 0.0)
         self._catalog_identity = _identity(self.folder / "catalog.sqlite")
         self.catalog.set_meta("root", str(self.root))
         self.catalog.set_meta("embedder", self.embedder_key)
@@ -133,6 +134,7 @@ class RepoIndex:
     def vectors(self) -> VectorStore:
         """The index's vector collection, opened on first use: lexical work never loads Chroma."""
         if self._vectors is None:
+            self._vectors_seen = self.catalog.embedded_signature()  # before: a write after shows
             name = collection_name(self.root, self.embedder_key)
             store = VectorStore(
                 self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
@@ -172,6 +174,13 @@ class RepoIndex:
         """True when the catalog file this index opened is gone or was replaced by another
         process (`index --full`, a rebuild, a pruned index): a long-lived reader reopens it."""
         return _identity(self.folder / "catalog.sqlite") != self._catalog_identity
+
+    def vectors_stale(self) -> bool:
+        """True when the opened vector collection may not show what another process embedded,
+        deleted or rebuilt since (this index's embedded chunks changed since it was opened)."""
+        return self._vectors is not None and (
+            self.catalog.embedded_signature() != self._vectors_seen
+        )
 
     def forget_vectors(self) -> None:
         """Drop the opened vector collection: the next use opens it again from the store."""

@@ -187,7 +187,6 @@ class HybridRetriever:
         self._overlays: dict[Path, Overlay] = {}
         self._resolved: dict[str, tuple[Path, Path | None]] = {}
         self._lock = threading.Lock()
-        self._store_seen: tuple[object, ...] | None = None
 
     def _roots(self, repo: Path) -> tuple[Path, Path | None]:
         """(root of the index, worktree root or None): a linked worktree of a repository is
@@ -229,25 +228,19 @@ class HybridRetriever:
 
     def reopen_changed(self) -> None:
         """For a long-lived process (the search daemon): reopen what other processes changed
-        since the last call, as a new process would see it: an index whose catalog file was
-        replaced, and the vector collections after any write to the store (an opened Chroma
+        since this one opened it, as a new process would see it: an index whose catalog file
+        was replaced, and the vector store once any index's vectors changed (an opened Chroma
         collection does not show vectors another process added)."""
-        from rag.vectors import client_for, close_clients, store_signature
+        from rag.vectors import close_clients
 
-        store = self.indexes / "chroma"
-        signature = store_signature(store)
         with self._lock:
             for root in [r for r, index in self._open.items() if index.replaced()]:
                 self._open.pop(root).close()
-            if signature != self._store_seen:
-                log.info("the vector store changed since the last search: reopening it")
+            if any(index.vectors_stale() for index in self._open.values()):
+                log.info("vectors changed since they were opened: reopening the vector store")
                 close_clients()
                 for index in self._open.values():
                     index.forget_vectors()
-                if signature[0] is not None:  # opening a client writes the store's file once
-                    client_for(store)
-                    signature = store_signature(store)
-                self._store_seen = signature
 
     def close(self) -> None:
         with self._lock:

@@ -132,20 +132,6 @@ def close_clients() -> None:
         _clients.clear()
 
 
-def store_signature(path: Path) -> tuple[tuple[int, int, int] | None, ...]:
-    """The vector store's database files as stat figures (inode, size, mtime): any write by any
-    process changes it, so a long-lived reader knows when to reopen."""
-    out: list[tuple[int, int, int] | None] = []
-    for name in ("chroma.sqlite3", "chroma.sqlite3-wal"):
-        try:
-            st = (path / name).stat()
-        except OSError:
-            out.append(None)
-            continue
-        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-    return tuple(out)
-
-
 def delete_collection(path: Path, name: str) -> None:
     """Delete one collection of the store (missing is fine), under the store lock."""
     client = client_for(path)  # before the lock: a first client_for takes the same lock itself

@@ -192,10 +192,14 @@ def test_daemon_sees_what_other_processes_changed(
     assert after == in_process(home, repo, query)
 
     (repo / "inventory" / "ledger.py").write_text("def ledger_balance(entries):\n    return 0\n")
-    cli(home, "index", str(repo), "--full", check=True)  # the catalog file is replaced
+    cli(home, "index", str(repo), check=True)  # another process embeds the new file
     found = via_daemon(home, repo, "ledger balance")
-    assert found[0]["path"] == "inventory/ledger.py"
+    assert found[0]["path"] == "inventory/ledger.py" and found[0]["vector_rank"] is not None
     assert found == in_process(home, repo, "ledger balance")
+
+    (repo / "inventory" / "ledger.py").write_text("def ledger_total(entries):\n    return 1\n")
+    cli(home, "index", str(repo), "--full", check=True)  # the catalog file is replaced
+    assert via_daemon(home, repo, "ledger total") == in_process(home, repo, "ledger total")
 
 
 def _ask_raw(sock_path: Path, request: dict[str, object]) -> object:

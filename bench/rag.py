@@ -126,7 +126,8 @@ def main() -> None:
     lexical = time.perf_counter() - started
     say("files indexed / skipped", f"{stats.files} / {stats.skipped}")
     say("chunks", str(stats.chunks))
-    say("lexical index (list, chunk, BM25), cold", f"{lexical:.2f} s")
+    reused = " (home reused: nothing to do)" if not stats.added_files + stats.changed_files else ""
+    say("lexical index (list, chunk, BM25), cold", f"{lexical:.2f} s{reused}")
     embed_rounds(index, spec, args.embed_chunks)
 
     embed = not index.catalog.counts()[2]

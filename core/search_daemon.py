@@ -162,7 +162,7 @@ def serve(home: Path, idle_seconds: float) -> int:
                     try:
                         started = time.perf_counter()
                         reply = answer(request)
-                        log.info("answered in %.0f ms", 1000 * (time.perf_counter() - started))
+                        log.debug("answered in %.0f ms", 1000 * (time.perf_counter() - started))
                         _reply(conn, reply)
                     except Exception as exc:  # the client then searches in-process
                         log.exception("search failed in the daemon")

@@ -149,6 +149,7 @@ class FileSelector:
         self.generated = pathspec.GitIgnoreSpec.from_lines(GENERATED)
         self.secrets = pathspec.GitIgnoreSpec.from_lines(SECRETS)
         self.max_file_bytes = max_file_bytes
+        self._reasons: dict[str, str | None] = {}  # path_reason per path: the rules never change
 
     def list(self, root: Path) -> tuple[list[Candidate], dict[str, int]]:
         """Candidates under `root`, sorted by path, and counts of skipped files per reason."""
@@ -193,6 +194,11 @@ class FileSelector:
 
     def path_reason(self, path: str) -> str | None:
         """Why a path is skipped by name alone, or None."""
+        if path not in self._reasons:
+            self._reasons[path] = self._path_reason(path)
+        return self._reasons[path]
+
+    def _path_reason(self, path: str) -> str | None:
         if self.ignore.match_file(path):
             return "ignored"
         if self.secrets.match_file(path):

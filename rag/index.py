@@ -111,6 +111,7 @@ class RepoIndex:
         self.notices: list[str] = []
         self._lexical: LexicalIndex | None = None
         self._chunk_memo: dict[tuple[str, str, str], list[Chunk]] = {}
+        self._selector: FileSelector | None = None
         self._open()
 
     # -- opening, corruption, locking -------------------------------------------------------
@@ -265,33 +266,31 @@ class RepoIndex:
         self.vectors.drop()
         self._lexical = None
 
-    def _store_stamp(self) -> str | None:
+    def _store_stamp(self, embedded: int) -> str | None:
         """The vector store's file identity with the number of vectors the catalog expects in
         it: while both stay the same, the store this index last found whole was not replaced."""
         identity = _identity(self.indexes / "chroma" / "chroma.sqlite3")
-        if identity is None:
-            return None
-        _, chunks, pending = self.catalog.counts()
-        return f"{identity[0]}:{identity[1]}:{chunks - pending}"
+        return None if identity is None else f"{identity[0]}:{identity[1]}:{embedded}"
 
     def _stamp_store(self) -> None:
         """After this process checked or wrote the vectors: remember the store as whole."""
         if self._vectors is not None:
-            stamp = self._store_stamp()
+            _, chunks, pending = self.catalog.counts()
+            stamp = self._store_stamp(chunks - pending)
             if stamp is not None and stamp != self.catalog.get_meta("vectors_stamp"):
                 self.catalog.set_meta("vectors_stamp", stamp)
 
     def _check_consistency(self) -> None:
         """Vectors lost from the store (a damaged or deleted collection) are filled in again.
 
-        Skipped, so Chroma is not even loaded, while the store file and the count of embedded
-        chunks are those recorded when this index last checked or wrote its vectors: a re-index
-        with no change then takes a fraction of a second."""
-        stamp = self._store_stamp()
+        A process that has not opened the store skips it, so Chroma is not even loaded, while
+        the store file and the count of embedded chunks are those recorded when this index last
+        checked or wrote its vectors: a re-index with no change takes a fraction of a second."""
+        _, chunks, pending = self.catalog.counts()
+        embedded = chunks - pending
+        stamp = self._store_stamp(embedded)
         if self._vectors is None and stamp and stamp == self.catalog.get_meta("vectors_stamp"):
             return
-        _, _, pending = self.catalog.counts()
-        embedded = self.catalog.counts()[1] - pending
         stored = self.vectors.count()
         if stored < embedded:
             self._rebuild_notice(
@@ -306,7 +305,10 @@ class RepoIndex:
         return stats
 
     def selector(self) -> FileSelector:
-        return FileSelector(self.settings.exclude, self.settings.max_file_bytes)
+        """The index's file rules (kept: they remember each path's verdict for the next update)."""
+        if self._selector is None:
+            self._selector = FileSelector(self.settings.exclude, self.settings.max_file_bytes)
+        return self._selector
 
     def chunk_file(self, path: str, file_hash: str, text: str) -> list[Chunk]:
         """A file's chunks, from the shared cache when this content was chunked before."""

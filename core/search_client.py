@@ -104,18 +104,15 @@ def _spawn(home: Path) -> subprocess.Popen[bytes] | None:
 
 
 def _wait_for(folder: Path, child: subprocess.Popen[bytes]) -> socket.socket | None:
-    """A connection to the home's daemon once one listens (ours, or one that won the race),
-    or None when none does within START_SECONDS or a few seconds after ours exited."""
+    """A connection to the home's daemon once one listens (ours, or one that won the race:
+    ours then exits once it sees that daemon's lock), or None when ours exited and none
+    listens, or none does within START_SECONDS."""
     deadline = time.monotonic() + START_SECONDS
-    exited_at: float | None = None
     while time.monotonic() < deadline:
+        exited = child.poll() is not None
         sock = _connect(folder)
-        if sock is not None:
+        if sock is not None or exited:
             return sock
-        if exited_at is None and child.poll() is not None:
-            exited_at = time.monotonic()
-        if exited_at is not None and time.monotonic() - exited_at > 5.0:
-            return None
         time.sleep(0.02)  # polling a socket that is about to appear; bounded by the deadline
     return None
 

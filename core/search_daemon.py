@@ -187,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # runs serve's finally: socket removed
-    return serve(args.home, args.idle)
+    try:
+        return serve(args.home, args.idle)
+    except Exception:  # e.g. a folder where no unix socket can be made: clients search alone
+        log.exception("the search daemon stopped")
+        return 1
 
 
 if __name__ == "__main__":

@@ -124,6 +124,11 @@ def test_daemon_answers_as_an_in_process_search(
 ) -> None:
     repo = make_repo(tmp_path / "inv", FILES)
     cli(home, "index", str(repo), check=True)
+    # No daemon can start (its folder cannot be made): the search runs in-process.
+    (home / "daemon").write_text("not a folder")
+    assert via_daemon(home, repo, "csv") == in_process(home, repo, "csv")
+    assert not daemons_of(home)
+    (home / "daemon").unlink()
     # Concurrent first searches: every one answered, by a single daemon.
     command = [sys.executable, "-m", "tui.cli", "search", "csv file", "--repo", str(repo)]
     procs = [

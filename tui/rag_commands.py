@@ -1,4 +1,6 @@
-"""The `index` and `search` commands: they read the configuration and call core.indexing."""
+"""The `index` and `search` commands: they read the configuration and call core.indexing;
+`search` asks the home's search daemon first (core.search_client) and searches in-process only
+when no daemon answers."""
 
 from __future__ import annotations
 
@@ -126,6 +128,7 @@ async def index_command(args: argparse.Namespace, paths: Paths) -> int:
 
 
 async def search_command(args: argparse.Namespace, paths: Paths) -> int:
+    """Search through the daemon (warm: no Chroma or model to load here), else in-process."""
     repo = _repo(args.repo, "--repo")
     if args.k < 1:
         raise InputError(f"-k {args.k}: give a number of results of at least 1")

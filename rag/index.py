@@ -418,7 +418,14 @@ class RepoIndex:
             self.vectors.delete(gone)
         self.catalog.set_meta("processors", signature)
         generation = self.catalog.get_meta("generation") or "0"
-        if upserts or removed or self.lexical_loaded(generation) is None:
+        current = (
+            self._lexical is not None and getattr(self._lexical, "generation", None) == generation
+        )
+        if (
+            upserts
+            or removed
+            or not (current or LexicalIndex.saved(self.folder / "lexical", generation))
+        ):
             if upserts or removed:
                 generation = str(int(generation) + 1)
             lexical = LexicalIndex.build(list(self.catalog.lexical_rows()))

@@ -219,7 +219,7 @@ def test_a_deleted_vector_store_is_noticed_by_the_next_index(repo: Path, tmp_pat
     assert again.vectors.count() == chunks and stats.pending == 0
 
 
-def test_a_reindex_with_no_change_leaves_chroma_unloaded(repo: Path, tmp_path: Path) -> None:
+def test_a_reindex_with_no_change_loads_neither_chroma_nor_bm25(repo: Path, tmp_path: Path) -> None:
     import json
     import subprocess
     import sys
@@ -230,7 +230,8 @@ def test_a_reindex_with_no_change_leaves_chroma_unloaded(repo: Path, tmp_path: P
     cli(home, "index", str(repo), check=True)
     probe = (
         "import sys, json\nfrom tui.cli import main\ncode = main(sys.argv[1:])\n"
-        "print(json.dumps([code, 'chromadb' in sys.modules]), file=sys.stderr)"
+        "print(json.dumps([code, 'chromadb' in sys.modules, 'bm25s' in sys.modules]), "
+        "file=sys.stderr)"
     )
     proc = subprocess.run(
         [sys.executable, "-c", probe, "index", str(repo)],
@@ -241,7 +242,7 @@ def test_a_reindex_with_no_change_leaves_chroma_unloaded(repo: Path, tmp_path: P
         timeout=120,
         check=False,
     )
-    assert json.loads(proc.stderr.strip().splitlines()[-1]) == [0, False], proc.stderr
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == [0, False, False], proc.stderr
     assert "0 added, 0 changed, 0 removed; 0 chunks embedded" in proc.stdout
 
 

@@ -122,10 +122,16 @@ def _read_file(path: Path) -> dict[str, Any]:
     return parse_yaml_mapping(text, str(path))
 
 
+_shipped: dict[str, dict[str, Any]] = {}
+
+
 def _read_shipped(name: str) -> dict[str, Any]:
-    """Read a YAML file shipped inside the config package."""
-    text = resources.files("config").joinpath(name).read_text(encoding="utf-8")
-    return parse_yaml_mapping(text, f"shipped config/{name}")
+    """Read a YAML file shipped inside the config package (parsed once per process: a
+    long-lived process such as the search daemon loads the configuration per question)."""
+    if name not in _shipped:
+        text = resources.files("config").joinpath(name).read_text(encoding="utf-8")
+        _shipped[name] = parse_yaml_mapping(text, f"shipped config/{name}")
+    return copy.deepcopy(_shipped[name])
 
 
 # --- merging and validating layers -----------------------------------------------------------

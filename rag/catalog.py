@@ -201,6 +201,15 @@ class Catalog:
         """(id, path, language, tokens) of every chunk in a stable order."""
         yield from self.db.execute("SELECT id, path, language, tokens FROM chunks ORDER BY rowid")
 
+    def embedded_signature(self) -> tuple[int, float]:
+        """Which chunks have vectors, as their count and rowid sum: it changes whenever any
+        process embeds, deletes or resets this index's vectors (a rewritten row gets a new
+        rowid)."""
+        row = self.db.execute(
+            "SELECT count(*), total(rowid) FROM chunks WHERE embedded=1"
+        ).fetchone()
+        return int(row[0]), float(row[1])
+
     def embedded_ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT id FROM chunks WHERE embedded=1")}
 

@@ -5,6 +5,7 @@ counted by reason."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,7 @@ class FileSelector:
         self.generated = pathspec.GitIgnoreSpec.from_lines(GENERATED)
         self.secrets = pathspec.GitIgnoreSpec.from_lines(SECRETS)
         self.max_file_bytes = max_file_bytes
+        self._reasons: dict[str, str | None] = {}  # path_reason per path: the rules never change
 
     def list(self, root: Path) -> tuple[list[Candidate], dict[str, int]]:
         """Candidates under `root`, sorted by path, and counts of skipped files per reason."""
@@ -182,7 +184,7 @@ class FileSelector:
                 st = os.lstat(root / path)
             except OSError:
                 continue  # deleted in the working tree but still in git's index
-            if not os.path.isfile(root / path) or os.path.islink(root / path):
+            if not stat.S_ISREG(st.st_mode):  # lstat: symbolic links and folders are skipped
                 continue
             if st.st_size > self.max_file_bytes:
                 skipped["oversized"] += 1
@@ -192,6 +194,11 @@ class FileSelector:
 
     def path_reason(self, path: str) -> str | None:
         """Why a path is skipped by name alone, or None."""
+        if path not in self._reasons:
+            self._reasons[path] = self._path_reason(path)
+        return self._reasons[path]
+
+    def _path_reason(self, path: str) -> str | None:
         if self.ignore.match_file(path):
             return "ignored"
         if self.secrets.match_file(path):

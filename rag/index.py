@@ -42,6 +42,15 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EMBED_BATCH = 256  # pending chunks per round (sorted by length to pad little); a stop waits one
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """A file's (device, inode), or None when it is missing."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 @dataclass
 class IndexStats:
     """Figures of one update: what `index --json` prints."""
@@ -102,6 +111,7 @@ class RepoIndex:
         self.notices: list[str] = []
         self._lexical: LexicalIndex | None = None
         self._chunk_memo: dict[tuple[str, str, str], list[Chunk]] = {}
+        self._selector: FileSelector | None = None
         self._open()
 
     # -- opening, corruption, locking -------------------------------------------------------
@@ -116,6 +126,8 @@ class RepoIndex:
             self._wipe_catalog()
             self.catalog = Catalog(self.folder / "catalog.sqlite")
         self._vectors: VectorStore | None = None
+        self._vectors_seen: tuple[int, float] = (0, 0.0)
+        self._catalog_identity = _identity(self.folder / "catalog.sqlite")
         self.catalog.set_meta("root", str(self.root))
         self.catalog.set_meta("embedder", self.embedder_key)
 
@@ -123,6 +135,7 @@ class RepoIndex:
     def vectors(self) -> VectorStore:
         """The index's vector collection, opened on first use: lexical work never loads Chroma."""
         if self._vectors is None:
+            self._vectors_seen = self.catalog.embedded_signature()  # before: a write after shows
             name = collection_name(self.root, self.embedder_key)
             store = VectorStore(
                 self.indexes / "chroma", name, self.spec.provider, self.spec.model, self.spec.host
@@ -157,6 +170,22 @@ class RepoIndex:
     def close(self) -> None:
         self.catalog.close()
         self.cache.close()
+
+    def replaced(self) -> bool:
+        """True when the catalog file this index opened is gone or was replaced by another
+        process (`index --full`, a rebuild, a pruned index): a long-lived reader reopens it."""
+        return _identity(self.folder / "catalog.sqlite") != self._catalog_identity
+
+    def vectors_stale(self) -> bool:
+        """True when the opened vector collection may not show what another process embedded,
+        deleted or rebuilt since (this index's embedded chunks changed since it was opened)."""
+        return self._vectors is not None and (
+            self.catalog.embedded_signature() != self._vectors_seen
+        )
+
+    def forget_vectors(self) -> None:
+        """Drop the opened vector collection: the next use opens it again from the store."""
+        self._vectors = None
 
     @property
     def embedder(self) -> Embedder:
@@ -194,6 +223,7 @@ class RepoIndex:
             t0 = time.perf_counter()
             with self._locked("embed"):
                 self._embed_pending(stats, progress, stop=stop)
+                self._stamp_store()
                 if not self.catalog.counts()[2]:
                     self.catalog.set_meta("state", "ready")
             stats.embed_seconds = time.perf_counter() - t0
@@ -220,6 +250,7 @@ class RepoIndex:
         stats = IndexStats(root=str(self.root), embedder=self.embedder_key)
         with self._locked("embed"):
             self._embed_pending(stats, progress, max_seconds, max_chunks, stop, first)
+            self._stamp_store()
             if not self.catalog.counts()[2]:
                 self.catalog.set_meta("state", "ready")
         stats.files, stats.chunks, stats.pending = self.catalog.counts()
@@ -231,13 +262,35 @@ class RepoIndex:
         self.catalog.close()
         self._wipe_catalog()
         self.catalog = Catalog(self.folder / "catalog.sqlite")
+        self._catalog_identity = _identity(self.folder / "catalog.sqlite")
         self.vectors.drop()
         self._lexical = None
 
+    def _store_stamp(self, embedded: int) -> str | None:
+        """The vector store's file identity with the number of vectors the catalog expects in
+        it: while both stay the same, the store this index last found whole was not replaced."""
+        identity = _identity(self.indexes / "chroma" / "chroma.sqlite3")
+        return None if identity is None else f"{identity[0]}:{identity[1]}:{embedded}"
+
+    def _stamp_store(self) -> None:
+        """After this process checked or wrote the vectors: remember the store as whole."""
+        if self._vectors is not None:
+            _, chunks, pending = self.catalog.counts()
+            stamp = self._store_stamp(chunks - pending)
+            if stamp is not None and stamp != self.catalog.get_meta("vectors_stamp"):
+                self.catalog.set_meta("vectors_stamp", stamp)
+
     def _check_consistency(self) -> None:
-        """Vectors lost from the store (a damaged or deleted collection) are filled in again."""
-        _, _, pending = self.catalog.counts()
-        embedded = self.catalog.counts()[1] - pending
+        """Vectors lost from the store (a damaged or deleted collection) are filled in again.
+
+        A process that has not opened the store skips it, so Chroma is not even loaded, while
+        the store file and the count of embedded chunks are those recorded when this index last
+        checked or wrote its vectors: a re-index with no change takes a fraction of a second."""
+        _, chunks, pending = self.catalog.counts()
+        embedded = chunks - pending
+        stamp = self._store_stamp(embedded)
+        if self._vectors is None and stamp and stamp == self.catalog.get_meta("vectors_stamp"):
+            return
         stored = self.vectors.count()
         if stored < embedded:
             self._rebuild_notice(
@@ -252,7 +305,10 @@ class RepoIndex:
         return stats
 
     def selector(self) -> FileSelector:
-        return FileSelector(self.settings.exclude, self.settings.max_file_bytes)
+        """The index's file rules (kept: they remember each path's verdict for the next update)."""
+        if self._selector is None:
+            self._selector = FileSelector(self.settings.exclude, self.settings.max_file_bytes)
+        return self._selector
 
     def chunk_file(self, path: str, file_hash: str, text: str) -> list[Chunk]:
         """A file's chunks, from the shared cache when this content was chunked before."""
@@ -362,7 +418,14 @@ class RepoIndex:
             self.vectors.delete(gone)
         self.catalog.set_meta("processors", signature)
         generation = self.catalog.get_meta("generation") or "0"
-        if upserts or removed or self.lexical_loaded(generation) is None:
+        current = (
+            self._lexical is not None and getattr(self._lexical, "generation", None) == generation
+        )
+        if (
+            upserts
+            or removed
+            or not (current or LexicalIndex.saved(self.folder / "lexical", generation))
+        ):
             if upserts or removed:
                 generation = str(int(generation) + 1)
             lexical = LexicalIndex.build(list(self.catalog.lexical_rows()))

@@ -74,8 +74,22 @@ class LexicalIndex:
                 }
             )
         )
+        (tmp / "generation").write_text(generation)
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
+
+    @staticmethod
+    def saved(folder: Path, generation: str) -> bool:
+        """Whether `folder` holds the index of this generation, without loading it (nor bm25s)."""
+        try:
+            return (folder / "generation").read_text() == generation
+        except OSError:  # saved before the marker existed: its metadata says
+            try:
+                return bool(
+                    json.loads((folder / "chunks.json").read_text()).get("generation") == generation
+                )
+            except (OSError, ValueError):
+                return False
 
     @classmethod
     def load(cls, folder: Path, generation: str) -> LexicalIndex | None:

@@ -226,6 +226,22 @@ class HybridRetriever:
                 self._overlays.pop(tree)
             self._resolved.clear()
 
+    def reopen_changed(self) -> None:
+        """For a long-lived process (the search daemon): reopen what other processes changed
+        since this one opened it, as a new process would see it: an index whose catalog file
+        was replaced, and the vector store once any index's vectors changed (an opened Chroma
+        collection does not show vectors another process added)."""
+        from rag.vectors import close_clients
+
+        with self._lock:
+            for root in [r for r, index in self._open.items() if index.replaced()]:
+                self._open.pop(root).close()
+            if any(index.vectors_stale() for index in self._open.values()):
+                log.info("vectors changed since they were opened: reopening the vector store")
+                close_clients()
+                for index in self._open.values():
+                    index.forget_vectors()
+
     def close(self) -> None:
         with self._lock:
             for index in self._open.values():

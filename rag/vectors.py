@@ -120,6 +120,18 @@ def client_for(path: Path) -> Any:
         return _clients[key]
 
 
+def close_clients() -> None:
+    """Close the process's Chroma clients: the next use opens the store afresh and so sees what
+    other processes wrote (a client's loaded collections do not follow other writers)."""
+    with _clients_lock:
+        for client in _clients.values():
+            try:
+                client.close()
+            except Exception:  # closing is best effort: the client is dropped anyway
+                log.debug("closing a Chroma client failed", exc_info=True)
+        _clients.clear()
+
+
 def delete_collection(path: Path, name: str) -> None:
     """Delete one collection of the store (missing is fine), under the store lock."""
     delete_collections(path, [name])

@@ -26,6 +26,9 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
             # Runs index their repository; the instant embedder keeps these tests fast (the RAG
             # tests use the shipped MiniLM explicitly).
             "ORCHESTRATOR__MODELS__EMBEDDER": "hashing-256",
+            # Searches run in-process: a search daemon would outlive the test (the daemon's own
+            # tests turn it on and stop it).
+            "ORCHESTRATOR_SEARCH_DAEMON": "off",
         }
     )
     env.update(extra)

@@ -47,4 +47,5 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Runs index their repository; tests that are not about retrieval quality use the instant
     # embedder (the RAG tests choose the shipped MiniLM explicitly).
     monkeypatch.setenv("ORCHESTRATOR__MODELS__EMBEDDER", "hashing-256")
+    monkeypatch.setenv("ORCHESTRATOR_SEARCH_DAEMON", "off")  # no daemon outlives the test
     return folder

@@ -1,4 +1,6 @@
-"""The `index` and `search` commands: they read the configuration and call core.indexing."""
+"""The `index` and `search` commands: they read the configuration and call core.indexing;
+`search` asks the home's search daemon first (core.search_client) and searches in-process only
+when no daemon answers."""
 
 from __future__ import annotations
 
@@ -126,12 +128,19 @@ async def index_command(args: argparse.Namespace, paths: Paths) -> int:
 
 
 async def search_command(args: argparse.Namespace, paths: Paths) -> int:
-    from core.indexing import hybrid_retriever, search_repository  # numpy, tree-sitter: on use
-
+    """Search through the daemon (warm: no Chroma or model to load here), else in-process."""
     repo = _repo(args.repo, "--repo")
     if args.k < 1:
         raise InputError(f"-k {args.k}: give a number of results of at least 1")
+    reply = await asyncio.to_thread(_ask_daemon, args, paths, repo)
+    if reply is not None:
+        for line in reply.get("warnings", []):
+            print(line, file=sys.stderr)
+        if not reply["ok"]:
+            raise _daemon_error(reply["error"])
+        return _print_hits(args, reply["hits"], reply["scores"])
     from config.loader import load_config
+    from core.indexing import hybrid_retriever, search_repository  # numpy, tree-sitter: on use
 
     loaded = load_config(paths, repo=repo, env=os.environ)
     hybrid = hybrid_retriever(paths, loaded.config, loaded.catalog)
@@ -144,15 +153,50 @@ async def search_command(args: argparse.Namespace, paths: Paths) -> int:
         path_glob=args.path_glob,
         language=args.lang,
     )
+    return _print_hits(args, [h.as_json() for h in hits], [h.score for h in hits])
+
+
+def _ask_daemon(args: argparse.Namespace, paths: Paths, repo: Path) -> dict[str, Any] | None:
+    """The home's search daemon's answer (core.search_daemon), or None to search in-process."""
+    from core.search_client import ask
+
+    request = {
+        "home": str(paths.home),
+        "explicit": paths.explicit,
+        "config_dir": str(paths.config_dir) if paths.config_dir else None,
+        "env": dict(os.environ),
+        "repo": str(repo),
+        "query": args.query,
+        "k": args.k,
+        "path_glob": args.path_glob,
+        "lang": args.lang,
+    }
+    return ask(paths.home, request)
+
+
+def _daemon_error(error: dict[str, str]) -> Exception:
+    """The daemon's error as the same class with the same text (exit code included)."""
+    from core import errors
+
+    cls = getattr(errors, error.get("class", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.OrchestratorError)):
+        cls = errors.ForeignError
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, error.get("message", ""))
+    return exc
+
+
+def _print_hits(args: argparse.Namespace, hits: list[dict[str, Any]], scores: list[float]) -> int:
+    """`search`'s output: the hits' JSON, or one line each (score unrounded before formatting)."""
     if args.json:
-        print(json.dumps([h.as_json() for h in hits], indent=2))
+        print(json.dumps(hits, indent=2))
         return 0
     if not hits:
         print("no results")
         return 0
-    for n, hit in enumerate(hits, 1):
-        where = f"{hit.path}:{hit.start_line}-{hit.end_line}"
-        label = f" {hit.symbol}" if hit.symbol else ""
-        note = "  (lexical only: no vector yet)" if hit.lexical_only else ""
-        print(f"{n:>2}. {where}{label}  [{hit.kind}, {hit.score:.4f}]{note}")
+    for n, (hit, score) in enumerate(zip(hits, scores, strict=True), 1):
+        where = f"{hit['path']}:{hit['start_line']}-{hit['end_line']}"
+        label = f" {hit['symbol']}" if hit["symbol"] else ""
+        note = "  (lexical only: no vector yet)" if hit["lexical_only"] else ""
+        print(f"{n:>2}. {where}{label}  [{hit['kind']}, {score:.4f}]{note}")
     return 0

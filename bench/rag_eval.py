@@ -2,7 +2,7 @@
 retriever and each stage of the default search, overall and per kind of query.
 
 Usage: python bench/rag_eval.py REPO [--queries bench/rag_queries/sympy.jsonl] [--home DIR]
-       [--embedder onnx|onnx-t64|hash] [--lexical]
+       [--embedder onnx|onnx-t64|hash] [--lexical] [-k 30] [--per-query]
 
 Stages (what `orchestrator search` does, built up one step at a time):
 - whole-file BM25: plain BM25 (bm25s's tokenizer and English stop words) over whole files, the
@@ -10,15 +10,18 @@ Stages (what `orchestrator search` does, built up one step at a time):
 - lexical chunks: BM25 over chunks with the identifier-splitting tokenizer (rag's lexical index);
 - vectors: the embedder's nearest chunks (ChromaDB);
 - fusion: both fused by reciprocal rank, nothing else;
-- rerank (default): fusion plus the reranking signals (symbol and path matches, tests weigh
-  less, file-level evidence, the document-type prior): what `orchestrator search` returns.
+- + file list: a third list fused in, files ranked by their best chunks' summed BM25 scores
+  (rag/rank.py), each given by its best chunk;
+- rerank (default): that plus the reranking signals (symbol and path matches weighted by word
+  rarity, a quoted message found where code says it, tests weigh less, file-level evidence,
+  the document-type prior): what `orchestrator search` returns.
 
 Query files: JSON lines `{"kind", "query", "files"}` (bench/rag_queries/) or the older JSON
 document `{"queries": [{"query", "files"}]}` (bench/eval/). A chunk ranking becomes a file ranking
 by each file's first appearance. recall@5 is the share of a query's answer files among the top 5
 files; MRR@10 is 1 / rank of the first answer file within the top 10 (0 when none is there).
-With --lexical no vectors are made: the vector and fusion stages then show what a run sees
-before its repository's vectors are in.
+With --lexical no vectors are made: the fusion stages then show what a run sees before its
+repository's vectors are in. --per-query prints each query's rank of its first answer file.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ EXCLUDE = [".git/"]  # every file a person would search, docs included
 STAGES = {
     "lexical chunks": {"mode": "lexical"},
     "vectors": {"mode": "vector"},
-    "fusion": {"mode": "hybrid", "rerank": False},
+    "fusion": {"mode": "hybrid", "rerank": False, "file_level": False},
+    "+ file list": {"mode": "hybrid", "rerank": False},
     "rerank (default)": {"mode": "hybrid"},
 }
 
@@ -110,6 +114,20 @@ def table(rankings: dict[str, list[list[str]]], answers: list[list[str]], kinds:
         print(f"{stage:<18}" + " ".join(cells))
 
 
+def per_query(
+    rankings: dict[str, list[list[str]]], data: list[dict[str, object]], answers: list[list[str]]
+) -> None:
+    """Each query's rank of its first answer file in each stage ("-" when not in the top 10)."""
+    stages = list(rankings)
+    print("\n" + " ".join(f"{s[:8]:>8}" for s in stages) + "  kind        query")
+    for n, q in enumerate(data):
+        ranks = []
+        for stage in stages:
+            found = [r for r, p in enumerate(rankings[stage][n][:10], 1) if p in answers[n]]
+            ranks.append(str(found[0]) if found else "-")
+        print(" ".join(f"{r:>8}" for r in ranks) + f"  {q.get('kind', 'all'):<11} {q['query']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,6 +138,7 @@ def main() -> None:
     parser.add_argument("--embedder", default="onnx", choices=["onnx", "onnx-t64", "hash"])
     parser.add_argument("--lexical", action="store_true", help="make no vectors")
     parser.add_argument("-k", type=int, default=30, help="chunks asked for per query")
+    parser.add_argument("--per-query", action="store_true", help="print each query's ranks")
     args = parser.parse_args()
     models = {"onnx": ("onnx", MINILM_NAME), "onnx-t64": ("onnx", MINILM_FAST_NAME)}
     spec = EmbedderSpec(*models.get(args.embedder, ("hash", "256")))
@@ -148,6 +167,8 @@ def main() -> None:
             for q in queries
         ]
     table(rankings, answers, kinds)
+    if args.per_query:
+        per_query(rankings, data, answers)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ over all documents so filtered results are exact, not over-fetched.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -33,6 +34,12 @@ class LexicalIndex:
         self.languages = languages
         self.avgdl = avgdl
         self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
+
+    @functools.cached_property
+    def file_codes(self) -> tuple[np.ndarray, list[str]]:
+        """Each chunk's file as an integer code, and the file of each code (for ranking files)."""
+        names, codes = np.unique(np.array(self.paths, dtype=object), return_inverse=True)
+        return codes.astype(np.int64), [str(name) for name in names]
 
     def doc_freq(self, words: list[str]) -> dict[str, int]:
         """How many chunks hold each word (for scoring a worktree's overlay alike)."""
@@ -125,17 +132,27 @@ class LexicalIndex:
             keep *= np.fromiter((p in allowed for p in self.paths), np.float32)
         return keep
 
-    def search(self, query: str, n: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
-        """Up to n (chunk id, BM25 score) pairs with a positive score, best first."""
+    def scores(self, query: str, mask: np.ndarray | None = None) -> np.ndarray | None:
+        """Every chunk's BM25 score for the query, in `ids` order (None when no word of the
+        query is indexed)."""
         if not self.ids:
-            return []
+            return None
         words = [w for w in tokenize(query) if w in self.model.vocab_dict]  # type: ignore[attr-defined]
         if not words:
-            return []
-        scores = self.model.get_scores(words)  # type: ignore[attr-defined]
-        if mask is not None:
-            scores = scores * mask
+            return None
+        scores: np.ndarray = self.model.get_scores(words)  # type: ignore[attr-defined]
+        return scores * mask if mask is not None else scores
+
+    def search(self, query: str, n: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """Up to n (chunk id, BM25 score) pairs with a positive score, best first."""
+        scores = self.scores(query, mask)
+        return [] if scores is None else self.best(scores, n)
+
+    def best(self, scores: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """Up to n (chunk id, score) pairs of a `scores` array with a positive score, best first."""
         n = min(n, len(scores))
+        if n <= 0:
+            return []
         top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]

@@ -30,6 +30,7 @@ from rag.overlay import (
     worktree_roots,
 )
 from rag.processors import ProcessorRegistry
+from rag.rank import file_ranking, holds_phrase, quoted_phrase, term_weights, weighted_share
 from rag.tokens import tokenize
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ RRF_K = 60
 FILE_EVIDENCE = 0.05  # share of a file's other best chunks' scores each chunk gains
 PROSE_WEIGHT = 0.5  # documentation's weight for a question that is not about docs
 NAME_BONUS = 0.03  # a name the query writes as code, defined by the chunk
+PHRASE_BONUS = 0.03  # a query of several words found verbatim in the chunk (a quoted message)
 _PATHLIKE = re.compile(r"[\w.\-/]+\.\w+")
 
 
@@ -63,7 +65,7 @@ def named_paths(query: str, paths: set[str]) -> set[str]:
 
 
 _TEST_PATH = re.compile(
-    r"(^|/)(tests?|__tests__|spec)/|(^|/)test_[^/]*$|_test\.\w+$|\.(test|spec)\.\w+$"
+    r"(^|/)(tests?|__tests__|spec|test[-_]?data)/|(^|/)test_[^/]*$|_test\.\w+$|\.(test|spec)\.\w+$"
 )
 _TEST_WORDS = {"test", "tests", "testing", "spec", "fixture", "fixtures", "pytest"}
 
@@ -111,29 +113,39 @@ def query_identifiers(query: str) -> set[str]:
     return found
 
 
-def rerank_bonus(query_terms: set[str], chunk: StoredChunk, named: set[str]) -> float:
-    """Cheap signals added to the fused score: symbol and path words matching the query, and
-    a file the task names outright."""
+def rerank_bonus(
+    query_terms: set[str],
+    chunk: StoredChunk,
+    named: set[str],
+    weights: dict[str, float] | None = None,
+) -> float:
+    """Cheap signals added to the fused score: symbol and path words matching the query (each
+    word by its weight, evenly when none are given), and a file the task names outright."""
     if not query_terms:
         return 0.0
+    weights = weights or dict.fromkeys(query_terms, 1.0)
     bonus = 0.0
     if chunk.symbol:
-        symbol_terms = set(tokenize(chunk.symbol))
-        bonus += 0.01 * len(query_terms & symbol_terms) / len(query_terms)
+        bonus += 0.01 * weighted_share(query_terms & set(tokenize(chunk.symbol)), weights)
     stem = chunk.path.rsplit(".", 1)[0]
-    bonus += 0.005 * len(query_terms & set(tokenize(stem))) / len(query_terms)
+    bonus += 0.005 * weighted_share(query_terms & set(tokenize(stem)), weights)
     if chunk.path in named:
         bonus += 0.05
     return bonus
 
 
 def rerank_scores(
-    query: str, scores: dict[str, float], rows: dict[str, StoredChunk], named: set[str]
+    query: str,
+    scores: dict[str, float],
+    rows: dict[str, StoredChunk],
+    named: set[str],
+    weights: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Fused chunk scores reranked with what a chunk alone does not show:
 
-    - symbol and path words matching the query, a name the query writes as code (`create_engine`,
-      `QueuePool`) defined by the chunk, a file the query names;
+    - symbol and path words matching the query (rare words count more: `weights`), a name
+      the query writes as code (`create_engine`, `QueuePool`) defined by the chunk, a file the
+      query names, a query of several words the chunk holds verbatim (a quoted message);
     - tests weigh less unless the query is about tests, and documentation weighs less unless
       the query is about documentation (a document-type prior: code questions get code first);
     - file-level evidence: a file with several matching chunks is more likely the answer than
@@ -142,18 +154,21 @@ def rerank_scores(
     terms = set(tokenize(query))
     names = query_identifiers(query)
     about_docs = bool(terms & _DOC_WORDS)
+    phrase = quoted_phrase(query)
     adjusted: dict[str, float] = {}
     for chunk_id, base in scores.items():
         row = rows.get(chunk_id)
         if row is None:
             continue
-        base *= rerank_factor(terms, row)
+        prior = rerank_factor(terms, row)
         if is_prose(row) and not about_docs:
-            base *= PROSE_WEIGHT
-        bonus = rerank_bonus(terms, row, named)
+            prior *= PROSE_WEIGHT
+        bonus = rerank_bonus(terms, row, named, weights)
         if names and row.symbol and row.symbol.rsplit(".", 1)[-1].lower() in names:
             bonus += NAME_BONUS
-        adjusted[chunk_id] = base + bonus
+        if phrase and prior == 1.0 and holds_phrase(row.text, phrase):
+            bonus += PHRASE_BONUS  # where code says it (tests and docs only quote it)
+        adjusted[chunk_id] = base * prior + bonus
     by_file: dict[str, list[float]] = {}
     for chunk_id, score in adjusted.items():
         by_file.setdefault(rows[chunk_id].path, []).append(score)
@@ -355,9 +370,11 @@ class HybridRetriever:
         language: str | None = None,
         mode: str = "hybrid",
         rerank: bool = True,
+        file_level: bool = True,
     ) -> list[Hit]:
-        """The k best chunks for a query: mode is hybrid, lexical or vector; hybrid reranks the
-        fused list unless `rerank` is False (bench/rag_eval.py measures each stage)."""
+        """The k best chunks for a query: mode is hybrid, lexical or vector; hybrid fuses a
+        file-level lexical ranking too unless `file_level` is False, and reranks the fused list
+        unless `rerank` is False (bench/rag_eval.py measures each stage)."""
         index, overlay = self._view(repo)
         lexical = index.lexical()
         hidden = overlay.hidden if overlay is not None else set()
@@ -370,18 +387,31 @@ class HybridRetriever:
         }
         pool = max(50, 5 * k)
         lexical_ranked: list[str] = []
+        file_ranked: list[str] = []
         if mode in ("hybrid", "lexical"):
             mask = lexical.mask(path_glob, language, hidden)
-            scored = lexical.search(query, pool, mask)
+            all_scores = lexical.scores(query, mask)
+            scored = [] if all_scores is None else lexical.best(all_scores, pool)
+            more: list[tuple[str, float]] = []
             if overlay is not None and extra:
                 words = tokenize(query)
-                more = overlay.lexical(
-                    query, lexical.doc_freq(words), len(lexical.ids), lexical.avgdl
-                )
-                scored = sorted(
-                    scored + [(i, sc) for i, sc in more if i in extra], key=lambda x: -x[1]
-                )[:pool]
+                more = [
+                    (i, sc)
+                    for i, sc in overlay.lexical(
+                        query, lexical.doc_freq(words), len(lexical.ids), lexical.avgdl
+                    )
+                    if i in extra
+                ]
+                scored = sorted(scored + more, key=lambda x: -x[1])[:pool]
             lexical_ranked = [i for i, _ in scored]
+            if mode == "hybrid" and file_level:
+                file_ranked = file_ranking(
+                    lexical.ids,
+                    lexical.file_codes,
+                    all_scores,
+                    pool,
+                    [(i, extra[i].path, sc) for i, sc in more],
+                )
         vector_ranked: list[str] = []
         _, chunks_total, pending = index.catalog.counts()
         has_vectors = chunks_total > pending or bool(overlay and any(overlay.embedded))
@@ -394,7 +424,7 @@ class HybridRetriever:
                 if mode == "vector":
                     raise
                 log.warning("vector search skipped: %s", exc)
-        scores = fuse([lexical_ranked, vector_ranked])
+        scores = fuse([lexical_ranked, vector_ranked, file_ranked])
         rows = index.catalog.chunks_by_id([i for i in scores if i not in extra])
         rows.update({i: r for i, r in extra.items() if i in scores})
         rows = {
@@ -405,7 +435,9 @@ class HybridRetriever:
         scores = {i: sc for i, sc in scores.items() if i in rows}
         if mode == "hybrid" and rerank:
             shown = set(lexical.paths) - hidden | {r.path for r in extra.values()}
-            scores = rerank_scores(query, scores, rows, named_paths(query, shown))
+            terms = set(tokenize(query))
+            weights = term_weights(lexical.doc_freq(sorted(terms)), len(lexical.ids), terms)
+            scores = rerank_scores(query, scores, rows, named_paths(query, shown), weights)
         lex_pos = {i: n for n, i in enumerate(lexical_ranked, 1)}
         vec_pos = {i: n for n, i in enumerate(vector_ranked, 1)}
         hits: list[Hit] = []

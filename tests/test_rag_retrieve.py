@@ -124,7 +124,9 @@ def test_formatting_groups_by_file_merges_ranges_and_keeps_the_budget() -> None:
 def test_test_paths() -> None:
     for path in ("tests/test_a.py", "pkg/tests/x.py", "test_a.py", "x_test.go", "ui/a.spec.ts"):
         assert is_test_path(path)
-    for path in ("src/testing_utils.py", "contest.py", "latest/app.py"):
+    for path in ("test-data/unit/check.test", "pkg/testdata/a.json", "test_data/b.txt"):
+        assert is_test_path(path)
+    for path in ("src/testing_utils.py", "contest.py", "latest/app.py", "data/test.md"):
         assert not is_test_path(path)
 
 

@@ -87,6 +87,8 @@ class OrchestratorApp(App[int]):
         self.decisions = DecisionQueue(self)
         self.interrupted_runs: list[str] = []  # runs this app stopped by quitting, for the hint
         self._subscription: Subscription | None = None
+        self._bridge: Worker[None] | None = None
+        self._quitting: Worker[None] | None = None
         self.cancelling: set[str] = set()  # runs this app asked to cancel
 
     def now(self) -> datetime:
@@ -97,8 +99,11 @@ class OrchestratorApp(App[int]):
 
     def on_mount(self) -> None:
         self._subscription = self.engine.bus.subscribe(max_log_batches=1)
-        self.run_worker(
-            pump(self._subscription, self), group="bridge", name="bus bridge", exit_on_error=False
+        self._bridge = self.run_worker(
+            partial(pump, self._subscription, self),
+            group="bridge",
+            name="bus bridge",
+            exit_on_error=False,
         )
         self.set_interval(INTERVENTION_POLL_SECONDS, self.poll_interventions)
         self.poll_interventions()
@@ -134,7 +139,7 @@ class OrchestratorApp(App[int]):
         approve = self.auto_approve if auto_approve is None else auto_approve
         self.decisions.forget_run(run_id)
         return self.run_worker(
-            self._drive(run_id, resume=resume, auto_approve=approve),
+            partial(self._drive, run_id, resume=resume, auto_approve=approve),
             group="engine",
             name=f"run {run_id}",
             exit_on_error=False,
@@ -192,7 +197,7 @@ class OrchestratorApp(App[int]):
             except OrchestratorError as exc:
                 self.notify(str(exc), severity="error", timeout=12)
 
-        return self.run_worker(guarded(), group="actions", exit_on_error=False)
+        return self.run_worker(guarded, group="actions", exit_on_error=False)
 
     # ---- interventions -------------------------------------------------------------------------
 
@@ -302,7 +307,7 @@ class OrchestratorApp(App[int]):
 
         def confirmed(ok: bool | None) -> None:
             if ok:
-                self.run_worker(self._interrupt_and_exit(), group="quit")
+                self._quitting = self.run_worker(self._interrupt_and_exit, group="quit")
 
         self.push_screen(
             ConfirmModal(

@@ -20,6 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
+from textual.worker import Worker
 
 from core.bus import Subscription
 from core.errors import OrchestratorError
@@ -109,7 +110,9 @@ class RunScreen(Screen[None]):
         self._dropped = 0
         self._bus_lines_at = 0.0  # when the bus last brought this run's log lines (monotonic)
         self._refresh_wanted = False
-        self._refreshing = False
+        self._refresh_worker: Worker[None] | None = None
+        self._pump_worker: Worker[None] | None = None
+        self._diff_worker: Worker[None] | None = None
         self._last_state: tuple[object, ...] = ()
         self._allowed: tuple[bool | None, ...] = ()
         self._head_lines = -1
@@ -162,7 +165,10 @@ class RunScreen(Screen[None]):
         gc.freeze()
         self.sub_title = f"run {self.run_id}"
         assert self._subscription is not None
-        self.run_worker(self._pump(self._subscription), group="run-bus", exit_on_error=False)
+        # Workers get the function, not a coroutine: one closed before it started leaves no
+        # never-awaited coroutine behind.
+        pump = functools.partial(self._pump, self._subscription)
+        self._pump_worker = self.run_worker(pump, group="run-bus", exit_on_error=False)
         self.set_interval(POLL_SECONDS, self._poll)
         self.request_refresh()
         self.live_log.focus()
@@ -210,17 +216,16 @@ class RunScreen(Screen[None]):
     def request_refresh(self) -> None:
         """Read the run's state again soon; requests made while a read runs coalesce into one."""
         self._refresh_wanted = True
-        if not self._refreshing:
-            self._refreshing = True
-            self.run_worker(self._refresh_loop(), group="run-refresh", exit_on_error=False)
+        worker = self._refresh_worker
+        if worker is None or worker.is_finished or worker.is_cancelled:
+            self._refresh_worker = self.run_worker(
+                self._refresh_loop, group="run-refresh", exit_on_error=False
+            )
 
     async def _refresh_loop(self) -> None:
-        try:
-            while self._refresh_wanted:
-                self._refresh_wanted = False
-                await self._refresh()
-        finally:
-            self._refreshing = False
+        while self._refresh_wanted:
+            self._refresh_wanted = False
+            await self._refresh()
 
     async def _refresh(self) -> None:
         engine = self.engine
@@ -388,7 +393,8 @@ class RunScreen(Screen[None]):
         if view.phase_id == phase.id and view.diff:
             return
         view.show_message(f"{title} · commit {phase.commit[:10]}", "reading the commit…")
-        self.run_worker(self._read_diff(phase), group="diff", exclusive=True, exit_on_error=False)
+        read = functools.partial(self._read_diff, phase)
+        self._diff_worker = self.run_worker(read, group="diff", exclusive=True, exit_on_error=False)
 
     async def _read_diff(self, phase: Phase) -> None:
         view = self.query_one(DiffView)

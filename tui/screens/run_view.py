@@ -374,6 +374,8 @@ class RunScreen(Screen[None]):
         if phase.error:
             text.append(f"\n{phase.error}", style="red")
         text.append(f"\n{phase.description or phase.name}")
+        if phase.dependencies:  # whole here: the timeline may show them shortened
+            text.append(f"  depends on {', '.join(phase.dependencies)}", style="dim")
         text.append(f"  complexity {phase.estimated_complexity}", style="dim")
         if phase.verification_criteria:
             text.append(f"  checks: {'; '.join(phase.verification_criteria)}", style="dim")

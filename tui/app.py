@@ -90,6 +90,7 @@ class OrchestratorApp(App[int]):
         self._bridge: Worker[None] | None = None
         self._quitting: Worker[None] | None = None
         self.cancelling: set[str] = set()  # runs this app asked to cancel
+        self.driven: set[str] = set()  # runs this app drove: their end gets the app's own notice
 
     def now(self) -> datetime:
         """The current time (aware, UTC) used for durations of active runs; fixed in snapshot tests."""
@@ -138,6 +139,7 @@ class OrchestratorApp(App[int]):
         run that stops without completing shows the "run stopped" modal."""
         approve = self.auto_approve if auto_approve is None else auto_approve
         self.decisions.forget_run(run_id)
+        self.driven.add(run_id)
         return self.run_worker(
             partial(self._drive, run_id, resume=resume, auto_approve=approve),
             group="engine",

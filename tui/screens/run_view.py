@@ -259,6 +259,7 @@ class RunScreen(Screen[None]):
             return  # nothing changed: leave the widgets (and the user's place in them) alone
         self._last_state = state
         usage_changed = usage != self.usage
+        before = self.run
         self.run, self.phases, self.findings = run, phases, findings
         self.usage, self.pending, self.executions = usage, pending, executions
         # Each widget is touched only when what it shows changed: an active run refreshes every
@@ -284,7 +285,19 @@ class RunScreen(Screen[None]):
         if allowed != self._allowed:  # the footer redraws its keys only when they change
             self._allowed = allowed
             self.refresh_bindings()
+        if before is not None and before.status in ACTIVE_RUN_STATUSES:
+            self._say_stopped(run)
         self.refreshes += 1
+
+    def _say_stopped(self, run: Run) -> None:
+        """Say once that a run this app only watches stopped (one it drives gets its own notice)."""
+        if run.status in ACTIVE_RUN_STATUSES or run.id in self.orchestrator.driven:
+            return
+        if run.status is RunStatus.COMPLETED:
+            self.notify(f"run {run.id} completed", title="run completed")
+            return
+        resume = "; R resumes it here" if actions.applies("resume", run) else ""
+        self.notify(f"{why(run)}{resume}", title=f"run {run.id} {run.status}", severity="warning")
 
     def _head(self) -> Text:
         run = self.run
@@ -296,10 +309,14 @@ class RunScreen(Screen[None]):
             head.append("  (finished: read-only)", style="dim")
         head.append(f"  {run.task}")
         # What needs the user comes first: it must survive a small terminal cutting the header.
+        # An interrupted run no longer waits, but its asks can still be answered before resume.
+        waiting = "waiting for you" if run.status in ACTIVE_RUN_STATUSES else "still asks you"
+        then = "" if run.status in ACTIVE_RUN_STATUSES else " before resuming"
         for item in self.pending:
             phase = next((p.plan_id for p in self.phases if p.id == item.phase_id), "run")
             head.append(
-                f"\n⚠ waiting for you ({phase}): {item.reason} — press i to answer", "bold yellow"
+                f"\n⚠ {waiting} ({phase}): {item.reason} — press i to answer{then}",
+                "bold yellow",
             )
         if run.error:
             head.append(f"\n{why(run)}", style="red")  # never the bare status again

@@ -6,7 +6,7 @@ key help, and the command palette's commands.
 
 For screens and widgets: `app.engine` is the engine; `app.open_run(run_id)` pushes a run view;
 `app.start_engine_task(run_id, resume=...)` drives a run here; the run actions in tui/actions.py
-wait on modals, so start them with `app.spawn_action(actions.cancel(app, run_id))` (Textual's own
+wait on modals, so start them with `app.spawn_action(actions.cancel, run_id)` (Textual's own
 `App.run_action` takes action strings); `app.now()` is the clock for durations; a screen with a
 `run_changed(run_id)` method is told when a run of this process changes.
 """
@@ -190,12 +190,15 @@ class OrchestratorApp(App[int]):
         elif choice == "open":
             self.open_run(run.id)
 
-    def spawn_action(self, work: Coroutine[Any, Any, object]) -> Worker[None]:
-        """Run one of tui.actions (they wait on modals, so they need a worker); errors notify."""
+    def spawn_action(
+        self, step: Callable[[OrchestratorApp, str], Coroutine[Any, Any, object]], run_id: str
+    ) -> Worker[None]:
+        """Run one of tui.actions on a run (they wait on modals, so they need a worker); errors
+        notify. The step is called in the worker, so one that never starts leaves no coroutine."""
 
         async def guarded() -> None:
             try:
-                await work
+                await step(self, run_id)
             except OrchestratorError as exc:
                 self.notify(str(exc), severity="error", timeout=12)
 
@@ -292,11 +295,8 @@ class OrchestratorApp(App[int]):
             yield SystemCommand(
                 f"{verb} run {run_id}",
                 help_text,
-                partial(self._spawn_step, step, run_id),
+                partial(self.spawn_action, step, run_id),
             )
-
-    def _spawn_step(self, step: Callable[..., Coroutine[Any, Any, object]], run_id: str) -> None:
-        self.spawn_action(step(self, run_id))
 
     async def action_quit(self) -> None:
         """Quit; when this app is driving runs, confirm first (quitting interrupts them)."""

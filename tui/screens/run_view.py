@@ -454,16 +454,16 @@ class RunScreen(Screen[None]):
         self.orchestrator.answer(self.pending[0])
 
     def action_resume(self) -> None:
-        self.orchestrator.spawn_action(actions.resume(self.orchestrator, self.run_id))
+        self.orchestrator.spawn_action(actions.resume, self.run_id)
 
     def action_cancel(self) -> None:
-        self.orchestrator.spawn_action(actions.cancel(self.orchestrator, self.run_id))
+        self.orchestrator.spawn_action(actions.cancel, self.run_id)
 
     def action_export(self) -> None:
-        self.orchestrator.spawn_action(actions.export(self.orchestrator, self.run_id))
+        self.orchestrator.spawn_action(actions.export, self.run_id)
 
     def action_apply(self) -> None:
-        self.orchestrator.spawn_action(actions.apply(self.orchestrator, self.run_id))
+        self.orchestrator.spawn_action(actions.apply, self.run_id)
 
     def action_clean(self) -> None:
-        self.orchestrator.spawn_action(actions.clean(self.orchestrator, self.run_id))
+        self.orchestrator.spawn_action(actions.clean, self.run_id)

@@ -28,6 +28,7 @@ class Tmux:
 
     def __init__(self, socket: str) -> None:
         self.socket = socket
+        self.last_screen = ""  # the last screen captured, kept for a failure message
 
     def __call__(self, *args: str) -> str:
         return subprocess.run(
@@ -35,7 +36,8 @@ class Tmux:
         ).stdout
 
     def screen(self) -> str:
-        return self("capture-pane", "-p", "-t", "demo")
+        self.last_screen = self("capture-pane", "-p", "-t", "demo")
+        return self.last_screen
 
 
 @pytest.fixture
@@ -49,16 +51,30 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
         )
 
 
-def poll(condition: Callable[[], bool], what: str, tmux: Tmux, timeout: float = 90) -> None:
-    """Check `condition` every 0.2 s until it holds; fail with the screen after `timeout`."""
+def poll(
+    condition: Callable[[], bool], what: str, tmux: Tmux, home: Path, timeout: float = 90
+) -> None:
+    """Check `condition` every 0.2 s until it holds; after `timeout`, fail with what the screen
+    showed (the pane stays after the app exits) and each stored run's status and error."""
     try:
         wait_until(condition, what=what, timeout=timeout, step=0.2)
     except AssertionError as exc:
         try:
             shown = f"the screen shows:\n{tmux.screen()}"
-        except subprocess.CalledProcessError:  # the pane closes 30 s after the app exits
-            shown = "the tmux session had ended: the app exited over 30 s before the deadline"
-        raise AssertionError(f"{exc}; {shown}") from None
+        except subprocess.CalledProcessError:
+            shown = f"the tmux session had ended; its last screen was:\n{tmux.last_screen}"
+        raise AssertionError(f"{exc}; {stored_runs(home)}; {shown}") from None
+
+
+def stored_runs(home: Path) -> str:
+    """Each run of `orchestrator runs --json`: id, status and error (or why it could not say)."""
+    proc = cli(home, "runs", "--json")
+    try:
+        runs = json.loads(proc.stdout)
+    except ValueError:
+        return f"`runs --json` exited {proc.returncode}: {proc.stdout}{proc.stderr}"
+    listed = "; ".join(f"{r['id']} {r['status']}: {r.get('error')}" for r in runs)
+    return f"stored runs: {listed or 'none'}"
 
 
 def start(tmux: Tmux, home: Path, *args: str) -> None:
@@ -66,8 +82,12 @@ def start(tmux: Tmux, home: Path, *args: str) -> None:
     env = cli_env(home, TERM="xterm-256color")
     exports = " ".join(f"{k}={_quote(v)}" for k, v in env.items() if k in _PASSED)
     words = " ".join(_quote(a) for a in args)
-    command = f"env {exports} {_quote(sys.executable)} -m tui.cli {words}; echo exit $?; sleep 30"
-    tmux("new-session", "-d", "-s", "demo", "-x", "120", "-y", "40", "-c", str(ROOT), command)
+    command = f"env {exports} {_quote(sys.executable)} -m tui.cli {words}; echo exit $?"
+    # The pane stays after the app exits, showing the app's last frame (no alternate screen to
+    # switch back from), so a failure message still says what the user saw.
+    tmux("set-option", "-g", "remain-on-exit", "on", ";",
+         "set-option", "-g", "alternate-screen", "off", ";",
+         "new-session", "-d", "-s", "demo", "-x", "120", "-y", "40", "-c", str(ROOT), command)  # fmt: skip
 
 
 def test_demo_in_tmux_waits_for_the_modal_and_a_approves(tmp_path: Path, tmux: Tmux) -> None:
@@ -80,21 +100,21 @@ def test_demo_in_tmux_waits_for_the_modal_and_a_approves(tmp_path: Path, tmux: T
             s in screen for s in ("Decision needed", "high risk", "Approve (a)", "Reject (r)")
         )
 
-    poll(modal_drawn, "the approval modal", tmux)
+    poll(modal_drawn, "the approval modal", tmux, home)
     tmux("send-keys", "-t", "demo", "a")
 
     def completed() -> bool:
         runs = json.loads(cli(home, "runs", "--json", check=True).stdout)
         return bool(runs) and runs[0]["status"] == "completed"
 
-    poll(completed, "the run to complete in the database", tmux)
+    poll(completed, "the run to complete in the database", tmux, home)
     [run] = json.loads(cli(home, "runs", "--json", check=True).stdout)
     assert run["phases_completed"] == run["phases_total"] == 3
     items = json.loads(cli(home, "interventions", "--run", run["id"], "--json", check=True).stdout)
     assert [(i["kind"], i["status"]) for i in items] == [("risk", "approved")]
-    poll(lambda: "completed" in tmux.screen(), "the app to show the completed run", tmux)
+    poll(lambda: "completed" in tmux.screen(), "the app to show the completed run", tmux, home)
     tmux("send-keys", "-t", "demo", "C-q")
-    poll(lambda: "exit 0" in tmux.screen(), "the app to quit with code 0", tmux, timeout=30)
+    poll(lambda: "exit 0" in tmux.screen(), "the app to quit with code 0", tmux, home, timeout=30)
 
 
 def test_run_and_resume_open_the_app_on_their_run(tmp_path: Path, tmux: Tmux) -> None:
@@ -108,7 +128,7 @@ def test_run_and_resume_open_the_app_on_their_run(tmp_path: Path, tmux: Tmux) ->
             items = json.loads(cli(home, "interventions", "--pending", "--json").stdout or "[]")
             return bool(items)
 
-        poll(asks, "the headless demo to ask", tmux)
+        poll(asks, "the headless demo to ask", tmux, home)
         waiting.send_signal(signal.SIGTERM)
         waiting.communicate(timeout=60)
     finally:
@@ -119,11 +139,11 @@ def test_run_and_resume_open_the_app_on_their_run(tmp_path: Path, tmux: Tmux) ->
     assert run["id"] == first and run["status"] == "interrupted"
 
     start(tmux, home, "resume", first, "--yes")  # --yes approves the risky phase as it comes
-    poll(lambda: f"run {first}" in tmux.screen(), "the app on the resumed run", tmux)
-    poll(lambda: run_status(home, first) == "completed", "the resumed run to complete", tmux)
-    poll(lambda: "completed" in tmux.screen(), "the app to show it completed", tmux)
+    poll(lambda: f"run {first}" in tmux.screen(), "the app on the resumed run", tmux, home)
+    poll(lambda: run_status(home, first) == "completed", "the resumed run to complete", tmux, home)
+    poll(lambda: "completed" in tmux.screen(), "the app to show it completed", tmux, home)
     tmux("send-keys", "-t", "demo", "C-q")
-    poll(lambda: "exit 0" in tmux.screen(), "the app to quit with code 0", tmux, timeout=30)
+    poll(lambda: "exit 0" in tmux.screen(), "the app to quit with code 0", tmux, home, timeout=30)
     tmux("kill-session", "-t", "demo")
 
     repo = prepare_demo_repo(tmp_path / "another")
@@ -134,12 +154,12 @@ def test_run_and_resume_open_the_app_on_their_run(tmp_path: Path, tmux: Tmux) ->
         runs = json.loads(cli(home, "runs", "--json", check=True).stdout)
         return next((r["id"] for r in runs if r["id"] != first), None)
 
-    poll(lambda: second() is not None, "the second run to be stored", tmux)
+    poll(lambda: second() is not None, "the second run to be stored", tmux, home)
     run_id = second()
-    poll(lambda: f"run {run_id}" in tmux.screen(), "the app on the new run", tmux)
-    poll(lambda: run_status(home, run_id) == "completed", "the new run to complete", tmux)
+    poll(lambda: f"run {run_id}" in tmux.screen(), "the app on the new run", tmux, home)
+    poll(lambda: run_status(home, run_id) == "completed", "the new run to complete", tmux, home)
     tmux("send-keys", "-t", "demo", "C-q")
-    poll(lambda: "exit 0" in tmux.screen(), "the app to quit with code 0", tmux, timeout=30)
+    poll(lambda: "exit 0" in tmux.screen(), "the app to quit with code 0", tmux, home, timeout=30)
 
 
 def run_status(home: Path, run_id: str | None) -> str:

@@ -6,7 +6,7 @@ key help, and the command palette's commands.
 
 For screens and widgets: `app.engine` is the engine; `app.open_run(run_id)` pushes a run view;
 `app.start_engine_task(run_id, resume=...)` drives a run here; the run actions in tui/actions.py
-wait on modals, so start them with `app.spawn_action(actions.cancel(app, run_id))` (Textual's own
+wait on modals, so start them with `app.spawn_action(actions.cancel, run_id)` (Textual's own
 `App.run_action` takes action strings); `app.now()` is the clock for durations; a screen with a
 `run_changed(run_id)` method is told when a run of this process changes.
 """
@@ -87,7 +87,10 @@ class OrchestratorApp(App[int]):
         self.decisions = DecisionQueue(self)
         self.interrupted_runs: list[str] = []  # runs this app stopped by quitting, for the hint
         self._subscription: Subscription | None = None
+        self._bridge: Worker[None] | None = None
+        self._quitting: Worker[None] | None = None
         self.cancelling: set[str] = set()  # runs this app asked to cancel
+        self.driven: set[str] = set()  # runs this app drove: their end gets the app's own notice
 
     def now(self) -> datetime:
         """The current time (aware, UTC) used for durations of active runs; fixed in snapshot tests."""
@@ -97,8 +100,11 @@ class OrchestratorApp(App[int]):
 
     def on_mount(self) -> None:
         self._subscription = self.engine.bus.subscribe(max_log_batches=1)
-        self.run_worker(
-            pump(self._subscription, self), group="bridge", name="bus bridge", exit_on_error=False
+        self._bridge = self.run_worker(
+            partial(pump, self._subscription, self),
+            group="bridge",
+            name="bus bridge",
+            exit_on_error=False,
         )
         self.set_interval(INTERVENTION_POLL_SECONDS, self.poll_interventions)
         self.poll_interventions()
@@ -133,8 +139,9 @@ class OrchestratorApp(App[int]):
         run that stops without completing shows the "run stopped" modal."""
         approve = self.auto_approve if auto_approve is None else auto_approve
         self.decisions.forget_run(run_id)
+        self.driven.add(run_id)
         return self.run_worker(
-            self._drive(run_id, resume=resume, auto_approve=approve),
+            partial(self._drive, run_id, resume=resume, auto_approve=approve),
             group="engine",
             name=f"run {run_id}",
             exit_on_error=False,
@@ -183,16 +190,19 @@ class OrchestratorApp(App[int]):
         elif choice == "open":
             self.open_run(run.id)
 
-    def spawn_action(self, work: Coroutine[Any, Any, object]) -> Worker[None]:
-        """Run one of tui.actions (they wait on modals, so they need a worker); errors notify."""
+    def spawn_action(
+        self, step: Callable[[OrchestratorApp, str], Coroutine[Any, Any, object]], run_id: str
+    ) -> Worker[None]:
+        """Run one of tui.actions on a run (they wait on modals, so they need a worker); errors
+        notify. The step is called in the worker, so one that never starts leaves no coroutine."""
 
         async def guarded() -> None:
             try:
-                await work
+                await step(self, run_id)
             except OrchestratorError as exc:
                 self.notify(str(exc), severity="error", timeout=12)
 
-        return self.run_worker(guarded(), group="actions", exit_on_error=False)
+        return self.run_worker(guarded, group="actions", exit_on_error=False)
 
     # ---- interventions -------------------------------------------------------------------------
 
@@ -285,11 +295,8 @@ class OrchestratorApp(App[int]):
             yield SystemCommand(
                 f"{verb} run {run_id}",
                 help_text,
-                partial(self._spawn_step, step, run_id),
+                partial(self.spawn_action, step, run_id),
             )
-
-    def _spawn_step(self, step: Callable[..., Coroutine[Any, Any, object]], run_id: str) -> None:
-        self.spawn_action(step(self, run_id))
 
     async def action_quit(self) -> None:
         """Quit; when this app is driving runs, confirm first (quitting interrupts them)."""
@@ -302,7 +309,7 @@ class OrchestratorApp(App[int]):
 
         def confirmed(ok: bool | None) -> None:
             if ok:
-                self.run_worker(self._interrupt_and_exit(), group="quit")
+                self._quitting = self.run_worker(self._interrupt_and_exit, group="quit")
 
         self.push_screen(
             ConfirmModal(

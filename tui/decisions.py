@@ -9,7 +9,10 @@ listed in section 2); resuming its run, or choosing it in the list, shows it aga
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from textual.worker import Worker
 
 from core.errors import AlreadyAnsweredError, OrchestratorError, WithdrawnError
 from core.records import Intervention
@@ -68,9 +71,9 @@ class DecisionQueue:
         self.queue.appendleft(item)
         self.show_next()
 
-    def show_next(self) -> None:
+    def show_next(self) -> Worker[None]:
         """Show the next queued intervention in its own worker (polls must not cancel it)."""
-        self.app.run_worker(self._show_next(), group="intervention-show")
+        return self.app.run_worker(self._show_next, group="intervention-show")
 
     async def _show_next(self) -> None:
         if self.showing is not None or self._opening or not self.queue:
@@ -105,9 +108,12 @@ class DecisionQueue:
         if self.showing is modal:  # a withdrawn modal's late callback must not clear the next one
             self.showing = None
         if decision is not None:
-            self.app.run_worker(self._resolve(decision), group="interventions")
+            self._resolve_later(decision)
         else:
             self.show_next()
+
+    def _resolve_later(self, decision: Decision) -> Worker[None]:
+        return self.app.run_worker(partial(self._resolve, decision), group="interventions")
 
     async def _resolve(self, decision: Decision) -> None:
         app = self.app

@@ -110,7 +110,7 @@ async def test_actions_are_offered_only_on_runs_they_can_act_on(home: Path) -> N
             notify(message, **kwargs)
 
         app.notify = recording  # type: ignore[method-assign]
-        app.spawn_action(actions.apply(app, INTERRUPTED_RUN))
+        app.spawn_action(actions.apply, INTERRUPTED_RUN)
         await wait_for(
             pilot,
             lambda: any("only a completed run can be applied" in n for n in notes),

@@ -203,3 +203,13 @@ def test_run_view_of_a_finished_run(snap_compare: Any, snap_home: Path) -> None:
 
 def test_run_view_in_a_small_terminal_keeps_the_log(snap_compare: Any, snap_home: Path) -> None:
     _snap(snap_compare, snap_home, size=(80, 24))
+
+
+def test_run_view_phase_with_two_dependencies_at_80x24(snap_compare: Any, snap_home: Path) -> None:
+    """phase-004 depends on two phases: the ids shorten so status and commit stay in view, and
+    its detail lists them whole."""
+    _snap(snap_compare, snap_home, ["t", "down", "down", "down"], size=(80, 24))
+
+
+def test_run_view_phase_with_two_dependencies_at_160x45(snap_compare: Any, snap_home: Path) -> None:
+    _snap(snap_compare, snap_home, ["t", "down", "down", "down"], size=(160, 45))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
 from textual.app import App, ComposeResult
 
 from core.records import Phase, PhaseStatus
-from tui.widgets.timeline import PhaseTimeline, dependency_order
+from tests.waiting import eventually
+from tui.widgets.timeline import PhaseTimeline, dependency_order, fit_dependencies, id_prefix
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -98,3 +101,53 @@ async def test_rows_show_status_attempts_duration_and_dependencies() -> None:
         await pilot.pause()
         assert timeline.get_row_at(1)[3] == "11m 00s"
         assert timeline.selected_phase.id == "id2"
+
+
+def test_dependencies_are_shortened_to_the_room_they_get() -> None:
+    deps = ["phase-002", "phase-003", "phase-004"]
+    assert fit_dependencies(deps, 40, "phase-") == "phase-002, phase-003, phase-004"
+    assert fit_dependencies(deps, 15, "phase-") == "002, 003, 004"
+    assert fit_dependencies(deps, 8, "phase-") == "002 +2"
+    assert fit_dependencies(deps, 4, "phase-") == "002…"
+    assert fit_dependencies([], 4, "phase-") == "—"
+    assert id_prefix(["phase-001", "phase-002"]) == "phase-"
+    assert id_prefix(["setup", "api"]) == ""
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
+async def test_status_and_commit_stay_in_view_however_many_dependencies(
+    size: tuple[int, int],
+) -> None:
+    app = TimelineApp()
+    async with app.run_test(size=size) as pilot:
+        timeline = app.query_one(PhaseTimeline)
+        done = {"commit": "a1b2c3d4e5f6", "attempts": 1, "started_at": "2026-11-20T08:00:00Z"}
+        phases = [
+            _phase(1, [], "completed", **done),
+            _phase(2, ["phase-001"], "in_progress", attempts=1, started_at="2026-11-20T08:00:00Z"),
+            _phase(3, ["phase-001"], "completed", **done),
+            _phase(4, ["phase-001", "phase-002", "phase-003"], "completed", **done),
+        ]
+        phases = [replace(p, name="a phase name long enough to be cut somewhere") for p in phases]
+        timeline.show_phases(phases, NOW)
+
+        def lines() -> list[str]:
+            return [timeline.render_line(y).text.rstrip() for y in range(timeline.size.height)]
+
+        def laid_out() -> bool:
+            measured = not timeline._require_update_dimensions and not timeline._updated_cells
+            return measured and len(lines()) == len(phases) + 1
+
+        await eventually(laid_out, what="the timeline's rows and widths", pause=pilot.pause)
+        await pilot.pause()
+        shown = lines()
+        assert shown[0].split()[-1] == "commit", shown
+        assert "▶ in_progress" in shown[2], shown
+        for line in (shown[1], shown[3], shown[4]):
+            assert line.endswith("a1b2c3d4e5"), shown
+        assert timeline.virtual_size.width <= timeline.scrollable_content_region.width, shown
+        if size[0] >= 160:  # room for every id whole
+            assert "depends on" in shown[0]
+            assert "phase-001, phase-002, phase-003" in shown[4], shown
+        else:
+            assert " 001 +2 " in shown[4], shown

@@ -20,6 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
+from textual.worker import Worker
 
 from core.bus import Subscription
 from core.errors import OrchestratorError
@@ -109,7 +110,9 @@ class RunScreen(Screen[None]):
         self._dropped = 0
         self._bus_lines_at = 0.0  # when the bus last brought this run's log lines (monotonic)
         self._refresh_wanted = False
-        self._refreshing = False
+        self._refresh_worker: Worker[None] | None = None
+        self._pump_worker: Worker[None] | None = None
+        self._diff_worker: Worker[None] | None = None
         self._last_state: tuple[object, ...] = ()
         self._allowed: tuple[bool | None, ...] = ()
         self._head_lines = -1
@@ -162,7 +165,10 @@ class RunScreen(Screen[None]):
         gc.freeze()
         self.sub_title = f"run {self.run_id}"
         assert self._subscription is not None
-        self.run_worker(self._pump(self._subscription), group="run-bus", exit_on_error=False)
+        # Workers get the function, not a coroutine: one closed before it started leaves no
+        # never-awaited coroutine behind.
+        pump = functools.partial(self._pump, self._subscription)
+        self._pump_worker = self.run_worker(pump, group="run-bus", exit_on_error=False)
         self.set_interval(POLL_SECONDS, self._poll)
         self.request_refresh()
         self.live_log.focus()
@@ -210,17 +216,16 @@ class RunScreen(Screen[None]):
     def request_refresh(self) -> None:
         """Read the run's state again soon; requests made while a read runs coalesce into one."""
         self._refresh_wanted = True
-        if not self._refreshing:
-            self._refreshing = True
-            self.run_worker(self._refresh_loop(), group="run-refresh", exit_on_error=False)
+        worker = self._refresh_worker
+        if worker is None or worker.is_finished or worker.is_cancelled:
+            self._refresh_worker = self.run_worker(
+                self._refresh_loop, group="run-refresh", exit_on_error=False
+            )
 
     async def _refresh_loop(self) -> None:
-        try:
-            while self._refresh_wanted:
-                self._refresh_wanted = False
-                await self._refresh()
-        finally:
-            self._refreshing = False
+        while self._refresh_wanted:
+            self._refresh_wanted = False
+            await self._refresh()
 
     async def _refresh(self) -> None:
         engine = self.engine
@@ -254,6 +259,7 @@ class RunScreen(Screen[None]):
             return  # nothing changed: leave the widgets (and the user's place in them) alone
         self._last_state = state
         usage_changed = usage != self.usage
+        before = self.run
         self.run, self.phases, self.findings = run, phases, findings
         self.usage, self.pending, self.executions = usage, pending, executions
         # Each widget is touched only when what it shows changed: an active run refreshes every
@@ -279,7 +285,19 @@ class RunScreen(Screen[None]):
         if allowed != self._allowed:  # the footer redraws its keys only when they change
             self._allowed = allowed
             self.refresh_bindings()
+        if before is not None and before.status in ACTIVE_RUN_STATUSES:
+            self._say_stopped(run)
         self.refreshes += 1
+
+    def _say_stopped(self, run: Run) -> None:
+        """Say once that a run this app only watches stopped (one it drives gets its own notice)."""
+        if run.status in ACTIVE_RUN_STATUSES or run.id in self.orchestrator.driven:
+            return
+        if run.status is RunStatus.COMPLETED:
+            self.notify(f"run {run.id} completed", title="run completed")
+            return
+        resume = "; R resumes it here" if actions.applies("resume", run) else ""
+        self.notify(f"{why(run)}{resume}", title=f"run {run.id} {run.status}", severity="warning")
 
     def _head(self) -> Text:
         run = self.run
@@ -291,10 +309,14 @@ class RunScreen(Screen[None]):
             head.append("  (finished: read-only)", style="dim")
         head.append(f"  {run.task}")
         # What needs the user comes first: it must survive a small terminal cutting the header.
+        # An interrupted run no longer waits, but its asks can still be answered before resume.
+        waiting = "waiting for you" if run.status in ACTIVE_RUN_STATUSES else "still asks you"
+        then = "" if run.status in ACTIVE_RUN_STATUSES else " before resuming"
         for item in self.pending:
             phase = next((p.plan_id for p in self.phases if p.id == item.phase_id), "run")
             head.append(
-                f"\n⚠ waiting for you ({phase}): {item.reason} — press i to answer", "bold yellow"
+                f"\n⚠ {waiting} ({phase}): {item.reason} — press i to answer{then}",
+                "bold yellow",
             )
         if run.error:
             head.append(f"\n{why(run)}", style="red")  # never the bare status again
@@ -369,6 +391,8 @@ class RunScreen(Screen[None]):
         if phase.error:
             text.append(f"\n{phase.error}", style="red")
         text.append(f"\n{phase.description or phase.name}")
+        if phase.dependencies:  # whole here: the timeline may show them shortened
+            text.append(f"  depends on {', '.join(phase.dependencies)}", style="dim")
         text.append(f"  complexity {phase.estimated_complexity}", style="dim")
         if phase.verification_criteria:
             text.append(f"  checks: {'; '.join(phase.verification_criteria)}", style="dim")
@@ -388,7 +412,8 @@ class RunScreen(Screen[None]):
         if view.phase_id == phase.id and view.diff:
             return
         view.show_message(f"{title} · commit {phase.commit[:10]}", "reading the commit…")
-        self.run_worker(self._read_diff(phase), group="diff", exclusive=True, exit_on_error=False)
+        read = functools.partial(self._read_diff, phase)
+        self._diff_worker = self.run_worker(read, group="diff", exclusive=True, exit_on_error=False)
 
     async def _read_diff(self, phase: Phase) -> None:
         view = self.query_one(DiffView)
@@ -429,16 +454,16 @@ class RunScreen(Screen[None]):
         self.orchestrator.answer(self.pending[0])
 
     def action_resume(self) -> None:
-        self.orchestrator.spawn_action(actions.resume(self.orchestrator, self.run_id))
+        self.orchestrator.spawn_action(actions.resume, self.run_id)
 
     def action_cancel(self) -> None:
-        self.orchestrator.spawn_action(actions.cancel(self.orchestrator, self.run_id))
+        self.orchestrator.spawn_action(actions.cancel, self.run_id)
 
     def action_export(self) -> None:
-        self.orchestrator.spawn_action(actions.export(self.orchestrator, self.run_id))
+        self.orchestrator.spawn_action(actions.export, self.run_id)
 
     def action_apply(self) -> None:
-        self.orchestrator.spawn_action(actions.apply(self.orchestrator, self.run_id))
+        self.orchestrator.spawn_action(actions.apply, self.run_id)
 
     def action_clean(self) -> None:
-        self.orchestrator.spawn_action(actions.clean(self.orchestrator, self.run_id))
+        self.orchestrator.spawn_action(actions.clean, self.run_id)

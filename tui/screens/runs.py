@@ -553,8 +553,7 @@ class RunsScreen(Screen[None]):
         if run_id is None:
             self.notify("no run selected", severity="warning")
             return
-        app = self.orchestrator
-        app.spawn_action(action(app, run_id))
+        self.orchestrator.spawn_action(action, run_id)
 
     def action_resume(self) -> None:
         self._act(actions.resume)

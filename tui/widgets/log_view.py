@@ -10,8 +10,8 @@ history, and to new lines as they arrive.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import ClassVar, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ClassVar, Protocol
 
 from rich.markup import escape
 from rich.text import Text
@@ -26,6 +26,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Static
+from textual.worker import Worker
 
 from core.records import LogRecord
 from core.timeutil import parse_ts
@@ -392,13 +393,18 @@ class LiveLog(ScrollView, can_focus=True):
 
     # ---- keys and scrolling --------------------------------------------------------------------------
 
+    def start_load(self, load: Callable[[], Coroutine[Any, Any, None]]) -> Worker[None]:
+        """Run one of the load methods as the only load under way (given uncalled, so a load
+        replaced before it started leaves no coroutine behind)."""
+        return self.run_worker(load, group="log-load", exclusive=True)
+
     def set_filter(self, text: str) -> None:
         """Show only lines containing `text` (any case), searched in the whole stored history."""
         self.filter_text = text.strip()
         self._cache.clear()
         self.cursor = 0
         self.follow = True
-        self.run_worker(self.load_tail(), group="log-load", exclusive=True)
+        self.start_load(self.load_tail)
 
     def action_toggle_follow(self) -> None:
         if self.follow:
@@ -416,12 +422,12 @@ class LiveLog(ScrollView, can_focus=True):
         else:
             self.follow = True
             self._changed()
-            self.run_worker(self.load_tail(), group="log-load", exclusive=True)
+            self.start_load(self.load_tail)
 
     def action_scroll_home(self) -> None:
         self.follow = False
         self._changed()
-        self.run_worker(self.load_start(), group="log-load", exclusive=True)
+        self.start_load(self.load_start)
 
     def action_scroll_up(self) -> None:
         self._user_scroll(-1)
@@ -457,9 +463,9 @@ class LiveLog(ScrollView, can_focus=True):
         if self.busy:
             return
         if self.scroll_y <= 0 and self.has_older and not self.follow:
-            self.run_worker(self.load_older(), group="log-load", exclusive=True)
+            self.start_load(self.load_older)
         elif self.scroll_y >= self.max_scroll_y and not self.at_tail:
-            self.run_worker(self.load_newer(), group="log-load", exclusive=True)
+            self.start_load(self.load_newer)
 
 
 class LogPane(Vertical):
@@ -497,7 +503,7 @@ class LogPane(Vertical):
         return self.query_one(LiveLog)
 
     def on_mount(self) -> None:
-        self.live.run_worker(self.live.load_tail(), group="log-load", exclusive=True)
+        self.live.start_load(self.live.load_tail)
 
     def action_filter(self) -> None:
         field = self.query_one("#log-filter", Input)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from typing import ClassVar
@@ -11,6 +12,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from core.records import Phase
 from core.timeutil import parse_ts
@@ -25,6 +27,9 @@ STATUS_MARKS = {
 }
 RISK_STYLES = {"low": "dim", "medium": "", "high": "bold yellow", "critical": "bold red"}
 COLUMNS = ("phase", "status", "tries", "duration", "risk", "depends on", "commit")
+DEPENDS = COLUMNS.index("depends on")
+# The depends-on column's header where its ids get less room than "depends on" takes.
+SHORT_DEPENDS_LABEL = "deps"
 
 
 def dependency_order(phases: Sequence[Phase]) -> list[tuple[Phase, int]]:
@@ -73,11 +78,37 @@ def _width(cell: Text | str) -> int:
 MIN_NAME_WIDTH = 14  # the phase column never shrinks below this; the table scrolls instead
 
 
+def id_prefix(plan_ids: Sequence[str]) -> str:
+    """The start every plan id shares, up to and including its last separator ("phase-" of
+    "phase-001" and "phase-002"); empty when they share none."""
+    if len(plan_ids) < 2:
+        return ""
+    shared = os.path.commonprefix(list(plan_ids))
+    cut = max(shared.rfind(sep) for sep in "-_.") + 1
+    return shared[:cut]
+
+
+def fit_dependencies(dependencies: Sequence[str], width: int, prefix: str = "") -> str:
+    """The depends-on cell in at most `width` cells: every id; else the ids without the run's
+    shared `prefix`; else the first with a count of the others; else that, cut with an ellipsis."""
+    if not dependencies:
+        return "—"
+    short = [d.removeprefix(prefix) or d for d in dependencies]
+    rest = f" +{len(short) - 1}" if len(short) > 1 else ""
+    for text in (", ".join(dependencies), ", ".join(short), short[0] + rest):
+        if cell_len(text) <= width:
+            return text
+    cut = Text(short[0] + rest)
+    cut.truncate(max(width, 1), overflow="ellipsis")
+    return cut.plain
+
+
 class PhaseTimeline(DataTable[Text | str]):
     """One row per phase; the highlighted row is the selected phase (Enter shows its diff).
 
     Columns are re-measured whenever a cell changes (a status or commit arriving while the run goes
-    on), and the phase names are shortened with an ellipsis so the other columns fit the width.
+    on). The phase names are shortened with an ellipsis so the other columns fit the width; below
+    the names' minimum the depends-on ids are shortened too, so status and commit stay in view.
     """
 
     DEFAULT_CSS = """
@@ -91,6 +122,8 @@ class PhaseTimeline(DataTable[Text | str]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.phases: list[Phase] = []
         self._names: dict[str, Text | str] = {}  # phase id -> its full name cell
+        self._depends: dict[str, list[str]] = {}  # phase id -> the plan ids it depends on
+        self._prefix = ""  # what every plan id of the run starts with (see id_prefix)
 
     def on_mount(self) -> None:
         for name in COLUMNS:
@@ -115,21 +148,29 @@ class PhaseTimeline(DataTable[Text | str]):
             for phase, cells in zip(self.phases, rows, strict=True):
                 old = self.get_row(phase.id)
                 for column, value, before in zip(COLUMNS[1:], cells[1:], old[1:], strict=True):
-                    if value != before:  # e.g. only the duration of a running phase
+                    # The fitted columns are set by _fit_columns; the others when they change
+                    # (e.g. only the duration of a running phase).
+                    if column != COLUMNS[DEPENDS] and value != before:
                         self.update_cell(phase.id, column, value, update_width=True)
-            self._names = {p.id: cells[0] for p, cells in zip(self.phases, rows, strict=True)}
-            self._fit_names()
+            self._keep_full_cells(rows)
+            self._fit_columns()
             self._remeasure()
             return
         self.clear()
-        self._names = {p.id: cells[0] for p, cells in zip(self.phases, rows, strict=True)}
+        self._keep_full_cells(rows)
         for phase, cells in zip(self.phases, rows, strict=True):
             self.add_row(*cells, key=phase.id)
         if current is not None:
             index = next((i for i, p in enumerate(self.phases) if p.id == current.id), 0)
             self.move_cursor(row=index)
-        self._fit_names()
+        self._fit_columns()
         self._remeasure()
+
+    def _keep_full_cells(self, rows: list[list[Text | str]]) -> None:
+        """Remember the unshortened names and dependencies that _fit_columns fits to the width."""
+        self._names = {p.id: cells[0] for p, cells in zip(self.phases, rows, strict=True)}
+        self._depends = {p.id: list(p.dependencies) for p in self.phases}
+        self._prefix = id_prefix([p.plan_id for p in self.phases])
 
     def _remeasure(self) -> None:
         """Have the table measure its columns again now.
@@ -140,26 +181,48 @@ class PhaseTimeline(DataTable[Text | str]):
         self.call_later(self.refresh)
 
     def on_resize(self) -> None:
-        self._fit_names()
+        self._fit_columns()
 
-    def _fit_names(self) -> None:
-        """Shorten the phase names (with an ellipsis) so every other column fits the width."""
+    def _fit_columns(self) -> None:
+        """Fit the phase names, then the depends-on ids, so every other column fits the width.
+
+        The names give way first (down to MIN_NAME_WIDTH, with an ellipsis); then the ids lose
+        their shared prefix, then all but the first (the phase detail lists them whole).
+        """
         if not self._names or not self.columns or self.size.width == 0:
             return
+        pad = 2 * self.cell_padding
         # Measured from the cells themselves: the table re-measures its columns only when idle.
         rows = [self.get_row(phase_id) for phase_id in self._names if phase_id in self.rows]
         others = sum(
-            max([cell_len(name), *(_width(row[i]) for row in rows)]) + 2 * self.cell_padding
+            max([cell_len(name), *(_width(row[i]) for row in rows)]) + pad
             for i, name in enumerate(COLUMNS)
-            if i > 0
+            if i not in (0, DEPENDS)
         )
-        room = self.scrollable_content_region.width - others - 2 * self.cell_padding
-        width = max(MIN_NAME_WIDTH, room)
+        room = self.scrollable_content_region.width - others - 2 * pad
+        names = max(_width(cell) for cell in self._names.values())
+        depends = max(
+            cell_len(COLUMNS[DEPENDS]),
+            *(cell_len(fit_dependencies(d, 10**6)) for d in self._depends.values()),
+        )
+        if names + depends > room:
+            depends = min(depends, max(len(SHORT_DEPENDS_LABEL), room - MIN_NAME_WIDTH))
+        width = max(MIN_NAME_WIDTH, room - depends)
         for phase_id, full in self._names.items():
             cell = full.copy() if isinstance(full, Text) else Text(full)
             cell.truncate(width, overflow="ellipsis")
             if phase_id in self.rows and self.get_cell(phase_id, COLUMNS[0]) != cell:
                 self.update_cell(phase_id, COLUMNS[0], cell, update_width=True)
+        column = self.columns[ColumnKey(COLUMNS[DEPENDS])]
+        label = COLUMNS[DEPENDS] if depends >= cell_len(COLUMNS[DEPENDS]) else SHORT_DEPENDS_LABEL
+        relabel = column.label.plain != label
+        if relabel:
+            column.label = Text(label)
+        for phase_id, dependencies in self._depends.items():
+            text = fit_dependencies(dependencies, depends, self._prefix)
+            if phase_id in self.rows and (relabel or self.get_cell(phase_id, column.key) != text):
+                # Updating a cell re-measures its column, the new label included.
+                self.update_cell(phase_id, column.key, text, update_width=True)
 
     @staticmethod
     def _cells(phase: Phase, level: int, now: datetime) -> list[Text | str]:

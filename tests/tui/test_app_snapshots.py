@@ -16,6 +16,7 @@ from textual.widgets import Input
 
 from config.paths import Paths
 from tests.tui.seed import FAILED_RUN, seed
+from tests.tui.settle import wait_settled
 from tests.tui.shell_support import ShellApp, wait_for, wait_for_modal
 from tui.modals.intervention import InterventionModal
 from tui.modals.run_stopped import RunStoppedModal
@@ -54,7 +55,7 @@ def then(*keys: str, until: Callable[[Pilot[Any]], bool] | None = None) -> Befor
         await pilot.press(*keys)
         if until is not None:
             await wait_for(pilot, lambda: until(pilot), what="the screen after the keys")
-        await pilot.pause()
+        await wait_settled(pilot)
 
     return before
 
@@ -68,7 +69,7 @@ def test_runs_screen_filtered(snap_compare: Any, home: Path) -> None:
         await runs_ready(pilot)
         await pilot.press("slash", *"inventory", "enter", "down")
         await wait_for(pilot, lambda: filtered_to(pilot, 4), what="the filter")
-        await pilot.pause()
+        await wait_settled(pilot)
 
     assert snap_compare(app_on(home), run_before=run_before, terminal_size=SIZE)
 

@@ -151,3 +151,18 @@ async def test_status_and_commit_stay_in_view_however_many_dependencies(
             assert "phase-001, phase-002, phase-003" in shown[4], shown
         else:
             assert " 001 +2 " in shown[4], shown
+
+
+async def test_a_header_drawn_before_the_table_goes_idle_has_the_rows_widths() -> None:
+    """A busy machine paints between adding rows and the table's idle measuring: the header
+    drawn then is cached, so it must already have the widths the rows get."""
+    app = TimelineApp()
+    async with app.run_test(size=(160, 24)) as pilot:
+        timeline = app.query_one(PhaseTimeline)
+        done = {"commit": "a1b2c3d4e5f6", "attempts": 1, "started_at": "2026-11-20T08:00:00Z"}
+        timeline.show_phases([_phase(1, [], "completed", **done), _phase(2, ["phase-001"])], NOW)
+        for when in ("before the table went idle", "after"):
+            header, first = timeline.render_line(0).text, timeline.render_line(1).text
+            for label, cell in (("status", "✓ completed"), ("commit", "a1b2c3d4e5")):
+                assert header.index(label) == first.index(cell), f"{when}: {header!r} / {first!r}"
+            await pilot.pause()

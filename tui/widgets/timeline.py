@@ -223,6 +223,19 @@ class PhaseTimeline(DataTable[Text | str]):
             if phase_id in self.rows and (relabel or self.get_cell(phase_id, column.key) != text):
                 # Updating a cell re-measures its column, the new label included.
                 self.update_cell(phase_id, column.key, text, update_width=True)
+        self._fix_widths()
+
+    def _fix_widths(self) -> None:
+        """Give every column its measured width now, not when the table next goes idle.
+
+        DataTable caches a drawn cell by its update count, not its width: a header drawn between an
+        update and that idle measurement (a busy machine paints in between) kept the old widths.
+        """
+        rows = [self.get_row(phase_id) for phase_id in self._names if phase_id in self.rows]
+        for index, column in enumerate(self.ordered_columns):
+            column.width = max([cell_len(column.label.plain), *(_width(r[index]) for r in rows)])
+            column.auto_width = False
+        self.refresh()
 
     @staticmethod
     def _cells(phase: Phase, level: int, now: datetime) -> list[Text | str]:

@@ -78,6 +78,12 @@ def _list_worktrees(repo_path: Path) -> list[dict[str, str]]:
     return entries
 
 
+def prune_worktrees(repo_path: Path) -> None:
+    """Forget registrations of worktrees whose folders are gone."""
+    with worktrees_locked(repo_path):
+        run_git(git_cmd(repo_path), "worktree", "prune")
+
+
 def _branch_exists(repo_path: Path, branch: str) -> bool:
     """Whether refs/heads/<branch> exists."""
     return (

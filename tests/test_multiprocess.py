@@ -2,8 +2,9 @@
 completes, with its phases committed, and no process prints a traceback.
 
 Each round starts on a new home, so the processes race to create it, migrate its database and
-create the shared vector store (RAG on, with the instant hashing embedder); eight runs share each
-repository, so their worktrees and branches are made in one repository at the same time.
+create the shared vector store and its collections (RAG on, with the instant hashing embedder);
+twelve runs share one repository, so their worktrees and branches are made in it at the same time,
+and each of the other four has its own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tests.faultkit import untrue
 
 PROCESSES = 16
 ROUNDS = 2
-REPOS = 2
+SHARED = 12  # runs on one repository; each of the others has its own
 PHASES = ("phase-001", "phase-002")
 DEADLINE_SECONDS = 280.0  # per round, for sixteen runs on a heavily overloaded machine
 
@@ -77,7 +78,7 @@ def test_sixteen_processes_on_a_fresh_home_all_complete(tmp_path: Path) -> None:
             tmp_path / f"repo{n}",
             {"app.py": f"def main():\n    return {n}\n", "README.md": "# App\nRuns main.\n"},
         )
-        for n in range(REPOS)
+        for n in range(PROCESSES - SHARED + 1)
     ]
     for r in range(ROUNDS):
         home = tmp_path / f"home{r}"
@@ -87,7 +88,7 @@ def test_sixteen_processes_on_a_fresh_home_all_complete(tmp_path: Path) -> None:
                 "run",
                 f"task {r}-{n}",
                 "--repo",
-                str(repos[n % REPOS]),
+                str(repos[max(n - SHARED + 1, 0)]),
                 "--headless",
                 "--yes",
                 "--provider",

@@ -108,10 +108,10 @@ def test_sixteen_processes_on_a_fresh_home_all_complete(tmp_path: Path) -> None:
             assert out.strip().splitlines()[-1].split()[2] == "completed", said
 
         runs = cli_json(home, "runs", "--limit", "100")
-        assert len(runs) == PROCESSES, [r["id"] for r in runs]
-        left = [(r["id"], r["status"], r["error"]) for r in runs if r["status"] != "completed"]
-        assert left == [], f"round {r}: runs not completed: {left}"
-        assert all(r["phases_completed"] == r["phases_total"] == len(PHASES) for r in runs), runs
+        assert len(runs) == PROCESSES, [run["id"] for run in runs]
+        left = [(run["id"], run["status"], run["error"]) for run in runs]
+        assert [x for x in left if x[1] != "completed"] == [], f"round {r}: {left}"
+        assert all(run["phases_completed"] == run["phases_total"] == len(PHASES) for run in runs)
         stored = _stored_phases(home)
         for run in runs:
             assert [(p, s) for p, s, _ in stored[run["id"]]] == [(p, "completed") for p in PHASES]
@@ -120,3 +120,5 @@ def test_sixteen_processes_on_a_fresh_home_all_complete(tmp_path: Path) -> None:
             files = git(Path(run["repo"]), "ls-tree", "--name-only", run["branch"]).split()
             assert {f"{p}.py" for p in PHASES} <= set(files), (run["id"], files)
         assert untrue(home / "orchestrator.db", home) == []
+        # Retrieval was on: the runs made the shared vector store of this home.
+        assert (home / "indexes" / "chroma" / "chroma.sqlite3").is_file()

@@ -21,6 +21,7 @@ from config.paths import Paths
 from core.cleaning import inside
 from core.errors import StateError
 from core.git.repo import git_cmd, run_git
+from core.git.worktrees import prune_worktrees
 from core.records import FINISHED_RUN_STATUSES, Run
 from core.state.health import (
     DatabaseReport,
@@ -124,7 +125,7 @@ def remove_orphan_worktree(paths: Paths, folder: Path, repos: list[Path]) -> Non
     for repo in repos:
         if repo.is_dir():
             try:
-                run_git(git_cmd(repo), "worktree", "prune")
+                prune_worktrees(repo)
             except Exception:  # noqa: BLE001, S112 - a broken repository keeps its registration
                 continue
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import GitError, MergeConflictError, RepoError
@@ -30,8 +33,36 @@ def _same_path(a: Path | str, b: Path | str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _common_dir(repo_path: Path) -> Path:
+    """The repository's shared git folder (where `worktrees/` lives), also from a linked worktree."""
+    dot_git = repo_path / ".git"
+    if dot_git.is_dir():
+        return dot_git
+    found = Path(run_git(git_cmd(repo_path), "rev-parse", "--git-common-dir"))
+    return found if found.is_absolute() else repo_path / found
+
+
+@contextmanager
+def worktrees_locked(repo_path: Path) -> Iterator[None]:
+    """Our processes and threads change and read a repository's worktrees one at a time: while git
+    adds a worktree it reads every other one's files, and fails on one that another `worktree add`
+    has half made ("failed to read .git/worktrees/X/commondir"). An flock on the shared git folder
+    itself, so nothing is written into the user's repository; not reentrant (one per call chain)."""
+    fd = os.open(_common_dir(repo_path), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def list_worktrees(repo_path: Path) -> list[dict[str, str]]:
     """Registered worktrees as dicts with "worktree", "HEAD" and (when on a branch) "branch" keys."""
+    with worktrees_locked(repo_path):
+        return _list_worktrees(repo_path)
+
+
+def _list_worktrees(repo_path: Path) -> list[dict[str, str]]:
     out = run_git(git_cmd(repo_path), "worktree", "list", "--porcelain", strip=False)
     entries: list[dict[str, str]] = []
     current: dict[str, str] = {}
@@ -48,6 +79,12 @@ def list_worktrees(repo_path: Path) -> list[dict[str, str]]:
     return entries
 
 
+def prune_worktrees(repo_path: Path) -> None:
+    """Forget registrations of worktrees whose folders are gone."""
+    with worktrees_locked(repo_path):
+        run_git(git_cmd(repo_path), "worktree", "prune")
+
+
 def _branch_exists(repo_path: Path, branch: str) -> bool:
     """Whether refs/heads/<branch> exists."""
     return (
@@ -57,8 +94,13 @@ def _branch_exists(repo_path: Path, branch: str) -> bool:
 
 def create_worktree(repo_path: Path, worktree_path: Path, branch: str, start_point: str) -> None:
     """Make sure `worktree_path` is a worktree on `branch`, creating the branch at start_point only when it is new."""
+    with worktrees_locked(repo_path):
+        _create_worktree(repo_path, worktree_path, branch, start_point)
+
+
+def _create_worktree(repo_path: Path, worktree_path: Path, branch: str, start_point: str) -> None:
     g = git_cmd(repo_path)
-    for entry in list_worktrees(repo_path):
+    for entry in _list_worktrees(repo_path):
         if _same_path(entry.get("worktree", ""), worktree_path):
             if not (worktree_path / ".git").exists():
                 run_git(g, "worktree", "prune")  # registered, but its folder is gone
@@ -79,16 +121,20 @@ def create_worktree(repo_path: Path, worktree_path: Path, branch: str, start_poi
                 "move it away and try again."
             )
     worktree_path.parent.mkdir(parents=True, exist_ok=True)
-    args = ["worktree", "add", str(worktree_path), branch]
-    if not _branch_exists(repo_path, branch):
-        args = ["worktree", "add", "-b", branch, str(worktree_path), start_point]
     try:
-        run_git(g, *args)
+        run_git(g, *_add_args(repo_path, worktree_path, branch, start_point))
     except GitError:
-        # A stale registration (its folder deleted) blocks the branch: prune, then try once more.
-        # Pruning only here keeps it from racing a worktree another phase is adding right now.
+        # A stale registration (its folder deleted) blocks the branch: prune, then try once more,
+        # without `-b` when the failed attempt got as far as making the branch.
         run_git(g, "worktree", "prune")
-        run_git(g, *args)
+        run_git(g, *_add_args(repo_path, worktree_path, branch, start_point))
+
+
+def _add_args(repo_path: Path, worktree_path: Path, branch: str, start_point: str) -> list[str]:
+    """`git worktree add` arguments: check out `branch`, made at start_point when it is new."""
+    if _branch_exists(repo_path, branch):
+        return ["worktree", "add", str(worktree_path), branch]
+    return ["worktree", "add", "-b", branch, str(worktree_path), start_point]
 
 
 def merge_in_progress(worktree: Path) -> bool:
@@ -192,16 +238,17 @@ def remove_worktree(
 ) -> None:
     """Remove a worktree (and optionally its branch), tolerating either being gone already."""
     g = git_cmd(repo_path)
-    registered = any(
-        _same_path(e.get("worktree", ""), worktree_path) for e in list_worktrees(repo_path)
-    )
-    if registered:
-        run_git(g, "worktree", "remove", "--force", "--force", str(worktree_path))
-    elif worktree_path.exists() and (worktree_path / ".git").is_file():
-        shutil.rmtree(worktree_path)
-    run_git(g, "worktree", "prune")
-    if delete_branch and branch and _branch_exists(repo_path, branch):
-        run_git(g, "branch", "-D", branch)
+    with worktrees_locked(repo_path):
+        registered = any(
+            _same_path(e.get("worktree", ""), worktree_path) for e in _list_worktrees(repo_path)
+        )
+        if registered:
+            run_git(g, "worktree", "remove", "--force", "--force", str(worktree_path))
+        elif worktree_path.exists() and (worktree_path / ".git").is_file():
+            shutil.rmtree(worktree_path)
+        run_git(g, "worktree", "prune")
+        if delete_branch and branch and _branch_exists(repo_path, branch):
+            run_git(g, "branch", "-D", branch)
 
 
 def apply_branch(repo_path: Path, branch: str, message: str | None = None) -> str:
@@ -274,22 +321,19 @@ def remove_worktrees(repo_path: Path, folders: list[Path], branches: list[str]) 
     g = git_cmd(repo_path)
     common = repo_path / run_git(g, "rev-parse", "--git-common-dir")  # relative to the repo
     admins = [a for f in folders if (a := _admin_folder(common, f)) is not None]
-    remove_trees([*folders, *admins])
-    run_git(g, "worktree", "prune")
-    wanted = set(branches)
-    existing = [
-        name
-        for name in run_git(g, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads/").split(
-            "\n"
-        )
-        if name in wanted
-    ]
+    remove_trees(folders)
     refused: list[str] = []
-    for start in range(0, len(existing), _BRANCHES_PER_CALL):
-        chunk = existing[start : start + _BRANCHES_PER_CALL]
-        if git_status(g, "branch", "-D", "--", *chunk) != 0:
-            # git deletes what it can and refuses a branch checked out somewhere: say which.
-            refused += [b for b in chunk if _branch_exists(repo_path, b)]
+    with worktrees_locked(repo_path):  # git reads every registration: none half deleted
+        remove_trees(admins)
+        run_git(g, "worktree", "prune")
+        wanted = set(branches)
+        refs = run_git(g, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads/")
+        existing = [name for name in refs.split("\n") if name in wanted]
+        for start in range(0, len(existing), _BRANCHES_PER_CALL):
+            chunk = existing[start : start + _BRANCHES_PER_CALL]
+            if git_status(g, "branch", "-D", "--", *chunk) != 0:
+                # git deletes what it can and refuses a branch checked out somewhere: say which.
+                refused += [b for b in chunk if _branch_exists(repo_path, b)]
     if refused:
         raise GitError(
             f"could not delete {_listing(refused)} in {repo_path}: checked out in a worktree "

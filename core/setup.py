@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from config.catalog import ModelDef, ModelsCatalog
 from config.paths import Paths
 from config.schema import OrchestratorConfig
 from core.budget import BudgetGuard
 from core.errors import ConfigError, ModelNotFoundError
-from core.executors.acp import AcpExecutor
 from core.executors.base import Executor, executor_factory, register_executor
 from core.executors.external import ExternalAgentExecutor
 from core.executors.llm import LLMExecutor
@@ -28,7 +28,16 @@ from core.state.store import StateStore
 
 register_executor("llm", LLMExecutor.from_config)
 register_executor("external", ExternalAgentExecutor.from_config)
-register_executor("acp", AcpExecutor.from_config)
+
+
+def _acp_executor(config: Any, llm: Any = None, model_def: Any = None) -> Executor:
+    """The ACP executor, imported only when a run uses it (the ACP SDK's models take ~1 s to build)."""
+    from core.executors.acp import AcpExecutor
+
+    return AcpExecutor.from_config(config, llm, model_def)
+
+
+register_executor("acp", _acp_executor)
 
 
 def uses_executor_model(config: OrchestratorConfig) -> bool:

@@ -54,14 +54,21 @@ def worktree_roots(path: Path) -> tuple[Path, Path | None]:
 
 def changed_paths(root: Path, base_commit: str) -> set[str]:
     """Paths of `root`'s working tree that differ from `base_commit`, and untracked ones."""
+    # Both git calls run at once: each costs milliseconds of process start on a busy machine.
+    procs = [
+        subprocess.Popen(
+            ["git", *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        for args in (
+            ["diff", "--name-only", "-z", "--no-renames", base_commit, "--"],
+            ["ls-files", "-z", "--others", "--exclude-standard"],
+        )
+    ]
     out: set[str] = set()
-    for args in (
-        ["diff", "--name-only", "-z", "--no-renames", base_commit, "--"],
-        ["ls-files", "-z", "--others", "--exclude-standard"],
-    ):
-        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
+    for proc in procs:
+        stdout, _ = proc.communicate()
         if proc.returncode == 0:
-            out.update(p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p)
+            out.update(p for p in stdout.decode("utf-8", "surrogateescape").split("\0") if p)
     return out
 
 
@@ -144,6 +151,41 @@ def stat_signature(root: Path, paths: set[str]) -> tuple[tuple[str, int, int], .
     return tuple(out)
 
 
+class OverlayMemo:
+    """What overlays learned about changed files, kept across the worktrees of a repository:
+    a run's phase worktrees share most of their changed files, so each new overlay only reads
+    and hashes them, and chunks and tokenizes only content it has not seen."""
+
+    LIMIT = 20_000  # entries of each kind before the memo starts over
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, str | None] = {}  # path -> why the selector skips it, or None
+        self.files: dict[tuple[str, str], tuple[list[Chunk], list[list[str]]]] = {}
+
+    def reason(self, selector: FileSelector, path: str) -> str | None:
+        if path not in self.reasons:
+            if len(self.reasons) > self.LIMIT:
+                self.reasons.clear()
+            self.reasons[path] = selector.path_reason(path)
+        return self.reasons[path]
+
+    def pieces(
+        self, path: str, file_hash: str, text: str, chunker: object
+    ) -> tuple[list[Chunk], list[list[str]]]:
+        """The file's chunks and each chunk's lexical tokens."""
+        key = (path, file_hash)
+        found = self.files.get(key)
+        if found is None:
+            chunks: list[Chunk] = chunker(path, file_hash, text)  # type: ignore[operator]
+            tokens = [
+                tokenize(c.symbol or "") + tokenize(c.path) + tokenize(c.text) for c in chunks
+            ]
+            if len(self.files) > self.LIMIT:
+                self.files.clear()
+            found = self.files[key] = (chunks, tokens)
+        return found
+
+
 def build_overlay(
     root: Path,
     paths: set[str],
@@ -151,11 +193,14 @@ def build_overlay(
     chunker: object,
     files: tuple[tuple[str, int, int], ...],
     signature: tuple[object, ...],
+    memo: OverlayMemo | None = None,
 ) -> Overlay:
-    """Chunk the changed files that are indexable; every changed path hides the shared copy."""
+    """Chunk the changed files that are indexable; every changed path hides the shared copy.
+    With a memo (kept by the caller for one selector and chunker) known content is reused."""
+    memo = memo or OverlayMemo()
     overlay = Overlay(root=root, signature=signature, hidden=set(paths))
     for path, size, _ in files:
-        if size < 0 or selector.path_reason(path) or size > selector.max_file_bytes:
+        if size < 0 or memo.reason(selector, path) or size > selector.max_file_bytes:
             continue
         try:
             data = (root / path).read_bytes()
@@ -165,11 +210,9 @@ def build_overlay(
         if text is None:
             continue
         file_hash = hashlib.sha256(data).hexdigest()
-        chunks: list[Chunk] = chunker(path, file_hash, text)  # type: ignore[operator]
+        chunks, tokens = memo.pieces(path, file_hash, text, chunker)
         overlay.chunks.extend(chunks)
-        overlay.tokens.extend(
-            tokenize(c.symbol or "") + tokenize(c.path) + tokenize(c.text) for c in chunks
-        )
+        overlay.tokens.extend(tokens)
     overlay.embedded = [False] * len(overlay.chunks)
     return overlay
 

@@ -23,6 +23,7 @@ from rag.lexical import path_matches
 from rag.overlay import (
     INLINE_OVERLAY_CHUNKS,
     Overlay,
+    OverlayMemo,
     build_overlay,
     changed_paths,
     embed_hashes,
@@ -185,6 +186,7 @@ class HybridRetriever:
         self.registry = registry
         self._open: dict[Path, RepoIndex] = {}
         self._overlays: dict[Path, Overlay] = {}
+        self._overlay_memos: dict[Path, OverlayMemo] = {}  # per index root
         self._resolved: dict[str, tuple[Path, Path | None]] = {}
         self._lock = threading.Lock()
 
@@ -222,6 +224,7 @@ class HybridRetriever:
         with self._lock:
             for root in [r for r in self._open if not r.exists()]:
                 self._open.pop(root).close()
+                self._overlay_memos.pop(root, None)
             for tree in [t for t in self._overlays if not t.exists()]:
                 self._overlays.pop(tree)
             self._resolved.clear()
@@ -232,6 +235,7 @@ class HybridRetriever:
                 index.close()
             self._open.clear()
             self._overlays.clear()
+            self._overlay_memos.clear()
 
     def refresh_sync(
         self,
@@ -264,8 +268,9 @@ class HybridRetriever:
         signature = (files, index.catalog.get_meta("generation"), head)
         overlay = self._overlays.get(tree)
         if overlay is None or overlay.signature != signature:
+            memo = self._overlay_memos.setdefault(index.root, OverlayMemo())
             overlay = build_overlay(
-                tree, paths, index.selector(), index.chunk_file, files, signature
+                tree, paths, index.selector(), index.chunk_file, files, signature, memo
             )
             self._overlays[tree] = overlay
         if overlay.pending:

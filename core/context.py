@@ -45,6 +45,8 @@ class RunContext:
     executions: dict[tuple[str, int], str] = field(default_factory=dict)
     # Serialises changes to the repository's worktree registry and merges into the run branch.
     git_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Fingerprints of the run's baseline findings, read once: they are stored before any phase runs.
+    baseline_fingerprints: set[str] | None = None
 
     @property
     def run_id(self) -> str:

@@ -40,6 +40,11 @@ class Chunk:
         head = f"{self.path}" + (f" {self.symbol}" if self.symbol else "")
         return f"{head}\n{self.text}"
 
+    @cached_property
+    def embed_hash(self) -> str:
+        """text_hash of embed_text(): the key of the chunk's vector in the cache."""
+        return text_hash(self.embed_text())
+
 
 def make_chunk(
     path: str,

@@ -281,15 +281,15 @@ class HybridRetriever:
         import numpy as np
 
         todo = [
-            (n, h, t)
-            for n, (h, t) in enumerate(embed_hashes(overlay.chunks))
+            (n, h, overlay.chunks[n])
+            for n, h in enumerate(embed_hashes(overlay.chunks))
             if not overlay.embedded[n]
         ]
         cached = index.cache.get_vectors(index.embedder_key, [h for _, h, _ in todo])
-        missing = [(n, h, t) for n, h, t in todo if h not in cached][:INLINE_OVERLAY_CHUNKS]
+        missing = [(n, h, c) for n, h, c in todo if h not in cached][:INLINE_OVERLAY_CHUNKS]
         if missing:
             try:
-                fresh = index.embedder.embed([t for _, _, t in missing])
+                fresh = index.embedder.embed([c.embed_text() for _, _, c in missing])
             except EmbedderError as exc:  # the overlay stays lexical until the embedder answers
                 log.warning("embedding a worktree's changed files failed: %s", exc)
                 fresh = None

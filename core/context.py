@@ -48,6 +48,8 @@ class RunContext:
     git_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Budgets checked when an agent executor's attempt ends (None when our model does the work).
     agent_budget: BudgetGuard | None = None
+    # Fingerprints of the run's baseline findings, read once: they are stored before any phase runs.
+    baseline_fingerprints: set[str] | None = None
 
     @property
     def run_id(self) -> str:

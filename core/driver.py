@@ -331,6 +331,8 @@ class RunDriver:
         open findings (baseline excluded) pass a threshold."""
         severities, categories = await self._settled_open_findings(ctx.run_id)
         breaches = breaches_of(ctx.config.thresholds, severities, categories)
+        if not breaches:
+            return  # the usual case after a phase: no read of the run's questions
         asked = {
             (i.payload.get("key"), i.status)
             for i in await self.store.list_interventions(run_id=ctx.run_id)

@@ -61,7 +61,6 @@ class PhaseChecks:
         self.ctx = ctx
         self.phase = phase
         self.worktree = worktree
-        self._baseline: set[str] | None = None
 
     async def run(self, execution: Execution) -> list[str]:
         """Run the checks; store findings by fingerprint; return the blocking (new major) ones."""
@@ -139,13 +138,13 @@ class PhaseChecks:
         return steps
 
     async def _baseline_fingerprints(self) -> set[str]:
-        """Fingerprints of the run's baseline findings (read once)."""
-        if self._baseline is None:
-            stored = await self.ctx.store.get_findings(
-                self.ctx.run_id, status=FindingStatus.BASELINE
-            )
-            self._baseline = {f.fingerprint for f in stored}
-        return self._baseline
+        """Fingerprints of the run's baseline findings (read once a run: core.baseline stores
+        them before the first phase starts)."""
+        ctx = self.ctx
+        if ctx.baseline_fingerprints is None:
+            stored = await ctx.store.get_findings(ctx.run_id, status=FindingStatus.BASELINE)
+            ctx.baseline_fingerprints = {f.fingerprint for f in stored}
+        return ctx.baseline_fingerprints
 
     async def _record_findings(
         self, execution: Execution, found: list[tuple[VerifyFinding, str]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 
 def text_hash(text: str) -> str:
@@ -28,9 +29,9 @@ class Chunk:
     text: str
     content_hash: str
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """Stable identity: same path, start line and text give the same id."""
+        """Stable identity: same path, start line and text give the same id (computed once)."""
         raw = f"{self.path}\0{self.start_line}\0{self.content_hash}"
         return hashlib.sha1(raw.encode("utf-8", errors="surrogatepass")).hexdigest()
 
@@ -38,6 +39,11 @@ class Chunk:
         """What the embedder sees: where the chunk lives and what it defines, then its code."""
         head = f"{self.path}" + (f" {self.symbol}" if self.symbol else "")
         return f"{head}\n{self.text}"
+
+    @cached_property
+    def embed_hash(self) -> str:
+        """text_hash of embed_text(): the key of the chunk's vector in the cache."""
+        return text_hash(self.embed_text())
 
 
 def make_chunk(

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from rag.catalog import StoredChunk
-from rag.chunks import Chunk, text_hash
+from rag.chunks import Chunk
 from rag.errors import NotARepositoryError
 from rag.files import FileSelector, content_reason, decode
 from rag.tokens import tokenize
 
+Counts = dict[str, int]
 INLINE_OVERLAY_CHUNKS = (
     64  # new vectors of a worktree's changed files embedded per refresh (~2 s of MiniLM)
 )
@@ -33,6 +34,9 @@ INLINE_OVERLAY_CHUNKS = (
 def worktree_roots(path: Path) -> tuple[Path, Path | None]:
     """(working-tree root holding `path`, the repository's main working tree when that root is a
     linked worktree of it, else None), from one git call; NotARepositoryError outside git."""
+    linked = _linked_worktree_roots(path)
+    if linked is not None:
+        return linked
     proc = subprocess.run(
         ["git", "-C", str(path), "rev-parse", "--show-toplevel", "--git-dir", "--git-common-dir"],
         capture_output=True,
@@ -46,22 +50,58 @@ def worktree_roots(path: Path) -> tuple[Path, Path | None]:
         )
     root = Path(lines[0]).resolve()
     git_dir, common = (Path(path, line).resolve() for line in lines[1:])
+    return _roots_of(root, git_dir, common)
+
+
+def _roots_of(root: Path, git_dir: Path, common: Path) -> tuple[Path, Path | None]:
     if git_dir == common or common.name != ".git":
         return root, None  # the main worktree itself, or a bare repository's worktree
     main = common.parent
     return root, main if main.is_dir() and main != root else None
 
 
+def _linked_worktree_roots(path: Path) -> tuple[Path, Path | None] | None:
+    """worktree_roots of the root of a linked worktree read from its `.git` file, as git reads
+    it, without starting git (a run asks this of every new phase worktree); None when `path` is
+    not such a root or anything looks unusual, so git answers instead."""
+    if os.environ.get("GIT_DIR") or os.environ.get("GIT_COMMON_DIR"):
+        return None
+    try:
+        root = path.resolve()
+        head = (root / ".git").read_text(encoding="utf-8").splitlines()
+        if len(head) != 1 or not head[0].startswith("gitdir: "):
+            return None
+        git_dir = (root / head[0][len("gitdir: ") :]).resolve()
+        # git's own check that the worktree's record points back at this folder
+        back = (git_dir / "gitdir").read_text(encoding="utf-8").strip()
+        if (git_dir / Path(back)).resolve() != root / ".git":
+            return None
+        commondir = (git_dir / "commondir").read_text(encoding="utf-8").strip()
+        common = (git_dir / commondir).resolve()
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not (common / "HEAD").is_file():
+        return None
+    return _roots_of(root, git_dir, common)
+
+
 def changed_paths(root: Path, base_commit: str) -> set[str]:
     """Paths of `root`'s working tree that differ from `base_commit`, and untracked ones."""
+    # Both git calls run at once: each costs milliseconds of process start on a busy machine.
+    procs = [
+        subprocess.Popen(
+            ["git", *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        for args in (
+            ["diff", "--name-only", "-z", "--no-renames", base_commit, "--"],
+            ["ls-files", "-z", "--others", "--exclude-standard"],
+        )
+    ]
     out: set[str] = set()
-    for args in (
-        ["diff", "--name-only", "-z", "--no-renames", base_commit, "--"],
-        ["ls-files", "-z", "--others", "--exclude-standard"],
-    ):
-        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
+    for proc in procs:
+        stdout, _ = proc.communicate()
         if proc.returncode == 0:
-            out.update(p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p)
+            out.update(p for p in stdout.decode("utf-8", "surrogateescape").split("\0") if p)
     return out
 
 
@@ -74,6 +114,7 @@ class Overlay:
     hidden: set[str]  # paths whose shared-index chunks this worktree does not see
     chunks: list[Chunk] = field(default_factory=list)
     tokens: list[list[str]] = field(default_factory=list)
+    counts: list[Counts] = field(default_factory=list)  # per chunk: token -> occurrences
     vectors: np.ndarray | None = None  # one row per chunk (zeros where not embedded yet)
     embedded: list[bool] = field(default_factory=list)
     _shadowed: int | None = None
@@ -107,10 +148,7 @@ class Overlay:
         scores compare with the shared index's (k1 1.5, b 0.75 as bm25s uses)."""
         words = tokenize(query)
         out: list[tuple[str, float]] = []
-        for chunk, tokens in zip(self.chunks, self.tokens, strict=True):
-            counts: dict[str, int] = {}
-            for t in tokens:
-                counts[t] = counts.get(t, 0) + 1
+        for chunk, tokens, counts in zip(self.chunks, self.tokens, self.counts, strict=True):
             score = 0.0
             for w in words:
                 tf = counts.get(w, 0)
@@ -132,6 +170,14 @@ class Overlay:
         return [(self.chunks[i].id, float(sims[i])) for i in order]
 
 
+def token_counts(tokens: list[str]) -> Counts:
+    """How often each token occurs in a chunk's tokens."""
+    counts: Counts = {}
+    for t in tokens:
+        counts[t] = counts.get(t, 0) + 1
+    return counts
+
+
 def stat_signature(root: Path, paths: set[str]) -> tuple[tuple[str, int, int], ...]:
     """What changed files look like on disk: (path, size, mtime) of each, -1 when gone."""
     out = []
@@ -144,6 +190,41 @@ def stat_signature(root: Path, paths: set[str]) -> tuple[tuple[str, int, int], .
     return tuple(out)
 
 
+class OverlayMemo:
+    """What overlays learned about changed files, kept across the worktrees of a repository:
+    a run's phase worktrees share most of their changed files, so each new overlay only reads
+    and hashes them, and chunks and tokenizes only content it has not seen."""
+
+    LIMIT = 20_000  # entries of each kind before the memo starts over
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, str | None] = {}  # path -> why the selector skips it, or None
+        self.files: dict[tuple[str, str], tuple[list[Chunk], list[list[str]], list[Counts]]] = {}
+
+    def reason(self, selector: FileSelector, path: str) -> str | None:
+        if path not in self.reasons:
+            if len(self.reasons) > self.LIMIT:
+                self.reasons.clear()
+            self.reasons[path] = selector.path_reason(path)
+        return self.reasons[path]
+
+    def pieces(
+        self, path: str, file_hash: str, text: str, chunker: object
+    ) -> tuple[list[Chunk], list[list[str]], list[Counts]]:
+        """The file's chunks, each chunk's lexical tokens and how often each token occurs."""
+        key = (path, file_hash)
+        found = self.files.get(key)
+        if found is None:
+            chunks: list[Chunk] = chunker(path, file_hash, text)  # type: ignore[operator]
+            tokens = [
+                tokenize(c.symbol or "") + tokenize(c.path) + tokenize(c.text) for c in chunks
+            ]
+            if len(self.files) > self.LIMIT:
+                self.files.clear()
+            found = self.files[key] = (chunks, tokens, [token_counts(t) for t in tokens])
+        return found
+
+
 def build_overlay(
     root: Path,
     paths: set[str],
@@ -151,11 +232,14 @@ def build_overlay(
     chunker: object,
     files: tuple[tuple[str, int, int], ...],
     signature: tuple[object, ...],
+    memo: OverlayMemo | None = None,
 ) -> Overlay:
-    """Chunk the changed files that are indexable; every changed path hides the shared copy."""
+    """Chunk the changed files that are indexable; every changed path hides the shared copy.
+    With a memo (kept by the caller for one selector and chunker) known content is reused."""
+    memo = memo or OverlayMemo()
     overlay = Overlay(root=root, signature=signature, hidden=set(paths))
     for path, size, _ in files:
-        if size < 0 or selector.path_reason(path) or size > selector.max_file_bytes:
+        if size < 0 or memo.reason(selector, path) or size > selector.max_file_bytes:
             continue
         try:
             data = (root / path).read_bytes()
@@ -165,16 +249,15 @@ def build_overlay(
         if text is None:
             continue
         file_hash = hashlib.sha256(data).hexdigest()
-        chunks: list[Chunk] = chunker(path, file_hash, text)  # type: ignore[operator]
+        chunks, tokens, counts = memo.pieces(path, file_hash, text, chunker)
         overlay.chunks.extend(chunks)
-        overlay.tokens.extend(
-            tokenize(c.symbol or "") + tokenize(c.path) + tokenize(c.text) for c in chunks
-        )
+        overlay.tokens.extend(tokens)
+        overlay.counts.extend(counts)
     overlay.embedded = [False] * len(overlay.chunks)
     return overlay
 
 
-def embed_hashes(chunks: list[Chunk]) -> list[tuple[str, str]]:
-    """(embed hash, text to embed) of each chunk, as the shared index embeds them."""
-    texts = [c.embed_text() for c in chunks]
-    return [(text_hash(t), t) for t in texts]
+def embed_hashes(chunks: list[Chunk]) -> list[str]:
+    """The embed hash of each chunk (the hash of its embed text, as the shared index embeds
+    them); kept on the chunk, which worktrees of one run share."""
+    return [c.embed_hash for c in chunks]

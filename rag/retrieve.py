@@ -23,6 +23,7 @@ from rag.lexical import path_matches
 from rag.overlay import (
     INLINE_OVERLAY_CHUNKS,
     Overlay,
+    OverlayMemo,
     build_overlay,
     changed_paths,
     embed_hashes,
@@ -200,6 +201,7 @@ class HybridRetriever:
         self.registry = registry
         self._open: dict[Path, RepoIndex] = {}
         self._overlays: dict[Path, Overlay] = {}
+        self._overlay_memos: dict[Path, OverlayMemo] = {}  # per index root
         self._resolved: dict[str, tuple[Path, Path | None]] = {}
         self._lock = threading.Lock()
 
@@ -237,6 +239,7 @@ class HybridRetriever:
         with self._lock:
             for root in [r for r in self._open if not r.exists()]:
                 self._open.pop(root).close()
+                self._overlay_memos.pop(root, None)
             for tree in [t for t in self._overlays if not t.exists()]:
                 self._overlays.pop(tree)
             self._resolved.clear()
@@ -263,6 +266,7 @@ class HybridRetriever:
                 index.close()
             self._open.clear()
             self._overlays.clear()
+            self._overlay_memos.clear()
 
     def refresh_sync(
         self,
@@ -295,8 +299,9 @@ class HybridRetriever:
         signature = (files, index.catalog.get_meta("generation"), head)
         overlay = self._overlays.get(tree)
         if overlay is None or overlay.signature != signature:
+            memo = self._overlay_memos.setdefault(index.root, OverlayMemo())
             overlay = build_overlay(
-                tree, paths, index.selector(), index.chunk_file, files, signature
+                tree, paths, index.selector(), index.chunk_file, files, signature, memo
             )
             self._overlays[tree] = overlay
         if overlay.pending:
@@ -307,15 +312,15 @@ class HybridRetriever:
         import numpy as np
 
         todo = [
-            (n, h, t)
-            for n, (h, t) in enumerate(embed_hashes(overlay.chunks))
+            (n, h, overlay.chunks[n])
+            for n, h in enumerate(embed_hashes(overlay.chunks))
             if not overlay.embedded[n]
         ]
         cached = index.cache.get_vectors(index.embedder_key, [h for _, h, _ in todo])
-        missing = [(n, h, t) for n, h, t in todo if h not in cached][:INLINE_OVERLAY_CHUNKS]
+        missing = [(n, h, c) for n, h, c in todo if h not in cached][:INLINE_OVERLAY_CHUNKS]
         if missing:
             try:
-                fresh = index.embedder.embed([t for _, _, t in missing])
+                fresh = index.embedder.embed([c.embed_text() for _, _, c in missing])
             except EmbedderError as exc:  # the overlay stays lexical until the embedder answers
                 log.warning("embedding a worktree's changed files failed: %s", exc)
                 fresh = None

@@ -78,3 +78,20 @@ def test_clean_can_find_and_remove_the_per_worktree_indexes_older_versions_left(
     assert not legacy.folder.exists() and kept.folder.exists()
     assert [c.name for c in kept.vectors.client.list_collections()] == [kept.vectors.name]
     assert rag.legacy_worktree_indexes(indexes) == []
+
+
+def test_worktree_roots_read_from_a_linked_worktree_agree_with_git(tmp_path: Path) -> None:
+    """A phase worktree's roots are read from its .git file without starting git; the answer is
+    git's, through a symlinked path too, and git answers for what that reading does not cover."""
+    from rag.overlay import worktree_roots
+
+    repo = make_repo(tmp_path / "shop", FILES)
+    tree = tmp_path / "trees" / "phase-1"
+    git(repo, "worktree", "add", "-q", "-b", "phase-1", str(tree))
+    (tmp_path / "via-link").symlink_to(tree)
+    for asked in (tree, tmp_path / "via-link", tree / "shop", repo, repo / "shop"):
+        top, git_dir, common = git(
+            asked, "rev-parse", "--show-toplevel", "--git-dir", "--git-common-dir"
+        ).splitlines()
+        linked = Path(asked, git_dir).resolve() != Path(asked, common).resolve()
+        assert worktree_roots(asked) == (Path(top).resolve(), repo.resolve() if linked else None)

@@ -14,7 +14,7 @@ from core.artifacts import save_artifact
 from core.baseline import record_baseline
 from core.context import RunContext
 from core.diskfull import disk_full_error, is_disk_full, release_reserve
-from core.errors import RunAborted, RunCancelled, RunLockedError
+from core.errors import RunAborted, RunCancelled, RunLockedError, TransitionError
 from core.events import PlanCreated
 from core.gate import Gate
 from core.git import repo as gitrepo
@@ -159,7 +159,17 @@ class RunDriver:
     async def _finish(self, way_out: BaseException | RunStatus, error: str | None) -> None:
         """End the run through the lifecycle, then write the summary artifact (a summary that
         cannot be written is logged; the run's end is already stored)."""
-        run = await self.lifecycle.end_run(self.run_id, way_out, error=error)
+        try:
+            run = await self.lifecycle.end_run(self.run_id, way_out, error=error)
+        except TransitionError:
+            run = await self.store.get_run(self.run_id)
+            if run.status not in FINISHED_RUN_STATUSES:
+                raise
+            # Another process ended it first (`cancel` ends a run whose lease looked expired,
+            # as a starved process's can): that end is the truth, and this one says so.
+            self.journal.log(
+                self.run_id, None, "warning", f"run already {run.status} by another process"
+            )
         self._status = run.status
         try:
             await self._write_summary()

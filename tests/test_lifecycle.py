@@ -341,3 +341,32 @@ async def test_reads_present_a_run_whose_process_died_as_interrupted(
     assert (await store.get_intervention(ask_id)).status is InterventionStatus.PENDING
     with pytest.raises(TransitionError):  # the owner no longer holds it: nothing to record
         await lifecycle.record_lost(lost_id, owner)
+
+
+async def test_a_run_another_process_ended_first_keeps_that_end(tmp_path: Path) -> None:
+    """`cancel` ends a run itself when its lease looks expired (a starved process misses its
+    heartbeats); the driver, alive after all, then keeps that end and says so instead of failing."""
+    import asyncio
+    import os
+
+    from config.loader import load_config
+    from config.paths import Paths
+    from core.engine import Engine
+    from core.errors import RunCancelled
+    from tests.waiting import pending_asks
+
+    paths = Paths(tmp_path / "home")
+    repo = prepare_demo_repo(tmp_path / "demo")
+    cli_layer = {"llm.provider": "replay", "llm.replay": str(cassette_path())}
+    async with await Engine.open(paths) as driving, await Engine.open(paths) as other:
+        loaded = load_config(paths, repo=repo, env=os.environ, cli=cli_layer)
+        run = await driving.create_run("Add the demo feature", repo, loaded)
+        task = asyncio.create_task(driving.execute_run(run.id))
+        await pending_asks(driving, run.id, task)
+        await other.store.request_cancel(run.id)
+        await other.lifecycle.end_run(run.id, RunCancelled())  # as `cancel` does for a lost run
+        ended = await asyncio.wait_for(task, timeout=120)
+        assert ended.status is RunStatus.CANCELLED
+        assert ended.lease_owner is None  # released: nothing claims to drive it
+        logs = [r.message for r in await driving.logs(run.id)]
+        assert any("already cancelled by another process" in m for m in logs), logs[-5:]

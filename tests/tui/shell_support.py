@@ -52,7 +52,8 @@ async def wait_for(
     try:
         await eventually(condition, what=what, timeout=timeout, pause=lambda: pilot.pause(0.02))
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; screens: {pilot.app.screen_stack}") from None
+        runs = await _stored_runs(pilot.app)
+        raise AssertionError(f"{exc}; screens: {pilot.app.screen_stack}; runs: {runs}") from None
 
 
 async def wait_until(

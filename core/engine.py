@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -140,6 +141,7 @@ class Engine:
 
     async def execute_run(self, run_id: str, *, auto_approve: bool = False) -> Run:
         """Drive a stored run in this process until it finishes, fails or is interrupted."""
+        await asyncio.to_thread(importlib.import_module, "core.driver")  # off the event loop
         from core.driver import RunDriver
 
         return await RunDriver(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -212,7 +214,10 @@ async def build_clients(
     executor_impl = executor_factory(executor_name(config))(config, llm, executor_model)
     retriever: Retriever = NoRetrieval()
     if config.rag.enabled:
-        from core.indexing import hybrid_retriever  # numpy, tree-sitter: only when used
+        # numpy, tree-sitter: only when used, and imported in a thread (a second of CPU that would
+        # stall the event loop, the heartbeat of every run this process drives included)
+        await asyncio.to_thread(importlib.import_module, "core.indexing")
+        from core.indexing import hybrid_retriever
 
         retriever = IndexedRetriever(hybrid_retriever(paths, config, catalog))
     return Clients(

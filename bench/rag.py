@@ -1,6 +1,6 @@
 """RAG benchmark: indexes a repository and prints figures; asserts nothing.
 
-Usage: python bench/rag.py PATH [--home DIR] [--embedder onnx|hash] [--embed-chunks N]
+Usage: python bench/rag.py PATH [--home DIR] [--embedder onnx|onnx-t64|hash] [--embed-chunks N]
                                 [--queries 100] [--shell 10]
 
 Figures:
@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.embedders import EmbedderSpec
+from rag.embedders import MINILM_FAST_NAME, MINILM_NAME, EmbedderSpec
 from rag.index import IndexSettings, RepoIndex
 from rag.retrieve import HybridRetriever
 
@@ -51,6 +51,9 @@ def embed_rounds(index: RepoIndex, spec: EmbedderSpec, limit: int | None) -> Non
     # would spin and slow the other one down.
     raw = index.embedder
     raw.embed(["warm up"])  # loaded before timing
+    graph = getattr(raw, "graph", None)
+    if graph:
+        say("MiniLM graph (rag.minilm_graph)", f"{graph}, batches of {raw.batch_size}")
     raw_seconds = pipe_seconds = 0.0
     done = 0
     last = time.perf_counter()
@@ -93,15 +96,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("path", type=Path)
     parser.add_argument("--home", type=Path)
-    parser.add_argument("--embedder", default="onnx", choices=["onnx", "hash"])
+    parser.add_argument("--embedder", default="onnx", choices=["onnx", "onnx-t64", "hash"])
     parser.add_argument("--embed-chunks", type=int, help="embed at most this many chunks")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--shell", type=int, default=10, help="`orchestrator search` runs")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="rag-bench-"))
     indexes = home / "indexes"
-    model = "all-minilm-l6-v2-int8" if args.embedder == "onnx" else "256"
-    spec = EmbedderSpec(args.embedder, model)
+    models = {"onnx": MINILM_NAME, "onnx-t64": MINILM_FAST_NAME, "hash": "256"}
+    spec = EmbedderSpec("hash" if args.embedder == "hash" else "onnx", models[args.embedder])
     settings = IndexSettings(exclude=EXCLUDE)  # the shipped 2 MB cap
     index = RepoIndex(args.path, indexes, spec, settings)
     print(f"repository {index.root}  embedder {spec.key}  home {home}", flush=True)
@@ -134,8 +137,10 @@ def main() -> None:
     command = [sys.executable, "-m", "tui.cli", "--home", str(home), "index", str(index.root)]
     command += ["--json"] + ([] if embed else ["--lexical"])
     env = dict(os.environ)
-    if args.embedder != "onnx":
+    if args.embedder == "hash":
         env["ORCHESTRATOR__MODELS__EMBEDDER"] = "hashing-256"
+    elif args.embedder == "onnx-t64":
+        env["ORCHESTRATOR__MODELS__EMBEDDER"] = MINILM_FAST_NAME
     started = time.perf_counter()
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """RAG benchmark: indexes a repository and prints figures; asserts nothing.
 
-Usage: python bench/rag.py PATH [--home DIR] [--embedder onnx|onnx-t64|hash] [--embed-chunks N]
+Usage: python bench/rag.py PATH [--home DIR] [--embedder onnx|onnx-dq|onnx-t64|hash] [--embed-chunks N]
                                 [--queries 100] [--shell 10]
 
 Figures:
@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.embedders import MINILM_FAST_NAME, MINILM_NAME, EmbedderSpec
+from rag.embedders import MINILM_FAST_NAME, MINILM_INT8_NAME, MINILM_NAME, EmbedderSpec
 from rag.index import IndexSettings, RepoIndex
 from rag.retrieve import HybridRetriever
 
@@ -96,14 +96,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("path", type=Path)
     parser.add_argument("--home", type=Path)
-    parser.add_argument("--embedder", default="onnx", choices=["onnx", "onnx-t64", "hash"])
+    parser.add_argument(
+        "--embedder", default="onnx", choices=["onnx", "onnx-dq", "onnx-t64", "hash"]
+    )
     parser.add_argument("--embed-chunks", type=int, help="embed at most this many chunks")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--shell", type=int, default=10, help="`orchestrator search` runs")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="rag-bench-"))
     indexes = home / "indexes"
-    models = {"onnx": MINILM_NAME, "onnx-t64": MINILM_FAST_NAME, "hash": "256"}
+    models = {
+        "onnx": MINILM_NAME,
+        "onnx-dq": MINILM_INT8_NAME,
+        "onnx-t64": MINILM_FAST_NAME,
+        "hash": "256",
+    }
     spec = EmbedderSpec("hash" if args.embedder == "hash" else "onnx", models[args.embedder])
     settings = IndexSettings(exclude=EXCLUDE)  # the shipped 2 MB cap
     index = RepoIndex(args.path, indexes, spec, settings)
@@ -139,8 +146,8 @@ def main() -> None:
     env = dict(os.environ)
     if args.embedder == "hash":
         env["ORCHESTRATOR__MODELS__EMBEDDER"] = "hashing-256"
-    elif args.embedder == "onnx-t64":
-        env["ORCHESTRATOR__MODELS__EMBEDDER"] = MINILM_FAST_NAME
+    elif args.embedder != "onnx":
+        env["ORCHESTRATOR__MODELS__EMBEDDER"] = models[args.embedder]
     started = time.perf_counter()
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started

@@ -29,8 +29,13 @@ _BIAS = re.compile(
 )
 
 
-def fused_model(source: Path) -> bytes:
-    """The fused graph of the packaged model at `source`, serialised for an InferenceSession."""
+def fused_model(source: Path, quantized: bool = False) -> bytes:
+    """The fused graph of the packaged model at `source`, serialised for an InferenceSession.
+
+    quantized: the dense layers multiply in int8 (`DynamicQuantizeMatMul` on the packaged int8
+    weights, activations quantized per call) and attention runs as `MultiHeadAttention`: about
+    twice as fast again, with vectors that differ slightly (cosine about 0.995 to the float ones).
+    """
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -56,6 +61,7 @@ def fused_model(source: Path) -> bytes:
     if len(weights) != 6 * LAYERS:
         raise ValueError(f"found {len(weights)} dense layers in the MiniLM graph, expected 36")
 
+    ms = "com.microsoft"
     nodes: list[Any] = []
     kept: list[Any] = []
     made: set[str] = set()
@@ -81,7 +87,25 @@ def fused_model(source: Path) -> bytes:
     def array(name: str) -> Any:
         return numpy_helper.to_array(initializers[name])
 
-    ms = "com.microsoft"
+    def dense(x: str, names: list[str], out: str) -> None:
+        """x times the weights `names` side by side (no bias): float, or int8 when quantized."""
+        if not quantized:  # one float weight (query, key and value go to Attention whole)
+            nodes.append(helper.make_node("MatMul", [x, weight(names[0])], [out]))
+            return
+        q = np.concatenate([array(dequant[n][0]) for n in names], axis=1)
+        scale = np.concatenate([array(dequant[n][1]).reshape(-1) for n in names])
+        kept.append(numpy_helper.from_array(q, f"{out}_q"))
+        tensor(f"{out}_scale", scale)
+        kept.append(numpy_helper.from_array(np.zeros(len(scale), dtype=q.dtype), f"{out}_zero"))
+        nodes.append(
+            helper.make_node(
+                "DynamicQuantizeMatMul",
+                [x, f"{out}_q", f"{out}_scale", f"{out}_zero"],
+                [out],
+                domain=ms,
+            )
+        )
+
     nodes.append(helper.make_node("Cast", ["input_ids"], ["ids32"], to=TensorProto.INT32))
     nodes.append(helper.make_node("Cast", ["token_type_ids"], ["types32"], to=TensorProto.INT32))
     nodes.append(helper.make_node("Cast", ["attention_mask"], ["mask32"], to=TensorProto.INT32))
@@ -107,29 +131,37 @@ def fused_model(source: Path) -> bytes:
     for layer in range(LAYERS):
         base = f"{PREFIX}.{layer}"
         x = f"hidden_{layer}"
-        qkv = [
-            weight(weights[(layer, f"attention.self.{part}")]) for part in ("query", "key", "value")
-        ]
-        nodes.append(helper.make_node("Concat", qkv, [f"qkv_w_{layer}"], axis=1))
         bias = np.concatenate(
             [array(f"{base}.attention.self.{part}.bias") for part in ("query", "key", "value")]
         )
-        nodes.append(
-            helper.make_node(
-                "Attention",
-                [x, f"qkv_w_{layer}", tensor(f"qkv_b_{layer}", bias), "mask_index"],
-                [f"attn_{layer}"],
-                domain=ms,
-                num_heads=HEADS,
+        qkv = [weights[(layer, f"attention.self.{part}")] for part in ("query", "key", "value")]
+        if quantized:  # projections in int8, then attention on the projected q, k and v
+            dense(x, qkv, f"qkv_{layer}")
+            parts = [f"{part}_{layer}" for part in ("q", "k", "v")]
+            nodes.append(helper.make_node("Split", [f"qkv_{layer}"], parts, axis=2))
+            nodes.append(
+                helper.make_node(
+                    "MultiHeadAttention",
+                    [*parts, tensor(f"qkv_b_{layer}", bias), "mask32"],
+                    [f"attn_{layer}"],
+                    domain=ms,
+                    num_heads=HEADS,
+                )
             )
-        )
-        nodes.append(
-            helper.make_node(
-                "MatMul",
-                [f"attn_{layer}", weight(weights[(layer, "attention.output.dense")])],
-                [f"attn_out_{layer}"],
+        else:
+            nodes.append(
+                helper.make_node("Concat", [weight(n) for n in qkv], [f"qkv_w_{layer}"], axis=1)
             )
-        )
+            nodes.append(
+                helper.make_node(
+                    "Attention",
+                    [x, f"qkv_w_{layer}", tensor(f"qkv_b_{layer}", bias), "mask_index"],
+                    [f"attn_{layer}"],
+                    domain=ms,
+                    num_heads=HEADS,
+                )
+            )
+        dense(f"attn_{layer}", [weights[(layer, "attention.output.dense")]], f"attn_out_{layer}")
         nodes.append(
             helper.make_node(
                 "SkipLayerNormalization",
@@ -145,13 +177,7 @@ def fused_model(source: Path) -> bytes:
                 epsilon=EPSILON,
             )
         )
-        nodes.append(
-            helper.make_node(
-                "MatMul",
-                [f"mid_{layer}", weight(weights[(layer, "intermediate.dense")])],
-                [f"up_{layer}"],
-            )
-        )
+        dense(f"mid_{layer}", [weights[(layer, "intermediate.dense")]], f"up_{layer}")
         nodes.append(
             helper.make_node(
                 "BiasGelu",
@@ -160,13 +186,7 @@ def fused_model(source: Path) -> bytes:
                 domain=ms,
             )
         )
-        nodes.append(
-            helper.make_node(
-                "MatMul",
-                [f"gelu_{layer}", weight(weights[(layer, "output.dense")])],
-                [f"down_{layer}"],
-            )
-        )
+        dense(f"gelu_{layer}", [weights[(layer, "output.dense")]], f"down_{layer}")
         out = "last_hidden_state" if layer == LAYERS - 1 else f"hidden_{layer + 1}"
         nodes.append(
             helper.make_node(

@@ -47,3 +47,22 @@ def test_the_fused_graph_is_kept_and_a_damaged_file_is_made_again(tmp_path: Path
     repaired = MiniLMEmbedder(cache_dir=tmp_path)
     assert float(np.abs(repaired.embed(TEXTS[:3]) - expected).max()) < 1e-6
     assert repaired.graph == "fused" and kept[0].stat().st_size > 1_000_000
+
+
+def test_the_int8_variant_is_its_own_space_close_to_the_float_one(tmp_path: Path) -> None:
+    from rag.embedders import MINILM_INT8_NAME, EmbedderSpec, make_embedder
+
+    float_ = MiniLMEmbedder(batch_size=4)
+    int8 = make_embedder(EmbedderSpec("onnx", MINILM_INT8_NAME), tmp_path)
+    assert isinstance(int8, MiniLMEmbedder)
+    assert int8.key == EmbedderSpec("onnx", MINILM_INT8_NAME).key != float_.key
+    a, b = float_.embed(TEXTS), int8.embed(TEXTS)
+    assert int8.graph == "int8" and list(tmp_path.glob("minilm-int8-*.onnx"))
+    cosine = (a * b).sum(axis=1)
+    assert float(cosine.min()) > 0.97  # close: the same weights, int8 arithmetic
+    assert float(np.abs(a - b).max()) > 1e-4  # but not the same vectors: another index
+    # it still tells a paraphrase from an unrelated sentence
+    v = int8.embed(
+        ["How do I reset my password?", "What are the steps to change my password?", "The cat sat."]
+    )
+    assert float(v[0] @ v[1]) - float(v[0] @ v[2]) > 0.5

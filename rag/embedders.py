@@ -39,7 +39,7 @@ FAST_TOKENS = 64
 MINILM_INT8_NAME = "all-minilm-l6-v2-int8-dq"
 # Bumped when rag.minilm_graph writes a different graph, so an old file beside the indexes is
 # not used.
-FUSED_VERSION = 1
+FUSED_VERSION = 2
 
 
 class Embedder(Protocol):

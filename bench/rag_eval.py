@@ -2,7 +2,7 @@
 retriever and each stage of the default search, overall and per kind of query.
 
 Usage: python bench/rag_eval.py REPO [--queries bench/rag_queries/sympy.jsonl] [--home DIR]
-       [--embedder onnx|onnx-t64|hash] [--lexical] [-k 30] [--per-query]
+       [--embedder onnx|onnx-dq|onnx-t64|hash] [--lexical] [-k 30] [--per-query]
 
 Stages (what `orchestrator search` does, built up one step at a time):
 - whole-file BM25: plain BM25 (bm25s's tokenizer and English stop words) over whole files, the
@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.embedders import MINILM_FAST_NAME, MINILM_NAME, EmbedderSpec
+from rag.embedders import MINILM_FAST_NAME, MINILM_INT8_NAME, MINILM_NAME, EmbedderSpec
 from rag.index import IndexSettings
 from rag.retrieve import HybridRetriever
 
@@ -135,12 +135,18 @@ def main() -> None:
     parser.add_argument("repo", type=Path)
     parser.add_argument("--queries", type=Path, default=ROOT / "bench/eval/httpx_queries.json")
     parser.add_argument("--home", type=Path)
-    parser.add_argument("--embedder", default="onnx", choices=["onnx", "onnx-t64", "hash"])
+    parser.add_argument(
+        "--embedder", default="onnx", choices=["onnx", "onnx-dq", "onnx-t64", "hash"]
+    )
     parser.add_argument("--lexical", action="store_true", help="make no vectors")
     parser.add_argument("-k", type=int, default=30, help="chunks asked for per query")
     parser.add_argument("--per-query", action="store_true", help="print each query's ranks")
     args = parser.parse_args()
-    models = {"onnx": ("onnx", MINILM_NAME), "onnx-t64": ("onnx", MINILM_FAST_NAME)}
+    models = {
+        "onnx": ("onnx", MINILM_NAME),
+        "onnx-dq": ("onnx", MINILM_INT8_NAME),
+        "onnx-t64": ("onnx", MINILM_FAST_NAME),
+    }
     spec = EmbedderSpec(*models.get(args.embedder, ("hash", "256")))
     home = args.home or Path(tempfile.mkdtemp(prefix="rag-eval-"))
     data = load_queries(args.queries)

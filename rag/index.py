@@ -190,7 +190,7 @@ class RepoIndex:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = make_embedder(self.spec)
+            self._embedder = make_embedder(self.spec, self.indexes)
         return self._embedder
 
     # -- updating ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ cache.sqlite                  chunk lists and vectors shared by every index
 <repo>-<hash>/<embedder>/     catalog.sqlite, lexical/ (BM25), locks (one per repository: its
                               worktrees search it plus an in-memory overlay, rag.overlay)
 locks/                        file locks of the vector store (store, one per collection)
+minilm-fused-v*-*.onnx        MiniLM's fused graph (rag.minilm_graph), made once from the package
 """
 
 from __future__ import annotations

@@ -111,25 +111,3 @@ def prune_indexes(indexes: Path, remove: Callable[[list[Path]], None] | None = N
         if parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
     return pruned
-    for catalog_file in sorted(indexes.glob("*/*/catalog.sqlite")):
-        folder = catalog_file.parent
-        try:  # a plain read of two meta rows: no integrity check of every catalog
-            with closing(sqlite3.connect(catalog_file, timeout=5)) as db:
-                meta = dict(
-                    db.execute("SELECT key, value FROM meta WHERE key IN ('root', 'embedder')")
-                )
-        except sqlite3.DatabaseError:
-            continue  # rebuilt when its repository is indexed next
-        root, embedder_key = meta.get("root"), meta.get("embedder")
-        if not root or Path(root).exists():
-            continue
-        from rag.vectors import delete_collection
-
-        delete_collection(
-            indexes / "chroma", collection_name(Path(root), embedder_key or folder.name)
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-        if not any(folder.parent.iterdir()):
-            folder.parent.rmdir()
-        pruned.append(root)
-    return pruned

@@ -9,7 +9,7 @@ from typing import Any, Self, cast
 
 import pytest
 
-from tests.fakes.scripted import ScriptedHandler, ScriptedHTTPServer, split
+from tests.fakes.scripted import ScriptedHandler, ScriptedHTTPServer, poll_until, split
 
 # A scripted chat answer: the content, a dict (see FakeOllama), or a callable of the request body.
 Answer = str | dict[str, Any] | Callable[[dict[str, Any]], "str | dict[str, Any]"]
@@ -103,14 +103,7 @@ class FakeOllama:
 
     def wait_until(self, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
         """Poll a condition from a handler thread until it holds, the server stops, or timeout."""
-        waited = 0.0
-        while not condition():
-            if self._stop.wait(0.02):
-                return False
-            waited += 0.02
-            if waited >= timeout:
-                return False
-        return True
+        return poll_until(self._stop, condition, timeout)
 
 
 class _Handler(ScriptedHandler):

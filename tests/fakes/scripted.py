@@ -6,12 +6,22 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 # A scripted answer: the content, a dict (see ScriptedServer), or a callable of the request body.
 Answer = str | dict[str, Any] | Callable[[dict[str, Any]], "str | dict[str, Any]"]
+
+
+def poll_until(stop: threading.Event, condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll `condition` until it holds (True), or `stop` is set or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if stop.wait(0.02) or time.monotonic() >= deadline:
+            return False
+    return True
 
 
 class ScriptedServer:
@@ -107,14 +117,7 @@ class ScriptedServer:
 
     def wait_until(self, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
         """Poll a condition from a handler thread until it holds, the server stops, or timeout."""
-        waited = 0.0
-        while not condition():
-            if self._stop.wait(0.02):
-                return False
-            waited += 0.02
-            if waited >= timeout:
-                return False
-        return True
+        return poll_until(self._stop, condition, timeout)
 
     def calls(self, path_suffix: str) -> list[dict[str, Any]]:
         """Bodies of the requests whose path ends with path_suffix."""

@@ -370,3 +370,4 @@ async def test_a_run_another_process_ended_first_keeps_that_end(tmp_path: Path) 
         assert ended.lease_owner is None  # released: nothing claims to drive it
         logs = [r.message for r in await driving.logs(run.id)]
         assert any("already cancelled by another process" in m for m in logs), logs[-5:]
+    assert_true_state(paths.home, run.id)  # no phase in progress, no attempt running, no ask

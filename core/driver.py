@@ -170,6 +170,7 @@ class RunDriver:
             self.journal.log(
                 self.run_id, None, "warning", f"run already {run.status} by another process"
             )
+            run = await self.lifecycle.close_leftovers(run)
         self._status = run.status
         try:
             await self._write_summary()

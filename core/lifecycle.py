@@ -278,6 +278,24 @@ class Lifecycle:
 
         return (await self.journal.record(write, events)).run
 
+    async def close_leftovers(self, run: Run) -> Run:
+        """Close what a live process opened after another process ended `run` first (an attempt
+        it started meanwhile); the run keeps the status, error and outcome that process stored."""
+        status = run.status
+        closed = await self.store.close_run(
+            run.id,
+            status,
+            allowed_from=(str(status),),
+            error=run.error,
+            outcome=run.metadata.get("outcome"),
+            phases_to=P.PENDING if status is R.INTERRUPTED else P.FAILED,
+            attempt_error=INTERRUPTED_ATTEMPT
+            if status is R.INTERRUPTED
+            else f"{status}: {run.error}",
+            withdraw=status in WITHDRAWING_RUN_STATUSES,
+        )
+        return closed.run
+
     async def record_lost(self, run_id: str, owner: str | None, *, clear_lease: bool = True) -> Run:
         """Record a run whose driving process `owner` is gone (dead pid, expired lease) as
         interrupted; with clear_lease (another process records it) only while `owner` still

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from config.paths import Paths
 from core.git import worktrees
+from core.git.remote import local_repo_path
 from core.records import Phase, Run
 from core.removal import remove_empty_dirs, remove_trees
 from core.state.store import StateStore
@@ -70,8 +71,9 @@ async def clean_runs(paths: Paths, store: StateStore, runs: list[Run]) -> list[s
         if run.metadata.get("cleaned") or not run.branch:
             continue
         folders, branches = run_folders(paths, run, await store.get_phases_for_run(run.id))
-        by_repo[Path(run.repo)][0].extend(folders)
-        by_repo[Path(run.repo)][1].extend(branches)
+        where = local_repo_path(paths, run.repo)  # this home's clone of a run on a URL
+        by_repo[where][0].extend(folders)
+        by_repo[where][1].extend(branches)
         chosen.append(run)
     for repo, (folders, branches) in by_repo.items():
         await asyncio.to_thread(_clean_repo, paths, repo, folders, branches)

@@ -48,6 +48,9 @@ class RunContext:
     git_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Budgets checked when an agent executor's attempt ends (None when our model does the work).
     agent_budget: BudgetGuard | None = None
+    # The run's repository URL (without credentials) when it was named by URL: each phase's
+    # merge into the run branch is pushed there before the phase is recorded as done.
+    origin: str | None = None
     # Fingerprints of the run's baseline findings, read once: they are stored before any phase runs.
     baseline_fingerprints: set[str] | None = None
 

@@ -17,8 +17,8 @@ from core.diskfull import disk_full_error, is_disk_full, release_reserve
 from core.errors import RunAborted, RunCancelled, RunLockedError, TransitionError
 from core.events import PlanCreated
 from core.gate import Gate
+from core.git import remote, worktrees
 from core.git import repo as gitrepo
-from core.git import worktrees
 from core.journal import Journal
 from core.lifecycle import Lifecycle
 from core.phase_runner import PhaseRunner
@@ -114,7 +114,9 @@ class RunDriver:
                 way_out = asyncio.CancelledError()
             elif is_disk_full(exc):
                 release_reserve(self.paths.home)  # room to record the end on the full disk
-                way_out = disk_full_error(exc, [self.paths.home, Path(run.repo)], run.id)
+                way_out = disk_full_error(
+                    exc, [self.paths.home, remote.local_repo_path(self.paths, run.repo)], run.id
+                )
         ended = False
         try:
             if self._lease_lost:  # another process recorded or took the run: it owns the truth
@@ -198,7 +200,11 @@ class RunDriver:
     async def _context(self, run: Run) -> RunContext:
         """Build clients from the run's stored configuration and make sure its worktree exists."""
         config, catalog = config_from_snapshot(run.config)
-        repo = Path(run.repo)
+        origin = run.repo if remote.is_url(run.repo) else None
+        if origin is not None:  # this home's clone, fetched now
+            repo = await asyncio.to_thread(remote.ensure_clone, self.paths, origin)
+        else:
+            repo = Path(run.repo)
         run_worktree = run_paths.run_worktree(self.paths, run.id)
         if run.branch is None or run.base_commit is None:
             base = await asyncio.to_thread(gitrepo.head_commit_of, repo)
@@ -206,6 +212,10 @@ class RunDriver:
             run = await self.store.set_run_git(run.id, base, branch, str(run_worktree))
         else:
             base, branch = run.base_commit, run.branch
+            if run.worktree != str(run_worktree):  # continued in another home: its worktree
+                run = await self.store.set_run_git(run.id, base, branch, str(run_worktree))
+        if origin is not None:
+            await asyncio.to_thread(remote.sync_run_branch, repo, origin, branch, run_worktree)
         await asyncio.to_thread(worktrees.create_worktree, repo, run_worktree, branch, base)
         gate = Gate(
             self.store,
@@ -236,6 +246,7 @@ class RunDriver:
             agent_budget=clients.agent_budget,
             repo=repo,
             run_worktree=run_worktree,
+            origin=origin,
         )
 
     async def _on_waiting(self, waiting: bool) -> None:

@@ -110,20 +110,33 @@ class Engine:
 
     # ---- commands ------------------------------------------------------------------------------
 
+    async def checkout(self, repo: Path | str) -> Path:
+        """The local folder a run on `repo` works in: the path itself, or for a git URL this
+        home's clone of it, cloned or fetched now (credentials in the URL are kept in memory only)."""
+        from core.git import remote
+
+        if not remote.is_url(str(repo)):
+            return Path(repo).expanduser()
+        url = remote.remember(str(repo))
+        return await asyncio.to_thread(remote.ensure_clone, self.paths, url)
+
     async def create_run(
-        self, task: str, repo: Path, loaded: LoadedConfig, *, allow_dirty: bool = False
+        self, task: str, repo: Path | str, loaded: LoadedConfig, *, allow_dirty: bool = False
     ) -> Run:
-        """Check the repository and store a new pending run with its configuration snapshot."""
+        """Check the repository and store a new pending run with its configuration snapshot; a
+        repository named by git URL is cloned (or fetched) into the home and stored without credentials."""
         if not task.strip():
             raise InputError(
                 'the task is empty: say what the run should do, e.g. orchestrator run "Add input validation" --repo .'
             )
         from config.loader import make_snapshot
+        from core.git import remote
         from core.git import repo as gitrepo
         from core.llm.config_check import ensure_names
         from core.setup import preflight
 
-        git_repo = await asyncio.to_thread(gitrepo.open_repo, repo)
+        url = remote.clean_url(str(repo)) if remote.is_url(str(repo)) else None
+        git_repo = await asyncio.to_thread(gitrepo.open_repo, await self.checkout(repo))
         try:
             root = Path(git_repo.working_tree_dir or repo).resolve()
             await asyncio.to_thread(
@@ -134,9 +147,10 @@ class Engine:
         ensure_names(loaded)  # names the file and key of a bad provider or model name
         await preflight(loaded.config, loaded.catalog)
         await self.record_lost_runs()
-        run = await self.store.create_run(redact(task.strip()), str(root), make_snapshot(loaded))
+        where = url or str(root)
+        run = await self.store.create_run(redact(task.strip()), where, make_snapshot(loaded))
         await self.journal.emit(RunCreated(run_id=run.id, task=run.task, repo=run.repo))
-        self.journal.log(run.id, None, "info", f"run {run.id} created for {root}")
+        self.journal.log(run.id, None, "info", f"run {run.id} created for {where}")
         return run
 
     async def execute_run(self, run_id: str, *, auto_approve: bool = False) -> Run:
@@ -241,14 +255,24 @@ class Engine:
         status = InterventionStatus.APPROVED if approve else InterventionStatus.REJECTED
         return await self.lifecycle.intervention_to(intervention_id, status, note=note)
 
-    async def apply_run(self, run_id: str) -> str:
-        """Merge a finished run's branch into the user's current branch; returns the new HEAD."""
+    async def apply_run(self, run_id: str, checkout: Path | None = None) -> str:
+        """Merge a finished run's branch into the current branch of the user's checkout (the run's
+        own repository path when none is given); the branch is fetched from the checkout's origin
+        (or the run's URL) when it is not there. Returns the new HEAD."""
         run = await self.store.get_run(run_id)
         if run.status is not RunStatus.COMPLETED or not run.branch:
             raise InputError(f"run {run_id} is {run.status}; only a completed run can be applied")
-        from core.git import worktrees
+        from core.git import remote, worktrees
 
-        return await asyncio.to_thread(worktrees.apply_branch, Path(run.repo), run.branch)
+        if checkout is None:
+            if remote.is_url(run.repo):
+                raise InputError(
+                    f"run {run_id} worked on {run.repo}; pass --repo with your checkout of it "
+                    "(or run apply inside that checkout)"
+                )
+            checkout = Path(run.repo)
+        await asyncio.to_thread(remote.ensure_branch_in, checkout, run.branch, run.repo)
+        return await asyncio.to_thread(worktrees.apply_branch, checkout, run.branch)
 
     async def clean(self, run_id: str | None = None) -> list[str]:
         """Remove worktrees, branches, per-worktree indexes and empty folders of finished runs
@@ -397,7 +421,11 @@ class Engine:
         from core.git import repo as gitrepo
 
         try:
-            return await asyncio.to_thread(gitrepo.diff_of_commit, Path(run.repo), phase.commit)
+            from core.git.remote import local_repo_path
+
+            return await asyncio.to_thread(
+                gitrepo.diff_of_commit, local_repo_path(self.paths, run.repo), phase.commit
+            )
         except Exception as exc:  # the repository moved or the commit was collected
             for artifact in await self.store.get_artifacts(run_id):
                 if artifact.type == "diff" and artifact.phase_id == phase_id:

@@ -28,7 +28,8 @@ OrchestratorError                  exit retriable resumable
 │   └── PlanValidationError          1     no       no     one answer that is not a usable plan (sent back to the model)
 ├── EditError                        1    yes      yes     SEARCH/REPLACE blocks that did not apply, or a path outside the worktree
 ├── GitError                         1     no      yes     a git operation failed
-│   └── MergeConflictError           1     no      yes     merging a phase branch back conflicted
+│   ├── MergeConflictError           1     no      yes     merging a phase branch back conflicted
+│   └── PushError                    1     no      yes     the origin refused the run branch (access, hook)
 ├── VerificationError                1     no      yes     a verification command could not be started
 ├── UnsafePathError                  1     no       no     a path built from an id would leave the home or worktree
 ├── RunLockedError                   1     no       no     another live process holds the run's lease
@@ -43,6 +44,7 @@ OrchestratorError                  exit retriable resumable
 How a run ends (core.lifecycle.Lifecycle.end_run):
     RunCancelled                          -> cancelled
     DiskFullError, NeedsInputError,
+    PushError,
     asyncio.CancelledError (signal)       -> interrupted  (pending questions stay answerable)
     any other error                       -> failed
 
@@ -205,6 +207,10 @@ class MergeConflictError(GitError):
     def __init__(self, message: str, files: list[str] | None = None) -> None:
         super().__init__(message)
         self.files = files or []
+
+
+class PushError(GitError):
+    """The origin refused the run branch after a phase commit; the phase is not recorded as done."""
 
 
 class VerificationError(OrchestratorError):

@@ -40,6 +40,7 @@ from core.errors import (
     DiskFullError,
     NeedsInputError,
     OrchestratorError,
+    PushError,
     RunCancelled,
     TransitionError,
     WithdrawnError,
@@ -152,7 +153,7 @@ def ending_of(run_id: str, way_out: BaseException | RunStatus, error: str | None
             else f"{exc}; free space in {where}, then `orchestrator resume {run_id}`"
         )
         return Ending(R.INTERRUPTED, error or text, {**facts, "path": where})
-    if isinstance(exc, NeedsInputError):
+    if isinstance(exc, NeedsInputError | PushError):  # resumable once a person acted
         return Ending(R.INTERRUPTED, error or str(exc), facts)
     return Ending(R.FAILED, error or str(exc) or type(exc).__name__, facts)
 

@@ -10,8 +10,8 @@ from core.attempt_host import RunAttemptHost
 from core.context import RunContext
 from core.errors import GitError, MergeConflictError, RunAborted
 from core.executors.base import AttemptResult, PhaseJob
+from core.git import remote, worktrees
 from core.git import repo as gitrepo
-from core.git import worktrees
 from core.lifecycle import INTERRUPTED_ATTEMPT
 from core.phase_checks import PhaseChecks
 from core.procenv import redact
@@ -89,7 +89,8 @@ class PhaseRunner:
         if self.phase.base_commit is not None:
             base = self.phase.base_commit  # recorded before a restart
         else:
-            base = await asyncio.to_thread(gitrepo.head_commit_of, ctx.run_worktree)
+            async with ctx.git_lock:  # never between a merge and its push: bases are pushed commits
+                base = await asyncio.to_thread(gitrepo.head_commit_of, ctx.run_worktree)
         await self._set_status(
             PhaseStatus.IN_PROGRESS,
             base_commit=base,
@@ -307,6 +308,13 @@ class PhaseRunner:
             except MergeConflictError as conflict:
                 if not await self._resolve_conflict(sha, conflict):
                     return PhaseStatus.FAILED
+            if ctx.origin is not None and ctx.run.branch:
+                # Pushed before the phase is recorded done: a run continued on another machine
+                # starts from what the origin has, so no recorded phase is ever missing there.
+                await asyncio.to_thread(
+                    remote.push_branch, ctx.repo, ctx.origin, ctx.run.branch, ctx.run_id
+                )
+                ctx.log(self.phase.id, f"pushed {ctx.run.branch} to {ctx.origin}")
         if ctx.config.artifacts.save_diffs:
             diff = await asyncio.to_thread(gitrepo.diff_of_commit, self.worktree, sha)
             await ctx.save_artifact(

@@ -67,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="plan and execute a task on a repository")
     p.add_argument("task", help="what the run should do, in plain words")
-    p.add_argument("--repo", required=True, help="path of the git repository to work on")
+    p.add_argument(
+        "--repo",
+        required=True,
+        help="the git repository to work on: a path, or a git URL (file://, ssh, https) that is "
+        "cloned into the home and to which the run branch is pushed after each phase",
+    )
     p.add_argument(
         "--provider",
         help="LLM provider for every model: ollama, openai, anthropic or replay "
@@ -175,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("apply", help="merge a completed run's branch into your current branch")
     p.add_argument("run_id")
+    p.add_argument(
+        "--repo",
+        metavar="PATH",
+        help="your checkout to apply to (default: the run's repository path; for a run on a git "
+        "URL, the current directory); the run branch is fetched from its origin when missing",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser(

@@ -224,7 +224,7 @@ async def _watch(engine: Engine, run: Run, args: argparse.Namespace, *, resume: 
 async def run_command(engine: Engine, args: argparse.Namespace) -> int:
     from config.loader import load_config
 
-    repo = Path(args.repo).expanduser()
+    repo = await engine.checkout(args.repo)  # a git URL is cloned or fetched into the home
     loaded = load_config(
         engine.paths,
         repo=repo.resolve() if repo.is_dir() else None,
@@ -232,7 +232,7 @@ async def run_command(engine: Engine, args: argparse.Namespace) -> int:
         cli=_cli_overrides(args),
         cli_labels=_CLI_LABELS,
     )
-    run = await engine.create_run(args.task, repo, loaded, allow_dirty=args.allow_dirty)
+    run = await engine.create_run(args.task, args.repo, loaded, allow_dirty=args.allow_dirty)
     print(f"run {run.id}", flush=True)
     return await _watch(engine, run, args, resume=False)
 
@@ -443,7 +443,12 @@ async def export_command(engine: Engine, args: argparse.Namespace) -> int:
 
 
 async def apply_command(engine: Engine, args: argparse.Namespace) -> int:
-    head = await engine.apply_run(args.run_id)
+    from core.git.remote_url import is_url
+
+    checkout = Path(args.repo).expanduser().resolve() if args.repo else None
+    if checkout is None and is_url((await engine.get_run(args.run_id)).repo):
+        checkout = Path.cwd()  # a run on a URL is applied to the checkout you are in
+    head = await engine.apply_run(args.run_id, checkout)
     if args.json:
         _print_json({"id": args.run_id, "head": head})
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from core.git.remote_url import is_url
 from core.records import RunUsage, UsageTotals
 from core.timeutil import parse_ts
 
@@ -31,7 +32,7 @@ def document_of(snap: RunSnapshot) -> dict[str, Any]:
     return {
         "id": run.id,
         "task": run.task,
-        "repo": os.path.abspath(run.repo),
+        "repo": run.repo if is_url(run.repo) else os.path.abspath(run.repo),
         "status": run.status.value,
         "created_at": run.created_at,
         "started_at": run.started_at,

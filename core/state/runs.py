@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError, NotFoundError
+from core.git.remote_url import is_url
 from core.liveness import LOST_RUN, SEEN_RUN_COLUMNS
 from core.records import FINISHED_RUN_STATUSES, Run, RunStatus, RunSummary
 from core.state import schema
@@ -28,9 +29,11 @@ class RunsMixin(StateDatabase):
         config: dict[str, Any],
         metadata: dict[str, Any] | None = None,
     ) -> Run:
-        """Insert a pending run; the repo path is stored absolute."""
+        """Insert a pending run; the repo path is stored absolute (a git URL as given, already clean)."""
         run_id, now = new_id("r"), utcnow()
-        repo_abs = os.path.abspath(os.path.expanduser(str(repo)))
+        repo_abs = (
+            str(repo) if is_url(str(repo)) else os.path.abspath(os.path.expanduser(str(repo)))
+        )
         async with self._write() as db:
             await db.execute(
                 "INSERT INTO runs (id, task, repo, status, created_at, updated_at, config, metadata)"

@@ -1,0 +1,135 @@
+"""Runs on a repository named by git URL: a clone per home, the run branch pushed to the origin
+after each phase, a refused push stored truthfully, a run continued in another home, apply from
+another checkout."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from core.git.remote_url import clean_url, is_url, split_credentials
+from tests.cassette import new_file, phase, write_cassette
+from tests.clirun import cli, cli_json
+from tests.conftest import git, make_repo
+
+TASK = "Add two files"
+
+
+def make_origin(tmp_path: Path) -> Path:
+    """A bare `origin` repository holding one commit on main, as a team's server would."""
+    work = make_repo(tmp_path / "seed", {"README.md": "hello\n"})
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(work, "push", "-q", str(origin), "main")
+    return origin
+
+
+def phase_commits(origin: Path, branch: str) -> list[str]:
+    """The Orchestrator-Phase trailer of every commit on `branch` after main, one per commit."""
+    out = git(
+        origin,
+        "log",
+        "--format=%(trailers:key=Orchestrator-Phase,valueonly,separator=%x2C)",
+        f"main..{branch}",
+    )
+    return sorted(line.strip() for line in out.splitlines() if line.strip())
+
+
+def run_args(url: str, cassette: Path) -> list[str]:
+    return [
+        "run",
+        TASK,
+        "--repo",
+        url,
+        "--headless",
+        "--yes",
+        "--provider",
+        "replay",
+        "--replay",
+        str(cassette),
+    ]
+
+
+def test_urls_are_told_from_paths_and_stored_without_credentials(tmp_path: Path) -> None:
+    assert is_url("file:///srv/git/app.git") and is_url("https://example.com/team/app.git")
+    assert is_url("git@example.com:team/app.git") and is_url("ssh://git@example.com/app.git")
+    assert not is_url(str(tmp_path)) and not is_url("./app") and not is_url("app")
+    clean, creds = split_credentials("https://alice:s3cr%40t@example.com:8443/team/app.git")
+    assert clean == "https://example.com:8443/team/app.git"
+    assert creds is not None and (creds.username, creds.password) == ("alice", "s3cr@t")
+    assert "s3cr" not in repr(creds)
+    clean, creds = split_credentials("https://ghp_token123@example.com/app.git")
+    assert clean == "https://example.com/app.git" and creds is not None
+    assert creds.password == "ghp_token123"
+    assert clean_url("ssh://git:pw@example.com/app.git") == "ssh://git@example.com/app.git"
+    assert clean_url("git@example.com:team/app.git") == "git@example.com:team/app.git"
+
+
+def test_each_phase_is_pushed_before_it_is_recorded_and_a_refused_push_is_stored(
+    tmp_path: Path,
+) -> None:
+    origin = make_origin(tmp_path)
+    url = origin.as_uri()
+    # The origin refuses any push whose tip holds b.txt, the file phase-002 writes.
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\nwhile read old new ref; do\n"
+        '  if git cat-file -e "$new:b.txt" 2>/dev/null; then\n'
+        '    echo "policy: b.txt may not be pushed here" >&2; exit 1\n  fi\ndone\nexit 0\n'
+    )
+    hook.chmod(0o755)
+    answer_b = new_file("b.txt", "b")
+    cassette = write_cassette(
+        tmp_path / "c.jsonl",
+        [phase("phase-001"), phase("phase-002", deps=["phase-001"])],
+        {("phase-001", 1): new_file("a.txt", "a"), ("phase-002", 1): answer_b},
+    )
+    home = tmp_path / "home"
+    proc = cli(home, *run_args(url, cassette))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    run_id = proc.stdout.split()[1]
+    branch = f"orchestrator/{run_id}"
+    assert "policy: b.txt may not be pushed here" in proc.stderr
+    assert f"orchestrator resume {run_id}" in proc.stderr
+
+    doc = cli_json(home, "show", run_id)
+    assert doc["status"] == "interrupted" and doc["repo"] == url
+    assert f"pushing {branch} to {url} failed" in doc["error"]
+    assert "policy: b.txt may not be pushed here" in doc["error"]
+    by_id = {p["plan_id"]: p for p in doc["phases"]}
+    assert by_id["phase-001"]["status"] == "completed"
+    assert by_id["phase-002"]["status"] == "pending" and by_id["phase-002"]["commit"] is None
+    # The origin has the recorded phase, pushed before it was recorded, and nothing else.
+    assert phase_commits(origin, branch) == ["phase-001"]
+    assert git(origin, "rev-parse", f"{by_id['phase-001']['commit']}^{{commit}}")
+    [clone] = (home / "repos").iterdir()
+    assert git(clone, "config", "remote.origin.url") == url
+
+    # Another machine (its own home, the same shared database) continues once the policy allows it.
+    hook.unlink()
+    write_cassette(  # its attempt of phase-002 is the second
+        cassette,
+        [phase("phase-001"), phase("phase-002", deps=["phase-001"])],
+        {("phase-001", 1): new_file("a.txt", "a"), ("phase-002", 2): answer_b},
+    )
+    home2 = tmp_path / "home2"
+    home2.mkdir()
+    for db in home.glob("orchestrator.db*"):
+        shutil.copy(db, home2 / db.name)
+    resumed = cli(home2, "resume", run_id, "--headless", "--yes")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    doc = cli_json(home2, "show", run_id)
+    assert doc["status"] == "completed"
+    assert [p["attempts"] for p in doc["phases"]] == [1, 2]
+    assert phase_commits(origin, branch) == ["phase-001", "phase-002"]  # one commit per phase
+    assert git(origin, "rev-parse", branch) == git(
+        home2 / "worktrees" / run_id / "run", "rev-parse", "HEAD"
+    )
+    assert not (home2 / "worktrees" / run_id / "run").is_relative_to(home)
+
+    # apply from a checkout that never saw the run branch: it is fetched from that checkout's origin.
+    mine = tmp_path / "mine"
+    git(tmp_path, "clone", "-q", url, str(mine))
+    applied = cli(home2, "apply", run_id, "--repo", str(mine))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert (mine / "a.txt").read_text() == "a\n" and (mine / "b.txt").read_text() == "b\n"

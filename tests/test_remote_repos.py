@@ -133,3 +133,30 @@ def test_each_phase_is_pushed_before_it_is_recorded_and_a_refused_push_is_stored
     applied = cli(home2, "apply", run_id, "--repo", str(mine))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert (mine / "a.txt").read_text() == "a\n" and (mine / "b.txt").read_text() == "b\n"
+
+
+def test_credentials_in_the_url_reach_git_and_are_written_nowhere(tmp_path: Path) -> None:
+    from tests.fakes.git_http import GitHttpServer
+
+    secret = "tok-9d1e77c0-remote-secret"
+    origin = make_origin(tmp_path / "served")
+    cassette = write_cassette(
+        tmp_path / "c.jsonl", [phase("phase-001")], {("phase-001", 1): new_file("a.txt", "a")}
+    )
+    home = tmp_path / "home"
+    with GitHttpServer(origin.parent, "alice", secret) as server:
+        given = server.url("origin.git", f"alice:{secret}")
+        clean = server.url("origin.git")
+        proc = cli(home, *run_args(given, cassette))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert server.refused >= 1, "the server asked for credentials"
+    run_id = proc.stdout.split()[1]
+    assert secret not in proc.stdout + proc.stderr
+    [summary] = cli_json(home, "runs")
+    assert summary["repo"] == clean and summary["status"] == "completed"
+    assert phase_commits(origin, f"orchestrator/{run_id}") == ["phase-001"]
+    [clone] = (home / "repos").iterdir()
+    assert git(clone, "config", "remote.origin.url") == clean
+    leaked = [p for p in home.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaked == []
+    assert secret not in cli(home, "export", run_id, "--format", "json", check=True).stdout

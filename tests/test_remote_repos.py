@@ -65,74 +65,90 @@ def test_urls_are_told_from_paths_and_stored_without_credentials(tmp_path: Path)
     assert clean_url("git@example.com:team/app.git") == "git@example.com:team/app.git"
 
 
+def share_database(source: Path, target: Path) -> None:
+    """Give `target` the database of `source`, as homes on several machines share one store."""
+    target.mkdir(exist_ok=True)
+    for old in target.glob("orchestrator.db*"):
+        old.unlink()
+    for db in source.glob("orchestrator.db*"):
+        shutil.copy(db, target / db.name)
+
+
 def test_each_phase_is_pushed_before_it_is_recorded_and_a_refused_push_is_stored(
     tmp_path: Path,
 ) -> None:
     origin = make_origin(tmp_path)
     url = origin.as_uri()
-    # The origin refuses any push whose tip holds b.txt, the file phase-002 writes.
+    # The origin refuses any push whose tip holds a file listed in its refuse-list.
+    refuse = origin / "refuse-list"
     hook = origin / "hooks" / "pre-receive"
     hook.write_text(
-        "#!/bin/sh\nwhile read old new ref; do\n"
-        '  if git cat-file -e "$new:b.txt" 2>/dev/null; then\n'
-        '    echo "policy: b.txt may not be pushed here" >&2; exit 1\n  fi\ndone\nexit 0\n'
+        "#!/bin/sh\nwhile read old new ref; do\n  for f in $(cat refuse-list); do\n"
+        '    if git cat-file -e "$new:$f" 2>/dev/null; then\n'
+        '      echo "policy: $f may not be pushed here" >&2; exit 1\n    fi\n  done\ndone\n'
     )
     hook.chmod(0o755)
-    answer_b = new_file("b.txt", "b")
-    cassette = write_cassette(
-        tmp_path / "c.jsonl",
-        [phase("phase-001"), phase("phase-002", deps=["phase-001"])],
-        {("phase-001", 1): new_file("a.txt", "a"), ("phase-002", 1): answer_b},
-    )
-    home = tmp_path / "home"
-    proc = cli(home, *run_args(url, cassette))
+    phases = [
+        phase("phase-001"),
+        phase("phase-002", ["phase-001"]),
+        phase("phase-003", ["phase-002"]),
+    ]
+    answers = {("phase-001", 1): new_file("a.txt", "a")}
+    for attempt in (1, 2):
+        answers[("phase-002", attempt)] = new_file("b.txt", "b")
+        answers[("phase-003", attempt)] = new_file("c.txt", "c")
+    cassette = write_cassette(tmp_path / "c.jsonl", phases, answers)
+
+    # Home 1: phase-001 is pushed and recorded, the origin refuses phase-002.
+    refuse.write_text("b.txt\n")
+    home1 = tmp_path / "home1"
+    proc = cli(home1, *run_args(url, cassette))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     run_id = proc.stdout.split()[1]
     branch = f"orchestrator/{run_id}"
     assert "policy: b.txt may not be pushed here" in proc.stderr
     assert f"orchestrator resume {run_id}" in proc.stderr
-
-    doc = cli_json(home, "show", run_id)
+    doc = cli_json(home1, "show", run_id)
     assert doc["status"] == "interrupted" and doc["repo"] == url
     assert f"pushing {branch} to {url} failed" in doc["error"]
     assert "policy: b.txt may not be pushed here" in doc["error"]
     by_id = {p["plan_id"]: p for p in doc["phases"]}
     assert by_id["phase-001"]["status"] == "completed"
     assert by_id["phase-002"]["status"] == "pending" and by_id["phase-002"]["commit"] is None
-    # The origin has the recorded phase, pushed before it was recorded, and nothing else.
-    assert phase_commits(origin, branch) == ["phase-001"]
-    assert git(origin, "rev-parse", f"{by_id['phase-001']['commit']}^{{commit}}")
-    [clone] = (home / "repos").iterdir()
+    assert phase_commits(origin, branch) == ["phase-001"]  # pushed before it was recorded
+    [clone] = (home1 / "repos").iterdir()
     assert git(clone, "config", "remote.origin.url") == url
 
-    # Another machine (its own home, the same shared database) continues once the policy allows it.
-    hook.unlink()
-    write_cassette(  # its attempt of phase-002 is the second
-        cassette,
-        [phase("phase-001"), phase("phase-002", deps=["phase-001"])],
-        {("phase-001", 1): new_file("a.txt", "a"), ("phase-002", 2): answer_b},
-    )
+    # Home 2 (another machine, the same store) continues from the origin: it does phase-002 again
+    # and pushes it; the origin refuses phase-003.
+    refuse.write_text("c.txt\n")
     home2 = tmp_path / "home2"
-    home2.mkdir()
-    for db in home.glob("orchestrator.db*"):
-        shutil.copy(db, home2 / db.name)
-    resumed = cli(home2, "resume", run_id, "--headless", "--yes")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    doc = cli_json(home2, "show", run_id)
+    share_database(home1, home2)
+    proc = cli(home2, "resume", run_id, "--headless", "--yes")
+    assert proc.returncode == 1 and "policy: c.txt may not be pushed here" in proc.stderr
+    assert phase_commits(origin, branch) == ["phase-001", "phase-002"]
+
+    # Back in home 1, whose run branch still holds its own unpushed phase-002: it starts from the
+    # origin's branch instead, so phase-002 stays the one home 2 pushed.
+    refuse.write_text("")
+    share_database(home2, home1)
+    proc = cli(home1, "resume", run_id, "--headless", "--yes")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = cli_json(home1, "show", run_id)
     assert doc["status"] == "completed"
-    assert [p["attempts"] for p in doc["phases"]] == [1, 2]
-    assert phase_commits(origin, branch) == ["phase-001", "phase-002"]  # one commit per phase
-    assert git(origin, "rev-parse", branch) == git(
-        home2 / "worktrees" / run_id / "run", "rev-parse", "HEAD"
-    )
-    assert not (home2 / "worktrees" / run_id / "run").is_relative_to(home)
+    assert [p["attempts"] for p in doc["phases"]] == [1, 2, 2]
+    assert phase_commits(origin, branch) == ["phase-001", "phase-002", "phase-003"]
+    tip = git(origin, "rev-parse", branch)
+    assert tip == git(home1 / "worktrees" / run_id / "run", "rev-parse", "HEAD")
+    for p in doc["phases"]:
+        git(origin, "merge-base", "--is-ancestor", p["commit"], tip)  # each recorded commit pushed
 
     # apply from a checkout that never saw the run branch: it is fetched from that checkout's origin.
     mine = tmp_path / "mine"
     git(tmp_path, "clone", "-q", url, str(mine))
-    applied = cli(home2, "apply", run_id, "--repo", str(mine))
+    applied = cli(home1, "apply", run_id, "--repo", str(mine))
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert (mine / "a.txt").read_text() == "a\n" and (mine / "b.txt").read_text() == "b\n"
+    assert [(mine / f).read_text() for f in ("a.txt", "b.txt", "c.txt")] == ["a\n", "b\n", "c\n"]
 
 
 def test_credentials_in_the_url_reach_git_and_are_written_nowhere(tmp_path: Path) -> None:

@@ -166,6 +166,9 @@ def test_credentials_in_the_url_reach_git_and_are_written_nowhere(tmp_path: Path
         proc = cli(home, *run_args(given, cassette))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert server.refused >= 1, "the server asked for credentials"
+        missing = cli(home, *run_args(server.url("nope.git", f"alice:{secret}"), cassette))
+    assert missing.returncode != 0 and f"could not clone {server.url('nope.git')}" in missing.stderr
+    assert secret not in missing.stdout + missing.stderr
     run_id = proc.stdout.split()[1]
     assert secret not in proc.stdout + proc.stderr
     [summary] = cli_json(home, "runs")

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,28 +49,27 @@ def remember(url: str) -> str:
     return clean
 
 
-def _redactor(clean: str) -> tuple[list[str], dict[str, str], list[str]]:
-    """git's extra arguments and environment for a clean URL, and the secrets to scrub from its messages."""
+def _credential_args(clean: str) -> tuple[list[str], dict[str, str], str | None]:
+    """git's extra arguments and environment for a clean URL, and the secret to scrub from its messages."""
     env = {"GIT_TERMINAL_PROMPT": "0"}
     creds = _REMEMBERED.get(clean)
     if creds is None:
-        return [], env, []
+        return [], env, None
     env |= {_CRED_USER: creds.username, _CRED_PASSWORD: creds.password}
     args = ["-c", "credential.helper=", "-c", f"credential.helper={_HELPER}"]
-    return args, env, [creds.password, creds.username]
+    return args, env, creds.password
 
 
 def _git(where: Path, clean: str, *args: str) -> str:
     """Run a git command that talks to `clean`'s remote, with its remembered credentials (if any);
     a failure's message never contains them."""
-    extra, env, secrets = _redactor(clean)
+    extra, env, secret = _credential_args(clean)
     try:
         return run_git(git_cmd(where), *extra, *args, env=env)
     except GitError as exc:
         text = str(exc)
-        for secret in secrets:
-            if len(secret) >= 3:
-                text = text.replace(secret, "***")
+        if secret:
+            text = text.replace(secret, "***")
         text = text.replace(f"credential.helper={_HELPER}", "credential.helper=...")
         raise GitError(text) from None
 
@@ -109,9 +109,7 @@ def ensure_clone(paths: Paths, url: str) -> Path:
     with _clones_locked(paths):
         if not (target / ".git").is_dir():
             partial = target.with_name(target.name + ".partial")
-            if partial.exists():
-                import shutil
-
+            if partial.exists():  # left by a clone that was interrupted
                 shutil.rmtree(partial)
             try:
                 _git(paths.home / "repos", clean, "clone", "-q", "--", clean, str(partial))

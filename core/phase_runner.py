@@ -122,6 +122,15 @@ class PhaseRunner:
             self.branch,
             ctx.trailers(self.phase.plan_id),
         )
+        if sha is None and ctx.origin is not None:
+            # A process that pushed the phase and stopped before recording it (killed, or its
+            # lease lost): the run branch, now exactly the origin's, already holds the commit.
+            sha = await asyncio.to_thread(
+                gitrepo.find_commit_with_trailers,
+                ctx.run_worktree,
+                "HEAD",
+                ctx.trailers(self.phase.plan_id),
+            )
         last = executions[-1] if executions else None
         for execution in open_:
             if sha is not None and execution is last:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from core.git.remote_url import clean_url, is_url, split_credentials
 from tests.cassette import new_file, phase, write_cassette
-from tests.clirun import cli, cli_json
+from tests.clirun import cli, cli_json, spawn
 from tests.conftest import git, make_repo
+from tests.waiting import wait_until
 
 TASK = "Add two files"
 
@@ -149,6 +150,51 @@ def test_each_phase_is_pushed_before_it_is_recorded_and_a_refused_push_is_stored
     applied = cli(home1, "apply", run_id, "--repo", str(mine))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert [(mine / f).read_text() for f in ("a.txt", "b.txt", "c.txt")] == ["a\n", "b\n", "c\n"]
+
+
+def test_a_phase_pushed_by_a_process_that_died_before_recording_it_is_adopted(
+    tmp_path: Path,
+) -> None:
+    origin = make_origin(tmp_path)
+    url = origin.as_uri()
+    # Once the origin has taken phase-002 (its ref is updated), its post-receive hook holds the
+    # pushing process until the test releases it (bounded at 60 s).
+    hook = origin / "hooks" / "post-receive"
+    hook.write_text(
+        "#!/bin/sh\nwhile read old new ref; do\n"
+        '  if git cat-file -e "$new:b.txt" 2>/dev/null; then\n'
+        "    touch received; i=0\n"
+        "    while [ ! -e release ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"
+        "  fi\ndone\n"
+    )
+    hook.chmod(0o755)
+    phases = [phase("phase-001"), phase("phase-002", ["phase-001"])]
+    answers = {("phase-001", 1): new_file("a.txt", "a"), ("phase-002", 1): new_file("b.txt", "b")}
+    cassette = write_cassette(tmp_path / "c.jsonl", phases, answers)
+    home1 = tmp_path / "home1"
+    proc = spawn(home1, *run_args(url, cassette))
+    try:
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().split()[1]
+        wait_until(lambda: (origin / "received").exists(), what="the origin took phase-002")
+        proc.kill()  # the machine dies after the push, before the phase is recorded
+        proc.wait(timeout=60)
+    finally:
+        (origin / "release").touch()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+    branch = f"orchestrator/{run_id}"
+    assert phase_commits(origin, branch) == ["phase-001", "phase-002"]
+
+    home2 = tmp_path / "home2"
+    share_database(home1, home2)
+    proc2 = cli(home2, "resume", run_id, "--headless", "--yes")
+    assert proc2.returncode == 0, proc2.stdout + proc2.stderr
+    doc = cli_json(home2, "show", run_id)
+    assert doc["status"] == "completed" and [p["attempts"] for p in doc["phases"]] == [1, 1]
+    assert phase_commits(origin, branch) == ["phase-001", "phase-002"]  # adopted, not redone
+    assert doc["phases"][1]["commit"] in git(origin, "log", "--format=%H", branch).split()
 
 
 def test_credentials_in_the_url_reach_git_and_are_written_nowhere(tmp_path: Path) -> None:

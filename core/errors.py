@@ -30,6 +30,7 @@ OrchestratorError                  exit retriable resumable
 ├── GitError                         1     no      yes     a git operation failed
 │   └── MergeConflictError           1     no      yes     merging a phase branch back conflicted
 ├── VerificationError                1     no      yes     a verification command could not be started
+├── ArtifactStoreError               1     no      yes     the artifacts folder or bucket (artifacts.url) cannot be used
 ├── UnsafePathError                  1     no       no     a path built from an id would leave the home or worktree
 ├── RunLockedError                   1     no       no     another live process holds the run's lease
 ├── TransitionError                  1     no       no     an illegal status change (a bug in the orchestrator)
@@ -209,6 +210,12 @@ class MergeConflictError(GitError):
 
 class VerificationError(OrchestratorError):
     """A verification command could not be started at all."""
+
+    resumable = True
+
+
+class ArtifactStoreError(OrchestratorError):
+    """The folder or S3 bucket of `artifacts.url` cannot be read or written; names it without secrets."""
 
     resumable = True
 

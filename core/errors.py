@@ -44,6 +44,7 @@ OrchestratorError                  exit retriable resumable
 How a run ends (core.lifecycle.Lifecycle.end_run):
     RunCancelled                          -> cancelled
     DiskFullError, NeedsInputError,
+    ArtifactStoreError,
     asyncio.CancelledError (signal)       -> interrupted  (pending questions stay answerable)
     any other error                       -> failed
 

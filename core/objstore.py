@@ -121,7 +121,15 @@ async def read_location(location: str) -> bytes | None:
     None when it is gone; any process with the bucket's AWS variables can read it."""
     if location.startswith(S3_SCHEME):
         bucket, key = _bucket_and_key(location)
-        return await ArtifactStore(f"{S3_SCHEME}{bucket}", _s3(bucket, None), None).get(key)
+        try:
+            result = await obstore.get_async(_s3(bucket, None), key)
+            return bytes(await result.bytes_async())
+        except FileNotFoundError:
+            return None
+        except ArtifactStoreError:
+            raise
+        except Exception as exc:
+            raise store_error(location, "cannot read it", exc) from exc
     path = Path(location)
     if not path.parent.is_dir():
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from obstore.store import S3Store
 from config.loader import LoadedConfig, load_config
 from config.paths import Paths
 from core.engine import Engine
-from core.errors import ConfigError
+from core.errors import ArtifactStoreError, ConfigError
 from core.objstore import open_artifact_store, read_location
 from core.records import ExecutionStatus, PhaseStatus, RunStatus
 from tests.cassette import new_file, phase, write_cassette
@@ -213,6 +214,10 @@ async def test_an_upload_refused_mid_run_ends_it_truthfully_and_resume_finishes(
         assert diff.path == f"{url}/artifacts/{run.id}/phase-001.diff"
         text = await engine.artifact_bytes(diff)
         assert text is not None and b"a.txt" in text
+        for name in [n for n in os.environ if n.startswith("AWS_")]:
+            monkeypatch.delenv(name)  # the app on a machine without the keys: a clear error
+        with pytest.raises(ArtifactStoreError, match=f"{url}/artifacts/{run.id}/phase-001.diff"):
+            await engine.artifact_bytes(diff)
     stored = await _objects(_bucket(s3, "mid-run"))
     assert f"artifacts/{run.id}/summary.md" in stored
 

@@ -83,6 +83,11 @@ class RunContext:
             kind,
         )
 
+    async def save_outputs(self, folder: Path) -> None:
+        """Copy a folder of verification outputs (already redacted) to the artifact store when it
+        lies outside the home, so the bucket holds every report; the home keeps its copy."""
+        await self.artifacts.put_folder(self.paths.home, folder)
+
     def phase_branch(self, plan_id: str) -> str:
         return run_paths.phase_branch(self.config.git.branch_prefix, self.run.id, plan_id)
 

@@ -10,6 +10,7 @@ of a local file or `s3://bucket/prefix/key`, never a credential.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -58,6 +59,17 @@ class ArtifactStore:
         except Exception as exc:  # obstore's errors, mapped to one that says what to do
             raise store_error(self.url, f"cannot write {key}", exc) from exc
         return self.location(key)
+
+    async def put_folder(self, home: Path, folder: Path) -> int:
+        """Copy every file under folder (a home folder of tool outputs) to the keys its home
+        layout names, when this store lies elsewhere; returns how many were copied."""
+        if self.root == home or not folder.is_dir():
+            return 0
+        files = await asyncio.to_thread(lambda: sorted(p for p in folder.rglob("*") if p.is_file()))
+        for path in files:
+            data = await asyncio.to_thread(path.read_bytes)
+            await self.put(path.relative_to(home).as_posix(), data)
+        return len(files)
 
     async def get(self, key: str) -> bytes | None:
         """The bytes at key, or None when nothing is stored there."""

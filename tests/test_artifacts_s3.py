@@ -85,7 +85,13 @@ def test_demo_run_keeps_its_artifacts_in_the_bucket_and_export_reads_them(
     assert not list((home / "artifacts").rglob("*.diff")), "nothing of it kept in the home"
 
     doc = cli_json(home, "show", run_id, **env)
-    assert {_key(a, run_id) for a in doc["artifacts"]} == set(stored)
+    assert {_key(a, run_id) for a in doc["artifacts"]} <= set(stored)
+    outputs = {k for k in stored if k.endswith("-unittest.log")}  # each step's full output too
+    assert {
+        f"reports/{run_id}/baseline/01-test-unittest.log",
+        f"reports/{run_id}/phase-001-attempt-1/01-test-unittest.log",
+    } <= outputs
+    assert len(stored) == len(doc["artifacts"]) + len(outputs)
     assert all(a["path"] == f"{url}/{_key(a, run_id)}" for a in doc["artifacts"])
 
     out = tmp_path / "exported"

@@ -130,6 +130,7 @@ def start_weed(folder: Path) -> tuple[subprocess.Popen[bytes], S3Server]:
         f"-master.port={master}",
         f"-master.port.grpc={mgrpc}",
         "-master.volumeSizeLimitMB=16",
+        "-master.telemetry=false",  # no statistics sent from a test
         f"-volume.port={volume}",
         f"-volume.port.grpc={vgrpc}",
         "-volume.max=64",

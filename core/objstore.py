@@ -42,10 +42,6 @@ class ArtifactStore:
     store: LocalStore | S3Store
     root: Path | None  # the folder of a local store; None for a bucket
 
-    @property
-    def is_local(self) -> bool:
-        return self.root is not None
-
     def location(self, key: str) -> str:
         """What the database records for key: a local file's absolute path or the object's URL."""
         if self.root is not None:

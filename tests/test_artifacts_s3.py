@@ -64,7 +64,7 @@ def _secrets(s3: S3Server) -> list[bytes]:
 
 
 def test_demo_run_keeps_its_artifacts_in_the_bucket_and_export_reads_them(
-    tmp_path: Path, s3: S3Server
+    tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "home"
     url = f"s3://{s3.bucket}/team-a"
@@ -94,6 +94,13 @@ def test_demo_run_keeps_its_artifacts_in_the_bucket_and_export_reads_them(
     assert len(stored) == len(doc["artifacts"]) + len(outputs)
     assert all(a["path"] == f"{url}/{_key(a, run_id)}" for a in doc["artifacts"])
 
+    # The app reads an attempt's report through the engine, from the bucket.
+    report = asyncio.run(_attempt_report(home, run_id, monkeypatch, s3))
+    assert (
+        report.startswith("$ ")
+        and report.encode() == stored[f"reports/{run_id}/phase-001-attempt-1.txt"]
+    )
+
     out = tmp_path / "exported"
     exported = cli(home, "export", run_id, "--artifacts", str(out), check=True, **env)
     assert "Add input validation" in exported.stdout  # the document still goes to stdout
@@ -110,6 +117,24 @@ def test_demo_run_keeps_its_artifacts_in_the_bucket_and_export_reads_them(
     ]
     assert leaked == []
     assert not any(s.decode() in exported.stdout + exported.stderr for s in _secrets(s3))
+
+
+async def _attempt_report(
+    home: Path, run_id: str, monkeypatch: pytest.MonkeyPatch, s3: S3Server
+) -> str:
+    """What the run view's findings pane shows for phase-001's first attempt."""
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    async with await Engine.open(Paths(home)) as engine:
+        phases = {p.id: p.plan_id for p in await engine.phases(run_id)}
+        [first] = [
+            e
+            for e in await engine.executions(run_id)
+            if phases[e.phase_id] == "phase-001" and e.attempt == 1
+        ]
+        report = await engine.attempt_report(first.id)
+    assert report is not None
+    return report
 
 
 def _key(artifact: dict[str, Any], run_id: str) -> str:
@@ -142,7 +167,11 @@ def test_a_bucket_that_cannot_be_used_stops_the_run_before_it_is_stored(
     assert unreachable.returncode == 1
     assert f"s3://{s3.bucket}/x" in unreachable.stderr and "AWS_ENDPOINT_URL" in unreachable.stderr
 
-    for proc in (missing, unreachable):
+    plain = {**s3.env(), "AWS_ALLOW_HTTP": "false"}
+    refused = cli(home, *run, *replay, **plain, ORCHESTRATOR__ARTIFACTS__URL=f"s3://{s3.bucket}/x")
+    assert refused.returncode == 1 and "set AWS_ALLOW_HTTP=true" in refused.stderr
+
+    for proc in (missing, unreachable, refused):
         assert not any(s.decode() in proc.stdout + proc.stderr for s in _secrets(s3))
     assert cli_json(home, "runs") == []
 

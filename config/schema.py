@@ -366,6 +366,33 @@ class ArtifactsConfig(Section):
         default=True, description="write a markdown summary when a run ends"
     )
     save_diffs: bool = Field(default=True, description="save each phase's diff as a file")
+    url: str = Field(
+        default="",
+        description="where artifacts go: empty for the home folder, a folder, or s3://bucket/prefix"
+        " (endpoint and keys from the AWS_* variables)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_place(cls, value: str) -> str:
+        """A folder, file:// or s3://bucket[/prefix], with no credential inside (the URL is stored)."""
+        value = value.strip()
+        if "://" not in value:
+            return value
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("s3", "file"):
+            raise ValueError(
+                f"{scheme}:// is not supported: use a folder, file:// or s3://BUCKET/PREFIX"
+            )
+        bucket = rest.split("/", 1)[0]
+        if scheme == "s3" and not bucket:
+            raise ValueError("s3:// needs a bucket: s3://BUCKET or s3://BUCKET/PREFIX")
+        if "@" in bucket:
+            raise ValueError(
+                "keys never go in artifacts.url (it is stored with each run):"
+                " set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead"
+            )
+        return value
 
 
 with warnings.catch_warnings():

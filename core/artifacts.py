@@ -1,10 +1,11 @@
-"""Files a run produces (summary, diffs, reports, its log): written redacted, recorded, announced."""
+"""Files a run produces (summary, diffs, reports, its log): written redacted to the artifact store
+(the home folder, another folder or an S3 bucket), recorded by location, announced."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.events import ArtifactRecorded
 from core.journal import Journal
@@ -12,20 +13,33 @@ from core.procenv import redact
 from core.records import Artifact
 from core.state.store import StateStore
 
+if TYPE_CHECKING:
+    from core.objstore import ArtifactStore
+
 
 async def save_artifact(
     store: StateStore,
     journal: Journal,
+    artifacts: ArtifactStore,
+    home: Path,
     run_id: str,
     phase_id: str | None,
     path: Path,
     text: str,
     kind: str,
 ) -> Artifact:
-    """Write the file off the event loop with secrets redacted, record it with its hash, announce it."""
-    size, digest = await asyncio.to_thread(_write_text, path, redact(text))
+    """Write the artifact with secrets redacted at the key its home path names (`artifacts/<run>/..`,
+    `reports/<run>/..`), record its location with its size and hash, announce it."""
+    data = redact(text).encode("utf-8")
+    location = await artifacts.put(artifact_key(home, path), data)
     artifact = await store.add_artifact(
-        run_id, phase_id, path.name, path, kind, size=size, digest=digest
+        run_id,
+        phase_id,
+        path.name,
+        location,
+        kind,
+        size=len(data),
+        digest=hashlib.sha256(data).hexdigest(),
     )
     await journal.emit(
         ArtifactRecorded(run_id=run_id, artifact_id=artifact.id, name=artifact.name, type=kind)
@@ -33,9 +47,6 @@ async def save_artifact(
     return artifact
 
 
-def _write_text(path: Path, text: str) -> tuple[int, str]:
-    """Write the file and return its size and sha256, so it need not be read back."""
-    data = text.encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return len(data), hashlib.sha256(data).hexdigest()
+def artifact_key(home: Path, path: Path) -> str:
+    """The store key of a path core.run_paths built under the home: the same layout everywhere."""
+    return path.relative_to(home).as_posix()

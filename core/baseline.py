@@ -51,16 +51,18 @@ async def record_baseline(ctx: RunContext) -> None:
             await ctx.store.set_run_metadata(ctx.run_id, baseline={"skipped": "branch moved"})
             return
         ctx.log(None, f"verifying the base commit {run.base_commit[:10]} for the baseline")
+        folder = run_paths.baseline_reports(ctx.paths, ctx.run_id)
         report = await run_steps(
             steps,
             ctx.run_worktree,
-            reports_dir=run_paths.baseline_reports(ctx.paths, ctx.run_id),
+            reports_dir=folder,
             cache_dir=tree_cache(ctx.paths, ctx.run_worktree),
             env=tool_env(ctx.run_worktree, ctx.repo),
             options=verify_options(vcfg),
             redact=secret_redactor(),
             on_line=lambda line: ctx.log(None, line, "verify"),
         )
+        await ctx.save_outputs(folder)
         pairs = list(zip(report.findings, report.fingerprints, strict=True))
         payload = [{"finding": asdict(f), "fingerprint": fp} for f, fp in pairs]
         await ctx.store.cache_put(key, redact(json.dumps(payload)))

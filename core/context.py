@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config.catalog import ModelDef, ModelsCatalog
 from config.paths import Paths
@@ -21,6 +22,9 @@ from core.llm.client import LLMClient
 from core.records import Run
 from core.retrieval import Retriever
 from core.state.store import StateStore
+
+if TYPE_CHECKING:
+    from core.objstore import ArtifactStore
 
 
 @dataclass
@@ -42,6 +46,7 @@ class RunContext:
     executor_model: ModelDef
     repo: Path
     run_worktree: Path
+    artifacts: ArtifactStore  # where summaries, diffs, reports and the log go (artifacts.url)
     # (plan id, attempt) -> execution id of attempts started in this process, for the LLM ledger.
     executions: dict[tuple[str, int], str] = field(default_factory=dict)
     # Serialises changes to the repository's worktree registry and merges into the run branch.
@@ -67,8 +72,24 @@ class RunContext:
         await self.journal.emit(event)
 
     async def save_artifact(self, phase_id: str | None, path: Path, text: str, kind: str) -> None:
-        """Write a file the run produced (secrets redacted), record it, and announce it."""
-        await save_artifact(self.store, self.journal, self.run.id, phase_id, path, text, kind)
+        """Write a file the run produced (secrets redacted) to the artifact store, record it, and
+        announce it; path is where it lies in the home's layout (core.run_paths)."""
+        await save_artifact(
+            self.store,
+            self.journal,
+            self.artifacts,
+            self.paths.home,
+            self.run.id,
+            phase_id,
+            path,
+            text,
+            kind,
+        )
+
+    async def save_outputs(self, folder: Path) -> None:
+        """Copy a folder of verification outputs (already redacted) to the artifact store when it
+        lies outside the home, so the bucket holds every report; the home keeps its copy."""
+        await self.artifacts.put_folder(self.paths.home, folder)
 
     def phase_branch(self, plan_id: str) -> str:
         return run_paths.phase_branch(self.config.git.branch_prefix, self.run.id, plan_id)

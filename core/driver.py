@@ -21,6 +21,7 @@ from core.git import remote, worktrees
 from core.git import repo as gitrepo
 from core.journal import Journal
 from core.lifecycle import Lifecycle
+from core.objstore import open_artifact_store
 from core.phase_runner import PhaseRunner
 from core.planner import make_plan
 from core.records import (
@@ -225,6 +226,8 @@ class RunDriver:
             poll_seconds=config.execution.poll_seconds,
             on_waiting=self._on_waiting,
         )
+        artifacts = open_artifact_store(config.artifacts.url, self.paths.home)
+        await artifacts.check()  # a missing bucket fails the run now, saying what to do
         clients = await build_clients(
             config, catalog, self.store, run.id, self.paths, gate=gate, journal=self.journal
         )
@@ -247,6 +250,7 @@ class RunDriver:
             repo=repo,
             run_worktree=run_worktree,
             origin=origin,
+            artifacts=artifacts,
         )
 
     async def _on_waiting(self, waiting: bool) -> None:
@@ -406,15 +410,24 @@ class RunDriver:
     async def _write_summary(self) -> None:
         """Write the markdown summary and the run's log as artifacts."""
         run = await self.store.get_run(self.run_id)
-        if run.config and not run.config.get("config", {}).get("artifacts", {}).get(
-            "write_summary", True
-        ):
+        settings = (run.config or {}).get("config", {}).get("artifacts", {})
+        if not settings.get("write_summary", True):
             return
+        artifacts = open_artifact_store(str(settings.get("url") or ""), self.paths.home)
+        home = self.paths.home
         folder = run_paths.run_artifacts(self.paths, self.run_id)
         doc = await run_document(self.store, self.run_id)
         summary = folder / "summary.md"
         await save_artifact(
-            self.store, self.journal, self.run_id, None, summary, render_markdown(doc), "summary"
+            self.store,
+            self.journal,
+            artifacts,
+            home,
+            self.run_id,
+            None,
+            summary,
+            render_markdown(doc),
+            "summary",
         )
         log_path = folder / "run.log"
         lines: list[str] = []
@@ -423,4 +436,6 @@ class RunDriver:
             lines.extend(f"{r.ts} {r.level:<7} {r.message}" for r in batch)
             after = batch[-1].seq
         text = "\n".join(lines) + "\n"
-        await save_artifact(self.store, self.journal, self.run_id, None, log_path, text, "log")
+        await save_artifact(
+            self.store, self.journal, artifacts, home, self.run_id, None, log_path, text, "log"
+        )

@@ -20,6 +20,7 @@ from core.logs import setup_deferred_logging, setup_logging, shutdown_logging
 from core.procenv import redact
 from core.records import (
     FINISHED_RUN_STATUSES,
+    Artifact,
     Execution,
     Finding,
     Intervention,
@@ -146,6 +147,9 @@ class Engine:
             git_repo.close()
         ensure_names(loaded)  # names the file and key of a bad provider or model name
         await preflight(loaded.config, loaded.catalog)
+        from core.objstore import open_artifact_store
+
+        await open_artifact_store(loaded.config.artifacts.url, self.paths.home).check()
         await self.record_lost_runs()
         where = url or str(root)
         run = await self.store.create_run(redact(task.strip()), where, make_snapshot(loaded))
@@ -429,7 +433,7 @@ class Engine:
         except Exception as exc:  # the repository moved or the commit was collected
             for artifact in await self.store.get_artifacts(run_id):
                 if artifact.type == "diff" and artifact.phase_id == phase_id:
-                    text = await _read_text(Path(artifact.path))
+                    text = await _read_text(artifact.path)
                     if text is not None:
                         return text
             raise InputError(
@@ -449,8 +453,39 @@ class Engine:
                 and artifact.phase_id == phase.id
                 and artifact.name == name
             ):
-                return await _read_text(Path(artifact.path))
+                return await _read_text(artifact.path)
         return None
+
+    async def artifacts(self, run_id: str) -> list[Artifact]:
+        """A run's artifacts (summary, diffs, reports, log) with the locations they were stored at."""
+        await self.store.get_run(run_id)  # NotFoundError names an unknown run
+        return await self.store.get_artifacts(run_id)
+
+    async def artifact_bytes(self, artifact: Artifact) -> bytes | None:
+        """An artifact's content from its folder or bucket, or None when it is gone; an unreachable
+        bucket raises ArtifactStoreError naming it and what to do."""
+        from core.objstore import read_location
+
+        return await read_location(artifact.path)
+
+    async def export_artifacts(self, run_id: str, folder: Path) -> list[tuple[Artifact, Path]]:
+        """Copy a run's artifacts into folder (created), each under its name; returns what was written.
+        An artifact that is gone from its store raises ArtifactStoreError naming its location."""
+        from core.errors import ArtifactStoreError
+        from core.paths_safe import inside
+
+        written: list[tuple[Artifact, Path]] = []
+        for artifact in await self.artifacts(run_id):
+            data = await self.artifact_bytes(artifact)
+            if data is None:
+                raise ArtifactStoreError(
+                    f"artifact {artifact.name} of run {run_id} is gone from {artifact.path};"
+                    " export without --artifacts, or restore it there"
+                )
+            target = inside(folder, artifact.name)
+            await asyncio.to_thread(_write_bytes, target, data)
+            written.append((artifact, target))
+        return written
 
     @staticmethod
     def _lease_live(run: Run) -> bool:
@@ -460,9 +495,14 @@ class Engine:
         return parse_ts(run.lease_expires_at) > parse_ts(utcnow()) and owner_alive(run.lease_owner)
 
 
-async def _read_text(path: Path) -> str | None:
-    """A saved artifact's text read off the event loop, or None when the file is gone."""
-    try:
-        return await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
-    except OSError:
-        return None
+async def _read_text(location: str) -> str | None:
+    """A saved artifact's text from its folder or bucket, or None when it is gone."""
+    from core.objstore import read_location
+
+    data = await read_location(location)
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)

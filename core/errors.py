@@ -31,6 +31,7 @@ OrchestratorError                  exit retriable resumable
 │   ├── MergeConflictError           1     no      yes     merging a phase branch back conflicted
 │   └── PushError                    1     no      yes     the origin refused the run branch (access, hook)
 ├── VerificationError                1     no      yes     a verification command could not be started
+├── ArtifactStoreError               1     no      yes     the artifacts folder or bucket (artifacts.url) cannot be used
 ├── UnsafePathError                  1     no       no     a path built from an id would leave the home or worktree
 ├── RunLockedError                   1     no       no     another live process holds the run's lease
 ├── TransitionError                  1     no       no     an illegal status change (a bug in the orchestrator)
@@ -44,7 +45,7 @@ OrchestratorError                  exit retriable resumable
 How a run ends (core.lifecycle.Lifecycle.end_run):
     RunCancelled                          -> cancelled
     DiskFullError, NeedsInputError,
-    PushError,
+    PushError, ArtifactStoreError,
     asyncio.CancelledError (signal)       -> interrupted  (pending questions stay answerable)
     any other error                       -> failed
 
@@ -215,6 +216,12 @@ class PushError(GitError):
 
 class VerificationError(OrchestratorError):
     """A verification command could not be started at all."""
+
+    resumable = True
+
+
+class ArtifactStoreError(OrchestratorError):
+    """The folder or S3 bucket of `artifacts.url` cannot be read or written; names it without secrets."""
 
     resumable = True
 

@@ -37,6 +37,7 @@ from typing import Any
 from core.error_map import as_orchestrator_error
 from core.errors import (
     AlreadyAnsweredError,
+    ArtifactStoreError,
     DiskFullError,
     NeedsInputError,
     OrchestratorError,
@@ -155,6 +156,10 @@ def ending_of(run_id: str, way_out: BaseException | RunStatus, error: str | None
         return Ending(R.INTERRUPTED, error or text, {**facts, "path": where})
     if isinstance(exc, NeedsInputError | PushError):  # resumable once a person acted
         return Ending(R.INTERRUPTED, error or str(exc), facts)
+    if isinstance(
+        exc, ArtifactStoreError
+    ):  # the bucket's outage, not the work's: resume redoes nothing
+        return Ending(R.INTERRUPTED, error or f"{exc}; then `orchestrator resume {run_id}`", facts)
     return Ending(R.FAILED, error or str(exc) or type(exc).__name__, facts)
 
 

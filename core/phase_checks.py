@@ -86,6 +86,7 @@ class PhaseChecks:
         )
         for note in report.notes:
             ctx.log(self.phase.id, f"verification: {note}", "warning")
+        await ctx.save_outputs(folder)
         await self._save_report(execution, report)
         baseline = await self._baseline_fingerprints()
         found = [

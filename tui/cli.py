@@ -177,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
     )
+    p.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        help="also copy the run's artifacts (summary, diffs, reports, log) into DIR,"
+        " from the folder or bucket they were stored in",
+    )
 
     p = sub.add_parser("apply", help="merge a completed run's branch into your current branch")
     p.add_argument("run_id")

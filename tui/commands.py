@@ -439,6 +439,12 @@ async def export_command(engine: Engine, args: argparse.Namespace) -> int:
         print(f"wrote {out}")
     else:
         sys.stdout.write(text)
+    if args.artifacts:
+        written = await engine.export_artifacts(args.run_id, Path(args.artifacts))
+        # On stderr when the document went to stdout, so a pipe still gets only the document.
+        note = sys.stdout if args.output else sys.stderr
+        for artifact, target in written:
+            print(f"wrote {target} ({artifact.type}, from {artifact.path})", file=note)
     return 0
 
 

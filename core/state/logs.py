@@ -108,31 +108,38 @@ class LogsMixin(StateDatabase):
         run_id: str,
         phase_id: str | None,
         name: str,
-        path: Path,
+        path: Path | str,
         type: str,
         *,
         size: int | None = None,
         digest: str | None = None,
     ) -> Artifact:
-        """Register a file the run produced, with its size and sha256 (read from the file unless given)."""
-        path = Path(path).absolute()
-        if size is None or digest is None:
-            try:
-                size, digest = await asyncio.to_thread(_file_digest, path)
-            except OSError as exc:
-                raise StateError(f"cannot read artifact {path}: {exc}") from exc
+        """Register a file the run produced by its location (a local path, made absolute, or an
+        object's s3:// URL), with its size and sha256 (read from a local file unless given)."""
+        if isinstance(path, str) and "://" in path:
+            location = path
+            if size is None or digest is None:
+                raise StateError(f"artifact {path}: give its size and hash (it is not read back)")
+        else:
+            local = Path(path).absolute()
+            location = str(local)
+            if size is None or digest is None:
+                try:
+                    size, digest = await asyncio.to_thread(_file_digest, local)
+                except OSError as exc:
+                    raise StateError(f"cannot read artifact {local}: {exc}") from exc
         aid = new_id("a")
         async with self._write() as db:
             # The file at this path was just rewritten, so an older row for it would carry a stale hash.
             await db.execute(
-                "DELETE FROM artifacts WHERE run_id = ? AND path = ?", (run_id, str(path))
+                "DELETE FROM artifacts WHERE run_id = ? AND path = ?", (run_id, location)
             )
             try:
                 rows = list(
                     await db.execute_fetchall(
                         "INSERT INTO artifacts (id, run_id, phase_id, name, path, type, size, hash,"
                         " created_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING *",
-                        (aid, run_id, phase_id, name, str(path), type, size, digest, utcnow()),
+                        (aid, run_id, phase_id, name, location, type, size, digest, utcnow()),
                     )
                 )
             except sqlite3.IntegrityError:  # the foreign key: no such run

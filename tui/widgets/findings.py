@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
+from core.errors import OrchestratorError
 from core.records import Finding, Phase
 from tui.format import local_time
 
@@ -209,7 +210,10 @@ class FindingsPane(Horizontal):
     @work(group="finding-report", exclusive=True, exit_on_error=False)
     async def _load_report(self, finding: Finding) -> None:
         assert self.fetch_report is not None and finding.execution_id is not None
-        report = await self.fetch_report(finding.execution_id)
+        try:
+            report = await self.fetch_report(finding.execution_id)
+        except OrchestratorError as exc:  # e.g. the bucket holding it cannot be reached
+            report = f"(the report cannot be read: {exc})"
         if self.selected is not None and self.selected.id == finding.id:
             if report:
                 self.query_one("#finding-detail", Static).update(self._detail(finding, report))

@@ -1,0 +1,202 @@
+"""Headless Chromium driven over its DevTools protocol: open a page, read what a textual-serve
+terminal on it shows, type into it, and take screenshots. Used by tests/test_serve.py and by
+screenshots/generate.py (the same code path makes the README's browser screenshot)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.waiting import eventually, wait_until
+
+WINDOW = (1280, 800)
+
+# Finds textual-serve's session object (it holds the xterm.js terminal, its socket and fit addon)
+# among the page's objects, and keeps its terminal where later reads find it.
+_FIND_TERMINAL = """function () {
+  const session = this.find(o => o && o.terminal && o.socket && o.fitAddon);
+  if (session) { window.__servedTerminal = session.terminal; }
+  return Boolean(session);
+}"""
+# The rows the terminal shows, as text.
+_SCREEN_TEXT = """(() => {
+  const term = window.__servedTerminal;
+  const buffer = term.buffer.active;
+  const rows = [];
+  for (let i = 0; i < term.rows; i++) {
+    const line = buffer.getLine(buffer.viewportY + i);
+    rows.push(line ? line.translateToString(true) : "");
+  }
+  return rows.join("\\n");
+})()"""
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Page:
+    """One DevTools session on a page target: commands by id; events are not needed here."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader = asyncio.create_task(self._read())
+        self.last_screen = ""  # the last terminal text read, kept for failure messages
+
+    async def _read(self) -> None:
+        async for raw in self.socket:
+            message = json.loads(raw)
+            future = self._waiting.pop(message.get("id", -1), None)
+            if future is not None and not future.done():
+                future.set_result(message)
+
+    def close(self) -> None:
+        self._reader.cancel()
+
+    async def send(self, method: str, **params: Any) -> dict[str, Any]:
+        """Send one command and return its result; a DevTools error fails with its text."""
+        ident = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[ident] = future
+        await self.socket.send(json.dumps({"id": ident, "method": method, "params": params}))
+        message = await asyncio.wait_for(future, timeout=60)
+        if "error" in message:
+            raise AssertionError(f"DevTools {method} failed: {message['error']}")
+        result: dict[str, Any] = message.get("result", {})
+        return result
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise AssertionError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def navigate(self, url: str) -> None:
+        await self.send("Page.navigate", url=url)
+
+    async def find_terminal(self) -> bool:
+        """True once the page's textual-serve terminal is found (and kept for `screen`)."""
+        if await self.evaluate("Boolean(window.__servedTerminal)"):
+            return True
+        proto = await self.send("Runtime.evaluate", expression="Object.prototype")
+        found = await self.send(
+            "Runtime.queryObjects", prototypeObjectId=proto["result"]["objectId"]
+        )
+        objects = found["objects"]["objectId"]
+        try:
+            result = await self.send(
+                "Runtime.callFunctionOn",
+                functionDeclaration=_FIND_TERMINAL,
+                objectId=objects,
+                returnByValue=True,
+            )
+        finally:
+            await self.send("Runtime.releaseObject", objectId=objects)
+        return bool(result["result"].get("value"))
+
+    async def screen(self) -> str:
+        """The text the page's terminal shows now, one line per row ("" before it exists)."""
+        if not await self.find_terminal():
+            return ""
+        self.last_screen = str(await self.evaluate(_SCREEN_TEXT))
+        return self.last_screen
+
+    async def wait_for_text(self, *texts: str, what: str, timeout: float = 60) -> str:
+        """Wait until the terminal shows every one of `texts`; fail with what it showed."""
+
+        async def shown() -> str | None:
+            screen = await self.screen()
+            return screen if all(t in screen for t in texts) else None
+
+        try:
+            return await eventually(shown, what=what, timeout=timeout, step=0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the page's terminal shows:\n{self.last_screen}") from None
+
+    async def focus_terminal(self) -> None:
+        """Give the terminal the keyboard focus, as a click on it would."""
+        await self.evaluate("window.__servedTerminal.focus()")
+
+    async def press(self, key: str) -> None:
+        """Type one printable character into the focused element."""
+        await self.send("Input.dispatchKeyEvent", type="keyDown", key=key, text=key)
+        await self.send("Input.dispatchKeyEvent", type="keyUp", key=key)
+
+    async def screenshot(self, path: Path) -> Path:
+        shot = await self.send("Page.captureScreenshot", format="png")
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+
+def _launch(binary: str, profile: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start Chromium on `profile`; return it and the DevTools websocket URL of its page."""
+    log = profile / "chromium.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [binary, "--headless=new", "--no-sandbox", "--remote-debugging-port=0",
+             f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}",
+             "--no-first-run", "--disable-gpu", "--disable-extensions",
+             "--disable-background-networking", "about:blank"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    active = profile / "DevToolsActivePort"
+
+    def port() -> str | None:
+        if proc.poll() is not None:
+            raise AssertionError(f"chromium exited {proc.returncode}: {log.read_text()}")
+        words = active.read_text().split() if active.exists() else []
+        return words[0] if len(words) >= 2 else None
+
+    try:
+        devtools = wait_until(port, what="chromium's DevTools port", step=0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{devtools}/json/list") as answer:
+            targets = json.load(answer)
+        return proc, next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+    except BaseException:
+        _stop(proc)
+        raise
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@asynccontextmanager
+async def chromium(work: Path | None = None) -> AsyncIterator[Page]:
+    """Headless Chromium with one page; its profile and log live in a temp folder (under `work`
+    when given). The browser is stopped on exit."""
+    binary = chromium_path()
+    if binary is None:
+        raise RuntimeError("chromium is not installed (apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="chromium-", dir=work) as folder:
+        proc, target = await asyncio.to_thread(_launch, binary, Path(folder))
+        try:
+            async with connect(target, max_size=None) as socket:
+                page = Page(socket)
+                await page.send("Page.enable")
+                await page.send("Runtime.enable")
+                try:
+                    yield page
+                finally:
+                    page.close()
+        finally:
+            await asyncio.to_thread(_stop, proc)

@@ -9,7 +9,9 @@ import base64
 import itertools
 import json
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import urllib.request
 from collections.abc import AsyncIterator
@@ -19,6 +21,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.clirun import ROOT, cli_env
 from tests.waiting import eventually, wait_until
 
 WINDOW = (1280, 800)
@@ -200,3 +203,58 @@ async def chromium(work: Path | None = None) -> AsyncIterator[Page]:
                     page.close()
         finally:
             await asyncio.to_thread(_stop, proc)
+
+
+class Served:
+    """A real `orchestrator serve --port 0` on `home`; its output goes to files in `folder`."""
+
+    def __init__(self, home: Path, folder: Path, *args: str) -> None:
+        self.home = home
+        self.stdout = folder / "serve.out"
+        self.stderr = folder / "serve.err"
+        with self.stdout.open("w") as out, self.stderr.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tui.cli", "serve", "--port", "0", *args],
+                cwd=ROOT,
+                env=cli_env(home),
+                stdout=out,
+                stderr=err,
+            )
+
+    def output(self) -> str:
+        return f"stdout:\n{self.stdout.read_text()}\nstderr:\n{self.stderr.read_text()}"
+
+    def url(self) -> str:
+        """The URL it printed (with its token), once it printed it."""
+
+        def printed() -> str | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited {self.proc.returncode}\n{self.output()}")
+            words = self.stdout.read_text().split()
+            return next((w for w in words if "?token=" in w), None)
+
+        return wait_until(printed, what="serve to print its URL", step=0.05)
+
+    def stop(self) -> int:
+        """SIGTERM, as Ctrl+C would; returns its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"serve did not stop on SIGTERM\n{self.output()}") from None
+
+    def app_processes(self) -> list[int]:
+        """Ids of the live app processes it started (`python -m tui.cli --home HOME`)."""
+        tail = ["-m", "tui.cli", "--home", str(self.home)]
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                words = (entry / "cmdline").read_bytes().decode().split("\0")[:-1]
+            except (OSError, ValueError):
+                continue
+            if words[-4:] == tail:
+                found.append(int(entry.name))
+        return found

@@ -1,0 +1,149 @@
+"""`orchestrator serve` in a real subprocess, opened in headless Chromium: the runs table shows a
+run that waits in another process, the page approves its intervention by keyboard, and requests
+without the token are refused."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from urllib.error import HTTPError
+from urllib.parse import urlsplit
+from urllib.request import Request, urlopen
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.browser import Served, chromium, chromium_path
+from tests.clirun import cli, spawn
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.skipif(
+    chromium_path() is None, reason="chromium is not installed (.ci/run installs it)"
+)
+
+
+def runs(home: Path) -> list[dict[str, object]]:
+    return list(json.loads(cli(home, "runs", "--json", check=True).stdout))
+
+
+async def test_the_browser_shows_the_waiting_run_and_approves_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    waiting = spawn(home, "demo", "--headless")  # asks for approval of its risky phase, then waits
+    served = Served(home, tmp_path)
+    try:
+        url = served.url()
+        assert url.startswith("http://127.0.0.1:")
+        async with chromium(tmp_path) as page:
+            await page.navigate(url)
+            await page.wait_for_text(
+                "Agent Orchestrator — Runs",
+                "Add input validation and a CSV export",
+                "waiting",
+                "Decision needed: risk",
+                "Approve (a)",
+                what="the runs table with the waiting run, and its decision modal",
+            )
+            shot = await page.screenshot(tmp_path / "served.png")
+            assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
+
+            await page.focus_terminal()
+            await page.press("a")
+            [run] = runs(home)
+            run_id = str(run["id"])
+
+            def answers() -> list[tuple[str, str]]:
+                items = json.loads(cli(home, "interventions", "--run", run_id, "--json").stdout)
+                return [(i["kind"], i["status"]) for i in items]
+
+            wait_until(lambda: answers() == [("risk", "approved")], what="the stored approval")
+            code = waiting.wait(timeout=120)
+            assert code == 0, waiting.stderr.read() if waiting.stderr else code
+            [run] = runs(home)
+            assert run["status"] == "completed"
+            assert run["phases_completed"] == run["phases_total"] == 3
+            await page.wait_for_text("completed", what="the page to show the run completed")
+        # The browser closed its tab: the app it ran has quit.
+        wait_until(lambda: not served.app_processes(), what="the served app to quit")
+    finally:
+        code = served.stop()
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+    assert code == 0, served.output()
+    assert "stopped serving" in served.stdout.read_text()
+    token = url.split("?token=", 1)[1]
+    assert token not in served.stderr.read_text()
+    stored = [p for p in home.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
+    assert stored == [], "the token was written into the home"
+
+
+def status_of(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    try:
+        with urlopen(Request(url, headers=headers or {}), timeout=30) as answer:
+            return answer.status, answer.headers.get("Set-Cookie", "")
+    except HTTPError as refused:
+        body = refused.read().decode()
+        assert "token" in body or "origin" in body, body
+        return refused.code, body
+
+
+def websocket_status(url: str, headers: dict[str, str] | None = None) -> int:
+    try:
+        with connect(url, additional_headers=headers, open_timeout=30):
+            return 101
+    except InvalidStatus as refused:
+        return refused.response.status_code
+
+
+def test_requests_without_the_token_are_refused(tmp_path: Path) -> None:
+    served = Served(tmp_path / "home", tmp_path)
+    try:
+        url = served.url()
+        parts = urlsplit(url)
+        base, token = f"http://{parts.netloc}", parts.query.removeprefix("token=")
+        ws = f"ws://{parts.netloc}/ws"
+        cookie = f"orchestrator-serve-{parts.port}"
+
+        assert status_of(f"{base}/")[0] == 403
+        assert status_of(f"{base}/?token=wrong")[0] == 403
+        assert status_of(f"{base}/static/js/textual.js")[0] == 403
+        assert websocket_status(ws) == 403
+        assert websocket_status(f"{ws}?token=wrong") == 403
+        assert websocket_status(ws, {"Cookie": f"{cookie}=wrong"}) == 403
+        # The right token from another site's page: refused too.
+        origin = {"Origin": "http://evil.example"}
+        assert websocket_status(f"{ws}?token={token}", origin) == 403
+
+        code, set_cookie = status_of(url)
+        assert code == 200
+        assert f"{cookie}={token}" in set_cookie
+        assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
+        assert status_of(f"{base}/static/js/textual.js", {"Cookie": f"{cookie}={token}"})[0] == 200
+    finally:
+        assert served.stop() == 0, served.output()
+    refusals = served.stderr.read_text()
+    assert "refused GET /ws: no valid token" in refusals
+    assert token not in refusals
+
+
+def test_a_host_other_than_loopback_is_warned_about(tmp_path: Path) -> None:
+    served = Served(tmp_path / "home", tmp_path, "--host", "0.0.0.0")
+    try:
+        url = served.url()
+        assert url.startswith(f"http://{socket.gethostname()}:")
+    finally:
+        assert served.stop() == 0, served.output()
+    assert (
+        "warning: serving on 0.0.0.0, which is not a loopback address" in served.stderr.read_text()
+    )
+
+
+def test_a_port_in_use_is_an_input_error(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = cli(tmp_path / "home", "serve", "--port", str(port), timeout=60)
+    assert proc.returncode == 2
+    assert f"cannot listen on 127.0.0.1 port {port}" in proc.stderr
+    assert "choose another --port" in proc.stderr

@@ -121,11 +121,35 @@ def test_requests_without_the_token_are_refused(tmp_path: Path) -> None:
         assert f"{cookie}={token}" in set_cookie
         assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
         assert status_of(f"{base}/static/js/textual.js", {"Cookie": f"{cookie}={token}"})[0] == 200
+
+        # With the token the websocket runs the app; stopping serve quits the app of an open tab.
+        with connect(f"{ws}?token={token}", open_timeout=30) as session:
+            assert session.recv(timeout=60), "the app drew nothing"
+            assert served.app_processes()
+            assert served.stop() == 0, served.output()
+        wait_until(lambda: not served.app_processes(), what="the served app to quit with serve")
     finally:
         assert served.stop() == 0, served.output()
     refusals = served.stderr.read_text()
     assert "refused GET /ws: no valid token" in refusals
     assert token not in refusals
+
+
+def test_an_app_whose_server_was_killed_quits(tmp_path: Path) -> None:
+    """Its output breaks and its input ends: the served driver quits the app, which would
+    otherwise keep running (and driving runs) with nobody to see it."""
+    served = Served(tmp_path / "home", tmp_path)
+    try:
+        url = served.url()
+        ws = url.replace("http://", "ws://", 1).replace("/?token=", "/ws?token=", 1)
+        with connect(ws, open_timeout=30) as session:
+            assert session.recv(timeout=60), "the app drew nothing"
+            [app] = served.app_processes()
+            served.proc.kill()
+            served.proc.wait()
+        wait_until(lambda: not served.app_processes(), what=f"the app {app} to quit")
+    finally:
+        served.stop()
 
 
 def test_a_host_other_than_loopback_is_warned_about(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The driver the app draws with under `orchestrator serve`: textual-serve's web driver, and the
-app quits when the server goes away (its standard input closes) instead of running on unseen."""
+app quits when the server goes away (its input ends or its output breaks) instead of running on
+unseen, with whatever runs it drives."""
 
 from __future__ import annotations
 
@@ -11,9 +12,34 @@ SERVED_DRIVER = "tui.serve_driver:ServedDriver"
 
 
 class ServedDriver(WebDriver):
-    """textual-serve's web driver; the end of its input without a quit from the server quits too."""
+    """textual-serve's web driver; losing the server quits the app as the server's quit would."""
+
+    _gone = False
+
+    def _server_gone(self) -> None:
+        if not self._gone:
+            self._gone = True
+            self._app.post_message(messages.ExitApp())
 
     def run_input_thread(self) -> None:
         super().run_input_thread()
-        if not self.exit_event.is_set():  # stdin closed: the server died or dropped this session
-            self._app.post_message(messages.ExitApp())
+        if not self.exit_event.is_set():  # stdin ended without a quit: the server is gone
+            self._server_gone()
+
+    def write(self, data: str) -> None:
+        try:
+            super().write(data)
+        except OSError:  # the server closed our output (it exited or was killed)
+            self._server_gone()
+
+    def write_meta(self, data: dict[str, object]) -> None:
+        try:
+            super().write_meta(data)
+        except OSError:
+            self._server_gone()
+
+    def write_binary_encoded(self, data: tuple[str | bytes, ...]) -> None:
+        try:
+            super().write_binary_encoded(data)
+        except OSError:
+            self._server_gone()

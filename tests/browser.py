@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from tests.clirun import ROOT, cli_env
 from tests.waiting import eventually, wait_until
 
-WINDOW = (1280, 800)
+WINDOW = (1280, 720)
 
 # Finds textual-serve's session object (it holds the xterm.js terminal, its socket and fit addon)
 # among the page's objects, and keeps its terminal where later reads find it.
@@ -145,6 +145,20 @@ class Page:
         return path
 
 
+async def open_waiting_run(page: Page, url: str) -> str:
+    """Open the served app and wait for its runs table with the demo run waiting for approval,
+    and the decision modal over it (what the README's browser screenshot shows)."""
+    await page.navigate(url)
+    return await page.wait_for_text(
+        "Agent Orchestrator — Runs",
+        "Add input validation and a CSV export",
+        "waiting",
+        "Decision needed: risk",
+        "Approve (a)",
+        what="the runs table with the waiting run, and its decision modal",
+    )
+
+
 def _launch(binary: str, profile: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start Chromium on `profile`; return it and the DevTools websocket URL of its page."""
     log = profile / "chromium.log"
@@ -197,6 +211,13 @@ async def chromium(work: Path | None = None) -> AsyncIterator[Page]:
                 page = Page(socket)
                 await page.send("Page.enable")
                 await page.send("Runtime.enable")
+                await page.send(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=WINDOW[0],
+                    height=WINDOW[1],
+                    deviceScaleFactor=1,
+                    mobile=False,
+                )
                 try:
                     yield page
                 finally:

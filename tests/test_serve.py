@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.browser import Served, chromium, chromium_path
+from tests.browser import Served, chromium, chromium_path, open_waiting_run
 from tests.clirun import cli, spawn
 from tests.waiting import wait_until
 
@@ -36,15 +36,7 @@ async def test_the_browser_shows_the_waiting_run_and_approves_it(tmp_path: Path)
         url = served.url()
         assert url.startswith("http://127.0.0.1:")
         async with chromium(tmp_path) as page:
-            await page.navigate(url)
-            await page.wait_for_text(
-                "Agent Orchestrator — Runs",
-                "Add input validation and a CSV export",
-                "waiting",
-                "Decision needed: risk",
-                "Approve (a)",
-                what="the runs table with the waiting run, and its decision modal",
-            )
+            await open_waiting_run(page, url)
             shot = await page.screenshot(tmp_path / "served.png")
             assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
 

@@ -135,9 +135,20 @@ class Page:
         await self.evaluate("window.__servedTerminal.focus()")
 
     async def press(self, key: str) -> None:
-        """Type one printable character into the focused element."""
+        """Type one printable character, or `ctrl+LETTER`, into the focused element."""
+        if key.startswith("ctrl+"):
+            letter = key.removeprefix("ctrl+")
+            code = {"key": letter, "code": f"Key{letter.upper()}", "modifiers": 2}
+            code["windowsVirtualKeyCode"] = ord(letter.upper())
+            await self.send("Input.dispatchKeyEvent", type="rawKeyDown", **code)
+            await self.send("Input.dispatchKeyEvent", type="keyUp", **code)
+            return
         await self.send("Input.dispatchKeyEvent", type="keyDown", key=key, text=key)
         await self.send("Input.dispatchKeyEvent", type="keyUp", key=key)
+
+    async def close_tab(self) -> None:
+        """Close the page, as a person closing the tab (its websockets close with it)."""
+        await self.send("Page.close")
 
     async def screenshot(self, path: Path) -> Path:
         shot = await self.send("Page.captureScreenshot", format="png")
@@ -159,55 +170,53 @@ async def open_waiting_run(page: Page, url: str) -> str:
     )
 
 
-def _launch(binary: str, profile: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start Chromium on `profile`; return it and the DevTools websocket URL of its page."""
-    log = profile / "chromium.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [binary, "--headless=new", "--no-sandbox", "--remote-debugging-port=0",
-             f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}",
-             "--no-first-run", "--disable-gpu", "--disable-extensions",
-             "--disable-background-networking", "about:blank"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    active = profile / "DevToolsActivePort"
+class Chromium:
+    """One headless Chromium (profile and log in `profile`); each `page()` is a new tab of it."""
 
-    def port() -> str | None:
-        if proc.poll() is not None:
-            raise AssertionError(f"chromium exited {proc.returncode}: {log.read_text()}")
-        words = active.read_text().split() if active.exists() else []
-        return words[0] if len(words) >= 2 else None
+    def __init__(self, profile: Path) -> None:
+        binary = chromium_path()
+        if binary is None:
+            raise RuntimeError("chromium is not installed (apt-get install chromium)")
+        self.log = profile / "chromium.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [binary, "--headless=new", "--no-sandbox", "--remote-debugging-port=0",
+                 f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}",
+                 "--no-first-run", "--disable-gpu", "--disable-extensions",
+                 "--disable-background-networking", "about:blank"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        active = profile / "DevToolsActivePort"
 
-    try:
-        devtools = wait_until(port, what="chromium's DevTools port", step=0.1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{devtools}/json/list") as answer:
-            targets = json.load(answer)
-        return proc, next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
-    except BaseException:
-        _stop(proc)
-        raise
+        def port() -> str | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"chromium exited {self.proc.returncode}: {self.log.read_text()}"
+                )
+            words = active.read_text().split() if active.exists() else []
+            return words[0] if len(words) >= 2 else None
 
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@asynccontextmanager
-async def chromium(work: Path | None = None) -> AsyncIterator[Page]:
-    """Headless Chromium with one page; its profile and log live in a temp folder (under `work`
-    when given). The browser is stopped on exit."""
-    binary = chromium_path()
-    if binary is None:
-        raise RuntimeError("chromium is not installed (apt-get install chromium)")
-    with tempfile.TemporaryDirectory(prefix="chromium-", dir=work) as folder:
-        proc, target = await asyncio.to_thread(_launch, binary, Path(folder))
         try:
-            async with connect(target, max_size=None) as socket:
+            self.devtools = (
+                f"http://127.0.0.1:{wait_until(port, what='its DevTools port', step=0.1)}"
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _call(self, path: str, method: str = "GET") -> Any:
+        """One request to DevTools' HTTP endpoint: JSON, or the text of `/json/close`."""
+        request = urllib.request.Request(f"{self.devtools}{path}", method=method)
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            body = answer.read().decode()
+        return json.loads(body) if body.startswith(("[", "{")) else body
+
+    @asynccontextmanager
+    async def page(self) -> AsyncIterator[Page]:
+        """A new tab, sized WINDOW; closed on exit (unless the test closed it)."""
+        target = await asyncio.to_thread(self._call, "/json/new?about:blank", "PUT")
+        try:
+            async with connect(target["webSocketDebuggerUrl"], max_size=None) as socket:
                 page = Page(socket)
                 await page.send("Page.enable")
                 await page.send("Runtime.enable")
@@ -223,7 +232,30 @@ async def chromium(work: Path | None = None) -> AsyncIterator[Page]:
                 finally:
                     page.close()
         finally:
-            await asyncio.to_thread(_stop, proc)
+            targets = await asyncio.to_thread(self._call, "/json/list")
+            if any(t["id"] == target["id"] for t in targets):
+                await asyncio.to_thread(self._call, f"/json/close/{target['id']}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@asynccontextmanager
+async def chromium(work: Path | None = None) -> AsyncIterator[Page]:
+    """A page of a Chromium of its own, stopped on exit; its profile lives in a temp folder
+    (under `work` when given)."""
+    with tempfile.TemporaryDirectory(prefix="chromium-", dir=work) as folder:
+        browser = await asyncio.to_thread(Chromium, Path(folder))
+        try:
+            async with browser.page() as page:
+                yield page
+        finally:
+            await asyncio.to_thread(browser.stop)
 
 
 class Served:

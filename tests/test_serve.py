@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.error import HTTPError
 from urllib.parse import urlsplit
@@ -15,7 +16,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.browser import Served, chromium, chromium_path, open_waiting_run
+from tests.browser import Chromium, Served, chromium_path, open_waiting_run
 from tests.clirun import cli, spawn
 from tests.waiting import wait_until
 
@@ -24,18 +25,30 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
+    """One Chromium for the module's tests; each test opens its own tab."""
+    started = Chromium(tmp_path_factory.mktemp("chromium"))
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
 def runs(home: Path) -> list[dict[str, object]]:
     return list(json.loads(cli(home, "runs", "--json", check=True).stdout))
 
 
-async def test_the_browser_shows_the_waiting_run_and_approves_it(tmp_path: Path) -> None:
+async def test_the_browser_shows_the_waiting_run_and_approves_it(
+    tmp_path: Path, browser: Chromium
+) -> None:
     home = tmp_path / "home"
     waiting = spawn(home, "demo", "--headless")  # asks for approval of its risky phase, then waits
     served = Served(home, tmp_path)
     try:
         url = served.url()
         assert url.startswith("http://127.0.0.1:")
-        async with chromium(tmp_path) as page:
+        async with browser.page() as page:
             await open_waiting_run(page, url)
             shot = await page.screenshot(tmp_path / "served.png")
             assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
@@ -69,6 +82,36 @@ async def test_the_browser_shows_the_waiting_run_and_approves_it(tmp_path: Path)
     assert token not in served.stderr.read_text()
     stored = [p for p in home.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
     assert stored == [], "the token was written into the home"
+
+
+async def test_closing_the_tab_of_a_run_it_drives_leaves_the_run_interrupted(
+    tmp_path: Path, browser: Chromium
+) -> None:
+    """The tab's app quits when the tab goes; the run it started stops in a true state."""
+    home = tmp_path / "home"
+    served = Served(home, tmp_path)
+    try:
+        async with browser.page() as page:
+            await page.navigate(served.url())
+            await page.wait_for_text("Agent Orchestrator — Runs", what="the runs section")
+            await page.focus_terminal()
+            await page.press("3")
+            await page.wait_for_text("Repository", what="the new run form")
+            await page.press("ctrl+o")  # the offline demo's values
+            await page.wait_for_text("cassette.jsonl", what="the demo values in the form")
+            await page.press("ctrl+s")
+            await page.wait_for_text("Decision needed: risk", what="the new run's approval")
+            await page.close_tab()
+            wait_until(lambda: not served.app_processes(), what="the tab's app to quit")
+    finally:
+        code = served.stop()
+    assert code == 0, served.output()
+    [run] = runs(home)
+    assert run["status"] == "interrupted", run
+    shown = json.loads(cli(home, "show", str(run["id"]), "--json", check=True).stdout)
+    assert not [p for p in shown["phases"] if p["status"] == "in_progress"], shown["phases"]
+    items = json.loads(cli(home, "interventions", "--run", str(run["id"]), "--json").stdout)
+    assert [(i["kind"], i["status"]) for i in items] == [("risk", "pending")]
 
 
 def status_of(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -121,7 +164,8 @@ def test_requests_without_the_token_are_refused(tmp_path: Path) -> None:
             assert served.stop() == 0, served.output()
         wait_until(lambda: not served.app_processes(), what="the served app to quit with serve")
     finally:
-        assert served.stop() == 0, served.output()
+        code = served.stop()
+    assert code == 0, served.output()
     refusals = served.stderr.read_text()
     assert "refused GET /ws: no valid token" in refusals
     assert token not in refusals
@@ -150,7 +194,8 @@ def test_a_host_other_than_loopback_is_warned_about(tmp_path: Path) -> None:
         url = served.url()
         assert url.startswith(f"http://{socket.gethostname()}:")
     finally:
-        assert served.stop() == 0, served.output()
+        code = served.stop()
+    assert code == 0, served.output()
     assert (
         "warning: serving on 0.0.0.0, which is not a loopback address" in served.stderr.read_text()
     )

@@ -5,7 +5,10 @@ without the token are refused."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.error import HTTPError
@@ -17,8 +20,9 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.browser import Chromium, Served, chromium_path, open_waiting_run
-from tests.clirun import cli, spawn
+from tests.clirun import ROOT, cli, spawn
 from tests.waiting import wait_until
+from tui.serve_driver import SERVED_DRIVER
 
 pytestmark = pytest.mark.skipif(
     chromium_path() is None, reason="chromium is not installed (.ci/run installs it)"
@@ -208,3 +212,54 @@ def test_a_port_in_use_is_an_input_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert f"cannot listen on 127.0.0.1 port {port}" in proc.stderr
     assert "choose another --port" in proc.stderr
+
+
+_SEES = """
+import os, subprocess, sys
+from textual.app import App
+
+class Sees(App[None]):
+    def on_mount(self) -> None:
+        child = subprocess.run(
+            [sys.executable, "-c", "import os, sys; print(sorted(set(os.environ) & set(sys.argv[1:])))",
+             *sys.argv[1:]], capture_output=True, text=True)
+        open(sys.argv[1], "w").write(child.stdout)
+        self.exit()
+
+Sees().run()
+"""
+
+
+def test_processes_the_served_app_starts_do_not_inherit_its_driver(tmp_path: Path) -> None:
+    """textual-serve's variables are the app's alone: a Textual project's tests run in a
+    verification would otherwise try to import our driver."""
+    seen = tmp_path / "seen.txt"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TEXTUAL_DRIVER": SERVED_DRIVER,
+        "COLUMNS": "80",
+        "ROWS": "24",
+        "TERM_PROGRAM": "textual",
+    }
+    names = [str(seen), "TEXTUAL_DRIVER", "COLUMNS", "ROWS", "TERM_PROGRAM"]
+    errors = tmp_path / "stderr.txt"
+    with errors.open("wb") as err:
+        # Its input stays open while it runs: an ended input would quit it before it mounts.
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SEES, *names],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert code == 0, errors.read_text()
+    assert seen.read_text().strip() == "[]"

@@ -4,11 +4,16 @@ unseen, with whatever runs it drives."""
 
 from __future__ import annotations
 
+import os
+
 from textual import messages
 from textual.drivers.web_driver import WebDriver
 
 # The value of TEXTUAL_DRIVER that makes Textual use this driver.
 SERVED_DRIVER = "tui.serve_driver:ServedDriver"
+# What textual-serve sets for the app alone: gone once the app has drawn, so the processes the app
+# starts (verification, agents, a Textual project's own tests) do not inherit a driver to import.
+SERVED_ONLY = ("TEXTUAL_DRIVER", "TEXTUAL_FPS", "TEXTUAL_COLOR_SYSTEM", "COLUMNS", "ROWS")
 
 
 class ServedDriver(WebDriver):
@@ -20,6 +25,14 @@ class ServedDriver(WebDriver):
         if not self._gone:
             self._gone = True
             self._app.post_message(messages.ExitApp())
+
+    def start_application_mode(self) -> None:
+        super().start_application_mode()
+        for name in SERVED_ONLY:
+            os.environ.pop(name, None)
+        if os.environ.get("TERM_PROGRAM") == "textual":
+            os.environ.pop("TERM_PROGRAM", None)
+            os.environ.pop("TERM_PROGRAM_VERSION", None)
 
     def run_input_thread(self) -> None:
         super().run_input_thread()

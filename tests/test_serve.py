@@ -11,9 +11,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.error import HTTPError
 from urllib.parse import urlsplit
-from urllib.request import Request, urlopen
+from urllib.request import HTTPRedirectHandler, Request, build_opener
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -54,6 +55,8 @@ async def test_the_browser_shows_the_waiting_run_and_approves_it(
         assert url.startswith("http://127.0.0.1:")
         async with browser.page() as page:
             await open_waiting_run(page, url)
+            address = await page.evaluate("location.href")
+            assert "token" not in address, f"the token stayed in the address bar: {address}"
             shot = await page.screenshot(tmp_path / "served.png")
             assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
 
@@ -118,14 +121,23 @@ async def test_closing_the_tab_of_a_run_it_drives_leaves_the_run_interrupted(
     assert [(i["kind"], i["status"]) for i in items] == [("risk", "pending")]
 
 
-def status_of(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+class _Stay(HTTPRedirectHandler):
+    """Redirects are answers to look at, not to follow."""
+
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+def status_of(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """The status and headers of a GET (redirects not followed); a refusal's body names why."""
     try:
-        with urlopen(Request(url, headers=headers or {}), timeout=30) as answer:
-            return answer.status, answer.headers.get("Set-Cookie", "")
-    except HTTPError as refused:
-        body = refused.read().decode()
-        assert "token" in body or "origin" in body, body
-        return refused.code, body
+        with build_opener(_Stay).open(Request(url, headers=headers or {}), timeout=30) as answer:
+            return answer.status, answer.headers
+    except HTTPError as answer:
+        if answer.code == 403:
+            body = answer.read().decode()
+            assert "token" in body or "origin" in body, body
+        return answer.code, answer.headers
 
 
 def websocket_status(url: str, headers: dict[str, str] | None = None) -> int:
@@ -155,11 +167,16 @@ def test_requests_without_the_token_are_refused(tmp_path: Path) -> None:
         origin = {"Origin": "http://evil.example"}
         assert websocket_status(f"{ws}?token={token}", origin) == 403
 
-        code, set_cookie = status_of(url)
-        assert code == 200
+        # The printed URL sets the cookie and sends the browser on to the page without the token.
+        code, headers = status_of(f"{url}&fontsize=14")
+        assert code == 303 and headers["Location"] == "/?fontsize=14"
+        set_cookie = headers["Set-Cookie"]
         assert f"{cookie}={token}" in set_cookie
         assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
-        assert status_of(f"{base}/static/js/textual.js", {"Cookie": f"{cookie}={token}"})[0] == 200
+        with_cookie = {"Cookie": f"{cookie}={token}"}
+        code, headers = status_of(f"{base}/?fontsize=14", with_cookie)
+        assert code == 200 and headers["Referrer-Policy"] == "no-referrer"
+        assert status_of(f"{base}/static/js/textual.js", with_cookie)[0] == 200
 
         # With the token the websocket runs the app; stopping serve quits the app of an open tab.
         with connect(f"{ws}?token={token}", open_timeout=30) as session:

@@ -2,10 +2,10 @@
 
 textual-serve's `Server` supplies the page, its static files and the websocket that runs one app
 process per browser tab; this module builds the aiohttp application around those public handlers
-so every request passes a token check first. The page request carries the token in its URL
-(`/?token=...`); the page's own requests (static files, the websocket, downloads) carry it in a
-cookie the page response sets, which is HttpOnly, SameSite=Strict and named for the port. A
-websocket opened from another origin is refused even with the cookie. The token is printed once
+so every request passes a token check first. The printed URL carries the token (`/?token=...`);
+opening it sets a cookie holding the token (HttpOnly, SameSite=Strict, named for the port) and
+redirects to the page without it, whose own requests (static files, the websocket, downloads)
+carry the cookie. A websocket opened from another origin is refused even with the cookie. The token is printed once
 and never logged or stored (there is no access log: it would hold the page URL).
 """
 
@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import jinja2
@@ -107,6 +108,8 @@ class TokenGuard:
         if not self.granted(request):
             print(f"refused {request.method} {request.path}: no valid token", file=sys.stderr)
             return web.Response(status=403, text=REFUSED)
+        if request.path == "/" and "token" in request.query:
+            return self.enter(request)
         if request.path == "/ws":
             origin = request.headers.get("Origin")
             if origin is not None and origin != f"{request.scheme}://{request.host}":
@@ -118,7 +121,18 @@ class TokenGuard:
                 task.add_done_callback(self.sockets.discard)
         response = await handler(request)
         if request.path == "/":
-            response.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict", path="/")
+            response.headers["Referrer-Policy"] = "no-referrer"
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def enter(self, request: web.Request) -> web.StreamResponse:
+        """The printed URL: the token moves into the cookie and the browser goes on to the page
+        without it, so it stays out of the address bar and the history."""
+        rest = {k: v for k, v in request.query.items() if k != "token"}
+        response = web.HTTPSeeOther("/" + (f"?{urlencode(rest)}" if rest else ""))
+        response.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict", path="/")
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
         return response
 
 

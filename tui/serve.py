@@ -170,26 +170,27 @@ async def serve(home: Path, host: str, port: int, out: TextIO = sys.stdout) -> i
     token = secrets.token_urlsafe(32)
     guard = TokenGuard(token=token, cookie=f"orchestrator-serve-{bound_port}")
     runner = web.AppRunner(build_app(server, guard), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.SockSite(runner, sock)
-    await site.start()
-    print(f"serving the app on {base}/?token={token}", file=out)
-    print(
-        f"open that URL in a browser (each tab runs its own app on {home}); Ctrl+C stops serving",
-        file=out,
-        flush=True,
-    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        print(f"serving the app on {base}/?token={token}", file=out)
+        print(
+            f"open that URL in a browser (each tab runs its own app on {home}); "
+            "Ctrl+C stops serving",
+            file=out,
+            flush=True,
+        )
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await _end_sessions(guard.sockets)
         await runner.cleanup()
+        sock.close()
     print("stopped serving", file=out, flush=True)
     return 0
 

@@ -147,8 +147,10 @@ class Page:
         await self.send("Input.dispatchKeyEvent", type="keyUp", key=key)
 
     async def close_tab(self) -> None:
-        """Close the page, as a person closing the tab (its websockets close with it)."""
-        await self.send("Page.close")
+        """Close the page, as a person closing the tab (its websockets close with it); the answer
+        is not awaited, as the tab may be gone before it is sent."""
+        message = {"id": next(self._ids), "method": "Page.close", "params": {}}
+        await self.socket.send(json.dumps(message))
 
     async def screenshot(self, path: Path) -> Path:
         shot = await self.send("Page.captureScreenshot", format="png")

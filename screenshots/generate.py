@@ -4,8 +4,9 @@
 - tui-*.svg: every screen and modal of the terminal UI, driven by the keyboard in a headless
   app on the same home folder, while a real `orchestrator demo --headless` waits for its approval
   in another process (so the modal, the run view and the interventions list show a live run).
+- app-in-browser.png: `orchestrator serve` in headless Chromium on such a waiting run.
 
-Usage: .venv/bin/python screenshots/generate.py
+Usage: .venv/bin/python screenshots/generate.py [--browser]   (--browser: only the PNG)
 """
 
 from __future__ import annotations
@@ -200,7 +201,38 @@ async def tui_screens(home: Path, waiting: subprocess.Popen[bytes]) -> None:
         await engine.close()
 
 
+def browser_shot(tmp: Path) -> Path:
+    """app-in-browser.png: `orchestrator serve` opened in headless Chromium while a headless demo
+    waits for its approval (the same steps as tests/test_serve.py)."""
+    from tests.browser import Served, chromium, open_waiting_run
+
+    async def shoot(url: str) -> Path:
+        async with chromium(tmp) as page:
+            await open_waiting_run(page, url)
+            return await page.screenshot(HERE / "app-in-browser.png")
+
+    home = tmp / "browser-home"
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "demo", "--headless"],
+        cwd=ROOT,
+        env=env_for(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    served = Served(home, tmp)
+    try:
+        return asyncio.run(shoot(served.url()))
+    finally:
+        served.stop()
+        waiting.terminate()
+        waiting.wait(30)
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--browser"]:  # only the browser screenshot
+        with tempfile.TemporaryDirectory(prefix="orchestrator-") as tmp:
+            print("wrote", browser_shot(Path(tmp)).relative_to(ROOT))
+        return
     # A short home path: the app shows it as is (the CLI shots show the default one instead).
     with tempfile.TemporaryDirectory(prefix="orchestrator-") as tmp:
         home = Path(tmp) / "home"
@@ -235,7 +267,9 @@ def main() -> None:
             if waiting.poll() is None:
                 waiting.terminate()
                 waiting.wait(30)
-    print("wrote", ", ".join(str(p.relative_to(ROOT)) for p in sorted(HERE.glob("*.svg"))))
+        browser_shot(Path(tmp))
+    shots = sorted([*HERE.glob("*.svg"), *HERE.glob("*.png")])
+    print("wrote", ", ".join(str(p.relative_to(ROOT)) for p in shots))
 
 
 if __name__ == "__main__":

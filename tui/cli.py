@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.doctor_command import add_parser as add_doctor_parser
 
     add_doctor_parser(sub)
+    from tui.serve_command import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

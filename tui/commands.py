@@ -41,6 +41,10 @@ async def dispatch(args: argparse.Namespace) -> int:
         from tui.verify_command import verify_command
 
         return await verify_command(args, paths)
+    if args.command == "serve":  # each browser tab's app opens the database itself
+        from tui.serve_command import serve_command
+
+        return await serve_command(args, paths)
     if args.command == "agents":  # no state database needed
         from tui.agent_commands import agents_command
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,10 @@ if TYPE_CHECKING:
 
 
 def interactive() -> bool:
-    """True when both standard input and output are a terminal the app can draw on."""
+    """True when the app can draw: both standard input and output are a terminal, or Textual is
+    told to draw through another driver (TEXTUAL_DRIVER: `orchestrator serve` names its web one)."""
+    if os.environ.get("TEXTUAL_DRIVER"):
+        return True
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 

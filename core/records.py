@@ -117,8 +117,8 @@ class RunSummary:
     phases_total: int
     phases_completed: int
     findings: dict[str, int]  # {"major": n, "medium": n, "minor": n}, open findings only
-    tokens: int = 0  # prompt + completion tokens of the run's model calls (list_runs_page only)
-    cost_usd: float = 0.0  # the ledger's cost of those calls (list_runs_page only)
+    tokens: int = 0  # prompt + completion tokens of the run's model calls (cached answers: none)
+    cost_usd: float = 0.0  # the ledger's cost of those calls
 
 
 @dataclass(frozen=True)

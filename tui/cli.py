@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only runs that were interrupted or whose process died",
     )
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=int, default=100, help="at most N runs (0: every run)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("show", help="a run with its phases, attempts, findings and interventions")
@@ -237,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.doctor_command import add_parser as add_doctor_parser
 
     add_doctor_parser(sub)
+    from tui.stats_command import add_parser as add_stats_parser
+
+    add_stats_parser(sub)
     return parser
 
 

@@ -65,11 +65,11 @@ class StatsMixin(StateDatabase):
             " GROUP BY substr(u.created_at, 1, 10), u.model, u.role ORDER BY day, model, role",
             params,
         )
+        # phases.attempts is the highest attempt started (the store raises it with each one).
         attempts = await self._fetch(
-            "SELECT COALESCE(e.n, 0) AS tries, p.status AS st, COUNT(*) AS n"
+            "SELECT p.attempts AS tries, p.status AS st, COUNT(*) AS n"
             f" FROM phases p JOIN {runs} r ON r.id = p.run_id"
-            " LEFT JOIN (SELECT phase_id, COUNT(*) AS n FROM executions GROUP BY phase_id) e"
-            " ON e.phase_id = p.id GROUP BY COALESCE(e.n, 0), p.status ORDER BY tries, st",
+            " GROUP BY p.attempts, p.status ORDER BY tries, st",
             params,
         )
         findings = await self._fetch(

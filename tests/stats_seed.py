@@ -37,9 +37,16 @@ def stamp(value: datetime) -> str:
 
 
 def seed_history(
-    db: Path, *, runs: int = 40, days: int = 14, end: date = END_DAY, seed: int = 7
+    db: Path,
+    *,
+    runs: int = 40,
+    days: int = 14,
+    end: date = END_DAY,
+    seed: int = 7,
+    pending: bool = True,
 ) -> None:
-    """Write `runs` runs over the `days` days ending on `end` into the database at `db`."""
+    """Write `runs` runs over the `days` days ending on `end` into the database at `db`; with
+    `pending=False` no question is left unanswered (the app would show it at once)."""
     rng = random.Random(seed)
     first = datetime(end.year, end.month, end.day, tzinfo=UTC) - timedelta(days=days - 1)
     rows: dict[str, list[tuple[Any, ...]]] = {
@@ -152,7 +159,7 @@ def seed_history(
                 stamp(start),
             )
         )
-        if rng.random() < 0.35:
+        if rng.random() < 0.35 and (pending or status != "waiting"):
             asked = start + timedelta(minutes=1)
             wait = timedelta(seconds=rng.choice((20, 200, 1500, 5400, 40000)))
             answer = "pending" if status == "waiting" else rng.choice(("approved", "rejected"))

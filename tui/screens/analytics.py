@@ -274,7 +274,7 @@ class AnalyticsScreen(Screen[None]):
                 legend = Text()
                 for key in series:
                     legend.append("■ ", style=RICH_COLORS.get(colors.get(key, "gray"), "white"))
-                    legend.append(f"{key}  ")
+                    legend.append(f"{key} ")
         self.query_one(f"#{name}-legend", Label).update(legend)
         self.query_one(f"#{name}", PlotextPlot).refresh()
 
@@ -306,21 +306,19 @@ def _stack(
         totals = [t + v for t, v in zip(totals, values, strict=True)]
         layers.append((key, totals))
     for key, heights in reversed(layers):
-        drawn = [(n + 1, h) for n, h in enumerate(heights) if h > 0]
-        if not drawn:
-            continue
-        xs = [x for x, _ in drawn]
-        # plotext widens bars by the mean gap between the positions drawn: undo that.
-        spread = (xs[-1] - xs[0]) / (len(xs) - 1) if len(xs) > 1 else 1.0
-        plt.bar(
-            xs,
-            [h for _, h in drawn],
-            color=colors.get(key, "gray"),
-            orientation="horizontal" if horizontal else "vertical",
-            width=0.6 / spread,
-            minimum=0,
-            reset_ticks=False,
-        )
+        for x, height in enumerate(heights, start=1):
+            if height <= 0:
+                continue
+            # One bar a call: plotext sizes bars by the gaps between the positions of one call.
+            plt.bar(
+                [float(x)],
+                [height],
+                color=colors.get(key, "gray"),
+                orientation="horizontal" if horizontal else "vertical",
+                width=0.5,
+                minimum=0,
+                reset_ticks=False,
+            )
 
 
 def _ticks(top: float, *, money: bool = False) -> list[float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,7 @@ import pytest
 from config.paths import Paths
 from core.records import Category, FindingIn, Severity
 from core.state.store import StateStore
-from tests.clirun import cli, cli_json
+from tests.clirun import ROOT, cli, cli_env, cli_json
 from tests.stats_seed import seed_history
 
 
@@ -153,3 +155,19 @@ def test_wrong_inputs_say_what_to_give(home: Path) -> None:
     assert negative.returncode == 2 and "0 for every run" in negative.stderr
     empty = cli(home, "stats", "--repo", "/nowhere", check=True).stdout
     assert empty.startswith("no runs to count (runs on /nowhere)")
+
+
+def test_the_benchmark_runs_and_prints_its_figures() -> None:
+    proc = subprocess.run(
+        [sys.executable, "bench/stats.py", "--runs", "300", "--days", "10", "--repeat", "1"],
+        cwd=ROOT,
+        env=cli_env(ROOT / "unused-home"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "seeded 300 runs over 10 days" in proc.stdout
+    for figure in ("store.stats_rows (SQL):", "`orchestrator stats --json`", "--limit 0"):
+        assert figure in proc.stdout

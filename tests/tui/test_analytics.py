@@ -78,6 +78,18 @@ async def test_the_section_shows_the_stored_figures(home: Path) -> None:
         for name in PLOTS:
             assert screen.query_one(f"#{name}", PlotextPlot).size.height == 13  # and its legend
 
+        cost = screen.plotted["cost"]
+        by_model: dict[str, float] = {}
+        for u in stored["usage_per_day"]:
+            by_model[u["model"]] = by_model.get(u["model"], 0.0) + u["cost_usd"]
+        assert {k: round(sum(v), 6) for k, v in cost.items() if k != "labels"} == {
+            m: round(c, 6) for m, c in by_model.items() if c
+        }
+        await pilot.press("t")  # tokens by role instead
+        await wait_for(pilot, lambda: "planner" in screen.plotted["cost"], what="tokens by role")
+        tokens = screen.plotted["cost"]
+        assert sum(sum(tokens[role]) for role in ("planner", "executor")) == totals["tokens"]
+
         await pilot.press("s")  # the last 30 days from the app's clock: the whole history
         await wait_for(
             pilot,

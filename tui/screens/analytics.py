@@ -4,7 +4,8 @@ One engine read (`Engine.stats`, grouped in SQL) fills a totals line and six plo
 by status, cost per day by model, findings per day by severity, answered interventions by
 waiting time, the checks that fail most, and phases by attempts. Days come from the stored
 timestamps, never from today, so a history looks the same whenever it is shown; `s` narrows it to
-the last 7 or 30 days counted from the app's clock.
+the last 7 or 30 days counted from the app's clock, and `t` shows tokens by role in place of cost
+by model.
 """
 
 from __future__ import annotations
@@ -88,13 +89,15 @@ class AnalyticsScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "period", "Period"),
         Binding("n", "step(1)", "Next plot"),
-        Binding("p", "step(-1)", "Previous plot"),
-        Binding("r", "reload", "Reload"),
+        Binding("p", "step(-1)", "Previous plot", show=False),
+        Binding("t", "tokens", "Cost/tokens"),
+        Binding("r", "reload", "Reload", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.period: int | None = None
+        self.show_tokens = False  # the usage plot shows tokens by role instead of cost by model
         self.figures: dict[str, Any] | None = None  # the last document shown
         self.plotted: dict[str, dict[str, list[float]]] = {}  # what each plot shows, by series
         self._loaded_at = 0.0
@@ -138,6 +141,12 @@ class AnalyticsScreen(Screen[None]):
         """Step to the next period: every run, the last 30 days, the last 7."""
         self.period = PERIODS[(PERIODS.index(self.period) + 1) % len(PERIODS)]
         self.reload()
+
+    def action_tokens(self) -> None:
+        """Switch the usage plot between cost per model and tokens per role."""
+        self.show_tokens = not self.show_tokens
+        if self.figures is not None:
+            self._show(self.figures)
 
     def action_step(self, delta: int) -> None:
         """Scroll the next (or previous) plot into view."""
@@ -183,18 +192,20 @@ class AnalyticsScreen(Screen[None]):
             _per_day(doc["runs_per_day"], days, "by_status"),
             STATUS_COLORS,
         )
-        cost: dict[str, dict[str, float]] = {}
+        # `t` switches this plot between cost by model and tokens by role.
+        field, group = ("tokens", "role") if self.show_tokens else ("cost_usd", "model")
+        usage: dict[str, dict[str, float]] = {}
         for u in doc["usage_per_day"]:
-            by_day = cost.setdefault(u["model"], {})
-            by_day[u["day"]] = by_day.get(u["day"], 0.0) + u["cost_usd"]
-        models = sorted(cost)
+            by_day = usage.setdefault(u[group], {})
+            by_day[u["day"]] = by_day.get(u["day"], 0.0) + u[field]
+        keys = sorted(usage)
         self._bars(
             "cost",
-            "Cost per day by model (USD)",
+            "Tokens per day by role" if self.show_tokens else "Cost per day by model (USD)",
             shown,
-            {m: [cost[m].get(d, 0.0) for d in days] for m in models},
-            dict(zip(models, MODEL_COLORS, strict=False)),
-            money=True,
+            {k: [usage[k].get(d, 0.0) for d in days] for k in keys},
+            dict(zip(keys, MODEL_COLORS, strict=False)),
+            money=not self.show_tokens,
         )
         self._bars(
             "findings",

@@ -285,3 +285,24 @@ class RunUsage:
     total: UsageTotals
     planning: UsageTotals  # calls made outside any phase (the planner)
     phases: dict[str, UsageTotals] = field(default_factory=dict)  # plan id -> totals, plan order
+
+
+@dataclass(frozen=True)
+class StatsRows:
+    """Aggregated rows, one list per figure, as the store grouped them (core/stats.py shapes them).
+
+    runs: (day, status, runs); usage: (day, model, role, calls, prompt, completion, cached, cost);
+    attempts: (attempts, phase status, phases); findings: (day, severity, category, findings);
+    open_findings: (severity, findings) of findings still open; waits: (day, kind, status,
+    created_at, resolved_at) of every intervention; checks: (category, tool, attempts, findings,
+    major); phases: (phases, completed).
+    """
+
+    runs: list[tuple[str, str, int]]
+    usage: list[tuple[str, str, str, int, int, int, int, float]]
+    attempts: list[tuple[int, str, int]]
+    findings: list[tuple[str, str, str, int]]
+    open_findings: list[tuple[str, int]]
+    waits: list[tuple[str, str, str, str, str | None]]
+    checks: list[tuple[str, str, int, int, int]]
+    phases: tuple[int, int]

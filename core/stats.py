@@ -1,6 +1,6 @@
 """Analytics over stored runs: the document `orchestrator stats --json` prints and the app plots.
 
-The store groups the rows (core/state/stats.py); this module shapes them into one JSON-ready
+The store groups the rows (core/state/stats.py, as a core.records.StatsRows); this module shapes them into one JSON-ready
 document and computes what SQL leaves to Python (how long a person took to answer). The shape is
 stable and documented in the README ("Analytics"); every list is sorted, days are UTC
 `YYYY-MM-DD` strings taken from the stored timestamps, so the figures do not depend on today.
@@ -15,8 +15,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from core.errors import InputError
-from core.records import Category, RunStatus, Severity
-from core.state.stats import StatsRows
+from core.records import Category, RunStatus, Severity, StatsRows
 from core.timeutil import parse_ts
 
 STATS_SCHEMA = 1

@@ -8,35 +8,14 @@ to the runs that pass the filter, so the totals add up to the listing of the sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from core.liveness import LOST_RUN
+from core.records import StatsRows
 from core.state.db import StateDatabase
 
 # The status a person sees: a run whose driving process is gone counts as interrupted.
 _SEEN_STATUS = f"CASE WHEN {LOST_RUN} THEN 'interrupted' ELSE status END"
-
-
-@dataclass(frozen=True)
-class StatsRows:
-    """Aggregated rows, one list per figure, as the store grouped them (core/stats.py shapes them).
-
-    runs: (day, status, runs); usage: (day, model, role, calls, prompt, completion, cached, cost);
-    attempts: (attempts, phase status, phases); findings: (day, severity, category, findings);
-    open_findings: (severity, findings) of findings still open; waits: (day, kind, status,
-    created_at, resolved_at) of every intervention; checks: (category, tool, attempts, findings,
-    major); phases: (phases, completed).
-    """
-
-    runs: list[tuple[str, str, int]]
-    usage: list[tuple[str, str, str, int, int, int, int, float]]
-    attempts: list[tuple[int, str, int]]
-    findings: list[tuple[str, str, str, int]]
-    open_findings: list[tuple[str, int]]
-    waits: list[tuple[str, str, str, str, str | None]]
-    checks: list[tuple[str, str, int, int, int]]
-    phases: tuple[int, int]
 
 
 class StatsMixin(StateDatabase):

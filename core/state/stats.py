@@ -13,7 +13,10 @@ from typing import Any
 from core.liveness import LOST_RUN
 from core.records import StatsRows
 from core.state.db import StateDatabase
+from core.state.findings import OPEN_FINDING_STATUSES
 
+# Finding statuses that count as open (core.state.findings), as an SQL list.
+_OPEN = ", ".join(f"'{status}'" for status in OPEN_FINDING_STATUSES)
 # The status a person sees: a run whose driving process is gone counts as interrupted.
 _SEEN_STATUS = f"CASE WHEN {LOST_RUN} THEN 'interrupted' ELSE status END"
 
@@ -53,14 +56,10 @@ class StatsMixin(StateDatabase):
         )
         findings = await self._fetch(
             "SELECT substr(f.created_at, 1, 10) AS day, f.severity AS sev, f.category AS cat,"
-            f" COUNT(*) AS n FROM findings f JOIN {runs} r ON r.id = f.run_id"
-            " WHERE f.status <> 'baseline'"
-            " GROUP BY substr(f.created_at, 1, 10), f.severity, f.category ORDER BY day, sev, cat",
-            params,
-        )
-        open_findings = await self._fetch(
-            f"SELECT f.severity AS sev, COUNT(*) AS n FROM findings f JOIN {runs} r"
-            " ON r.id = f.run_id WHERE f.status IN ('new', 'open') GROUP BY f.severity",
+            f" CASE WHEN f.status IN ({_OPEN}) THEN 1 ELSE 0 END AS still_open, COUNT(*) AS n"
+            f" FROM findings f JOIN {runs} r ON r.id = f.run_id WHERE f.status <> 'baseline'"
+            " GROUP BY substr(f.created_at, 1, 10), f.severity, f.category,"
+            f" CASE WHEN f.status IN ({_OPEN}) THEN 1 ELSE 0 END ORDER BY day, sev, cat",
             params,
         )
         waits = await self._fetch(
@@ -79,12 +78,14 @@ class StatsMixin(StateDatabase):
             " GROUP BY f.category, f.tool ORDER BY tries DESC, n DESC, cat, tool",
             params,
         )
-        phases = await self._fetch(
-            "SELECT COUNT(*) AS n,"
-            " COALESCE(SUM(CASE WHEN p.status = 'completed' THEN 1 ELSE 0 END), 0) AS done"
-            f" FROM phases p JOIN {runs} r ON r.id = p.run_id",
-            params,
-        )
+        # Findings by day, severity and category, and the open ones by severity, from one read.
+        per_day: dict[tuple[str, str, str], int] = {}
+        still_open: dict[str, int] = {}
+        for r in findings:
+            key = (r["day"], r["sev"], r["cat"])
+            per_day[key] = per_day.get(key, 0) + int(r["n"])
+            if r["still_open"]:
+                still_open[r["sev"]] = still_open.get(r["sev"], 0) + int(r["n"])
         return StatsRows(
             runs=[(r["day"], r["st"], int(r["n"])) for r in run_rows],
             usage=[
@@ -101,14 +102,17 @@ class StatsMixin(StateDatabase):
                 for r in usage
             ],
             attempts=[(int(r["tries"]), r["st"], int(r["n"])) for r in attempts],
-            findings=[(r["day"], r["sev"], r["cat"], int(r["n"])) for r in findings],
-            open_findings=[(r["sev"], int(r["n"])) for r in open_findings],
+            findings=[(*key, n) for key, n in per_day.items()],
+            open_findings=sorted(still_open.items()),
             waits=[(r["day"], r["kind"], r["st"], r["asked"], r["answered"]) for r in waits],
             checks=[
                 (r["cat"], r["tool"], int(r["tries"]), int(r["n"]), int(r["major"] or 0))
                 for r in checks
             ],
-            phases=(int(phases[0]["n"]), int(phases[0]["done"])) if phases else (0, 0),
+            phases=(
+                sum(int(r["n"]) for r in attempts),
+                sum(int(r["n"]) for r in attempts if r["st"] == "completed"),
+            ),
         )
 
 

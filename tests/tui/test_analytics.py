@@ -110,3 +110,13 @@ async def test_the_section_shows_the_stored_figures(home: Path) -> None:
         assert screen.figures["totals"] == week["totals"]
         assert screen.plotted["runs"]["labels"][0] == "11-14"
         assert "since 2026-11-14" in str(screen.query_one("#period", Label).render())
+
+
+async def test_an_empty_home_says_how_to_start(home: Path) -> None:
+    app = ShellApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await analytics(pilot)
+        assert screen.has_class("empty")
+        empty = screen.query_one("#empty", Label)
+        assert empty.display and "Press 3 to start one" in str(empty.render())
+        assert not screen.query_one("#plots").display

@@ -16,7 +16,7 @@ from textual_plotext import PlotextPlot
 from config.paths import Paths
 from tests.stats_seed import seed_history
 from tests.tui.settle import wait_settled
-from tests.tui.shell_support import ShellApp, wait_for
+from tests.tui.shell_support import ShellApp, wait_for, wait_for_palette_hit
 from tui.screens.analytics import PLOTS, AnalyticsScreen
 
 
@@ -120,3 +120,14 @@ async def test_an_empty_home_says_how_to_start(home: Path) -> None:
         empty = screen.query_one("#empty", Label)
         assert empty.display and "Press 3 to start one" in str(empty.render())
         assert not screen.query_one("#plots").display
+
+
+async def test_the_palette_opens_the_section(home: Path) -> None:
+    app = app_on(home)
+    async with app.run_test(size=(120, 34)) as pilot:
+        await pilot.press("ctrl+p", *"Analytics")
+        await wait_for_palette_hit(pilot, "Analytics")
+        await pilot.press("enter")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, AnalyticsScreen), what="the analytics section"
+        )

@@ -1,4 +1,5 @@
-"""The Textual app: sections (runs, interventions, new run, analytics) as modes, one engine in the same loop.
+"""The Textual app: sections (runs, interventions, new run, analytics) as modes, one engine in the
+same loop.
 
 The app owns the cross-cutting parts: the bus bridge, the queue of pending interventions (shown
 as a modal at once, wherever the user is, one after another), engine runs driven as workers, the

@@ -52,6 +52,8 @@ class InterventionKind(StrEnum):
 
 # Kinds that need no input from the person, so `--yes` may approve them.
 AUTO_APPROVABLE_KINDS = frozenset({InterventionKind.RISK, InterventionKind.THRESHOLD})
+# The note stored with an answer `--yes` gave (nobody waited for it; analytics count it apart).
+AUTO_APPROVED_NOTE = "auto-approved"
 
 
 class InterventionStatus(StrEnum):
@@ -294,8 +296,8 @@ class StatsRows:
     runs: (day, status, runs); usage: (day, model, role, calls, prompt, completion, cached, cost);
     attempts: (attempts, phase status, phases); findings: (day, severity, category, findings);
     open_findings: (severity, findings) of findings still open; waits: (day, kind, status,
-    created_at, resolved_at) of every intervention; checks: (category, tool, attempts, findings,
-    major); phases: (phases, completed).
+    created_at, resolved_at, answered by `--yes`) of every intervention; checks: (category, tool,
+    attempts, findings, major); phases: (phases, completed).
     """
 
     runs: list[tuple[str, str, int]]
@@ -303,6 +305,6 @@ class StatsRows:
     attempts: list[tuple[int, str, int]]
     findings: list[tuple[str, str, str, int]]
     open_findings: list[tuple[str, int]]
-    waits: list[tuple[str, str, str, str, str | None]]
+    waits: list[tuple[str, str, str, str, str | None, bool]]
     checks: list[tuple[str, str, int, int, int]]
     phases: tuple[int, int]

@@ -178,19 +178,22 @@ def _attempts(rows: StatsRows) -> list[dict[str, Any]]:
 
 
 def _waiting(rows: StatsRows) -> dict[str, Any]:
-    """How long people took to answer interventions: from the question to its answer."""
+    """How long people took to answer interventions: from the question to its answer (answers
+    `--yes` gave are counted apart, as nobody waited for them)."""
     seconds: list[float] = []
     by_kind: dict[str, list[float]] = {}
     per_day: dict[str, list[float]] = {}
     asked_per_day: dict[str, int] = {}
-    pending = withdrawn = 0
-    for day, kind, status, asked, answered in rows.waits:
+    pending = withdrawn = auto = 0
+    for day, kind, status, asked, answered, by_yes in rows.waits:
         asked_per_day[day] = asked_per_day.get(day, 0) + 1
         by_kind.setdefault(kind, [])
         if status == "pending":
             pending += 1
         elif status not in ANSWERED or answered is None:
             withdrawn += 1
+        elif by_yes:
+            auto += 1  # `--yes` answered it: nobody waited
         else:
             wait = max(0.0, (parse_ts(answered) - parse_ts(asked)).total_seconds())
             seconds.append(wait)
@@ -204,6 +207,7 @@ def _waiting(rows: StatsRows) -> dict[str, Any]:
         "answered": len(seconds),
         "pending": pending,
         "withdrawn": withdrawn,
+        "auto_approved": auto,
         **_spread(seconds),
         "buckets": [{"label": label, "answered": n} for label, n in buckets.items()],
         "by_kind": {

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from config.paths import Paths
-from core.records import Category, FindingIn, Severity
+from core.records import AUTO_APPROVED_NOTE, Category, FindingIn, Severity
 from core.state.store import StateStore
 from tests.clirun import ROOT, cli, cli_env, cli_json
 from tests.stats_seed import seed_history
@@ -43,7 +43,9 @@ async def _runs_through_the_store(home: Path, repo: Path) -> list[str]:
                 run.id, None, None, "planner", "ollama", "qwen2.5-coder:7b", 700, 90, 5.0, n == 2
             )
             asked = await store.create_intervention(run.id, None, "risk", "risky", "approve?")
-            await store.resolve_intervention(asked.id, approve=n != 1)
+            # the first run's question is answered by `--yes`: nobody waited for it
+            note = AUTO_APPROVED_NOTE if n == 0 else None
+            await store.resolve_intervention(asked.id, approve=n != 1, note=note)
         await store.update_run_status(ids[0], "completed")
         await store.update_run_status(ids[1], "failed", "phase failed")
         return ids
@@ -126,8 +128,9 @@ async def test_filters_select_the_same_runs_as_the_listing(home: Path, tmp_path:
     ]
     assert ours["attempts_per_phase"] == [{"attempts": 1, "phases": 6, "by_status": {"pending": 6}}]
     waiting = ours["waiting"]
-    assert (waiting["asked"], waiting["answered"], waiting["pending"]) == (3, 3, 0)
-    assert sum(b["answered"] for b in waiting["buckets"]) == 3
+    assert (waiting["asked"], waiting["answered"], waiting["pending"]) == (3, 2, 0)
+    assert waiting["auto_approved"] == 1
+    assert sum(b["answered"] for b in waiting["buckets"]) == 2
     assert set(waiting["by_kind"]) == {"risk"}
 
 

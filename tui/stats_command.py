@@ -121,8 +121,8 @@ def render_stats(doc: dict[str, Any]) -> list[str]:
         "",
         "Waiting for a person",
         (
-            f"  asked {w['asked']}, answered {w['answered']}, pending {w['pending']}, "
-            f"withdrawn {w['withdrawn']}; median {duration(w['median_seconds'])}, "
+            f"  asked {w['asked']}, answered {w['answered']}, by --yes {w['auto_approved']}, "
+            f"pending {w['pending']}, withdrawn {w['withdrawn']}; median {duration(w['median_seconds'])}, "
             f"mean {duration(w['mean_seconds'])}, longest {duration(w['max_seconds'])}, "
             f"in all {duration(w['total_seconds'])}"
         ),

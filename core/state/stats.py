@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.liveness import LOST_RUN
-from core.records import StatsRows
+from core.records import AUTO_APPROVED_NOTE, StatsRows
 from core.state.db import StateDatabase
 from core.state.findings import OPEN_FINDING_STATUSES
 
@@ -64,9 +64,10 @@ class StatsMixin(StateDatabase):
         )
         waits = await self._fetch(
             "SELECT substr(i.created_at, 1, 10) AS day, i.kind AS kind, i.status AS st,"
-            " i.created_at AS asked, i.resolved_at AS answered"
+            " i.created_at AS asked, i.resolved_at AS answered,"
+            " CASE WHEN i.note = :auto_note THEN 1 ELSE 0 END AS auto"
             f" FROM manual_interventions i JOIN {runs} r ON r.id = i.run_id ORDER BY i.created_at",
-            params,
+            {**params, "auto_note": AUTO_APPROVED_NOTE},
         )
         # A check failed an attempt when it recorded a finding there (baseline ones were there
         # before the run); counted per attempt, so one noisy attempt weighs as much as one quiet.
@@ -104,7 +105,10 @@ class StatsMixin(StateDatabase):
             attempts=[(int(r["tries"]), r["st"], int(r["n"])) for r in attempts],
             findings=[(*key, n) for key, n in per_day.items()],
             open_findings=sorted(still_open.items()),
-            waits=[(r["day"], r["kind"], r["st"], r["asked"], r["answered"]) for r in waits],
+            waits=[
+                (r["day"], r["kind"], r["st"], r["asked"], r["answered"], bool(r["auto"]))
+                for r in waits
+            ],
             checks=[
                 (r["cat"], r["tool"], int(r["tries"]), int(r["n"]), int(r["major"] or 0))
                 for r in checks

@@ -67,7 +67,8 @@ PLOTS = ("runs", "cost", "findings", "waiting", "checks", "attempts")
 
 
 class AnalyticsScreen(Screen[None]):
-    """Totals and plots of the stored runs; `s` changes the period, `n`/`p` step through plots."""
+    """Totals and plots of the stored runs; `s` changes the period, `t` cost or tokens, `n`/`p`
+    step through the plots, `r` reads the store again."""
 
     SECTION = "Analytics"
     SUB_TITLE = "Analytics"

@@ -306,17 +306,19 @@ class Engine:
         status: str | None = None,
         *,
         recoverable: bool = False,
-        limit: int = 100,
+        limit: int | None = 100,
         offset: int = 0,
     ) -> list[RunSummary]:
+        """Runs newest first with their progress, open findings, tokens and cost; `limit=None`
+        lists every run."""
         if recoverable:
             ids = {r.id for r in await self.store.get_recoverable_runs()}
             found = [
                 s
-                for s in await self.store.list_runs(limit=1_000_000)
+                for s in await self.store.list_runs(limit=None)
                 if s.run.id in ids or s.run.lost or s.run.status is RunStatus.INTERRUPTED
             ]
-            return found[offset : offset + limit]
+            return found[offset : None if limit is None else offset + limit]
         return await self.store.list_runs(status=status, limit=limit, offset=offset)
 
     async def runs_page(
@@ -380,6 +382,14 @@ class Engine:
         """Tokens and cost of a run's model calls: per run, for planning, and per phase."""
         await self.store.get_run(run_id)  # NotFoundError for an unknown id
         return await self.store.run_usage(run_id)
+
+    async def stats(self, *, since: str | None = None, repo: str | None = None) -> dict[str, Any]:
+        """The analytics document (core/stats.py) of runs created at or after `since` (an ISO
+        date or timestamp) in repository `repo` (an absolute path), both optional."""
+        from core.stats import stats_document
+
+        rows = await self.store.stats_rows(since=since, repo=repo)
+        return stats_document(rows, since=since, repo=repo)
 
     # ---- queries of the TUI's run view ---------------------------------------------------------
 

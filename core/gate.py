@@ -9,7 +9,13 @@ from typing import Any
 from core.errors import NeedsInputError, RunCancelled
 from core.events import InterventionRequested, InterventionResolved
 from core.lifecycle import Lifecycle
-from core.records import AUTO_APPROVABLE_KINDS, Intervention, InterventionKind, InterventionStatus
+from core.records import (
+    AUTO_APPROVABLE_KINDS,
+    AUTO_APPROVED_NOTE,
+    Intervention,
+    InterventionKind,
+    InterventionStatus,
+)
 from core.state.store import StateStore
 
 
@@ -76,7 +82,7 @@ class Gate:
             return item
         if self._auto:
             if kind in AUTO_APPROVABLE_KINDS:
-                return await self._answer(item.id, True, "auto-approved")
+                return await self._answer(item.id, True, AUTO_APPROVED_NOTE)
             raise NeedsInputError(
                 f"intervention {item.id} ({kind}) needs your input, which --yes cannot give: "
                 f"{reason}. Answer it with `orchestrator approve {item.id}` or "

@@ -52,6 +52,8 @@ class InterventionKind(StrEnum):
 
 # Kinds that need no input from the person, so `--yes` may approve them.
 AUTO_APPROVABLE_KINDS = frozenset({InterventionKind.RISK, InterventionKind.THRESHOLD})
+# The note stored with an answer `--yes` gave (nobody waited for it; analytics count it apart).
+AUTO_APPROVED_NOTE = "auto-approved"
 
 
 class InterventionStatus(StrEnum):
@@ -117,8 +119,8 @@ class RunSummary:
     phases_total: int
     phases_completed: int
     findings: dict[str, int]  # {"major": n, "medium": n, "minor": n}, open findings only
-    tokens: int = 0  # prompt + completion tokens of the run's model calls (list_runs_page only)
-    cost_usd: float = 0.0  # the ledger's cost of those calls (list_runs_page only)
+    tokens: int = 0  # prompt + completion tokens of the run's model calls (cached answers: none)
+    cost_usd: float = 0.0  # the ledger's cost of those calls
 
 
 @dataclass(frozen=True)
@@ -285,3 +287,24 @@ class RunUsage:
     total: UsageTotals
     planning: UsageTotals  # calls made outside any phase (the planner)
     phases: dict[str, UsageTotals] = field(default_factory=dict)  # plan id -> totals, plan order
+
+
+@dataclass(frozen=True)
+class StatsRows:
+    """Aggregated rows, one list per figure, as the store grouped them (core/stats.py shapes them).
+
+    runs: (day, status, runs); usage: (day, model, role, calls, prompt, completion, cached, cost);
+    attempts: (attempts, phase status, phases); findings: (day, severity, category, findings);
+    open_findings: (severity, findings) of findings still open; waits: (day, kind, status,
+    created_at, resolved_at, answered by `--yes`) of every intervention; checks: (category, tool,
+    attempts, findings, major); phases: (phases, completed).
+    """
+
+    runs: list[tuple[str, str, int]]
+    usage: list[tuple[str, str, str, int, int, int, int, float]]
+    attempts: list[tuple[int, str, int]]
+    findings: list[tuple[str, str, str, int]]
+    open_findings: list[tuple[str, int]]
+    waits: list[tuple[str, str, str, str, str | None, bool]]
+    checks: list[tuple[str, str, int, int, int]]
+    phases: tuple[int, int]

@@ -3,10 +3,11 @@
 - demo.svg, show.svg: real CLI output of `orchestrator demo --headless --yes` and `show`.
 - tui-*.svg: every screen and modal of the terminal UI, driven by the keyboard in a headless
   app on the same home folder, while a real `orchestrator demo --headless` waits for its approval
-  in another process (so the modal, the run view and the interventions list show a live run).
+  in another process (so the modal, the run view and the interventions list show a live run);
+  tui-analytics.svg on a seeded two-week history (`generate.py analytics` makes only that one).
 - app-in-browser.png: `orchestrator serve` in headless Chromium on such a waiting run.
 
-Usage: .venv/bin/python screenshots/generate.py [--browser]   (--browser: only the PNG)
+Usage: .venv/bin/python screenshots/generate.py [--browser | analytics]   (only the PNG, or only tui-analytics.svg)
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ from textual.pilot import Pilot
 
 from config.paths import Paths
 from core.engine import Engine
+from tests.stats_seed import seed_history
 from tui.app import OrchestratorApp
 from tui.modals.confirm import ConfirmModal
 from tui.modals.export import ExportModal
 from tui.modals.help import HelpModal
 from tui.modals.intervention import InterventionModal
 from tui.modals.run_stopped import RunStoppedModal
+from tui.screens.analytics import AnalyticsScreen
 from tui.screens.interventions import InterventionsScreen
 from tui.screens.new_run import NewRunScreen
 from tui.screens.run_view import RunScreen
@@ -228,10 +231,33 @@ def browser_shot(tmp: Path) -> Path:
         waiting.wait(30)
 
 
+async def analytics_screen(home: Path) -> None:
+    """The analytics section on a seeded history of 40 runs over two weeks (the demo's runs all
+    fall on one day); its days come from the stored rows, so the shot is the same any day."""
+    seed_history(Paths(home).db, runs=40, days=14, pending=False)
+    engine = await Engine.open(Paths(home))
+    app = OrchestratorApp(engine)
+    try:
+        async with app.run_test(size=(160, 45)) as pilot:  # all six plots at once
+            await pilot.press("4")
+            await wait_for(pilot, on_top(app, AnalyticsScreen), "the analytics section")
+            screen = app.screen
+            assert isinstance(screen, AnalyticsScreen)
+            await wait_for(pilot, lambda: screen.figures is not None, "the figures")
+            await pilot.pause(0.5)
+            await shot(pilot, "tui-analytics.svg")
+    finally:
+        await engine.close()
+
+
 def main() -> None:
     if sys.argv[1:] == ["--browser"]:  # only the browser screenshot
         with tempfile.TemporaryDirectory(prefix="orchestrator-") as tmp:
             print("wrote", browser_shot(Path(tmp)).relative_to(ROOT))
+        return
+    if sys.argv[1:] == ["analytics"]:  # only the analytics shot (no demo runs needed)
+        with tempfile.TemporaryDirectory(prefix="orchestrator-") as tmp:
+            asyncio.run(analytics_screen(Path(tmp) / "home"))
         return
     # A short home path: the app shows it as is (the CLI shots show the default one instead).
     with tempfile.TemporaryDirectory(prefix="orchestrator-") as tmp:
@@ -267,6 +293,7 @@ def main() -> None:
             if waiting.poll() is None:
                 waiting.terminate()
                 waiting.wait(30)
+        asyncio.run(analytics_screen(Path(tmp) / "history"))
         browser_shot(Path(tmp))
     shots = sorted([*HERE.glob("*.svg"), *HERE.glob("*.png")])
     print("wrote", ", ".join(str(p.relative_to(ROOT)) for p in shots))

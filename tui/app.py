@@ -1,4 +1,5 @@
-"""The Textual app: sections (runs, interventions, new run) as modes, one engine in the same loop.
+"""The Textual app: sections (runs, interventions, new run, analytics) as modes, one engine in the
+same loop.
 
 The app owns the cross-cutting parts: the bus bridge, the queue of pending interventions (shown
 as a modal at once, wherever the user is, one after another), engine runs driven as workers, the
@@ -34,6 +35,7 @@ from tui.modals.confirm import ConfirmModal
 from tui.modals.help import HelpModal, key_help, screen_name
 from tui.modals.run_stopped import RunStoppedModal
 from tui.palette import RunsProvider
+from tui.screens.analytics import AnalyticsScreen
 from tui.screens.interventions import InterventionsScreen
 from tui.screens.new_run import NewRunScreen
 from tui.screens.runs import RunsScreen
@@ -54,6 +56,7 @@ class OrchestratorApp(App[int]):
         "runs": RunsScreen,
         "interventions": InterventionsScreen,
         "new_run": NewRunScreen,
+        "analytics": AnalyticsScreen,
     }
     DEFAULT_MODE = "runs"
     COMMANDS = App.COMMANDS | {RunsProvider}
@@ -61,6 +64,7 @@ class OrchestratorApp(App[int]):
         Binding("1", "section('runs')", "Runs"),
         Binding("2", "section('interventions')", "Interventions"),
         Binding("3", "section('new_run')", "New run"),
+        Binding("4", "section('analytics')", "Analytics"),
         Binding("question_mark", "help", "Keys"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -258,6 +262,11 @@ class OrchestratorApp(App[int]):
         )
         yield SystemCommand(
             "New run", "Start a run from a form (3)", lambda: self.switch_mode("new_run")
+        )
+        yield SystemCommand(
+            "Analytics",
+            "Runs, cost, findings, waiting and failing checks over time (4)",
+            lambda: self.switch_mode("analytics"),
         )
         yield SystemCommand("Keys", "Every key binding here (?)", self.action_help)
         run = getattr(screen, "current_run", None) or getattr(screen, "run", None)

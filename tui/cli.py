@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only runs that were interrupted or whose process died",
     )
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=int, default=100, help="at most N runs (0: every run)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("show", help="a run with its phases, attempts, findings and interventions")
@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.serve_command import add_parser as add_serve_parser
 
     add_serve_parser(sub)
+    from tui.stats_command import add_parser as add_stats_parser
+
+    add_stats_parser(sub)
     return parser
 
 

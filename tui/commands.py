@@ -85,7 +85,7 @@ HOME_WRITING_COMMANDS = frozenset({"verify", "index", "search"})
 
 # Commands that only read the store: they import neither the configuration's pydantic models nor
 # anything a run needs, and read the logging settings only if they log (bench/startup.py).
-LIGHT_COMMANDS = frozenset({"runs", "show", "interventions", "export"})
+LIGHT_COMMANDS = frozenset({"runs", "show", "interventions", "export", "stats"})
 
 
 def _user_logging(paths: Paths) -> LoggingConfig:
@@ -282,11 +282,16 @@ def summary_json(s: RunSummary) -> dict[str, Any]:
         "phases_total": s.phases_total,
         "phases_completed": s.phases_completed,
         "findings": {k: s.findings.get(k, 0) for k in ("major", "medium", "minor")},
+        "tokens": s.tokens,
+        "cost_usd": round(s.cost_usd, 10),
     }
 
 
 async def runs_command(engine: Engine, args: argparse.Namespace) -> int:
-    summaries = await engine.list_runs(args.status, recoverable=args.recoverable, limit=args.limit)
+    if args.limit < 0:
+        raise InputError(f"--limit {args.limit}: give a count of runs, or 0 for every run")
+    limit = None if args.limit == 0 else args.limit
+    summaries = await engine.list_runs(args.status, recoverable=args.recoverable, limit=limit)
     if args.json:
         _print_json([summary_json(s) for s in summaries])
         return 0
@@ -534,6 +539,13 @@ async def models_command(engine: Engine, args: argparse.Namespace) -> int:
     return 0
 
 
+async def stats_command(engine: Engine, args: argparse.Namespace) -> int:
+    """`orchestrator stats`: the body lives in tui/stats_command.py."""
+    from tui.stats_command import stats_command as run_stats
+
+    return await run_stats(engine, args)
+
+
 async def app_command(engine: Engine, args: argparse.Namespace) -> int:
     """`orchestrator` with no command: the terminal UI on the run list."""
     from tui.launch import interactive, open_app
@@ -559,4 +571,5 @@ COMMANDS = {
     "apply": apply_command,
     "clean": clean_command,
     "models": models_command,
+    "stats": stats_command,
 }

@@ -14,6 +14,7 @@ from core.records import FINISHED_RUN_STATUSES, Run, RunStatus, RunSummary
 from core.state import schema
 from core.state.db import StateDatabase
 from core.state.schema import dumps
+from core.state.usage import BILLED_TOKENS
 from core.timeutil import new_id, parse_ts, utcnow
 
 
@@ -109,10 +110,12 @@ class RunsMixin(StateDatabase):
         return schema.run_from_row(rows[0])
 
     async def list_runs(
-        self, status: RunStatus | str | None = None, limit: int = 100, offset: int = 0
+        self, status: RunStatus | str | None = None, limit: int | None = 100, offset: int = 0
     ) -> list[RunSummary]:
-        """Runs newest first with phase progress and open findings by severity, in one query."""
+        """Runs newest first with phase progress, open findings by severity, tokens and cost, in
+        one query; `limit=None` lists every run."""
         open_ = "f.status IN ('new', 'open')"
+        page = "" if limit is None else "LIMIT :limit OFFSET :offset"
         rows = await self._fetch(
             f"""SELECT r.*,
               (SELECT COUNT(*) FROM phases p WHERE p.run_id = r.id) AS n_phases,
@@ -123,9 +126,10 @@ class RunsMixin(StateDatabase):
               (SELECT COUNT(*) FROM findings f WHERE f.run_id = r.id AND {open_}
                 AND f.severity = 'medium') AS n_medium,
               (SELECT COUNT(*) FROM findings f WHERE f.run_id = r.id AND {open_}
-                AND f.severity = 'minor') AS n_minor
+                AND f.severity = 'minor') AS n_minor,
+              {_USAGE_COLUMNS}
             FROM (SELECT * FROM {_SEEN_RUNS} WHERE (:status IS NULL OR seen_status = :status)
-                  ORDER BY created_at DESC, rid DESC LIMIT :limit OFFSET :offset) r
+                  ORDER BY created_at DESC, rid DESC {page}) r
             ORDER BY r.created_at DESC, r.rid DESC""",
             {
                 "status": None if status is None else RunStatus(status).value,
@@ -134,15 +138,8 @@ class RunsMixin(StateDatabase):
                 **await self._liveness(),
             },
         )
-        return [
-            RunSummary(
-                run=schema.run_from_row(r),
-                phases_total=r["n_phases"],
-                phases_completed=r["n_done"],
-                findings={"major": r["n_major"], "medium": r["n_medium"], "minor": r["n_minor"]},
-            )
-            for r in rows
-        ]
+        summaries = [_summary(r) for r in rows]
+        return summaries[offset:] if limit is None else summaries
 
     async def list_runs_page(
         self,
@@ -322,6 +319,10 @@ _RUN_FILTER = (
 _SEEN_RUNS = f"(SELECT rowid AS rid, *, {SEEN_RUN_COLUMNS} FROM runs)"
 
 _OPEN = "f.status IN ('new', 'open')"
+# A run's tokens and cost from the LLM ledger, as core.state.usage counts them.
+_USAGE_COLUMNS = f"""(SELECT COALESCE(SUM({BILLED_TOKENS}), 0) FROM llm_usage u
+      WHERE u.run_id = r.id) AS n_tokens,
+    (SELECT COALESCE(SUM(u.cost_usd), 0) FROM llm_usage u WHERE u.run_id = r.id) AS cost_usd"""
 _SUMMARY_COLUMNS = f"""r.*,
     (SELECT COUNT(*) FROM phases p WHERE p.run_id = r.id) AS n_phases,
     (SELECT COUNT(*) FROM phases p WHERE p.run_id = r.id AND p.status = 'completed') AS n_done,
@@ -331,9 +332,7 @@ _SUMMARY_COLUMNS = f"""r.*,
       AND f.severity = 'medium') AS n_medium,
     (SELECT COUNT(*) FROM findings f WHERE f.run_id = r.id AND {_OPEN}
       AND f.severity = 'minor') AS n_minor,
-    (SELECT COALESCE(SUM(u.prompt_tokens + u.completion_tokens), 0) FROM llm_usage u
-      WHERE u.run_id = r.id) AS n_tokens,
-    (SELECT COALESCE(SUM(u.cost_usd), 0) FROM llm_usage u WHERE u.run_id = r.id) AS cost_usd"""
+    {_USAGE_COLUMNS}"""
 
 
 def _run_filter_params(query: str | None, status: RunStatus | str | None) -> dict[str, Any]:

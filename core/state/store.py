@@ -9,6 +9,7 @@ from core.state.logs import LOG_LEVELS, LogLine, LogsMixin
 from core.state.phases import FINISHED_PHASE_STATUSES, PhasesMixin
 from core.state.runs import RunsMixin
 from core.state.snapshot import SnapshotMixin
+from core.state.stats import StatsMixin
 from core.state.transitions import ClosedRun, TransitionsMixin
 from core.state.usage import UsageMixin
 
@@ -33,6 +34,7 @@ class StateStore(
     LogsMixin,
     UsageMixin,
     ContextsMixin,
+    StatsMixin,
 ):
     """Async access to runs, phases, executions, findings, interventions, logs, artifacts, usage.
 

@@ -7,6 +7,9 @@ import sqlite3
 from core.records import RunUsage, UsageTotals
 from core.state.db import StateDatabase
 
+# A usage row's tokens as totals count them: prompt + completion, none for a cached answer.
+BILLED_TOKENS = "CASE WHEN cached = 0 THEN prompt_tokens + completion_tokens ELSE 0 END"
+
 # Answers from the orchestrator's own response cache (cached = 1) cost nothing and computed
 # nothing, so they count as calls but add no tokens.
 _SUMS = (

@@ -20,6 +20,7 @@ from core.gate import Gate
 from core.git import repo as gitrepo
 from core.git import worktrees
 from core.journal import Journal
+from core.lessons import derive_lessons, lessons_line, prompt_lessons
 from core.lifecycle import Lifecycle
 from core.phase_runner import PhaseRunner
 from core.planner import make_plan
@@ -176,6 +177,16 @@ class RunDriver:
             await self._write_summary()
         except Exception as exc:  # noqa: BLE001  (the stored end stays true without a summary)
             self.journal.log(self.run_id, None, "warning", f"summary not written: {exc}")
+        try:
+            learned = await derive_lessons(self.store, self.run_id)
+        except Exception as exc:  # noqa: BLE001  (the stored end stays true without lessons)
+            self.journal.log(self.run_id, None, "warning", f"no lessons learned: {exc}")
+        else:
+            if learned:
+                ids = ", ".join(le.id for le in learned)
+                self.journal.log(
+                    self.run_id, None, "info", f"lessons learned: {ids} (orchestrator lessons)"
+                )
 
     # ---- the run -------------------------------------------------------------------------------
 
@@ -263,6 +274,7 @@ class RunDriver:
         await self.store.record_context(
             ctx.run_id, None, "plan", ctx.run.task, retrieved.text, retrieved.sources
         )
+        lessons = await self._lessons(ctx)
         model = ctx.planner_model
         plan, _raw = await make_plan(
             ctx.llm,
@@ -274,6 +286,7 @@ class RunDriver:
             max_tokens=model.max_tokens,
             context_window=model.context_window,
             on_text=lambda text: ctx.log(None, text, "llm"),
+            lessons=lessons,
         )
         phases = await self.store.save_plan(
             ctx.run_id, [p.model_dump() for p in plan.phases], ctx.config.execution.max_attempts
@@ -281,6 +294,15 @@ class RunDriver:
         await self.journal.emit(PlanCreated(run_id=ctx.run_id, phase_ids=[p.id for p in phases]))
         ctx.log(None, "plan: " + ", ".join(f"{p.plan_id} ({p.risk_level})" for p in phases))
         return phases
+
+    async def _lessons(self, ctx: RunContext) -> str:
+        """The planner's Lessons section from earlier runs on the repository, logged when any."""
+        text, used = await prompt_lessons(
+            self.store, ctx.config.lessons, repo=ctx.repo, run_id=ctx.run_id, task=ctx.run.task
+        )
+        if used:
+            ctx.log(None, lessons_line(used))
+        return text
 
     async def _schedule(self, ctx: RunContext) -> None:
         """Start every phase whose dependencies completed, up to max_parallel_phases at once."""

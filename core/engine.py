@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from config.paths import Paths
+from core.actors import Actor, checked_name, current_actor
 from core.bus import EventBus, Subscription
 from core.diskfull import ensure_reserve
 from core.errors import InputError, RunCancelled, RunLockedError, TransitionError
@@ -25,9 +26,11 @@ from core.records import (
     Intervention,
     InterventionKind,
     InterventionStatus,
+    Lesson,
     LogRecord,
     Phase,
     Run,
+    RunAction,
     RunStatus,
     RunSummary,
     RunUsage,
@@ -56,6 +59,8 @@ class Engine:
         self.bus = bus
         self.journal = journal
         self.lifecycle = Lifecycle(store, journal)
+        self._as_name: str | None = None  # `--as NAME`
+        self._actor: Actor | None = None  # resolved on first use (it runs git)
 
     @classmethod
     async def open(
@@ -108,6 +113,35 @@ class Engine:
     def subscribe(self, run_id: str | None = None) -> Subscription:
         return self.bus.subscribe(run_id=run_id)
 
+    # ---- who is acting -------------------------------------------------------------------------
+
+    def act_as(self, name: str | None) -> None:
+        """Record this process's answers and commands as `name` (`--as NAME`); None: as the OS
+        user and git's user.name."""
+        self._as_name = None if name is None else checked_name(name)
+        self._actor = None
+
+    async def actor(self) -> Actor:
+        """Who this process acts for (resolved once, off the event loop: it asks git)."""
+        if self._actor is None:
+            self._actor = await asyncio.to_thread(current_actor, self._as_name)
+        return self._actor
+
+    async def record_action(self, run_id: str, action: str, detail: str | None = None) -> RunAction:
+        """Store who gave a command that changed a run, and say it in the run's log."""
+        actor = await self.actor()
+        done = await self.store.record_action(
+            run_id,
+            action,
+            actor=actor.name,
+            os_user=actor.os_user,
+            git_name=actor.git_name,
+            detail=redact(detail) if detail else None,
+        )
+        suffix = f" ({done.detail})" if done.detail else ""
+        self.journal.log(run_id, None, "info", f"{action} by {actor.name}{suffix}")
+        return done
+
     # ---- commands ------------------------------------------------------------------------------
 
     async def create_run(
@@ -137,6 +171,7 @@ class Engine:
         run = await self.store.create_run(redact(task.strip()), str(root), make_snapshot(loaded))
         await self.journal.emit(RunCreated(run_id=run.id, task=run.task, repo=run.repo))
         self.journal.log(run.id, None, "info", f"run {run.id} created for {root}")
+        await self.record_action(run.id, "started")
         return run
 
     async def execute_run(self, run_id: str, *, auto_approve: bool = False) -> Run:
@@ -177,6 +212,7 @@ class Engine:
                 f"run {run_id} is still running in {run.lease_owner}; watch it with `orchestrator show {run_id}`"
             )
         await self.recover(run)
+        await self.record_action(run_id, "resumed", "with --yes" if auto_approve else None)
         return await self.execute_run(run_id, auto_approve=auto_approve)
 
     async def record_lost_runs(self) -> list[Run]:
@@ -207,6 +243,7 @@ class Engine:
         if run.status in FINISHED_RUN_STATUSES:
             raise InputError(f"run {run_id} is already {run.status}")
         await self.store.request_cancel(run_id)
+        await self.record_action(run_id, "cancelled")
         if not self._lease_live(run):
             return await self.lifecycle.end_run(run_id, RunCancelled())
         return await self.store.get_run(run_id)
@@ -239,7 +276,10 @@ class Engine:
                 raised = await raise_budget(self.store, pending, budget_usd, budget_tokens)
                 note = f"{note}; {raised}" if note else raised
         status = InterventionStatus.APPROVED if approve else InterventionStatus.REJECTED
-        return await self.lifecycle.intervention_to(intervention_id, status, note=note)
+        actor = await self.actor()
+        return await self.lifecycle.intervention_to(
+            intervention_id, status, note=note, answered_by=actor.name
+        )
 
     async def apply_run(self, run_id: str) -> str:
         """Merge a finished run's branch into the user's current branch; returns the new HEAD."""
@@ -248,7 +288,9 @@ class Engine:
             raise InputError(f"run {run_id} is {run.status}; only a completed run can be applied")
         from core.git import worktrees
 
-        return await asyncio.to_thread(worktrees.apply_branch, Path(run.repo), run.branch)
+        head = await asyncio.to_thread(worktrees.apply_branch, Path(run.repo), run.branch)
+        await self.record_action(run_id, "applied", f"{run.branch} merged, HEAD {head[:10]}")
+        return head
 
     async def clean(self, run_id: str | None = None) -> list[str]:
         """Remove worktrees, branches, per-worktree indexes and empty folders of finished runs
@@ -269,7 +311,10 @@ class Engine:
             ]
         from core.cleaning import clean_runs
 
-        return await clean_runs(self.paths, self.store, runs)
+        cleaned = await clean_runs(self.paths, self.store, runs)
+        for done in cleaned:
+            await self.record_action(done, "cleaned")
+        return cleaned
 
     # ---- queries -------------------------------------------------------------------------------
 
@@ -352,6 +397,30 @@ class Engine:
         """Tokens and cost of a run's model calls: per run, for planning, and per phase."""
         await self.store.get_run(run_id)  # NotFoundError for an unknown id
         return await self.store.run_usage(run_id)
+
+    # ---- lessons (core/lessons.py) -------------------------------------------------------------
+
+    async def lessons(self, repo: Path | None = None) -> list[Lesson]:
+        """Every lesson learned, newest first (forgotten ones included), or one repository's."""
+        if repo is None:
+            return await self.store.list_lessons()
+        from core.lessons import repo_key
+
+        if not repo.is_dir():
+            raise InputError(f"--repo {repo}: no such directory")
+        key = await repo_key(repo)
+        if key is None:
+            raise InputError(f"--repo {repo}: not a git repository with a commit")
+        return await self.store.list_lessons(key)
+
+    async def lesson(self, lesson_id: str) -> Lesson:
+        """One lesson by id; NotFoundError names the listing command."""
+        return await self.store.get_lesson(lesson_id)
+
+    async def forget_lesson(self, lesson_id: str) -> Lesson:
+        """Forget a lesson for good (the runs it came from never teach it again), recording who."""
+        actor = await self.actor()
+        return await self.store.forget_lesson(lesson_id, actor.name)
 
     # ---- queries of the TUI's run view ---------------------------------------------------------
 

@@ -12,6 +12,7 @@ from core.errors import GitError, MergeConflictError, RunAborted
 from core.executors.base import AttemptResult, PhaseJob
 from core.git import repo as gitrepo
 from core.git import worktrees
+from core.lessons import lessons_line, prompt_lessons
 from core.lifecycle import INTERRUPTED_ATTEMPT
 from core.phase_checks import PhaseChecks
 from core.procenv import redact
@@ -183,6 +184,17 @@ class PhaseRunner:
         await ctx.store.record_context(
             ctx.run_id, execution.id, "execute", query, retrieved.text, retrieved.sources
         )
+        lessons, used = await prompt_lessons(
+            ctx.store,
+            ctx.config.lessons,
+            repo=ctx.repo,
+            run_id=ctx.run_id,
+            task=ctx.run.task,
+            phase_name=phase.name,
+            phase_text=phase.description,
+        )
+        if used:
+            ctx.log(phase.id, lessons_line(used))
         job = PhaseJob(
             run_id=ctx.run_id,
             task=ctx.run.task,
@@ -196,6 +208,7 @@ class PhaseRunner:
             relevant_files=retrieved.files,
             previous_failure=previous_failure,
             findings_feedback=await self.checks.feedback() if execution.attempt > 1 else [],
+            lessons=lessons,
             host=RunAttemptHost(ctx, phase, execution),
         )
 

@@ -120,8 +120,21 @@ def document_of(snap: RunSnapshot) -> dict[str, Any]:
                 "note": i.note,
                 "created_at": i.created_at,
                 "resolved_at": i.resolved_at,
+                "answered_by": i.answered_by,
             }
             for i in snap.interventions
+        ],
+        # Who gave each command that changed the run (answers are on their interventions).
+        "actions": [
+            {
+                "action": a.action,
+                "actor": a.actor,
+                "os_user": a.os_user,
+                "git_name": a.git_name,
+                "detail": a.detail,
+                "created_at": a.created_at,
+            }
+            for a in snap.actions
         ],
         "artifacts": [
             {"name": a.name, "path": a.path, "type": a.type, "size": a.size, "hash": a.hash}

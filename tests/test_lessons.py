@@ -1,0 +1,144 @@
+"""Lessons from past runs: learned when a run ends, carried into later prompts, forgotten for good."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
+from core.lessons import PHASE_FAILED, SECTION_TITLE, derive_lessons, render_section
+from core.llm.base import estimate_tokens
+from core.records import Lesson
+from core.state.store import StateStore
+from tests.clirun import cli, cli_json
+
+BUDGET = 400  # lessons.max_tokens as shipped
+
+
+def _run_demo(home: Path, repo: Path, record: Path) -> str:
+    """One replayed demo run on `repo`, recording every model request; returns the run id."""
+    proc = cli(
+        home,
+        "run",
+        DEMO_TASK,
+        "--repo",
+        str(repo),
+        "--provider",
+        "replay",
+        "--replay",
+        str(cassette_path()),
+        "--record",
+        str(record),
+        "--headless",
+        "--yes",
+        check=True,
+    )
+    return proc.stdout.split()[1]
+
+
+def _requests(record: Path) -> dict[tuple[str, str | None, int | None], str]:
+    """The user message of each recorded request, by (role, phase, attempt)."""
+    out = {}
+    for line in record.read_text().splitlines():
+        entry = json.loads(line)
+        user = [m["content"] for m in entry["request"]["messages"] if m["role"] == "user"]
+        out[(entry["role"], entry["phase"], entry["attempt"])] = user[-1]
+    return out
+
+
+def _section(prompt: str) -> str:
+    """The Lessons section of a prompt ('' when it has none)."""
+    start = prompt.find(SECTION_TITLE)
+    return "" if start < 0 else prompt[start:].split("\n\n")[0]
+
+
+def test_a_failure_reaches_the_next_runs_prompt_until_it_is_forgotten(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    repo = prepare_demo_repo(tmp_path / "repos")
+    first = _run_demo(home, repo, tmp_path / "first.jsonl")
+    # The first run had nothing to learn from; its phase-002 attempt 1 failed its own test.
+    assert not any(SECTION_TITLE in p for p in _requests(tmp_path / "first.jsonl").values())
+
+    [lesson] = cli_json(home, "lessons", "--repo", str(repo))
+    assert lesson["kind"] == PHASE_FAILED and lesson["runs"] == [first]
+    assert lesson["status"] == "active" and 'Phase "Add CSV export"' in lesson["text"]
+    assert "\\r\\n" in lesson["text"]  # why it failed: csv.writer's line ends
+
+    second = _run_demo(home, repo, tmp_path / "second.jsonl")
+    asked = _requests(tmp_path / "second.jsonl")
+    section = _section(asked[("executor", "phase-002", 1)])
+    assert f"failed attempt 1 in run {first}" in section and "\\r\\n" in section
+    assert "Attempt 2 passed" in section  # and what passed afterwards
+    assert estimate_tokens(section) <= BUDGET
+    assert _section(asked[("planner", None, None)]) == section  # the planner learns it too
+
+    text = cli(home, "lessons", "show", lesson["id"], check=True).stdout
+    assert f"runs:           {first}, {second}" in text and "status:         active" in text
+    assert lesson["id"] in cli(home, "lessons", check=True).stdout  # every repository's
+
+    cli(home, "lessons", "forget", lesson["id"], "--as", "carol", check=True)
+    gone = cli_json(home, "lessons", "show", lesson["id"])
+    assert gone["status"] == "forgotten" and gone["forgotten_by"] == "carol"
+    assert gone["runs"] == [] and gone["forgotten_runs"] == [first, second]
+    # Learned again from the same runs (as if they ended once more), it stays forgotten.
+    again = asyncio.run(_derive_again(home, [first, second]))
+    assert {le.id for le in again} == {lesson["id"]} and all(le.forgotten for le in again)
+    assert cli_json(home, "lessons", "show", lesson["id"])["status"] == "forgotten"
+
+    third = _run_demo(home, repo, tmp_path / "third.jsonl")
+    assert not any(SECTION_TITLE in p for p in _requests(tmp_path / "third.jsonl").values())
+    # The third run failed the same way: new evidence brings the lesson back with only that run.
+    back = cli_json(home, "lessons", "show", lesson["id"])
+    assert back["status"] == "active" and back["runs"] == [third]
+    assert back["forgotten_runs"] == [first, second]
+
+
+async def _derive_again(home: Path, run_ids: list[str]) -> list[Lesson]:
+    """derive_lessons on runs already learned from, on the home's store."""
+    async with await StateStore.open(home / "orchestrator.db") as store:
+        return [le for run_id in run_ids for le in await derive_lessons(store, run_id)]
+
+
+def _lesson(i: int, subject: str, task: str, text: str) -> Lesson:
+    return Lesson(
+        id=f"l{i:010d}",
+        repo_key="root",
+        repo="/repo",
+        kind=PHASE_FAILED,
+        subject=subject,
+        task=task,
+        text=text,
+        runs=[f"r{i}"],
+        forgotten_runs=[],
+        forgotten_at=None,
+        forgotten_by=None,
+        created_at=f"2026-12-0{1 + i % 9}T00:00:00Z",
+        updated_at=f"2026-12-0{1 + i % 9}T00:00:00Z",
+    )
+
+
+def test_the_section_keeps_its_token_budget_most_relevant_first() -> None:
+    filler = "the tests failed because the fixture database was not migrated; " * 3
+    lessons = [
+        _lesson(i, f"phase:unrelated step {i}", "Rewrite the billing exporter", filler)
+        for i in range(30)
+    ]
+    lessons.append(
+        _lesson(99, "phase:add csv export", "Add a CSV export", "csv.writer writes \\r\\n")
+    )
+    words = {"csv", "export", "inventory"}
+    figures: dict[int, Any] = {}
+    for budget in (60, 150, 400, 1000):
+        text, used = render_section(lessons, budget, phase_name="Add CSV export", words=words)
+        figures[budget] = (estimate_tokens(text), len(used))
+        assert estimate_tokens(text) <= budget
+        assert used[0].id == "l0000000099"  # the same phase title first
+        assert text.splitlines()[1] == "- csv.writer writes \\r\\n"
+    assert figures[1000][1] > figures[400][1] > figures[150][1] >= 1
+    # One lesson longer than the whole budget is shortened to fit instead of dropped.
+    long = [_lesson(1, "phase:x", "t", "word " * 500)]
+    text, used = render_section(long, 120, phase_name="x", words=set())
+    assert len(used) == 1 and estimate_tokens(text) <= 120 and text.endswith("…")
+    assert render_section(long, 0, phase_name="x", words=set()) == ("", [])

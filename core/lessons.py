@@ -3,7 +3,8 @@
 A lesson belongs to a repository, identified by its root commit (so every clone and worktree of
 it shares them), and says one thing a later run should know: a phase of a similar task that
 failed and why (and what passed afterwards), or a finding that came back and the change that
-fixed it. Lessons are stored rows (core/state/lessons.py) a person can list, read and forget
+fixed it, or a check that failed and then passed on exactly the same files (flaky; each
+attempt records the git tree it was verified on). Lessons are stored rows (core/state/lessons.py) a person can list, read and forget
 (`orchestrator lessons`); before planning and before each attempt the most relevant ones,
 within `lessons.max_tokens`, go into the prompt.
 """
@@ -15,6 +16,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 from config.schema import LessonsConfig
@@ -36,7 +38,8 @@ from core.state.store import StateStore
 
 PHASE_FAILED = "phase_failed"
 FINDING_RETURNED = "finding_returned"
-LESSON_KINDS = (PHASE_FAILED, FINDING_RETURNED)
+FLAKY_CHECK = "flaky_check"
+LESSON_KINDS = (PHASE_FAILED, FINDING_RETURNED, FLAKY_CHECK)
 SECTION_TITLE = "Lessons from earlier runs on this repository"
 _ERROR_CHARS = 320
 _SUMMARY_CHARS = 160
@@ -123,6 +126,8 @@ async def derive_lessons(store: StateStore, run_id: str) -> list[Lesson]:
         return []
     phases = await store.get_phases_for_run(run_id)
     executions = await store.get_executions(run_id)
+    findings = await store.get_findings(run_id)
+    trees = await store.execution_trees(run_id)
     learned: list[Lesson] = []
 
     async def learn(kind: str, subject: str, text: str) -> None:
@@ -150,6 +155,12 @@ async def derive_lessons(store: StateStore, run_id: str) -> list[Lesson]:
         ]
         if not failed:
             continue
+        flaky = _flaky(attempts, trees)
+        if flaky is not None:
+            before, after = flaky
+            subject, text = _flaky_text(run_id, phase, before, after, findings)
+            await learn(FLAKY_CHECK, subject, text)
+            continue
         first = failed[0]
         text = (
             f'Phase "{phase.name}" (task: {_excerpt(run.task, 80)}) failed attempt '
@@ -165,11 +176,50 @@ async def derive_lessons(store: StateStore, run_id: str) -> list[Lesson]:
         else:
             text += f" The phase ended {phase.status} after {len(attempts)} attempt(s)."
         await learn(PHASE_FAILED, f"phase:{_norm(phase.name)}", text)
-    for fingerprint, text in _returned_findings(
-        await store.get_findings(run_id), {p.id: p for p in phases}
-    ):
+    for fingerprint, text in _returned_findings(findings, {p.id: p for p in phases}):
         await learn(FINDING_RETURNED, f"finding:{fingerprint}", text)
     return learned
+
+
+def _flaky(attempts: list[Execution], trees: dict[str, str]) -> tuple[Execution, Execution] | None:
+    """The failed attempt and the passing one right after it when both were verified on the same
+    tree: the checks failed and then passed with no change to the files."""
+    for before, after in pairwise(attempts):
+        same = trees.get(before.id) is not None and trees.get(before.id) == trees.get(after.id)
+        if (
+            same
+            and before.status is ExecutionStatus.FAILED
+            and after.status is ExecutionStatus.SUCCEEDED
+            and (before.error or "").startswith("verification failed")
+        ):
+            return before, after
+    return None
+
+
+def _flaky_text(
+    run_id: str, phase: Phase, before: Execution, after: Execution, findings: list[Finding]
+) -> tuple[str, str]:
+    """The subject and text of a flaky-check lesson: the check that failed, named by its first
+    finding in the failed attempt (or the error's first line when it recorded none)."""
+    failed = [
+        f
+        for f in findings
+        if f.execution_id == before.id and f.status is not FindingStatus.BASELINE
+    ]
+    if failed:
+        first = failed[0]
+        check = first.tool + (f"/{first.rule}" if first.rule else "")
+        subject = f"check:{check}:{first.path or ''}"
+        why = _excerpt(first.message, 200)
+    else:
+        why = _excerpt((before.error or "").removeprefix("verification failed:"), 200)
+        check, subject = "a check", f"check:{why[:80]}"
+    text = (
+        f"Check {check} is flaky: in run {run_id} it failed attempt {before.attempt} of phase "
+        f'"{phase.name}" ({why}) and passed attempt {after.attempt} on exactly the same files. '
+        "A failure of it alone does not prove the change wrong."
+    )
+    return subject, text
 
 
 def _returned_findings(

@@ -220,6 +220,7 @@ class PhaseRunner:
             error = result.error or "the executor failed"
             await self._fail(execution, error, result.summary, retrieved.text)
             return None, error, result.retriable
+        await self._record_tree(execution)
         failures = await self.checks.run(execution)
         if failures:
             error = "verification failed:\n" + "\n".join(failures)
@@ -246,6 +247,16 @@ class PhaseRunner:
             say=f"attempt {execution.attempt} succeeded: commit {sha[:10]}",
         )
         return sha, "", True
+
+    async def _record_tree(self, execution: Execution) -> None:
+        """Store the tree the checks are about to see, so a check that fails and then passes on
+        the same files is known flaky (core/lessons.py); a git failure only loses that evidence."""
+        try:
+            tree = await asyncio.to_thread(gitrepo.tree_of_worktree, self.worktree)
+        except GitError as exc:
+            self.ctx.log(self.phase.id, f"tree of attempt {execution.attempt} not recorded: {exc}")
+            return
+        await self.ctx.store.set_execution_tree(execution.id, tree)
 
     async def _fail(self, execution: Execution, error: str, output: str, context: str) -> None:
         error, output = redact(error), redact(output)

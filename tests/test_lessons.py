@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from config.loader import load_config
+from config.paths import Paths
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
-from core.lessons import PHASE_FAILED, SECTION_TITLE, derive_lessons, render_section
+from core.engine import Engine
+from core.lessons import (
+    FLAKY_CHECK,
+    PHASE_FAILED,
+    SECTION_TITLE,
+    derive_lessons,
+    render_section,
+)
 from core.llm.base import estimate_tokens
-from core.records import Lesson
+from core.records import Lesson, RunStatus
 from core.state.store import StateStore
+from tests.cassette import new_file, phase, write_cassette
 from tests.clirun import cli, cli_json
+from tests.conftest import make_repo
 
 BUDGET = 400  # lessons.max_tokens as shipped
 
@@ -142,3 +154,43 @@ def test_the_section_keeps_its_token_budget_most_relevant_first() -> None:
     text, used = render_section(long, 120, phase_name="x", words=set())
     assert len(used) == 1 and estimate_tokens(text) <= 120 and text.endswith("…")
     assert render_section(long, 0, phase_name="x", words=set()) == ("", [])
+
+
+FLAKY = """\
+import pathlib, sys
+marker = pathlib.Path(sys.argv[1])
+if not marker.exists():
+    marker.write_text("failed once")
+    print("test_timing failed: the clock moved")
+    sys.exit(1)
+"""
+
+
+async def test_a_check_that_passes_on_the_same_files_is_learned_as_flaky(
+    home: Path, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"README.md": "demo\n"})
+    script = tmp_path / "flaky_check.py"
+    script.write_text(FLAKY)
+    # The replay answers attempt 2 with attempt 1's edits: the same files are verified twice.
+    cassette = write_cassette(
+        tmp_path / "c.jsonl",
+        [phase("phase-001", name="Add notes")],
+        {("phase-001", 1): new_file("notes.txt", "n\n")},
+    )
+    paths = Paths.resolve(None, {"ORCHESTRATOR_HOME": str(home)})
+    overrides = {
+        "llm.provider": "replay",
+        "llm.replay": str(cassette),
+        "verification.test": [f"{sys.executable} {script} {tmp_path / 'marker'}"],
+        "verification.baseline": False,
+        "execution.backoff_base_seconds": 0,
+    }
+    loaded = load_config(paths, repo=repo, env={}, cli=overrides)
+    async with await Engine.open(paths) as engine:
+        run = await engine.start_run("Write notes", repo, loaded, auto_approve=True)
+        assert run.status is RunStatus.COMPLETED, run.error
+        [lesson] = await engine.lessons(repo)
+    assert lesson.kind == FLAKY_CHECK and lesson.runs == [run.id]
+    assert 'failed attempt 1 of phase "Add notes"' in lesson.text
+    assert "passed attempt 2 on exactly the same files" in lesson.text, lesson.text

@@ -88,6 +88,18 @@ class LessonsMixin(StateDatabase):
             )
             return lesson_from_row(await self._require(db, "lessons", "lesson", lesson_id))
 
+    async def set_execution_tree(self, execution_id: str, tree: str) -> None:
+        """Record the git tree an attempt's result was verified on (evidence for flaky checks)."""
+        async with self._write() as db:
+            await db.execute("UPDATE executions SET tree = ? WHERE id = ?", (tree, execution_id))
+
+    async def execution_trees(self, run_id: str) -> dict[str, str]:
+        """The verified tree of each of a run's attempts that recorded one, by execution id."""
+        rows = await self._fetch(
+            "SELECT id, tree FROM executions WHERE run_id = ? AND tree IS NOT NULL", (run_id,)
+        )
+        return {r["id"]: r["tree"] for r in rows}
+
     async def get_lesson(self, lesson_id: str) -> Lesson:
         """One lesson by id, forgotten or not."""
         return lesson_from_row(await self._get("lessons", "lesson", lesson_id))

@@ -233,6 +233,9 @@ _V_LESSONS_ACTORS: list[str] = [
         created_at TEXT NOT NULL
     )""",
     "CREATE INDEX idx_run_actions_run ON run_actions(run_id, created_at)",
+    # The git tree an attempt was verified on: a check that failed and then passed on the same
+    # tree is flaky.
+    "ALTER TABLE executions ADD COLUMN tree TEXT",
 ]
 
 Migration = tuple[str, list[str]]

@@ -137,7 +137,7 @@ async def derive_lessons(store: StateStore, run_id: str) -> list[Lesson]:
                 repo=run.repo,
                 kind=kind,
                 subject=subject,
-                task=run.task,
+                task=redact(run.task),
                 text=redact(text),
                 run_id=run_id,
             )

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from config.loader import load_config
 from config.paths import Paths
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
@@ -194,3 +196,20 @@ async def test_a_check_that_passes_on_the_same_files_is_learned_as_flaky(
     assert lesson.kind == FLAKY_CHECK and lesson.runs == [run.id]
     assert 'failed attempt 1 of phase "Add notes"' in lesson.text
     assert "passed attempt 2 on exactly the same files" in lesson.text, lesson.text
+
+
+async def test_lessons_are_redacted_like_everything_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-live-0123456789abcdef"
+    monkeypatch.setenv("DEPLOY_API_TOKEN", secret)
+    repo = make_repo(tmp_path / "repo")
+    async with await StateStore.open(tmp_path / "state.db") as store:
+        run = await store.create_run(f"Rotate the key {secret}", repo, {})
+        [ph] = await store.save_plan(run.id, [phase("phase-001", name="Rotate keys")], 3)
+        attempt = await store.create_execution(ph.id, run.id)
+        await store.fail_execution(attempt.id, f"verification failed: auth with {secret} refused")
+        [lesson] = await derive_lessons(store, run.id)
+        stored = await store.get_lesson(lesson.id)
+    assert secret not in stored.text and secret not in stored.task
+    assert "auth with *** refused" in stored.text and "Rotate the key ***" in stored.text

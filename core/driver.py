@@ -20,7 +20,7 @@ from core.gate import Gate
 from core.git import repo as gitrepo
 from core.git import worktrees
 from core.journal import Journal
-from core.lessons import derive_lessons, lessons_line, prompt_lessons
+from core.lessons import learn_from_run, lessons_line, prompt_lessons
 from core.lifecycle import Lifecycle
 from core.phase_runner import PhaseRunner
 from core.planner import make_plan
@@ -177,16 +177,7 @@ class RunDriver:
             await self._write_summary()
         except Exception as exc:  # noqa: BLE001  (the stored end stays true without a summary)
             self.journal.log(self.run_id, None, "warning", f"summary not written: {exc}")
-        try:
-            learned = await derive_lessons(self.store, self.run_id)
-        except Exception as exc:  # noqa: BLE001  (the stored end stays true without lessons)
-            self.journal.log(self.run_id, None, "warning", f"no lessons learned: {exc}")
-        else:
-            if learned:
-                ids = ", ".join(le.id for le in learned)
-                self.journal.log(
-                    self.run_id, None, "info", f"lessons learned: {ids} (orchestrator lessons)"
-                )
+        await learn_from_run(self.store, self.journal, self.run_id)
 
     # ---- the run -------------------------------------------------------------------------------
 

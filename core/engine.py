@@ -245,7 +245,11 @@ class Engine:
         await self.store.request_cancel(run_id)
         await self.record_action(run_id, "cancelled")
         if not self._lease_live(run):
-            return await self.lifecycle.end_run(run_id, RunCancelled())
+            ended = await self.lifecycle.end_run(run_id, RunCancelled())
+            from core.lessons import learn_from_run
+
+            await learn_from_run(self.store, self.journal, run_id)
+            return ended
         return await self.store.get_run(run_id)
 
     async def resolve_intervention(

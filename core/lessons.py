@@ -15,13 +15,13 @@ import asyncio
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 
 from config.schema import LessonsConfig
 from core.errors import GitError
 from core.git import repo as gitrepo
+from core.journal import Journal
 from core.lifecycle import INTERRUPTED_ATTEMPT
 from core.llm.base import estimate_tokens
 from core.procenv import redact
@@ -80,15 +80,25 @@ _STOP = frozenset(
 )
 
 
-@lru_cache(maxsize=256)
+_ROOTS: dict[str, str] = {}  # repository path -> root commit, found once per process
+
+
 def _root_commit(path: str) -> str | None:
-    """The repository's root commit (the oldest of several roots), or None when it has none."""
+    """The repository's root commit (the oldest of several roots), or None when it has none yet
+    (or is no repository); only found ones are cached."""
+    if path in _ROOTS:
+        return _ROOTS[path]
+    if not Path(path).is_dir():  # git would run in the current folder instead
+        return None
     try:
         out = gitrepo.run_git(gitrepo.git_cmd(path), "rev-list", "--max-parents=0", "HEAD")
-    except GitError:
+    except (GitError, OSError):
         return None
     roots = sorted(line.strip() for line in out.splitlines() if line.strip())
-    return roots[0] if roots else None
+    if not roots:
+        return None
+    _ROOTS[path] = roots[0]
+    return roots[0]
 
 
 async def repo_key(repo: Path | str) -> str | None:
@@ -178,6 +188,20 @@ async def derive_lessons(store: StateStore, run_id: str) -> list[Lesson]:
         await learn(PHASE_FAILED, f"phase:{_norm(phase.name)}", text)
     for fingerprint, text in _returned_findings(findings, {p.id: p for p in phases}):
         await learn(FINDING_RETURNED, f"finding:{fingerprint}", text)
+    return learned
+
+
+async def learn_from_run(store: StateStore, journal: Journal, run_id: str) -> list[Lesson]:
+    """derive_lessons for a run that just ended, saying in its log what was learned; a failure
+    is logged, never raised (the run's stored end is true without lessons)."""
+    try:
+        learned = await derive_lessons(store, run_id)
+    except Exception as exc:  # noqa: BLE001
+        journal.log(run_id, None, "warning", f"no lessons learned: {exc}")
+        return []
+    if learned:
+        ids = ", ".join(le.id for le in learned)
+        journal.log(run_id, None, "info", f"lessons learned: {ids} (orchestrator lessons)")
     return learned
 
 

@@ -40,6 +40,8 @@ def test_cli_answers_and_commands_record_who_gave_them(tmp_path: Path) -> None:
     # The global form, before the command, names who cancelled the run.
     assert cli(home, "--as", "Bob Jones", "cancel", run_id).returncode == 0
 
+    listed = cli(home, "interventions", "--run", run_id, check=True).stdout
+    assert "phase-001 is high risk  (by alice)" in listed
     shown = cli(home, "show", run_id, check=True).stdout
     assert f"{question} risk           approved  phase-001 is high risk  by alice" in shown
     assert "cancelled  by Bob Jones" in shown

@@ -395,7 +395,8 @@ async def interventions_command(engine: Engine, args: argparse.Namespace) -> int
     if not items:
         print(await _no_interventions_text(engine, args))
     for i in items:
-        print(f"{i.id}  run {i.run_id}  {i.kind:<14} {i.status:<9} {i.reason}")
+        by = f"  (by {i.answered_by})" if i.answered_by else ""
+        print(f"{i.id}  run {i.run_id}  {i.kind:<14} {i.status:<9} {i.reason}{by}")
         if i.status == "pending":
             print(f"    {i.action_required}")
     return 0

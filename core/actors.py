@@ -14,6 +14,8 @@ MAX_ACTOR_CHARS = 64
 # The name recorded for answers `--yes` gave on its own (the run's `started`/`resumed` action
 # says who passed it).
 AUTO_APPROVER = "--yes"
+# The run metadata key holding who started a run (stored with the run row, not as an action).
+STARTED_BY = "started_by"
 
 
 @dataclass(frozen=True)

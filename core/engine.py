@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from config.paths import Paths
-from core.actors import Actor, checked_name, current_actor
+from core.actors import STARTED_BY, Actor, checked_name, current_actor
 from core.bus import EventBus, Subscription
 from core.diskfull import ensure_reserve
 from core.errors import InputError, RunCancelled, RunLockedError, TransitionError
@@ -168,10 +168,16 @@ class Engine:
         ensure_names(loaded)  # names the file and key of a bad provider or model name
         await preflight(loaded.config, loaded.catalog)
         await self.record_lost_runs()
-        run = await self.store.create_run(redact(task.strip()), str(root), make_snapshot(loaded))
+        actor = await self.actor()
+        # Who started it is stored with the run row itself (one write, as before).
+        run = await self.store.create_run(
+            redact(task.strip()),
+            str(root),
+            make_snapshot(loaded),
+            metadata={STARTED_BY: actor.as_json()},
+        )
         await self.journal.emit(RunCreated(run_id=run.id, task=run.task, repo=run.repo))
-        self.journal.log(run.id, None, "info", f"run {run.id} created for {root}")
-        await self.record_action(run.id, "started")
+        self.journal.log(run.id, None, "info", f"run {run.id} created for {root} by {actor.name}")
         return run
 
     async def execute_run(self, run_id: str, *, auto_approve: bool = False) -> Run:

@@ -31,7 +31,7 @@ from tests.conftest import make_repo
 BUDGET = 400  # lessons.max_tokens as shipped
 
 
-def _run_demo(home: Path, repo: Path, record: Path) -> str:
+def _run_demo(home: Path, repo: Path, record: Path, *extra: str) -> str:
     """One replayed demo run on `repo`, recording every model request; returns the run id."""
     proc = cli(
         home,
@@ -47,6 +47,7 @@ def _run_demo(home: Path, repo: Path, record: Path) -> str:
         str(record),
         "--headless",
         "--yes",
+        *extra,
         check=True,
     )
     return proc.stdout.split()[1]
@@ -71,7 +72,9 @@ def _section(prompt: str) -> str:
 def test_a_failure_reaches_the_next_runs_prompt_until_it_is_forgotten(tmp_path: Path) -> None:
     home = tmp_path / "home"
     repo = prepare_demo_repo(tmp_path / "repos")
-    first = _run_demo(home, repo, tmp_path / "first.jsonl")
+    first = _run_demo(home, repo, tmp_path / "first.jsonl", "--as", "dave")
+    [started] = cli_json(home, "show", first)["actions"]  # who-did-what, in passing
+    assert (started["action"], started["actor"]) == ("started", "dave")
     # The first run had nothing to learn from; its phase-002 attempt 1 failed its own test.
     assert not any(SECTION_TITLE in p for p in _requests(tmp_path / "first.jsonl").values())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from core.actors import STARTED_BY
 from core.records import RunUsage, UsageTotals
 from core.timeutil import parse_ts
 
@@ -125,7 +126,8 @@ def document_of(snap: RunSnapshot) -> dict[str, Any]:
             for i in snap.interventions
         ],
         # Who gave each command that changed the run (answers are on their interventions).
-        "actions": [
+        "actions": _started(snap)
+        + [
             {
                 "action": a.action,
                 "actor": a.actor,
@@ -144,6 +146,23 @@ def document_of(snap: RunSnapshot) -> dict[str, Any]:
         "usage_totals": _usage_totals(snap.usage),
         "findings_summary": snap.findings_summary,
     }
+
+
+def _started(snap: RunSnapshot) -> list[dict[str, Any]]:
+    """Who started the run (kept in its metadata by Engine.create_run), as the first action."""
+    by = snap.run.metadata.get(STARTED_BY)
+    if not isinstance(by, dict) or not by.get("name"):
+        return []
+    return [
+        {
+            "action": "started",
+            "actor": by["name"],
+            "os_user": by.get("os_user"),
+            "git_name": by.get("git_name"),
+            "detail": None,
+            "created_at": snap.run.created_at,
+        }
+    ]
 
 
 def _totals_json(totals: UsageTotals) -> dict[str, Any]:

@@ -4,9 +4,10 @@ A lesson belongs to a repository, identified by its root commit (so every clone 
 it shares them), and says one thing a later run should know: a phase of a similar task that
 failed and why (and what passed afterwards), or a finding that came back and the change that
 fixed it, or a check that failed and then passed on exactly the same files (flaky; each
-attempt records the git tree it was verified on). Lessons are stored rows (core/state/lessons.py) a person can list, read and forget
-(`orchestrator lessons`); before planning and before each attempt the most relevant ones,
-within `lessons.max_tokens`, go into the prompt.
+attempt records the git tree it was verified on). Lessons are stored rows
+(core/state/lessons.py) a person can list, read and forget (`orchestrator lessons`); before
+planning and before each attempt the most relevant ones, within `lessons.max_tokens`, go into
+the prompt.
 """
 
 from __future__ import annotations
@@ -46,37 +47,10 @@ _SUMMARY_CHARS = 160
 _WORD = re.compile(r"[a-z0-9]+")
 # Words that say nothing about what a task or phase is about.
 _STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "the",
-        "to",
-        "of",
-        "in",
-        "on",
-        "for",
-        "with",
-        "by",
-        "from",
-        "into",
-        "add",
-        "make",
-        "use",
-        "is",
-        "are",
-        "be",
-        "it",
-        "its",
-        "this",
-        "that",
-        "as",
-        "at",
-        "or",
-        "not",
-        "no",
-        "new",
-    ]
+    _WORD.findall(
+        "a an and the to of in on for with by from into add make use is are be it its this "
+        "that as at or not no new"
+    )
 )
 
 
@@ -260,7 +234,10 @@ def _returned_findings(
         resolved = [f for f in group if f.resolved_at]
         if not resolved:
             continue
-        came_back = [f for f in group if f.created_at > (resolved[0].resolved_at or "")]
+        fixed = resolved[0]
+        came_back = [
+            f for f in group if f.id != fixed.id and f.created_at >= (fixed.resolved_at or "")
+        ]
         if not came_back:
             continue
         last = group[-1]

@@ -15,6 +15,7 @@ from config.paths import Paths
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
 from core.engine import Engine
 from core.lessons import (
+    FINDING_RETURNED,
     FLAKY_CHECK,
     PHASE_FAILED,
     SECTION_TITLE,
@@ -22,7 +23,15 @@ from core.lessons import (
     render_section,
 )
 from core.llm.base import estimate_tokens
-from core.records import Lesson, RunStatus
+from core.records import (
+    Category,
+    FindingIn,
+    FindingStatus,
+    Lesson,
+    PhaseStatus,
+    RunStatus,
+    Severity,
+)
 from core.state.store import StateStore
 from tests.cassette import new_file, phase, write_cassette
 from tests.clirun import cli, cli_json
@@ -216,3 +225,38 @@ async def test_lessons_are_redacted_like_everything_stored(
         stored = await store.get_lesson(lesson.id)
     assert secret not in stored.text and secret not in stored.task
     assert "auth with *** refused" in stored.text and "Rotate the key ***" in stored.text
+
+
+async def test_a_finding_that_came_back_is_learned_with_the_commit_that_fixed_it(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    unused = FindingIn(
+        category=Category.LINT,
+        severity=Severity.MEDIUM,
+        tool="ruff",
+        rule="F401",
+        path="app/util.py",
+        line=3,
+        message="`os` imported but unused",
+    )
+    async with await StateStore.open(tmp_path / "state.db") as store:
+        run = await store.create_run("Tidy the helpers", repo, {})
+        [ph] = await store.save_plan(run.id, [phase("phase-001", name="Tidy helpers")], 3)
+        one = await store.create_execution(ph.id, run.id)
+        [first] = await store.add_findings(run.id, ph.id, one.id, [unused])
+        await store.fail_execution(one.id, "verification failed: lint")
+        await store.update_finding_status(first.id, FindingStatus.RESOLVED)  # attempt 2 fixed it
+        two = await store.create_execution(ph.id, run.id)
+        await store.fail_execution(two.id, "verification failed: a test")
+        three = await store.create_execution(ph.id, run.id)  # ... and attempt 3 brought it back
+        [again] = await store.add_findings(run.id, ph.id, three.id, [unused])
+        await store.update_finding_status(again.id, FindingStatus.RESOLVED)
+        await store.complete_execution(three.id, "applied 1 edit block to: app/util.py")
+        await store.update_phase_status(ph.id, PhaseStatus.COMPLETED, commit="c0ffee" * 6 + "c0ff")
+        learned = {le.kind: le for le in await derive_lessons(store, run.id)}
+    returned = learned[FINDING_RETURNED]
+    assert returned.subject == f"finding:{first.fingerprint}" and returned.runs == [run.id]
+    assert "ruff/F401 app/util.py:3 came back after it was fixed" in returned.text
+    assert 'fixed by the commit c0ffeec0ff of phase "Tidy helpers"' in returned.text
+    assert learned[PHASE_FAILED].subject == "phase:tidy helpers"

@@ -249,6 +249,9 @@ async def test_a_finding_that_came_back_is_learned_with_the_commit_that_fixed_it
         await store.update_finding_status(first.id, FindingStatus.RESOLVED)  # attempt 2 fixed it
         two = await store.create_execution(ph.id, run.id)
         await store.fail_execution(two.id, "verification failed: a test")
+        # The run stops here (interrupted), is learned from, then resumed ...
+        [early] = await derive_lessons(store, run.id)
+        assert "The phase ended pending after 2 attempt(s)." in early.text
         three = await store.create_execution(ph.id, run.id)  # ... and attempt 3 brought it back
         [again] = await store.add_findings(run.id, ph.id, three.id, [unused])
         await store.update_finding_status(again.id, FindingStatus.RESOLVED)
@@ -259,4 +262,6 @@ async def test_a_finding_that_came_back_is_learned_with_the_commit_that_fixed_it
     assert returned.subject == f"finding:{first.fingerprint}" and returned.runs == [run.id]
     assert "ruff/F401 app/util.py:3 came back after it was fixed" in returned.text
     assert 'fixed by the commit c0ffeec0ff of phase "Tidy helpers"' in returned.text
-    assert learned[PHASE_FAILED].subject == "phase:tidy helpers"
+    # ... and when it ends again its newer account replaces its own earlier one.
+    assert learned[PHASE_FAILED].id == early.id and learned[PHASE_FAILED].runs == [run.id]
+    assert "Attempt 3 passed (applied 1 edit block to: app/util.py)" in learned[PHASE_FAILED].text

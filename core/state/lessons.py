@@ -52,8 +52,9 @@ class LessonsMixin(StateDatabase):
         text: str,
         run_id: str,
     ) -> Lesson:
-        """Store what `run_id` taught; a run already counted (or forgotten) changes nothing, so
-        forgetting is remembered, and a new run brings a forgotten lesson back with its text."""
+        """Store what `run_id` taught; a run already counted (or forgotten) adds nothing, so
+        forgetting is remembered, and a new run brings a forgotten lesson back with its text
+        (the run whose text the lesson holds may update it when it ends again after a resume)."""
         id_ = lesson_id(repo_key, kind, subject)
         now = utcnow()
         async with self._write() as db:
@@ -67,7 +68,12 @@ class LessonsMixin(StateDatabase):
                 )
             else:
                 runs, forgotten = json.loads(row["runs"]), json.loads(row["forgotten_runs"])
-                if run_id not in runs and run_id not in forgotten:
+                if runs and runs[-1] == run_id and text != row["text"]:
+                    # the run that wrote the text ended again (resumed): its newer account wins
+                    await db.execute(
+                        "UPDATE lessons SET text = ?, updated_at = ? WHERE id = ?", (text, now, id_)
+                    )
+                elif run_id not in runs and run_id not in forgotten:
                     await db.execute(
                         "UPDATE lessons SET repo = ?, task = ?, text = ?, runs = ?,"
                         " forgotten_at = NULL, forgotten_by = NULL, updated_at = ? WHERE id = ?",

@@ -67,6 +67,7 @@ class RunDriver:
         self._lease_lost = False  # our lease expired and another process took or recorded the run
         self._status = RunStatus.PENDING  # the run's status as this driver last set it
         self._before_waiting = RunStatus.EXECUTING
+        self._learned = False  # lessons were derived before the run's end was written
 
     async def drive(self) -> Run:
         """Run to a final or interrupted status and return the stored run.
@@ -101,6 +102,10 @@ class RunDriver:
                 run = await self.lifecycle.record_lost(run.id, run.lease_owner, clear_lease=False)
                 self._status = run.status
             failed = await self._execute(run)
+            # Every phase and attempt is final: learn now, so the run's announced end is its
+            # last step (an app quitting on "completed" finds nothing left running).
+            await learn_from_run(self.store, self.journal, self.run_id)
+            self._learned = True
             way_out: BaseException | RunStatus = RunStatus.FAILED if failed else RunStatus.COMPLETED
             error = "phases failed: " + ", ".join(failed) if failed else None
         except BaseException as exc:  # noqa: BLE001  (every way out ends the run truthfully)
@@ -177,7 +182,8 @@ class RunDriver:
             await self._write_summary()
         except Exception as exc:  # noqa: BLE001  (the stored end stays true without a summary)
             self.journal.log(self.run_id, None, "warning", f"summary not written: {exc}")
-        await learn_from_run(self.store, self.journal, self.run_id)
+        if not self._learned:  # ended by an exception: learn from what the end left true
+            await learn_from_run(self.store, self.journal, self.run_id)
 
     # ---- the run -------------------------------------------------------------------------------
 

@@ -57,6 +57,10 @@ def test_cli_answers_and_commands_record_who_gave_them(tmp_path: Path) -> None:
     assert "| risk | approved | phase-001 is high risk | ok | alice |" in markdown
     assert "## Who did what" in markdown and "| cancelled | Bob Jones | - |" in markdown
 
+    # A clean that finds nothing to remove (the run never made a worktree) changed nothing.
+    assert "cleaned 0 run(s)" in cli(home, "clean", run_id, "--as", "erin", check=True).stdout
+    assert cli_json(home, "show", run_id)["actions"] == doc["actions"]
+
     bad = cli(home, "reject", question, "--as", " ")
     assert bad.returncode == 2 and "--as ' '" in bad.stderr
 

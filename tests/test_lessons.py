@@ -120,6 +120,12 @@ def test_a_failure_reaches_the_next_runs_prompt_until_it_is_forgotten(tmp_path: 
     assert back["status"] == "active" and back["runs"] == [third]
     assert back["forgotten_runs"] == [first, second]
 
+    # Who did what, in passing: applying and cleaning a run record who did it.
+    cli(home, "apply", third, "--as", "frank", check=True)
+    cli(home, "--as", "erin", "clean", third, check=True)
+    done = [(a["action"], a["actor"]) for a in cli_json(home, "show", third)["actions"]]
+    assert done[1:] == [("applied", "frank"), ("cleaned", "erin")]
+
 
 async def _derive_again(home: Path, run_ids: list[str]) -> list[Lesson]:
     """derive_lessons on runs already learned from, on the home's store."""

@@ -528,6 +528,17 @@ class ModelOverrides(Section):
     embedder: str | None = Field(default=None, description="model that embeds repository chunks")
 
 
+class LessonsConfig(Section):
+    """Lessons from earlier runs on the same repository, given to the planner and executors."""
+
+    enabled: bool = Field(
+        default=True, description="add a Lessons section to the planner's and executors' prompts"
+    )
+    max_tokens: int = Field(
+        default=400, ge=0, description="token budget of that section; the most relevant come first"
+    )
+
+
 class OrchestratorConfig(Section):
     """Every setting of the orchestrator, one section per concern."""
 
@@ -549,6 +560,9 @@ class OrchestratorConfig(Section):
     llm: LLMConfig = Field(default_factory=LLMConfig, description="model provider connection")
     models: ModelOverrides = Field(
         default_factory=ModelOverrides, description="model per role, over models.yaml roles"
+    )
+    lessons: LessonsConfig = Field(
+        default_factory=LessonsConfig, description="what earlier runs on a repository taught"
     )
 
     def snapshot(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from core.gate import Gate
 from core.git import remote, worktrees
 from core.git import repo as gitrepo
 from core.journal import Journal
+from core.lessons import learn_from_run, lessons_line, prompt_lessons
 from core.lifecycle import Lifecycle
 from core.objstore import open_artifact_store
 from core.phase_runner import PhaseRunner
@@ -67,6 +68,7 @@ class RunDriver:
         self._lease_lost = False  # our lease expired and another process took or recorded the run
         self._status = RunStatus.PENDING  # the run's status as this driver last set it
         self._before_waiting = RunStatus.EXECUTING
+        self._learned = False  # lessons were derived before the run's end was written
 
     async def drive(self) -> Run:
         """Run to a final or interrupted status and return the stored run.
@@ -101,6 +103,10 @@ class RunDriver:
                 run = await self.lifecycle.record_lost(run.id, run.lease_owner, clear_lease=False)
                 self._status = run.status
             failed = await self._execute(run)
+            # Every phase and attempt is final: learn now, so the run's announced end is its
+            # last step (an app quitting on "completed" finds nothing left running).
+            await learn_from_run(self.store, self.journal, self.run_id)
+            self._learned = True
             way_out: BaseException | RunStatus = RunStatus.FAILED if failed else RunStatus.COMPLETED
             error = "phases failed: " + ", ".join(failed) if failed else None
         except BaseException as exc:  # noqa: BLE001  (every way out ends the run truthfully)
@@ -179,6 +185,8 @@ class RunDriver:
             await self._write_summary()
         except Exception as exc:  # noqa: BLE001  (the stored end stays true without a summary)
             self.journal.log(self.run_id, None, "warning", f"summary not written: {exc}")
+        if not self._learned:  # ended by an exception: learn from what the end left true
+            await learn_from_run(self.store, self.journal, self.run_id)
 
     # ---- the run -------------------------------------------------------------------------------
 
@@ -278,6 +286,7 @@ class RunDriver:
         await self.store.record_context(
             ctx.run_id, None, "plan", ctx.run.task, retrieved.text, retrieved.sources
         )
+        lessons = await self._lessons(ctx)
         model = ctx.planner_model
         plan, _raw = await make_plan(
             ctx.llm,
@@ -289,6 +298,7 @@ class RunDriver:
             max_tokens=model.max_tokens,
             context_window=model.context_window,
             on_text=lambda text: ctx.log(None, text, "llm"),
+            lessons=lessons,
         )
         phases = await self.store.save_plan(
             ctx.run_id, [p.model_dump() for p in plan.phases], ctx.config.execution.max_attempts
@@ -296,6 +306,15 @@ class RunDriver:
         await self.journal.emit(PlanCreated(run_id=ctx.run_id, phase_ids=[p.id for p in phases]))
         ctx.log(None, "plan: " + ", ".join(f"{p.plan_id} ({p.risk_level})" for p in phases))
         return phases
+
+    async def _lessons(self, ctx: RunContext) -> str:
+        """The planner's Lessons section from earlier runs on the repository, logged when any."""
+        text, used = await prompt_lessons(
+            self.store, ctx.config.lessons, repo=ctx.repo, run_id=ctx.run_id, task=ctx.run.task
+        )
+        if used:
+            ctx.log(None, lessons_line(used))
+        return text
 
     async def _schedule(self, ctx: RunContext) -> None:
         """Start every phase whose dependencies completed, up to max_parallel_phases at once."""

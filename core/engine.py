@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from config.paths import Paths
+from core.actors import STARTED_BY, Actor, checked_name, current_actor
 from core.bus import EventBus, Subscription
 from core.diskfull import ensure_reserve
 from core.errors import InputError, RunCancelled, RunLockedError, TransitionError
@@ -26,9 +27,11 @@ from core.records import (
     Intervention,
     InterventionKind,
     InterventionStatus,
+    Lesson,
     LogRecord,
     Phase,
     Run,
+    RunAction,
     RunStatus,
     RunSummary,
     RunUsage,
@@ -57,6 +60,8 @@ class Engine:
         self.bus = bus
         self.journal = journal
         self.lifecycle = Lifecycle(store, journal)
+        self._as_name: str | None = None  # `--as NAME`
+        self._actor: Actor | None = None  # resolved on first use (it runs git)
 
     @classmethod
     async def open(
@@ -109,6 +114,35 @@ class Engine:
     def subscribe(self, run_id: str | None = None) -> Subscription:
         return self.bus.subscribe(run_id=run_id)
 
+    # ---- who is acting -------------------------------------------------------------------------
+
+    def act_as(self, name: str | None) -> None:
+        """Record this process's answers and commands as `name` (`--as NAME`); None: as the OS
+        user and git's user.name."""
+        self._as_name = None if name is None else checked_name(name)
+        self._actor = None
+
+    async def actor(self) -> Actor:
+        """Who this process acts for (resolved once, off the event loop: it asks git)."""
+        if self._actor is None:
+            self._actor = await asyncio.to_thread(current_actor, self._as_name)
+        return self._actor
+
+    async def record_action(self, run_id: str, action: str, detail: str | None = None) -> RunAction:
+        """Store who gave a command that changed a run, and say it in the run's log."""
+        actor = await self.actor()
+        done = await self.store.record_action(
+            run_id,
+            action,
+            actor=actor.name,
+            os_user=actor.os_user,
+            git_name=actor.git_name,
+            detail=redact(detail) if detail else None,
+        )
+        suffix = f" ({done.detail})" if done.detail else ""
+        self.journal.log(run_id, None, "info", f"{action} by {actor.name}{suffix}")
+        return done
+
     # ---- commands ------------------------------------------------------------------------------
 
     async def checkout(self, repo: Path | str) -> Path:
@@ -152,9 +186,16 @@ class Engine:
         await open_artifact_store(loaded.config.artifacts.url, self.paths.home).check()
         await self.record_lost_runs()
         where = url or str(root)
-        run = await self.store.create_run(redact(task.strip()), where, make_snapshot(loaded))
+        actor = await self.actor()
+        # Who started it is stored with the run row itself (one write, as before).
+        run = await self.store.create_run(
+            redact(task.strip()),
+            where,
+            make_snapshot(loaded),
+            metadata={STARTED_BY: actor.as_json()},
+        )
         await self.journal.emit(RunCreated(run_id=run.id, task=run.task, repo=run.repo))
-        self.journal.log(run.id, None, "info", f"run {run.id} created for {where}")
+        self.journal.log(run.id, None, "info", f"run {run.id} created for {where} by {actor.name}")
         return run
 
     async def execute_run(self, run_id: str, *, auto_approve: bool = False) -> Run:
@@ -195,6 +236,7 @@ class Engine:
                 f"run {run_id} is still running in {run.lease_owner}; watch it with `orchestrator show {run_id}`"
             )
         await self.recover(run)
+        await self.record_action(run_id, "resumed", "with --yes" if auto_approve else None)
         return await self.execute_run(run_id, auto_approve=auto_approve)
 
     async def record_lost_runs(self) -> list[Run]:
@@ -225,8 +267,13 @@ class Engine:
         if run.status in FINISHED_RUN_STATUSES:
             raise InputError(f"run {run_id} is already {run.status}")
         await self.store.request_cancel(run_id)
+        await self.record_action(run_id, "cancelled")
         if not self._lease_live(run):
-            return await self.lifecycle.end_run(run_id, RunCancelled())
+            ended = await self.lifecycle.end_run(run_id, RunCancelled())
+            from core.lessons import learn_from_run
+
+            await learn_from_run(self.store, self.journal, run_id)
+            return ended
         return await self.store.get_run(run_id)
 
     async def resolve_intervention(
@@ -257,7 +304,10 @@ class Engine:
                 raised = await raise_budget(self.store, pending, budget_usd, budget_tokens)
                 note = f"{note}; {raised}" if note else raised
         status = InterventionStatus.APPROVED if approve else InterventionStatus.REJECTED
-        return await self.lifecycle.intervention_to(intervention_id, status, note=note)
+        actor = await self.actor()
+        return await self.lifecycle.intervention_to(
+            intervention_id, status, note=note, answered_by=actor.name
+        )
 
     async def apply_run(self, run_id: str, checkout: Path | None = None) -> str:
         """Merge a finished run's branch into the current branch of the user's checkout (the run's
@@ -276,7 +326,9 @@ class Engine:
                 )
             checkout = Path(run.repo)
         await asyncio.to_thread(remote.ensure_branch_in, checkout, run.branch, run.repo)
-        return await asyncio.to_thread(worktrees.apply_branch, checkout, run.branch)
+        head = await asyncio.to_thread(worktrees.apply_branch, checkout, run.branch)
+        await self.record_action(run_id, "applied", f"{run.branch} merged, HEAD {head[:10]}")
+        return head
 
     async def clean(self, run_id: str | None = None) -> list[str]:
         """Remove worktrees, branches, per-worktree indexes and empty folders of finished runs
@@ -297,7 +349,10 @@ class Engine:
             ]
         from core.cleaning import clean_runs
 
-        return await clean_runs(self.paths, self.store, runs)
+        cleaned = await clean_runs(self.paths, self.store, runs)
+        for done in cleaned:
+            await self.record_action(done, "cleaned")
+        return cleaned
 
     # ---- queries -------------------------------------------------------------------------------
 
@@ -390,6 +445,30 @@ class Engine:
 
         rows = await self.store.stats_rows(since=since, repo=repo)
         return stats_document(rows, since=since, repo=repo)
+
+    # ---- lessons (core/lessons.py) -------------------------------------------------------------
+
+    async def lessons(self, repo: Path | None = None) -> list[Lesson]:
+        """Every lesson learned, newest first (forgotten ones included), or one repository's."""
+        if repo is None:
+            return await self.store.list_lessons()
+        from core.lessons import repo_key
+
+        if not repo.is_dir():
+            raise InputError(f"--repo {repo}: no such directory")
+        key = await repo_key(repo)
+        if key is None:
+            raise InputError(f"--repo {repo}: not a git repository with a commit")
+        return await self.store.list_lessons(key)
+
+    async def lesson(self, lesson_id: str) -> Lesson:
+        """One lesson by id; NotFoundError names the listing command."""
+        return await self.store.get_lesson(lesson_id)
+
+    async def forget_lesson(self, lesson_id: str) -> Lesson:
+        """Forget a lesson for good (the runs it came from never teach it again), recording who."""
+        actor = await self.actor()
+        return await self.store.forget_lesson(lesson_id, actor.name)
 
     # ---- queries of the TUI's run view ---------------------------------------------------------
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from core.actors import AUTO_APPROVER
 from core.errors import NeedsInputError, RunCancelled
 from core.events import InterventionRequested, InterventionResolved
 from core.lifecycle import Lifecycle
@@ -106,7 +107,9 @@ class Gate:
 
     async def _answer(self, intervention_id: str, approve: bool, note: str) -> Intervention:
         status = InterventionStatus.APPROVED if approve else InterventionStatus.REJECTED
-        return await self._lifecycle.intervention_to(intervention_id, status, note=note)
+        return await self._lifecycle.intervention_to(
+            intervention_id, status, note=note, answered_by=AUTO_APPROVER
+        )
 
     async def _wait(self, item: Intervention) -> Intervention:
         """Poll the row until another process (or the TUI) answers it; cancellation is honoured."""

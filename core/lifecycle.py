@@ -417,12 +417,19 @@ class Lifecycle:
     # ---- interventions -------------------------------------------------------------------------
 
     async def intervention_to(
-        self, intervention_id: str, status: InterventionStatus, *, note: str | None = None
+        self,
+        intervention_id: str,
+        status: InterventionStatus,
+        *,
+        note: str | None = None,
+        answered_by: str | None = None,
     ) -> Intervention:
-        """Answer a pending question (approved/rejected) or withdraw it; an answer to one that
-        is no longer pending raises AlreadyAnsweredError, or WithdrawnError when its run ended."""
+        """Answer a pending question (approved/rejected, by `answered_by`) or withdraw it; an
+        answer to one that is no longer pending raises AlreadyAnsweredError, or WithdrawnError
+        when its run ended."""
         item = await self.store.get_intervention(intervention_id)
-        text = f"intervention {item.id} {status}" + (f" ({note})" if note else "")
+        by = f" by {answered_by}" if answered_by else ""
+        text = f"intervention {item.id} {status}{by}" + (f" ({note})" if note else "")
         line = self.journal.line(item.run_id, item.phase_id, "info", text)
 
         async def write(lines: list[LogLine]) -> tuple[Intervention, list[LogRecord]]:
@@ -432,6 +439,7 @@ class Lifecycle:
                 allowed_from=sources(INTERVENTION_MOVES, status),
                 note=note,
                 lines=[*lines, line],
+                answered_by=answered_by,
             )
 
         def events(row: Intervention) -> list[Event]:

@@ -12,6 +12,7 @@ from core.errors import GitError, MergeConflictError, RunAborted
 from core.executors.base import AttemptResult, PhaseJob
 from core.git import remote, worktrees
 from core.git import repo as gitrepo
+from core.lessons import lessons_line, prompt_lessons
 from core.lifecycle import INTERRUPTED_ATTEMPT
 from core.phase_checks import PhaseChecks
 from core.procenv import redact
@@ -193,6 +194,17 @@ class PhaseRunner:
         await ctx.store.record_context(
             ctx.run_id, execution.id, "execute", query, retrieved.text, retrieved.sources
         )
+        lessons, used = await prompt_lessons(
+            ctx.store,
+            ctx.config.lessons,
+            repo=ctx.repo,
+            run_id=ctx.run_id,
+            task=ctx.run.task,
+            phase_name=phase.name,
+            phase_text=phase.description,
+        )
+        if used:
+            ctx.log(phase.id, lessons_line(used))
         job = PhaseJob(
             run_id=ctx.run_id,
             task=ctx.run.task,
@@ -206,6 +218,7 @@ class PhaseRunner:
             relevant_files=retrieved.files,
             previous_failure=previous_failure,
             findings_feedback=await self.checks.feedback() if execution.attempt > 1 else [],
+            lessons=lessons,
             host=RunAttemptHost(ctx, phase, execution),
         )
 
@@ -217,6 +230,7 @@ class PhaseRunner:
             error = result.error or "the executor failed"
             await self._fail(execution, error, result.summary, retrieved.text)
             return None, error, result.retriable
+        await self._record_tree(execution)
         failures = await self.checks.run(execution)
         if failures:
             error = "verification failed:\n" + "\n".join(failures)
@@ -243,6 +257,16 @@ class PhaseRunner:
             say=f"attempt {execution.attempt} succeeded: commit {sha[:10]}",
         )
         return sha, "", True
+
+    async def _record_tree(self, execution: Execution) -> None:
+        """Store the tree the checks are about to see, so a check that fails and then passes on
+        the same files is known flaky (core/lessons.py); a git failure only loses that evidence."""
+        try:
+            tree = await asyncio.to_thread(gitrepo.tree_of_worktree, self.worktree)
+        except GitError as exc:
+            self.ctx.log(self.phase.id, f"tree of attempt {execution.attempt} not recorded: {exc}")
+            return
+        await self.ctx.store.set_execution_tree(execution.id, tree)
 
     async def _fail(self, execution: Execution, error: str, output: str, context: str) -> None:
         error, output = redact(error), redact(output)

@@ -107,13 +107,15 @@ def system_prompt() -> str:
     return SYSTEM_PROMPT.format(example=json.dumps(_EXAMPLE, indent=2))
 
 
-def user_prompt(task: str, context: str) -> str:
-    """The task plus the retrieved repository context (file list and snippets)."""
+def user_prompt(task: str, context: str, lessons: str = "") -> str:
+    """The task plus the retrieved repository context (file list and snippets) and the lessons
+    of earlier runs on the repository (core/lessons.py), when there are any."""
     context_text = context.strip() or "(no repository context was retrieved)"
+    learned = f"{lessons.strip()}\n\n" if lessons.strip() else ""
     return (
         f"Task:\n{task.strip()}\n\n"
         f"Repository context (file list and relevant snippets):\n{context_text}\n\n"
-        "Answer with the JSON plan only."
+        f"{learned}Answer with the JSON plan only."
     )
 
 
@@ -142,11 +144,12 @@ async def make_plan(
     max_tokens: int | None,
     context_window: int | None,
     on_text: TokenSink | None = None,
+    lessons: str = "",
 ) -> tuple[Plan, str]:
     """Ask for a plan, send a validation error back once, and return the plan and raw answer."""
     messages = [
         {"role": "system", "content": system_prompt()},
-        {"role": "user", "content": user_prompt(task, context)},
+        {"role": "user", "content": user_prompt(task, context, lessons)},
     ]
     schema = plan_json_schema()
 

@@ -9,7 +9,9 @@ from config.paths import Paths
 from core.errors import ReadOnlyHomeError
 
 # Commands that only read the database; they work on a read-only home or database.
-READ_COMMANDS = frozenset({"runs", "show", "interventions", "export", "models", "doctor", "stats"})
+READ_COMMANDS = frozenset(
+    {"runs", "show", "interventions", "export", "models", "doctor", "stats", "lessons"}
+)
 
 
 def read_only_reason(paths: Paths) -> str | None:

@@ -227,6 +227,7 @@ class Intervention:
     created_at: str
     resolved_at: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+    answered_by: str | None = None  # who approved or rejected it (core/actors.py)
 
 
 @dataclass(frozen=True)
@@ -308,3 +309,41 @@ class StatsRows:
     waits: list[tuple[str, str, str, str, str | None, bool]]
     checks: list[tuple[str, str, int, int, int]]
     phases: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class RunAction:
+    """A command a person gave that changed a run (started, resumed, cancelled, applied...)."""
+
+    id: str
+    run_id: str
+    action: str
+    actor: str  # what listings show: --as NAME, else "os user (git user.name)"
+    os_user: str | None
+    git_name: str | None
+    detail: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """Something learned from ended runs on one repository (core/lessons.py derives them)."""
+
+    id: str
+    repo_key: str  # the repository's root commit
+    repo: str  # its path when last seen
+    kind: str  # phase_failed, finding_returned, flaky_check
+    subject: str  # what it is about: a phase title, a finding's fingerprint, a check
+    task: str  # the task of the run it came from last, for relevance
+    text: str  # the lesson as the prompt shows it (redacted)
+    runs: list[str]  # the runs it came from
+    forgotten_runs: list[str]  # runs whose evidence a person forgot (never learned again)
+    forgotten_at: str | None
+    forgotten_by: str | None
+    created_at: str
+    updated_at: str
+
+    @property
+    def forgotten(self) -> bool:
+        """Whether a person forgot it and no new run brought it back."""
+        return self.forgotten_at is not None

@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for all state (database, logs, worktrees, config.yaml); "
         "default $ORCHESTRATOR_HOME or the XDG data folder",
     )
+    parser.add_argument("--as", dest="as_name", metavar="NAME", help=_AS_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -260,7 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.stats_command import add_parser as add_stats_parser
 
     add_stats_parser(sub)
+    from tui.lessons_command import add_parser as add_lessons_parser
+
+    add_lessons_parser(sub)
+    # `--as NAME` is accepted after any command too; SUPPRESS keeps a global one given before it.
+    for command_parser in sub.choices.values():
+        command_parser.add_argument(
+            "--as", dest="as_name", metavar="NAME", default=argparse.SUPPRESS, help=_AS_HELP
+        )
     return parser
+
+
+_AS_HELP = (
+    "record answers and run-changing commands as NAME (default: your OS user and git's user.name)"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -74,6 +74,7 @@ async def dispatch(args: argparse.Namespace) -> int:
         user = load_config(paths, env=os.environ)  # the user's logging settings; run config later
         engine = await Engine.open(paths, logging=user.config.logging, read_only=read_only)
     async with engine:
+        engine.act_as(getattr(args, "as_name", None))
         handler = COMMANDS[args.command]
         return await handler(engine, args)
 
@@ -348,7 +349,13 @@ async def show_command(engine: Engine, args: argparse.Namespace) -> int:
     if doc["interventions"]:
         print("\ninterventions:")
         for i in doc["interventions"]:
-            print(f"  {i['id']} {i['kind']:<14} {i['status']:<9} {i['reason'][:80]}")
+            by = f"  by {i['answered_by']}" if i.get("answered_by") else ""
+            print(f"  {i['id']} {i['kind']:<14} {i['status']:<9} {i['reason'][:80]}{by}")
+    if doc.get("actions"):
+        print("\nwho did what:")
+        for a in doc["actions"]:
+            detail = f" ({a['detail']})" if a.get("detail") else ""
+            print(f"  {a['created_at'][:19]}  {a['action']:<10} by {a['actor']}{detail}")
     usage = doc.get("usage") or {}
     if usage:
         print(
@@ -385,6 +392,7 @@ def intervention_json(i: Intervention) -> dict[str, Any]:
         "created_at": i.created_at,
         "resolved_at": i.resolved_at,
         "payload": i.payload,  # e.g. a budget's scope, metric and limit
+        "answered_by": i.answered_by,
     }
 
 
@@ -396,7 +404,8 @@ async def interventions_command(engine: Engine, args: argparse.Namespace) -> int
     if not items:
         print(await _no_interventions_text(engine, args))
     for i in items:
-        print(f"{i.id}  run {i.run_id}  {i.kind:<14} {i.status:<9} {i.reason}")
+        by = f"  (by {i.answered_by})" if i.answered_by else ""
+        print(f"{i.id}  run {i.run_id}  {i.kind:<14} {i.status:<9} {i.reason}{by}")
         if i.status == "pending":
             print(f"    {i.action_required}")
     return 0
@@ -431,7 +440,8 @@ async def answer_command(engine: Engine, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(intervention_json(item))
         return 0
-    print(f"intervention {item.id} {item.status}" + (f" ({item.note})" if item.note else ""))
+    by = f" by {item.answered_by}" if item.answered_by else ""
+    print(f"intervention {item.id} {item.status}{by}" + (f" ({item.note})" if item.note else ""))
     return 0
 
 
@@ -546,6 +556,12 @@ async def stats_command(engine: Engine, args: argparse.Namespace) -> int:
     return await run_stats(engine, args)
 
 
+async def lessons_command(engine: Engine, args: argparse.Namespace) -> int:
+    from tui.lessons_command import lessons_command as run
+
+    return await run(engine, args)
+
+
 async def app_command(engine: Engine, args: argparse.Namespace) -> int:
     """`orchestrator` with no command: the terminal UI on the run list."""
     from tui.launch import interactive, open_app
@@ -572,4 +588,5 @@ COMMANDS = {
     "clean": clean_command,
     "models": models_command,
     "stats": stats_command,
+    "lessons": lessons_command,
 }

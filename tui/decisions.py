@@ -133,5 +133,6 @@ class DecisionQueue:
         except OrchestratorError as exc:
             app.notify(str(exc), title="intervention", severity="error", timeout=12)
         else:
-            app.notify(f"intervention {item.id} {item.status}")
+            by = f" by {item.answered_by}" if item.answered_by else ""
+            app.notify(f"intervention {item.id} {item.status}{by}")
         app.poll_interventions()

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from rich.text import Text
 
+from core.records import Intervention
 from core.timeutil import parse_ts
 
 STATUS_STYLES = {
@@ -52,3 +53,9 @@ def duration_text(start: datetime, end: datetime) -> str:
         return f"{hours}h {minutes:02d}m"
     days, hours = divmod(hours, 24)
     return f"{days}d {hours}h"
+
+
+def answer_note(item: Intervention) -> str:
+    """Who answered an intervention and the note they gave, for the Note column."""
+    by = f"by {item.answered_by}" if item.answered_by else ""
+    return " · ".join(part for part in (by, item.note or "") if part)

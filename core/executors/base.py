@@ -58,6 +58,7 @@ class PhaseJob:
     relevant_files: list[str] = field(default_factory=list)
     previous_failure: str | None = None  # why the last attempt failed, for the next prompt
     findings_feedback: list[str] = field(default_factory=list)  # open findings, most severe first
+    lessons: str = ""  # the Lessons section from earlier runs on the repository (core/lessons.py)
     host: AttemptHost | None = None  # the engine's services for agent executors; None in unit tests
 
 

@@ -83,6 +83,8 @@ def build_task_text(job: PhaseJob, files: dict[str, str]) -> str:
         parts.append(f"# Relevant files (current content)\n{shown}")
     if job.context.strip():
         parts.append(f"# Retrieved context from the repository\n{job.context.strip()}")
+    if job.lessons.strip():
+        parts.append(f"# {job.lessons.strip()}")
     if job.previous_failure:
         parts.append(
             "# Your previous attempt failed:\n"

@@ -231,3 +231,20 @@ def is_ancestor(repo_path: Path, a: str, b: str) -> bool:
     # Anything else means a bad ref; let git say which.
     run_git(g, "merge-base", "--is-ancestor", a, b)
     return False
+
+
+def tree_of_worktree(worktree: Path) -> str:
+    """The git tree id of the worktree's files as they are now (untracked ones included, ignored
+    ones not), written through a copy of its index so the real index stays untouched."""
+    import shutil
+    import tempfile
+
+    g = git_cmd(worktree)
+    index = Path(run_git(g, "rev-parse", "--path-format=absolute", "--git-path", "index"))
+    with tempfile.TemporaryDirectory(prefix="orchestrator-tree-") as scratch:
+        copy = Path(scratch) / "index"
+        if index.is_file():
+            shutil.copyfile(index, copy)
+        env = {"GIT_INDEX_FILE": str(copy)}
+        run_git(g, "add", "-A", env=env)
+        return run_git(g, "write-tree", env=env)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from core.actors import STARTED_BY
 from core.git.remote_url import is_url
 from core.records import RunUsage, UsageTotals
 from core.timeutil import parse_ts
@@ -121,8 +122,22 @@ def document_of(snap: RunSnapshot) -> dict[str, Any]:
                 "note": i.note,
                 "created_at": i.created_at,
                 "resolved_at": i.resolved_at,
+                "answered_by": i.answered_by,
             }
             for i in snap.interventions
+        ],
+        # Who gave each command that changed the run (answers are on their interventions).
+        "actions": _started(snap)
+        + [
+            {
+                "action": a.action,
+                "actor": a.actor,
+                "os_user": a.os_user,
+                "git_name": a.git_name,
+                "detail": a.detail,
+                "created_at": a.created_at,
+            }
+            for a in snap.actions
         ],
         "artifacts": [
             {"name": a.name, "path": a.path, "type": a.type, "size": a.size, "hash": a.hash}
@@ -132,6 +147,23 @@ def document_of(snap: RunSnapshot) -> dict[str, Any]:
         "usage_totals": _usage_totals(snap.usage),
         "findings_summary": snap.findings_summary,
     }
+
+
+def _started(snap: RunSnapshot) -> list[dict[str, Any]]:
+    """Who started the run (kept in its metadata by Engine.create_run), as the first action."""
+    by = snap.run.metadata.get(STARTED_BY)
+    if not isinstance(by, dict) or not by.get("name"):
+        return []
+    return [
+        {
+            "action": "started",
+            "actor": by["name"],
+            "os_user": by.get("os_user"),
+            "git_name": by.get("git_name"),
+            "detail": None,
+            "created_at": snap.run.created_at,
+        }
+    ]
 
 
 def _totals_json(totals: UsageTotals) -> dict[str, Any]:

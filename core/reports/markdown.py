@@ -172,15 +172,22 @@ def render_markdown(doc: dict[str, Any]) -> str:
         out += [
             "## Interventions",
             "",
-            "| Id | Phase | Kind | Status | Reason | Note |",
-            "|---|---|---|---|---|---|",
+            "| Id | Phase | Kind | Status | Reason | Note | Answered by |",
+            "|---|---|---|---|---|---|---|",
         ]
         plan_ids = {p["id"]: p["plan_id"] for p in doc["phases"]}
         out += [
             f"| {i['id']} | {_cell(plan_ids.get(i['phase_id'], i['phase_id']))} | {i['kind']} | "
             f"{i['status']} | "
-            f"{_cell(i['reason'])} | {_cell(i['note'])} |"
+            f"{_cell(i['reason'])} | {_cell(i['note'])} | {_cell(i.get('answered_by'))} |"
             for i in doc["interventions"]
+        ]
+        out.append("")
+    if doc.get("actions"):
+        out += ["## Who did what", "", "| When | Action | By | Detail |", "|---|---|---|---|"]
+        out += [
+            f"| {a['created_at'][:19]} | {a['action']} | {_cell(a['actor'])} | {_cell(a['detail'])} |"
+            for a in doc["actions"]
         ]
         out.append("")
     if doc["usage"]:

@@ -203,6 +203,41 @@ _V_RAG: list[str] = [
     "CREATE INDEX idx_contexts_run ON contexts(run_id, created_at)",
 ]
 
+# Lessons learned from ended runs (core/lessons.py) and who answered or changed a run.
+_V_LESSONS_ACTORS: list[str] = [
+    """CREATE TABLE lessons (
+        id TEXT PRIMARY KEY,
+        repo_key TEXT NOT NULL,
+        repo TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        task TEXT NOT NULL,
+        text TEXT NOT NULL,
+        runs TEXT NOT NULL DEFAULT '[]',
+        forgotten_runs TEXT NOT NULL DEFAULT '[]',
+        forgotten_at TEXT,
+        forgotten_by TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_lessons_repo ON lessons(repo_key, updated_at)",
+    "ALTER TABLE manual_interventions ADD COLUMN answered_by TEXT",
+    """CREATE TABLE run_actions (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        os_user TEXT,
+        git_name TEXT,
+        detail TEXT,
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX idx_run_actions_run ON run_actions(run_id, created_at)",
+    # The git tree an attempt was verified on: a check that failed and then passed on the same
+    # tree is flaky.
+    "ALTER TABLE executions ADD COLUMN tree TEXT",
+]
+
 Migration = tuple[str, list[str]]
 
 # Applied in this order; a database records each name once it has run.
@@ -211,6 +246,7 @@ MIGRATIONS: list[Migration] = [
     ("llm_usage", _V_LLM),
     ("verification", _V_VERIFY),
     ("rag_contexts", _V_RAG),
+    ("lessons_and_actors", _V_LESSONS_ACTORS),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -392,6 +428,7 @@ def intervention_from_row(r: sqlite3.Row) -> Intervention:
         created_at=r["created_at"],
         resolved_at=r["resolved_at"],
         payload=_loads(r["payload"], {}),
+        answered_by=r["answered_by"] if "answered_by" in r.keys() else None,  # noqa: SIM118
     )
 
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from core.records import Artifact, Execution, Finding, Intervention, Phase, Run, RunUsage
+from core.records import (
+    Artifact,
+    Execution,
+    Finding,
+    Intervention,
+    Phase,
+    Run,
+    RunAction,
+    RunUsage,
+)
+from core.state.actions import ActionsMixin
 from core.state.contexts import ContextsMixin
 from core.state.findings import FindingsMixin
 from core.state.logs import LogsMixin
@@ -28,9 +38,12 @@ class RunSnapshot:
     usage_by_role: dict[str, dict[str, int]]
     usage: RunUsage
     findings_summary: dict[str, Any]
+    actions: list[RunAction] = field(default_factory=list)  # who started, cancelled, ...
 
 
-class SnapshotMixin(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin, UsageMixin, ContextsMixin):
+class SnapshotMixin(
+    RunsMixin, PhasesMixin, FindingsMixin, LogsMixin, UsageMixin, ContextsMixin, ActionsMixin
+):
     """The read that gathers a whole run; raises NotFoundError for an unknown run."""
 
     async def run_snapshot(self, run_id: str) -> RunSnapshot:
@@ -47,4 +60,5 @@ class SnapshotMixin(RunsMixin, PhasesMixin, FindingsMixin, LogsMixin, UsageMixin
             usage_by_role=await self.usage_by_role(run_id),
             usage=await self.run_usage(run_id),
             findings_summary=await self.get_findings_summary(run_id),
+            actions=await self.get_actions(run_id),
         )

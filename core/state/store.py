@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from core.state.actions import ActionsMixin
 from core.state.contexts import ContextsMixin
 from core.state.db import BUSY_TIMEOUT_MS, LOCK_RETRY_SECONDS
 from core.state.findings import OPEN_FINDING_STATUSES, FindingsMixin
+from core.state.lessons import LessonsMixin
 from core.state.logs import LOG_LEVELS, LogLine, LogsMixin
 from core.state.phases import FINISHED_PHASE_STATUSES, PhasesMixin
 from core.state.runs import RunsMixin
@@ -35,6 +37,8 @@ class StateStore(
     UsageMixin,
     ContextsMixin,
     StatsMixin,
+    LessonsMixin,
+    ActionsMixin,
 ):
     """Async access to runs, phases, executions, findings, interventions, logs, artifacts, usage.
 

@@ -189,15 +189,17 @@ class TransitionsMixin(StateDatabase):
         allowed_from: Collection[str] | None,
         note: str | None = None,
         lines: Sequence[Line] = (),
+        answered_by: str | None = None,
     ) -> tuple[Intervention, list[LogRecord]]:
-        """Answer (or withdraw) a question; TransitionError names its status when it was not pending."""
+        """Answer (or withdraw) a question, recording who answered; TransitionError names its
+        status when it was not pending."""
         guard, guard_params = _guard(allowed_from)
         async with self._write() as db:
             rows = list(
                 await db.execute_fetchall(
-                    "UPDATE manual_interventions SET status = ?, note = ?, resolved_at = ?"
-                    f" WHERE id = ?{guard} RETURNING *",
-                    (status, note, utcnow(), intervention_id, *guard_params),
+                    "UPDATE manual_interventions SET status = ?, note = ?, resolved_at = ?,"
+                    f" answered_by = ? WHERE id = ?{guard} RETURNING *",
+                    (status, note, utcnow(), answered_by, intervention_id, *guard_params),
                 )
             )
             if not rows:

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Header, Label
 
 from core.errors import OrchestratorError
 from core.records import Intervention
-from tui.format import local_time, status_text
+from tui.format import answer_note, local_time, status_text
 
 if TYPE_CHECKING:
     from tui.app import OrchestratorApp
@@ -157,7 +157,7 @@ class InterventionsScreen(Screen[None]):
             i.run_id,
             i.reason if len(i.reason) <= 64 else i.reason[:63] + "…",
             local_time(i.created_at),
-            Text(i.note or "", style="dim"),
+            Text(answer_note(i), style="dim"),
         )
 
     @on(DataTable.RowSelected)
@@ -169,10 +169,8 @@ class InterventionsScreen(Screen[None]):
         if item is None:
             return
         if str(item.status) != "pending":
-            self.notify(
-                f"intervention {item.id} was {item.status}"
-                + (f": {item.note}" if item.note else "")
-            )
+            note = answer_note(item)
+            self.notify(f"intervention {item.id} was {item.status}" + (f": {note}" if note else ""))
             return
         self.orchestrator.answer(item)
 

@@ -73,6 +73,11 @@ class RunDriver:
         self._status = RunStatus.PENDING  # the run's status as this driver last set it
         self._before_waiting = RunStatus.EXECUTING
 
+    @property
+    def lease_lost(self) -> bool:
+        """Whether another process took the run over while this driver drove it."""
+        return self._lease_lost
+
     async def drive(self) -> Run:
         """Run to a final or interrupted status and return the stored run.
 

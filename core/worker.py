@@ -20,7 +20,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from core.errors import InputError, OrchestratorError, RunLockedError
+from core.errors import InputError, OrchestratorError, RunLockedError, StateError
 from core.queue import prepare_inputs
 from core.records import Run, RunStatus
 from core.state.claims import Claim, worker_owner_like
@@ -106,7 +106,11 @@ class Worker:
         """Claim runs while there is room; whether any was claimed."""
         claimed = False
         while len(self._active) < self.max_parallel and not self._stop.is_set():
-            claim = await self.engine.store.claim_next(self.owner, self.lease_seconds)
+            try:
+                claim = await self.engine.store.claim_next(self.owner, self.lease_seconds)
+            except StateError as exc:  # a busy or unreachable database: try at the next poll
+                self.say(f"cannot claim now: {exc}")
+                break
             if claim is None:
                 break
             self._start(claim)
@@ -152,6 +156,9 @@ class Worker:
                     owner=self.owner,
                 )
                 final = await driver.drive()
+                if driver.lease_lost:
+                    self.say(f"run {run.id}: lease lost to another worker; stopped driving it")
+                    return None
                 if final.status is RunStatus.INTERRUPTED and not self._stop.is_set():
                     await engine.store.unqueue_run(run.id)  # it waits for a person now
                 self.say(f"run {run.id} {final.status}")

@@ -4,6 +4,7 @@ one statement, a lease carries a fencing token, and a taken-over writer writes n
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -22,8 +23,10 @@ from core.records import Category, FindingIn, PhaseStatus, RunStatus, Severity
 from core.state.claims import claim_sql, worker_owner_like
 from core.state.fencing import fenced
 from core.state.store import StateStore
+from core.timeutil import utcnow
 from tests.clirun import cli, cli_json, spawn
 from tests.conftest import git
+from tests.waiting import wait_until
 
 PLAN = [
     {
@@ -37,6 +40,10 @@ PLAN = [
     }
 ]
 HOST = socket.gethostname()
+FAST = {
+    "ORCHESTRATOR__EXECUTION__LEASE_SECONDS": "2",
+    "ORCHESTRATOR__EXECUTION__HEARTBEAT_SECONDS": "0.5",
+}
 
 
 def _dead_pid() -> int:
@@ -267,3 +274,59 @@ def test_worker_help_and_a_bad_id(tmp_path: Path) -> None:
     assert "SIGTERM" in helped.stdout and "--max-parallel" in helped.stdout
     bad = cli(tmp_path / "home", "worker", "--id", "no/slash", "--until-idle")
     assert bad.returncode == 2 and "a worker id is" in bad.stderr
+
+
+def test_a_paused_worker_whose_run_was_taken_over_writes_nothing_for_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    repo = prepare_demo_repo(tmp_path / "demo")
+    trigger, pidfile = tmp_path / "trigger", tmp_path / "pid"
+    trigger.write_text("armed")
+    db = home / "orchestrator.db"
+    # Right after phase-001's commit, stop worker A (a long pause) at a moment it holds no write
+    # transaction, so the other worker is not blocked by it.
+    pause = (
+        "import os, signal, sqlite3, sys, time\n"
+        "pid = int(open(sys.argv[1]).read())\n"
+        "while True:\n"
+        "    os.kill(pid, signal.SIGSTOP)\n"
+        "    try:\n"
+        "        db = sqlite3.connect(sys.argv[2], timeout=0, isolation_level=None)\n"
+        "        db.execute('BEGIN IMMEDIATE'); db.execute('ROLLBACK'); db.close(); break\n"
+        "    except sqlite3.OperationalError:\n"
+        "        os.kill(pid, signal.SIGCONT); time.sleep(0.05)\n"
+    )
+    (tmp_path / "pause.py").write_text(pause)
+    hook = repo / ".git" / "hooks" / "post-commit"
+    hook.write_text(
+        "#!/bin/sh\n"
+        "git log -1 --format=%B | grep -q 'Orchestrator-Phase: phase-001' || exit 0\n"
+        f"[ -f {trigger} ] || exit 0\n"
+        f"rm -f {trigger}\n"
+        f"while [ ! -s {pidfile} ]; do sleep 0.05; done\n"
+        f"{sys.executable} {tmp_path / 'pause.py'} {pidfile} {db}\n"
+    )
+    hook.chmod(0o755)
+    run_id = cli(home, *_submit_args(repo), check=True, **FAST).stdout.split()[1]
+
+    paused = spawn(home, "worker", "--id", "wa", "--until-idle", "--poll", "0.2", **FAST)
+    try:
+        pidfile.write_text(str(paused.pid))
+        wait_until(lambda: not trigger.exists(), what="worker A paused after phase-001's commit")
+        wait_until(
+            lambda: _rows(home, "SELECT lease_expires_at FROM runs")[0][0] < utcnow(),
+            what="worker A's lease to expire",
+        )
+        taker = cli(home, "worker", "--id", "wb", "--until-idle", "--poll", "0.2", **FAST)
+        assert taker.returncode == 0, taker.stdout + taker.stderr
+        assert f"claimed run {run_id} (lease token 2)" in taker.stdout
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    out, err = paused.communicate(timeout=120)
+    assert paused.returncode == 0, out + err
+    assert f"run {run_id}: lease lost to another worker" in out
+
+    [row] = _rows(home, "SELECT status, lease_owner, lease_token FROM runs")
+    assert (row["status"], row["lease_owner"], row["lease_token"]) == ("completed", None, 2)
+    _check_one_commit_per_phase(home, repo, run_id)
+    lines = [r[0] for r in _rows(home, "SELECT message FROM events WHERE run_id = ?", run_id)]
+    assert not [m for m in lines if "lease lost" in m], "worker A's lines were refused"

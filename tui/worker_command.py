@@ -72,7 +72,6 @@ def add_parsers(sub: Any, add_task_options: Callable[[argparse.ArgumentParser], 
 
 async def submit_command(engine: Engine, args: argparse.Namespace) -> int:
     from config.loader import load_config
-    from core.queue import submit_run
     from tui.commands import _CLI_LABELS, _cli_overrides
 
     repo = Path(args.repo).expanduser()
@@ -85,8 +84,7 @@ async def submit_command(engine: Engine, args: argparse.Namespace) -> int:
         cli=overrides,
         cli_labels=_CLI_LABELS,
     )
-    run = await submit_run(
-        engine,
+    run = await engine.submit_run(
         args.task,
         repo,
         loaded,

@@ -151,6 +151,22 @@ async def test_a_driver_whose_lease_was_taken_over_writes_nothing_more(tmp_path:
         assert "written by the stale driver" not in messages
 
 
+async def test_recording_a_lost_run_fences_off_the_process_that_drove_it(tmp_path: Path) -> None:
+    path = tmp_path / "orchestrator.db"
+    async with await StateStore.open(path) as a, await StateStore.open(path) as b:
+        run = await a.create_run("task", str(tmp_path), {})
+        owner = f"{HOST}:1:x"
+        token = await a.acquire_lease(run.id, owner, -1)  # a starved driver: its lease expired
+        assert token == 1
+        with fenced(run.id, token):
+            await Lifecycle(a, Journal(a, EventBus())).run_to(run.id, RunStatus.EXECUTING)
+        recorded = await Lifecycle(b, Journal(b, EventBus())).record_lost(run.id, owner)
+        assert recorded.status is RunStatus.INTERRUPTED
+        with fenced(run.id, token), pytest.raises(LeaseLostError):
+            await Lifecycle(a, Journal(a, EventBus())).run_to(run.id, RunStatus.EXECUTING)
+        assert (await b.get_run(run.id)).status is RunStatus.INTERRUPTED
+
+
 # ---- the commands (real subprocesses) -------------------------------------------------------
 
 

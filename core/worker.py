@@ -59,6 +59,8 @@ class Worker:
     ) -> None:
         if max_parallel < 1:
             raise InputError(f"--max-parallel {max_parallel}: give 1 or more runs at once")
+        if not poll_seconds > 0:
+            raise InputError(f"--poll {poll_seconds}: give a number of seconds above 0")
         self.engine = engine
         self.name = check_worker_id(name)
         self.host = socket.gethostname()

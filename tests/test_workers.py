@@ -226,8 +226,8 @@ def test_two_workers_complete_four_submitted_runs_each_claimed_once(
     assert [r["content"] for r in cassettes] == [cassette_path().read_text()] * 4
 
     workers = [
-        spawn(home, "worker", "--id", name, "--until-idle", "--poll", "0.2")
-        for name in ("wa", "wb")
+        spawn(home, "worker", "--id", name, "--until-idle", "--poll", "0.2", "--max-parallel", n)
+        for name, n in (("wa", "2"), ("wb", "1"))
     ]
     outputs = [w.communicate(timeout=240) for w in workers]
     for w, (out, err) in zip(workers, outputs, strict=True):

@@ -86,6 +86,7 @@ async def check_fence(db: Any, fence: Fence | None) -> None:
 async def fresh_lines(db: Any, lines: Sequence[Any]) -> list[Any]:
     """The log lines whose fence (their 6th item, if any) is current; inside the write."""
     fences = {r[5] for r in lines if len(r) > 5 and r[5] is not None}
+    fences.discard(current_fence())  # the write's own fence was checked when it began
     if not fences:
         return list(lines)
     stale: set[Fence] = set()

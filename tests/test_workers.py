@@ -322,7 +322,10 @@ def test_a_paused_worker_whose_run_was_taken_over_writes_nothing_for_it(tmp_path
         f"{sys.executable} {tmp_path / 'pause.py'} {pidfile} {db}\n"
     )
     hook.chmod(0o755)
-    run_id = cli(home, *_submit_args(repo), check=True, **FAST).stdout.split()[1]
+    # Without retrieval: a process paused inside the index's own database would block the other
+    # worker there (both share this home); the run's own state is what this test is about.
+    no_rag = {**FAST, "ORCHESTRATOR__RAG__ENABLED": "false"}
+    run_id = cli(home, *_submit_args(repo), check=True, **no_rag).stdout.split()[1]
 
     paused = spawn(home, "worker", "--id", "wa", "--until-idle", "--poll", "0.2", **FAST)
     try:
@@ -341,8 +344,10 @@ def test_a_paused_worker_whose_run_was_taken_over_writes_nothing_for_it(tmp_path
     assert paused.returncode == 0, out + err
     assert f"run {run_id}: lease lost to another worker" in out
 
+    doc = cli_json(home, "show", run_id)
+    assert doc["status"] == "completed", (doc.get("error"), taker.stdout, out)
+    _check_one_commit_per_phase(home, repo, run_id)
     [row] = _rows(home, "SELECT status, lease_owner, lease_token FROM runs")
     assert (row["status"], row["lease_owner"], row["lease_token"]) == ("completed", None, 2)
-    _check_one_commit_per_phase(home, repo, run_id)
     lines = [r[0] for r in _rows(home, "SELECT message FROM events WHERE run_id = ?", run_id)]
     assert not [m for m in lines if "lease lost" in m], "worker A's lines were refused"

@@ -6,7 +6,9 @@ take-over, core.state.claims). It sets `FENCE` for its task tree (`with fenced(r
 tasks it creates inherit it), and the store checks it inside every write transaction
 (`StateDatabase._write`) before anything is written, so a stale writer changes nothing. Log lines
 remember the fence they were logged under (core.journal) and are checked where they are inserted,
-whoever flushes them; lines of a stale fence are dropped there.
+whoever flushes them; lines of a stale fence are dropped there. Every backend's write path does
+both: `check_fence(db, current_fence())` first in each write transaction, and `fresh_lines` on
+the log lines it inserts (core.state.db for SQLite).
 """
 
 from __future__ import annotations

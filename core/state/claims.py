@@ -36,8 +36,8 @@ _TAKE = (
 
 
 def claim_sql(dialect: str) -> str:
-    """The claim statement for a dialect ("sqlite" or "postgresql")."""
-    pick = _PICK + (" FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else "")
+    """The claim statement for a dialect ("sqlite", or "postgresql"/"postgres")."""
+    pick = _PICK + (" FOR UPDATE SKIP LOCKED" if dialect.startswith("postgres") else "")
     # the outer guard repeats the test: on PostgreSQL the row may have changed while we waited
     return f"{_TAKE} WHERE id = ({pick}) AND {_FREE} RETURNING *"
 

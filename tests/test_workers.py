@@ -57,6 +57,14 @@ def _dead_pid() -> int:
     return int(proc.stdout)
 
 
+def _reap(*procs: subprocess.Popen[str]) -> None:
+    """Kill what a failed test left running (a worker that did not stop in time)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
 def _rows(home: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
     with sqlite3.connect(home / "orchestrator.db") as db:
         db.row_factory = sqlite3.Row
@@ -229,7 +237,10 @@ def test_two_workers_complete_four_submitted_runs_each_claimed_once(
         spawn(home, "worker", "--id", name, "--until-idle", "--poll", "0.2", "--max-parallel", n)
         for name, n in (("wa", "2"), ("wb", "1"))
     ]
-    outputs = [w.communicate(timeout=240) for w in workers]
+    try:
+        outputs = [w.communicate(timeout=240) for w in workers]
+    finally:
+        _reap(*workers)
     for w, (out, err) in zip(workers, outputs, strict=True):
         assert w.returncode == 0, out + err
     claimed = [
@@ -272,7 +283,10 @@ def test_sigterm_interrupts_and_releases_and_the_same_worker_takes_it_back(
 
     worker = spawn(home, "worker", "--id", "w1", "--poll", "0.2")
     pidfile.write_text(str(worker.pid))
-    out, err = worker.communicate(timeout=240)
+    try:
+        out, err = worker.communicate(timeout=240)
+    finally:
+        _reap(worker)
     assert worker.returncode == 0, out + err
     assert not trigger.exists(), "the SIGTERM hook never fired"
     [row] = _rows(home, "SELECT status, lease_owner, queued, lease_token FROM runs")
@@ -340,7 +354,10 @@ def test_a_paused_worker_whose_run_was_taken_over_writes_nothing_for_it(tmp_path
         assert f"claimed run {run_id} (lease token 2)" in taker.stdout
     finally:
         paused.send_signal(signal.SIGCONT)
-    out, err = paused.communicate(timeout=120)
+    try:
+        out, err = paused.communicate(timeout=120)
+    finally:
+        _reap(paused)
     assert paused.returncode == 0, out + err
     assert f"run {run_id}: lease lost to another worker" in out
 

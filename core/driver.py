@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config.loader import config_from_snapshot
 from config.paths import Paths
@@ -14,7 +15,7 @@ from core.artifacts import save_artifact
 from core.baseline import record_baseline
 from core.context import RunContext
 from core.diskfull import disk_full_error, is_disk_full, release_reserve
-from core.errors import RunAborted, RunCancelled, RunLockedError, TransitionError
+from core.errors import LeaseLostError, RunAborted, RunCancelled, RunLockedError, TransitionError
 from core.events import PlanCreated
 from core.gate import Gate
 from core.git import remote, worktrees
@@ -38,8 +39,12 @@ from core.records import (
 from core.reports.document import run_document
 from core.reports.markdown import render_markdown
 from core.setup import build_clients
+from core.state.fencing import fenced
 from core.state.store import StateStore
 from core.verification import breaches_of
+
+if TYPE_CHECKING:
+    from config.schema import ExecutionConfig
 
 LEASE_OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -56,6 +61,7 @@ class RunDriver:
         *,
         auto_approve: bool,
         lifecycle: Lifecycle | None = None,
+        owner: str | None = None,
     ) -> None:
         self.paths = paths
         self.store = store
@@ -63,12 +69,17 @@ class RunDriver:
         self.lifecycle = lifecycle or Lifecycle(store, journal)
         self.run_id = run_id
         self.auto_approve = auto_approve
-        self.owner = f"{LEASE_OWNER}:{id(self)}"
+        self.owner = owner or f"{LEASE_OWNER}:{id(self)}"  # a worker names its own
         self._cancelled_by_user = False
         self._lease_lost = False  # our lease expired and another process took or recorded the run
         self._status = RunStatus.PENDING  # the run's status as this driver last set it
         self._before_waiting = RunStatus.EXECUTING
         self._learned = False  # lessons were derived before the run's end was written
+
+    @property
+    def lease_lost(self) -> bool:
+        """Whether another process took the run over while this driver drove it."""
+        return self._lease_lost
 
     async def drive(self) -> Run:
         """Run to a final or interrupted status and return the stored run.
@@ -84,16 +95,20 @@ class RunDriver:
             config, _ = config_from_snapshot(run.config)
         except Exception as exc:  # noqa: BLE001  (a stored configuration that no longer loads)
             return await self.lifecycle.end_run(run.id, exc)
-        if not await self.store.acquire_lease(run.id, self.owner, config.execution.lease_seconds):
+        token = await self.store.acquire_lease(run.id, self.owner, config.execution.lease_seconds)
+        if token is None:
             raise RunLockedError(
                 f"run {run.id} is being executed by {run.lease_owner}; wait for it, or for its lease to "
                 f"expire (about {config.execution.lease_seconds:.0f} s after that process died)"
             )
+        with fenced(run.id, token):  # every write below is refused once another process takes over
+            return await self._drive_leased(run, config.execution)
+
+    async def _drive_leased(self, run: Run, execution: ExecutionConfig) -> Run:
+        """`drive` once the lease is held (and its fence set)."""
         main = asyncio.current_task()
         heartbeat = asyncio.create_task(
-            self._heartbeat(
-                main, config.execution.heartbeat_seconds, config.execution.lease_seconds
-            )
+            self._heartbeat(main, execution.heartbeat_seconds, execution.lease_seconds)
         )
         self._status = run.status
         reraise: BaseException | None = None
@@ -116,6 +131,8 @@ class RunDriver:
                     main.uncancel()
                 if self._cancelled_by_user:
                     way_out = RunCancelled()
+            elif isinstance(exc, LeaseLostError):  # a write was refused: another process took over
+                self._lease_lost = True
             elif not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: record, go on
                 reraise = exc
                 way_out = asyncio.CancelledError()
@@ -135,7 +152,7 @@ class RunDriver:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self.journal.flush()
-            if ended:  # else the lease stays: once it expires (or we exit) reads say interrupted
+            if ended and not self._lease_lost:  # else it stays: once expired, reads say interrupted
                 await self.store.release_lease(self.run_id, self.owner)
         if reraise is not None:
             raise reraise
@@ -148,6 +165,8 @@ class RunDriver:
             try:
                 renewed = await self.store.renew_lease(self.run_id, self.owner, ttl)
                 cancel = await self.store.cancel_requested(self.run_id)
+            except LeaseLostError:
+                renewed, cancel = False, False
             except Exception as exc:  # noqa: BLE001  (a busy database: try again next beat)
                 self.journal.log(self.run_id, None, "warning", f"heartbeat failed: {exc}")
                 continue

@@ -224,6 +224,29 @@ class Engine:
         run = await self.create_run(task, repo, loaded, allow_dirty=allow_dirty)
         return await self.execute_run(run.id, auto_approve=auto_approve)
 
+    async def submit_run(
+        self,
+        task: str,
+        repo: Path,
+        loaded: LoadedConfig,
+        *,
+        allow_dirty: bool = False,
+        auto_approve: bool = False,
+        record: bool = False,
+    ) -> Run:
+        """Store a run for a worker to drive (core.queue): checked and snapshotted as `run` does."""
+        from core.queue import submit_run
+
+        return await submit_run(
+            self,
+            task,
+            repo,
+            loaded,
+            allow_dirty=allow_dirty,
+            auto_approve=auto_approve,
+            record=record,
+        )
+
     async def resume_run(self, run_id: str, *, auto_approve: bool = False) -> Run:
         """Continue an interrupted or failed run from where it stopped, with its stored configuration."""
         run = await self.store.get_run(run_id)

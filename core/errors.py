@@ -34,6 +34,7 @@ OrchestratorError                  exit retriable resumable
 ├── ArtifactStoreError               1     no      yes     the artifacts folder or bucket (artifacts.url) cannot be used
 ├── UnsafePathError                  1     no       no     a path built from an id would leave the home or worktree
 ├── RunLockedError                   1     no       no     another live process holds the run's lease
+│   └── LeaseLostError               1     no       no     this process's lease was taken over (stale fencing token)
 ├── TransitionError                  1     no       no     an illegal status change (a bug in the orchestrator)
 ├── ForeignError                     1     no      yes     any other exception during a run (rag, verify, a plugin, the OS)
 └── RunStop                                                control flow: the run stops on purpose
@@ -230,6 +231,11 @@ class RunLockedError(OrchestratorError):
     """Another live process is executing the run (its heartbeat lease has not expired)."""
 
     exit_code = 1
+
+
+class LeaseLostError(RunLockedError):
+    """A write of a run by a process whose lease was taken over (its fencing token is stale):
+    refused, and that process stops driving the run without writing anything more for it."""
 
 
 class UnsafePathError(OrchestratorError):

@@ -21,6 +21,7 @@ from core.bus import EventBus
 from core.events import Event, LogEmitted
 from core.procenv import secret_redactor
 from core.records import LogRecord
+from core.state.fencing import Fence, current_fence, unfenced
 from core.state.store import LogLine, StateStore
 from core.timeutil import utcnow
 
@@ -54,7 +55,7 @@ class Journal:
         self.flush_interval = flush_interval
         self.max_batch = max_batch
         self._redact = secret_redactor()  # secret values from the environment never reach the store
-        self._buffer: deque[tuple[str, str | None, str, str, str]] = deque()
+        self._buffer: deque[tuple[str, str | None, str, str, str, Fence | None]] = deque()
         self._appended = 0  # lines ever logged
         self._consumed = 0  # lines written (or dropped) so far
         self._events: deque[tuple[int, Event]] = deque()  # (lines logged before it, event)
@@ -72,7 +73,7 @@ class Journal:
         message = self._redact(message)
         if level in _MIRRORED_LEVELS:
             run_logger.log(_LEVELS[level], message, extra={"run_id": run_id, "phase_id": phase_id})
-        return (run_id, phase_id, level, message, utcnow())
+        return (run_id, phase_id, level, message, utcnow(), current_fence())
 
     async def record(
         self,
@@ -106,7 +107,8 @@ class Journal:
         """Queue one log line (never blocks) and mirror it to the `orchestrator.run` logger."""
         level = level.lower()
         message = self._redact(message)
-        self._buffer.append((run_id, phase_id, level, message, utcnow()))
+        # the line keeps its writer's lease fence: whoever flushes it, a stale one is dropped
+        self._buffer.append((run_id, phase_id, level, message, utcnow(), current_fence()))
         self._appended += 1
         while len(self._buffer) > MAX_BUFFERED_LINES:
             self._buffer.popleft()
@@ -148,7 +150,8 @@ class Journal:
     async def _write_batch(self, count: int) -> None:
         """Store the oldest `count` buffered lines in one transaction and publish them."""
         batch: list[LogLine] = [self._buffer[i] for i in range(count)]
-        records = await self.store.append_logs(batch)
+        with unfenced():  # a batch holds many runs' lines, each checked by its own fence
+            records = await self.store.append_logs(batch)
         for _ in range(count):
             self._buffer.popleft()
         self._consumed += count

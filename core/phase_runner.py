@@ -237,6 +237,7 @@ class PhaseRunner:
             await self._fail(execution, error, result.summary, retrieved.text)
             return None, error, True
         message = f"{phase.plan_id}: {phase.name}\n\n{phase.description}".strip()
+        await ctx.store.ensure_fence()  # a taken-over process commits nothing (core.state.fencing)
         sha = await asyncio.to_thread(
             gitrepo.commit_all,
             self.worktree,
@@ -329,6 +330,7 @@ class PhaseRunner:
         """Merge the phase branch into the run branch and mark the phase completed with its commit."""
         ctx = self.ctx
         async with ctx.git_lock:
+            await ctx.store.ensure_fence()  # nor merges into the run branch
             try:
                 await asyncio.to_thread(
                     worktrees.merge_branch,

@@ -65,3 +65,13 @@ def attempt_report_file(paths: Paths, run_id: str, plan_id: str, attempt: int) -
 def baseline_reports(paths: Paths, run_id: str) -> Path:
     """The folder of the base commit's verification reports."""
     return inside(paths.reports, run_id, "baseline")
+
+
+def run_input(paths: Paths, run_id: str, name: str) -> Path:
+    """A file a submitted run brought along (its replay cassette), written where a worker runs it."""
+    return inside(paths.home / "inputs", run_id, name)
+
+
+def run_cassette(paths: Paths, run_id: str) -> Path:
+    """The cassette a submitted run with --record writes on the worker that drives it."""
+    return inside(paths.home / "cassettes", f"{run_id}.jsonl")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import importlib
 import json
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -572,6 +574,16 @@ async def app_command(engine: Engine, args: argparse.Namespace) -> int:
     return await open_app(engine)
 
 
+def _lazy(module: str, name: str) -> Callable[[Engine, argparse.Namespace], Awaitable[int]]:
+    """A command whose module is imported only when it runs."""
+
+    async def handler(engine: Engine, args: argparse.Namespace) -> int:
+        command = getattr(importlib.import_module(module), name)
+        return int(await command(engine, args))
+
+    return handler
+
+
 COMMANDS = {
     "app": app_command,
     "run": run_command,
@@ -589,4 +601,6 @@ COMMANDS = {
     "models": models_command,
     "stats": stats_command,
     "lessons": lessons_command,
+    "submit": _lazy("tui.worker_command", "submit_command"),
+    "worker": _lazy("tui.worker_command", "worker_command"),
 }

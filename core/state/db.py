@@ -29,6 +29,7 @@ from core.errors import (
 from core.liveness import OWNER_GONE, owner_gone
 from core.records import LogRecord
 from core.state import schema
+from core.state.fencing import check_fence, current_fence, fresh_lines
 from core.state.wal_copy import copy_with_wal, has_wal_content
 from core.timeutil import utcnow
 
@@ -314,6 +315,7 @@ class StateDatabase:
                 await self._rollback(db)
                 raise
             try:
+                await check_fence(db, current_fence())  # a taken-over driver writes nothing
                 yield db
             except BaseException as exc:
                 await self._rollback(db)
@@ -349,6 +351,7 @@ class StateDatabase:
     @staticmethod
     async def _insert_lines(db: aiosqlite.Connection, lines: Sequence[Any]) -> list[LogRecord]:
         """Insert log lines (run_id, phase_id, level, message[, ts]) on a connection inside a write."""
+        lines = await fresh_lines(db, lines)  # lines of a taken-over driver are dropped
         if not lines:
             return []
         now = utcnow()

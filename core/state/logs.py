@@ -7,6 +7,7 @@ import hashlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from core.errors import StateError
 from core.records import Artifact, LogRecord, Usage
@@ -16,8 +17,13 @@ from core.state.schema import dumps
 from core.timeutil import new_id, utcnow
 
 LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
-# A log line for append_logs: (run_id, phase_id, level, message) or the same plus its timestamp.
-LogLine = tuple[str, str | None, str, str] | tuple[str, str | None, str, str, str]
+# A log line for append_logs: (run_id, phase_id, level, message), the same plus its timestamp,
+# or plus the lease fence it was logged under (core.state.fencing; stale ones are dropped).
+LogLine = (
+    tuple[str, str | None, str, str]
+    | tuple[str, str | None, str, str, str]
+    | tuple[str, str | None, str, str, str, Any]
+)
 
 
 def _file_digest(path: Path) -> tuple[int, str]:

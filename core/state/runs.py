@@ -210,19 +210,23 @@ class RunsMixin(StateDatabase):
 
     # -- leases and cancellation -----------------------------------------------------------------
 
-    async def acquire_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
-        """Take the run's heartbeat lease if it is free, ours already, or expired."""
+    async def acquire_lease(self, run_id: str, owner: str, ttl_seconds: float) -> int | None:
+        """Take the run's heartbeat lease if it is free, ours already, or expired; returns its
+        fencing token (one more when the owner changes, core.state.fencing), None when taken."""
         now = utcnow()
         expires = _later(now, ttl_seconds)
         async with self._write() as db:
             await self._require(db, "runs", "run", run_id)
-            cur = await db.execute(
-                "UPDATE runs SET lease_owner = ?, lease_expires_at = ? WHERE id = ? AND"
-                " (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at IS NULL"
-                "  OR lease_expires_at < ?)",
-                (owner, expires, run_id, owner, now),
+            rows = list(
+                await db.execute_fetchall(
+                    "UPDATE runs SET lease_token = CASE WHEN lease_owner = ? THEN lease_token"
+                    " ELSE lease_token + 1 END, lease_owner = ?, lease_expires_at = ?"
+                    " WHERE id = ? AND (lease_owner IS NULL OR lease_owner = ?"
+                    " OR lease_expires_at IS NULL OR lease_expires_at < ?) RETURNING lease_token",
+                    (owner, owner, expires, run_id, owner, now),
+                )
             )
-            return cur.rowcount == 1
+            return int(rows[0][0]) if rows else None
 
     async def renew_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
         """Extend the lease if `owner` still holds it; False means another process took it."""

@@ -238,6 +238,21 @@ _V_LESSONS_ACTORS: list[str] = [
     "ALTER TABLE executions ADD COLUMN tree TEXT",
 ]
 
+# Queue and workers: runs submitted for a worker (`queued`), the lease's fencing token (one more
+# at every claim or take-over), and what a submitted run brought from the submitter's machine.
+_V_QUEUE: list[str] = [
+    "ALTER TABLE runs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN queued INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX idx_runs_queued ON runs(queued, status, created_at)",
+    """CREATE TABLE run_inputs (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        content TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, name)
+    )""",
+]
+
 Migration = tuple[str, list[str]]
 
 # Applied in this order; a database records each name once it has run.
@@ -247,6 +262,7 @@ MIGRATIONS: list[Migration] = [
     ("verification", _V_VERIFY),
     ("rag_contexts", _V_RAG),
     ("lessons_and_actors", _V_LESSONS_ACTORS),
+    ("queue_and_fencing", _V_QUEUE),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.state.actions import ActionsMixin
+from core.state.claims import ClaimsMixin
 from core.state.contexts import ContextsMixin
 from core.state.db import BUSY_TIMEOUT_MS, LOCK_RETRY_SECONDS
 from core.state.findings import OPEN_FINDING_STATUSES, FindingsMixin
@@ -39,6 +40,7 @@ class StateStore(
     StatsMixin,
     LessonsMixin,
     ActionsMixin,
+    ClaimsMixin,
 ):
     """Async access to runs, phases, executions, findings, interventions, logs, artifacts, usage.
 

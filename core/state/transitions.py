@@ -81,8 +81,12 @@ class TransitionsMixin(StateDatabase):
         now = utcnow()
         finished = status in FINISHED_RUN_STATUSES
         guard, guard_params = _guard(allowed_from)
+        taken = ""
         if owner is not None:  # only while this (dead) process still holds the lease
             guard, guard_params = guard + " AND lease_owner = ?", (*guard_params, owner)
+            taken = (
+                ", lease_token = lease_token + 1"  # fences that process off (core.state.fencing)
+            )
         sql = (
             "UPDATE runs SET status = ?, error = ?, updated_at = ?,"
             " started_at = CASE WHEN ? THEN COALESCE(started_at, ?) ELSE started_at END,"
@@ -90,6 +94,7 @@ class TransitionsMixin(StateDatabase):
             " metadata = CASE WHEN ? IS NOT NULL THEN json_set(COALESCE(metadata, '{}'),"
             " '$.outcome', json(?)) ELSE json_remove(COALESCE(metadata, '{}'), '$.outcome') END"
             + (", lease_owner = NULL, lease_expires_at = NULL" if clear_lease else "")
+            + taken
             + f" WHERE id = ?{guard} RETURNING *"
         )
         encoded = None if outcome is None else dumps(outcome)

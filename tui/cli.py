@@ -237,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.doctor_command import add_parser as add_doctor_parser
 
     add_doctor_parser(sub)
+    from tui.acp_command import add_parser as add_acp_parser
+
+    add_acp_parser(sub)
     return parser
 
 

@@ -1,0 +1,394 @@
+"""`orchestrator acp`: the orchestrator as an ACP agent. A session belongs to a repository (its
+cwd); a prompt starts a run there (or resumes the session's interrupted one) and streams it.
+
+The editor end is a plain SDK `Connection` with the agent router, so besides updates and
+permission requests we can send `$/cancel_request` when another answer wins (the app, the CLI)
+or the question is withdrawn: the editor's open request is then cancelled, as the protocol says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from acp import PROTOCOL_VERSION, RequestError, update_agent_message_text
+from acp.agent.router import build_agent_router
+from acp.connection import Connection, StreamDirection, StreamEvent
+from acp.meta import CLIENT_METHODS
+from acp.schema import (
+    AgentCapabilities,
+    AllowedOutcome,
+    Implementation,
+    InitializeResponse,
+    NewSessionResponse,
+    PermissionOption,
+    PromptResponse,
+    RequestPermissionRequest,
+    RequestPermissionResponse,
+    SessionNotification,
+    TextContentBlock,
+    ToolCallUpdate,
+)
+from acp.utils import serialize_params
+
+from core import acp_updates
+from core.console import describe
+from core.errors import AlreadyAnsweredError, InputError, OrchestratorError, WithdrawnError
+from core.events import (
+    Event,
+    ExecutionFinished,
+    ExecutionStarted,
+    InterventionRequested,
+    InterventionResolved,
+    LogEmitted,
+    PhaseStatusChanged,
+    PlanCreated,
+)
+from core.records import InterventionStatus, Phase, Run, RunStatus
+
+if TYPE_CHECKING:
+    from config.loader import LoadedConfig
+    from core.bus import Subscription
+    from core.engine import Engine
+
+log = logging.getLogger("orchestrator.acp")
+CANCEL_REQUEST = "$/cancel_request"  # ACP's request cancellation notification
+
+
+class EditorLink:
+    """The editor as we call it: session updates, permission requests, and their cancellation."""
+
+    def __init__(self) -> None:
+        self.conn: Connection | None = None
+        self._request_ids: dict[str, int | str] = {}  # tool call id -> id of its open request
+
+    def observe(self, event: StreamEvent) -> None:
+        """Note the JSON-RPC id of each permission request we send, to cancel it by id later."""
+        message = event.message
+        if (
+            event.direction is StreamDirection.OUTGOING
+            and message.get("method") == CLIENT_METHODS["session_request_permission"]
+        ):
+            tool_call = (message.get("params") or {}).get("toolCall") or {}
+            self._request_ids[str(tool_call.get("toolCallId"))] = message["id"]
+
+    async def update(self, session_id: str, update: Any) -> None:
+        assert self.conn is not None
+        notification = SessionNotification(session_id=session_id, update=update)
+        await self.conn.send_notification(
+            CLIENT_METHODS["session_update"], serialize_params(notification)
+        )
+
+    async def say(self, session_id: str, text: str) -> None:
+        await self.update(session_id, update_agent_message_text(text))
+
+    async def ask(
+        self, session_id: str, tool_call: ToolCallUpdate, options: list[PermissionOption]
+    ) -> RequestPermissionResponse:
+        assert self.conn is not None
+        request = RequestPermissionRequest(
+            session_id=session_id, tool_call=tool_call, options=options
+        )
+        try:
+            result = await self.conn.send_request(
+                CLIENT_METHODS["session_request_permission"], serialize_params(request)
+            )
+        except asyncio.CancelledError:
+            raise  # withdrawn: cancel_request still needs the request's id
+        except BaseException:
+            self._request_ids.pop(tool_call.tool_call_id, None)
+            raise
+        self._request_ids.pop(tool_call.tool_call_id, None)
+        return RequestPermissionResponse.model_validate(result)
+
+    async def cancel_request(self, tool_call_id: str) -> None:
+        """Tell the editor a permission request it still shows is void (`$/cancel_request`)."""
+        request_id = self._request_ids.pop(tool_call_id, None)
+        if request_id is None or self.conn is None:
+            return
+        try:
+            await self.conn.send_notification(CANCEL_REQUEST, {"requestId": request_id})
+        except ConnectionError:
+            pass  # the editor went away; nothing shows the request any more
+
+
+@dataclass
+class Session:
+    """One editor session: its repository and the run its prompts drive."""
+
+    id: str
+    cwd: Path
+    run_id: str | None = None
+    driving: asyncio.Task[Run] | None = None
+    cancel_wanted: bool = False
+    asks: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # intervention id -> ask
+    phases: dict[str, Phase] = field(default_factory=dict)  # phase id -> row
+
+
+class OrchestratorAgent:
+    """The ACP agent side: sessions, prompts that drive runs, cancel."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        load: Callable[[Path], LoadedConfig],
+        *,
+        auto_approve: bool = False,
+        allow_dirty: bool = False,
+        version: str = "unknown",
+    ) -> None:
+        self.engine = engine
+        self.load = load
+        self.auto_approve = auto_approve
+        self.allow_dirty = allow_dirty
+        self.version = version
+        self.link = EditorLink()
+        self.sessions: dict[str, Session] = {}
+
+    # ---- the protocol's requests ---------------------------------------------------------------
+
+    async def initialize(self, protocol_version: int, **kwargs: Any) -> InitializeResponse:
+        return InitializeResponse(
+            protocol_version=min(protocol_version, PROTOCOL_VERSION),
+            agent_capabilities=AgentCapabilities(),
+            agent_info=Implementation(
+                name="orchestrator", title="Agent Orchestrator", version=self.version
+            ),
+        )
+
+    async def authenticate(self, method_id: str, **kwargs: Any) -> None:
+        return None  # nothing to log in to: models and agents use their own configuration
+
+    async def new_session(self, cwd: str, **kwargs: Any) -> NewSessionResponse:
+        folder = Path(cwd)
+        if not folder.is_absolute() or not folder.is_dir():
+            raise RequestError.invalid_params(
+                {"cwd": cwd, "reason": "the session's cwd must be an existing absolute folder"}
+            )
+        session = Session(id=f"s-{uuid.uuid4().hex[:12]}", cwd=folder)
+        self.sessions[session.id] = session
+        log.info("session %s opened for %s", session.id, folder)
+        return NewSessionResponse(session_id=session.id)
+
+    async def prompt(self, session_id: str, prompt: list[Any], **kwargs: Any) -> PromptResponse:
+        session = self._session(session_id)
+        if session.driving is not None and not session.driving.done():
+            raise RequestError.invalid_request(
+                {"reason": f"run {session.run_id} is still going in this session; cancel it first"}
+            )
+        text = "\n".join(b.text for b in prompt if isinstance(b, TextContentBlock)).strip()
+        session.cancel_wanted = False
+        try:
+            run, resume = await self._run_for(session, text)
+        except OrchestratorError as exc:
+            raise _request_error(exc) from None
+        await self.link.say(
+            session.id,
+            f"{'resuming' if resume else 'started'} run {run.id} on {run.repo}\n",
+        )
+        final = await self._drive(session, run, resume=resume)
+        doc = await self.engine.run_document(final.id)
+        await self.link.update(session.id, acp_updates.plan_update(await self._phases(session)))
+        await self.link.say(session.id, acp_updates.summary_text(final, doc))
+        if final.status is RunStatus.CANCELLED:
+            return PromptResponse(stop_reason="cancelled")
+        return PromptResponse(stop_reason="end_turn")
+
+    async def cancel(self, session_id: str, **kwargs: Any) -> None:
+        """`session/cancel`: cancel the session's run (stored cancelled once its process stops it)."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            return
+        session.cancel_wanted = True
+        if session.run_id is None or session.driving is None or session.driving.done():
+            return
+        try:
+            await self.engine.cancel_run(session.run_id)
+        except InputError as exc:  # it ended meanwhile
+            log.info("cancel of %s: %s", session.run_id, exc)
+
+    async def ext_method(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        raise RequestError.method_not_found(f"_{method}")
+
+    async def ext_notification(self, method: str, params: dict[str, Any]) -> None:
+        return None
+
+    # ---- driving a run -------------------------------------------------------------------------
+
+    def _session(self, session_id: str) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise RequestError.invalid_params(
+                {"sessionId": session_id, "reason": "no such session; open one with session/new"}
+            )
+        return session
+
+    async def _run_for(self, session: Session, task: str) -> tuple[Run, bool]:
+        """The session's interrupted run to resume, else a new run of the prompt's task."""
+        if session.run_id is not None:
+            run = await self.engine.get_run(session.run_id)
+            if run.status is RunStatus.INTERRUPTED:
+                return run, True
+        loaded = await asyncio.to_thread(self.load, session.cwd)
+        run = await self.engine.create_run(task, session.cwd, loaded, allow_dirty=self.allow_dirty)
+        return run, False
+
+    async def _drive(self, session: Session, run: Run, *, resume: bool) -> Run:
+        """Execute the run here while relaying its events; returns the stored run at its end."""
+        session.run_id = run.id
+        session.phases = {}
+        sub = self.engine.subscribe(run_id=run.id)
+        relay = asyncio.create_task(self._relay(session, sub))
+        work = asyncio.create_task(
+            self.engine.resume_run(run.id, auto_approve=self.auto_approve)
+            if resume
+            else self.engine.execute_run(run.id, auto_approve=self.auto_approve)
+        )
+        session.driving = work
+        if session.cancel_wanted:  # session/cancel came while the run was being created
+            await self.cancel(session.id)
+        if resume:
+            phases = await self._phases(session)
+            if phases:
+                await self.link.update(session.id, acp_updates.plan_update(phases))
+            for item in await self.engine.interventions(run.id, pending_only=True):
+                self._start_ask(session, item.id)
+        try:
+            return await work
+        except OrchestratorError as exc:
+            raise _request_error(exc) from None
+        finally:
+            await self.engine.journal.flush()
+            sub.close()
+            await relay
+            for intervention_id in list(session.asks):
+                await self._withdraw(session, intervention_id, "withdrawn")
+
+    async def _phases(self, session: Session) -> list[Phase]:
+        assert session.run_id is not None
+        phases = await self.engine.phases(session.run_id)
+        session.phases = {p.id: p for p in phases}
+        return phases
+
+    async def _relay(self, session: Session, sub: Subscription) -> None:
+        """Turn the run's events into plan updates, tool calls, messages and permission requests."""
+        names: dict[str, str] = {}
+        async for event in sub:
+            if isinstance(event, LogEmitted):
+                continue
+            try:
+                await self._relay_one(session, event, names)
+            except ConnectionError:
+                return  # the editor went away; the run goes on to its end
+            except Exception:  # one update that fails must not stop the others
+                log.exception("relaying %s to the editor failed", type(event).__name__)
+
+    async def _relay_one(self, session: Session, event: Event, names: dict[str, str]) -> None:
+        match event:
+            case PlanCreated() | PhaseStatusChanged():
+                await self.link.update(
+                    session.id, acp_updates.plan_update(await self._phases(session))
+                )
+            case ExecutionStarted(execution_id=eid, phase_id=phase_id, attempt=attempt):
+                phase = session.phases.get(phase_id)
+                await self.link.update(session.id, acp_updates.attempt_started(eid, phase, attempt))
+            case ExecutionFinished(execution_id=eid, status=status, error=error):
+                await self.link.update(session.id, acp_updates.attempt_finished(eid, status, error))
+            case InterventionRequested(intervention_id=iid):
+                self._start_ask(session, iid)
+            case InterventionResolved(intervention_id=iid, status=status):
+                if iid in session.asks:  # answered in the app or the CLI, or withdrawn
+                    await self._withdraw(session, iid, status)
+        line = describe(event, names)
+        if line:
+            await self.link.say(session.id, line + "\n")
+
+    # ---- interventions as permission requests --------------------------------------------------
+
+    def _start_ask(self, session: Session, intervention_id: str) -> None:
+        if intervention_id not in session.asks:
+            session.asks[intervention_id] = asyncio.create_task(self._ask(session, intervention_id))
+
+    async def _ask(self, session: Session, intervention_id: str) -> None:
+        """Ask the editor; its answer resolves the intervention unless another answer came first."""
+        try:
+            item = await self.engine.intervention(intervention_id)
+            if item.status is not InterventionStatus.PENDING:
+                return  # answered already (`--yes`, another process)
+            tool_call, options = acp_updates.permission_request(item)
+            try:
+                response = await self.link.ask(session.id, tool_call, options)
+            except (ConnectionError, RequestError) as exc:
+                log.warning("permission request for %s failed: %s", intervention_id, exc)
+                return
+            outcome = response.outcome
+            if not isinstance(outcome, AllowedOutcome):
+                await self.link.say(
+                    session.id,
+                    f"intervention {intervention_id} left pending (the editor closed the "
+                    f"request): answer it with `orchestrator approve {intervention_id}` or "
+                    f"`orchestrator reject {intervention_id}`\n",
+                )
+                return
+            session.asks.pop(intervention_id, None)  # our own answer needs no withdrawal
+            approve = outcome.option_id == acp_updates.APPROVE
+            try:
+                await self.engine.resolve_intervention(
+                    intervention_id, approve=approve, note="answered in the editor"
+                )
+            except (AlreadyAnsweredError, WithdrawnError, InputError) as exc:
+                await self.link.say(session.id, f"{exc}\n")
+        finally:
+            if session.asks.get(intervention_id) is asyncio.current_task():
+                del session.asks[intervention_id]
+
+    async def _withdraw(self, session: Session, intervention_id: str, status: str) -> None:
+        """Another answer won or the question was withdrawn: cancel the editor's open request."""
+        task = session.asks.pop(intervention_id, None)
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        tool_call_id = acp_updates.ask_id(intervention_id)
+        await self.link.cancel_request(tool_call_id)
+        try:
+            await self.link.update(session.id, acp_updates.ask_settled(intervention_id, status))
+        except ConnectionError:
+            pass
+
+    async def shutdown(self) -> None:
+        """The editor went away: stop the runs still driven here (they end interrupted, resumable)."""
+        tasks = [s.driving for s in self.sessions.values() if s.driving and not s.driving.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _request_error(exc: OrchestratorError) -> RequestError:
+    """An orchestrator error as the JSON-RPC error the editor shows: bad input or a failure."""
+    code = -32602 if exc.exit_code == 2 else -32603
+    return RequestError(code, str(exc), {"error": type(exc).__name__})
+
+
+async def serve(
+    agent: OrchestratorAgent, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Answer the editor on these streams until it closes them; runs still going are stopped."""
+    conn = Connection(
+        build_agent_router(agent),  # type: ignore[arg-type]
+        writer,
+        reader,
+        listening=False,
+        observers=[agent.link.observe],
+    )
+    agent.link.conn = conn
+    try:
+        await conn.main_loop()
+    finally:
+        await agent.shutdown()
+        await asyncio.shield(conn.close())

@@ -25,6 +25,7 @@ from acp.schema import (
     AllowedOutcome,
     Implementation,
     InitializeResponse,
+    LoadSessionResponse,
     NewSessionResponse,
     PermissionOption,
     PromptResponse,
@@ -49,7 +50,7 @@ from core.events import (
     PhaseStatusChanged,
     PlanCreated,
 )
-from core.records import InterventionStatus, Phase, Run, RunStatus
+from core.records import AUTO_APPROVABLE_KINDS, InterventionStatus, Phase, Run, RunStatus
 
 if TYPE_CHECKING:
     from config.loader import LoadedConfig
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orchestrator.acp")
 CANCEL_REQUEST = "$/cancel_request"  # ACP's request cancellation notification
+SESSION_KEY = "acp_session"  # the run's metadata key naming the editor session that started it
+_LOAD_PAGES = 10  # session/load looks through this many pages of 200 of the folder's runs
 
 
 class EditorLink:
@@ -155,7 +158,7 @@ class OrchestratorAgent:
     async def initialize(self, protocol_version: int, **kwargs: Any) -> InitializeResponse:
         return InitializeResponse(
             protocol_version=min(protocol_version, PROTOCOL_VERSION),
-            agent_capabilities=AgentCapabilities(),
+            agent_capabilities=AgentCapabilities(load_session=True),
             agent_info=Implementation(
                 name="orchestrator", title="Agent Orchestrator", version=self.version
             ),
@@ -174,6 +177,50 @@ class OrchestratorAgent:
         self.sessions[session.id] = session
         log.info("session %s opened for %s", session.id, folder)
         return NewSessionResponse(session_id=session.id)
+
+    async def load_session(self, cwd: str, session_id: str, **kwargs: Any) -> LoadSessionResponse:
+        """Reopen a session of an earlier `orchestrator acp` (after an editor restart): its newest
+        run is found by the session id stored with it and shown again; a prompt resumes it when
+        it was interrupted."""
+        folder = Path(cwd)
+        if not folder.is_absolute() or not folder.is_dir():
+            raise RequestError.invalid_params(
+                {"cwd": cwd, "reason": "the session's cwd must be an existing absolute folder"}
+            )
+        existing = self.sessions.get(session_id)
+        if existing is not None and existing.driving is not None and not existing.driving.done():
+            raise RequestError.invalid_request(
+                {"reason": f"session {session_id} is driving run {existing.run_id} here already"}
+            )
+        session = Session(id=session_id, cwd=folder)
+        self.sessions[session_id] = session
+        run = await self._session_run(session)
+        if run is not None:
+            session.run_id = run.id
+            await self.link.update(session.id, acp_updates.user_prompt(run.task))
+            phases = await self._phases(session)
+            if phases:
+                await self.link.update(session.id, acp_updates.plan_update(phases))
+            doc = await self.engine.run_document(run.id)
+            await self.link.say(session.id, acp_updates.summary_text(run, doc))
+            if run.status is RunStatus.INTERRUPTED:
+                await self.link.say(session.id, f"send a prompt to resume run {run.id} here\n")
+        return LoadSessionResponse()
+
+    async def _session_run(self, session: Session) -> Run | None:
+        """The newest run a prompt of this session started in its folder, if any."""
+        pages = 0
+        while pages < _LOAD_PAGES:
+            page = await self.engine.runs_page(
+                query=str(session.cwd.resolve()), limit=200, offset=pages * 200
+            )
+            for summary in page:
+                if summary.run.metadata.get(SESSION_KEY) == session.id:
+                    return summary.run
+            if len(page) < 200:
+                return None
+            pages += 1
+        return None
 
     async def prompt(self, session_id: str, prompt: list[Any], **kwargs: Any) -> PromptResponse:
         session = self._session(session_id)
@@ -236,6 +283,7 @@ class OrchestratorAgent:
                 return run, True
         loaded = await asyncio.to_thread(self.load, session.cwd)
         run = await self.engine.create_run(task, session.cwd, loaded, allow_dirty=self.allow_dirty)
+        await self.engine.store.set_run_metadata(run.id, **{SESSION_KEY: session.id})
         return run, False
 
     async def _drive(self, session: Session, run: Run, *, resume: bool) -> Run:
@@ -262,6 +310,11 @@ class OrchestratorAgent:
             return await work
         except OrchestratorError as exc:
             raise _request_error(exc) from None
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this prompt itself is being cancelled (the editor went away)
+            return await self.engine.get_run(run.id)  # the drive was stopped: answer with its state
         finally:
             await self.engine.journal.flush()
             sub.close()
@@ -299,8 +352,9 @@ class OrchestratorAgent:
                 await self.link.update(session.id, acp_updates.attempt_started(eid, phase, attempt))
             case ExecutionFinished(execution_id=eid, status=status, error=error):
                 await self.link.update(session.id, acp_updates.attempt_finished(eid, status, error))
-            case InterventionRequested(intervention_id=iid):
-                self._start_ask(session, iid)
+            case InterventionRequested(intervention_id=iid, kind=kind):
+                if not (self.auto_approve and kind in AUTO_APPROVABLE_KINDS):  # --yes answers it
+                    self._start_ask(session, iid)
             case InterventionResolved(intervention_id=iid, status=status):
                 if iid in session.asks:  # answered in the app or the CLI, or withdrawn
                     await self._withdraw(session, iid, status)
@@ -321,13 +375,16 @@ class OrchestratorAgent:
             if item.status is not InterventionStatus.PENDING:
                 return  # answered already (`--yes`, another process)
             tool_call, options = acp_updates.permission_request(item)
-            try:
+            try:  # the tool call first, so the editor can show it before and after the question
+                await self.link.update(session.id, acp_updates.ask_started(tool_call))
                 response = await self.link.ask(session.id, tool_call, options)
             except (ConnectionError, RequestError) as exc:
                 log.warning("permission request for %s failed: %s", intervention_id, exc)
                 return
             outcome = response.outcome
             if not isinstance(outcome, AllowedOutcome):
+                if session.cancel_wanted:
+                    return  # the editor cancelled the turn: the run's cancel withdraws the question
                 await self.link.say(
                     session.id,
                     f"intervention {intervention_id} left pending (the editor closed the "

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from acp import plan_entry, start_tool_call, text_block, tool_content, update_plan, update_tool_call
+from acp import (
+    plan_entry,
+    start_tool_call,
+    text_block,
+    tool_content,
+    update_plan,
+    update_tool_call,
+    update_user_message_text,
+)
 from acp.schema import (
     AgentPlanUpdate,
     PermissionOption,
@@ -16,6 +24,7 @@ from acp.schema import (
     ToolCallStatus,
     ToolCallUpdate,
     ToolKind,
+    UserMessageChunk,
 )
 
 from core.final_word import final_word
@@ -48,6 +57,11 @@ def plan_update(phases: list[Phase]) -> AgentPlanUpdate:
             )
         )
     return update_plan(entries)
+
+
+def user_prompt(task: str) -> UserMessageChunk:
+    """The prompt that started a run, replayed when its session is loaded again."""
+    return update_user_message_text(task)
 
 
 def attempt_id(execution_id: str) -> str:
@@ -93,6 +107,18 @@ def permission_request(item: Intervention) -> tuple[ToolCallUpdate, list[Permiss
         PermissionOption(option_id=REJECT, name="Reject", kind="reject_once"),
     ]
     return tool_call, options
+
+
+def ask_started(tool_call: ToolCallUpdate) -> ToolCallStart:
+    """The tool call a permission request is about, announced before the request itself."""
+    return start_tool_call(
+        tool_call.tool_call_id,
+        tool_call.title or tool_call.tool_call_id,
+        kind=tool_call.kind,
+        status="pending",
+        content=tool_call.content,
+        raw_input=tool_call.raw_input,
+    )
 
 
 def ask_settled(intervention_id: str, status: str) -> ToolCallProgress:

@@ -64,6 +64,9 @@ class RunDriver:
         self.owner = f"{LEASE_OWNER}:{id(self)}"
         self._cancelled_by_user = False
         self._lease_lost = False  # our lease expired and another process took or recorded the run
+        self._ending = (
+            False  # the run is being ended: a cancel request arriving now changes nothing
+        )
         self._status = RunStatus.PENDING  # the run's status as this driver last set it
         self._before_waiting = RunStatus.EXECUTING
 
@@ -115,6 +118,7 @@ class RunDriver:
             elif is_disk_full(exc):
                 release_reserve(self.paths.home)  # room to record the end on the full disk
                 way_out = disk_full_error(exc, [self.paths.home, Path(run.repo)], run.id)
+        self._ending = True  # set before any await, so the heartbeat cannot cancel the ending
         ended = False
         try:
             if self._lease_lost:  # another process recorded or took the run: it owns the truth
@@ -147,7 +151,7 @@ class RunDriver:
                 if main is not None:
                     main.cancel()
                 return
-            if cancel and main is not None:
+            if cancel and main is not None and not self._ending:
                 self._cancelled_by_user = True
                 main.cancel()
                 return

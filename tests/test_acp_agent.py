@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from acp import PROTOCOL_VERSION, spawn_agent_process, text_block
+from acp import PROTOCOL_VERSION, RequestError, spawn_agent_process, text_block
 from acp.client.connection import ClientSideConnection
 from acp.connection import StreamDirection, StreamEvent
 from acp.schema import (
@@ -87,29 +87,35 @@ class Editor:
 
 
 @asynccontextmanager
-async def _acp(tmp_path: Path, editor: Editor) -> AsyncIterator[tuple[Path, Path]]:
-    """`orchestrator acp` on the replayed demo, initialized, with a session in a demo repository."""
+async def _acp(
+    tmp_path: Path, editor: Editor, *extra: str, repo: Path | None = None
+) -> AsyncIterator[tuple[Path, Path, asyncio.subprocess.Process]]:
+    """`orchestrator acp` on the replayed demo, initialized; a new session in a demo repository
+    unless `repo` is given (then the caller opens or loads one)."""
     home = tmp_path / "home"
-    repo = prepare_demo_repo(tmp_path / "demo")
+    fresh = repo is None
+    repo = repo or prepare_demo_repo(tmp_path / "demo")
     args = ["-m", "tui.cli", "acp", "--provider", "replay", "--replay", str(cassette_path())]
-    with (tmp_path / "acp-stderr.log").open("wb") as stderr:
+    with (tmp_path / "acp-stderr.log").open("ab") as stderr:
         async with spawn_agent_process(
             editor,
             sys.executable,
             *args,
+            *extra,
             env=cli_env(home, **FAST),
             cwd=ROOT,
             transport_kwargs={"stderr": stderr.fileno()},
             observers=[editor.observe],
-        ) as (conn, _proc):
+        ) as (conn, proc):
             editor.conn = conn
             init = await asyncio.wait_for(
                 conn.initialize(protocol_version=PROTOCOL_VERSION), DEFAULT_TIMEOUT
             )
             assert init.agent_info is not None and init.agent_info.name == "orchestrator"
-            session = await conn.new_session(cwd=str(repo), mcp_servers=[])
-            editor.session_id = session.session_id
-            yield home, repo
+            if fresh:
+                session = await conn.new_session(cwd=str(repo), mcp_servers=[])
+                editor.session_id = session.session_id
+            yield home, repo, proc
 
 
 async def _prompt(editor: Editor) -> PromptResponse:
@@ -141,7 +147,13 @@ async def test_a_whole_demo_run_from_the_editor(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     editor = Editor(decide=_approve)
-    async with _acp(tmp_path, editor) as (home, _repo):
+    async with _acp(tmp_path, editor) as (home, _repo, _proc):
+        assert editor.conn is not None
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        elsewhere = await editor.conn.new_session(cwd=str(plain), mcp_servers=[])
+        with pytest.raises(RequestError, match=r"plain is not a git repository; run `git init`"):
+            await editor.conn.prompt(session_id=elsewhere.session_id, prompt=[text_block("x")])
         response = await _prompt(editor)
     assert response.stop_reason == "end_turn", editor.text()
     # The client skips (and logs) stdout lines that are not JSON-RPC: there were none.
@@ -163,7 +175,7 @@ async def test_a_whole_demo_run_from_the_editor(
     assert asked["kind"] == "risk" and "phase-003" in asked["reason"]
     assert editor.outcomes == ["selected"] and editor.cancelled_request_ids == []
 
-    started = [u.title for u in editor.of(ToolCallStart)]
+    started = [u.title for u in editor.of(ToolCallStart) if u.tool_call_id.startswith("attempt-")]
     assert sorted(started) == [
         "phase-001 attempt 1: Validate quantities",
         "phase-002 attempt 1: Add CSV export",
@@ -196,7 +208,7 @@ async def test_session_cancel_cancels_the_run(tmp_path: Path) -> None:
         return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
 
     editor = Editor(decide=cancel_instead)
-    async with _acp(tmp_path, editor) as (home, _repo):
+    async with _acp(tmp_path, editor) as (home, _repo, _proc):
         response = await _prompt(editor)
     assert response.stop_reason == "cancelled", editor.text()
     run_id = _intervention(editor.asks[0])["run_id"]
@@ -225,7 +237,7 @@ async def test_an_answer_from_the_cli_wins_and_the_editor_request_is_cancelled(
         return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
 
     editor = Editor(decide=approve_from_the_cli)
-    async with _acp(tmp_path, editor) as (home_used, _repo):
+    async with _acp(tmp_path, editor) as (home_used, _repo, _proc):
         assert home_used == home
         response = await _prompt(editor)
     assert response.stop_reason == "end_turn", editor.text()
@@ -240,3 +252,59 @@ async def test_an_answer_from_the_cli_wins_and_the_editor_request_is_cancelled(
     assert doc["status"] == "completed"
     [risk] = doc["interventions"]
     assert risk["status"] == "approved" and risk["note"] != "answered in the editor"
+
+
+async def test_yes_answers_risk_itself_and_asks_nothing(tmp_path: Path) -> None:
+    editor = Editor(decide=_approve)
+    async with _acp(tmp_path, editor, "--yes") as (home, _repo, _proc):
+        response = await _prompt(editor)
+    assert response.stop_reason == "end_turn", editor.text()
+    assert editor.asks == [] and editor.ask_request_ids == []
+    [run] = cli_json(home, "runs")
+    assert run["status"] == "completed"
+    [risk] = cli_json(home, "show", run["id"])["interventions"]
+    assert (risk["status"], risk["note"]) == ("approved", "auto-approved")
+
+
+async def test_a_loaded_session_resumes_its_interrupted_run(tmp_path: Path) -> None:
+    """The editor goes away while a run waits for it; a later `orchestrator acp` loads the session
+    and its next prompt resumes that run, asking the same pending question again."""
+    asked = asyncio.Event()
+
+    async def go_away(editor: Editor, tool_call: ToolCallUpdate) -> RequestPermissionResponse:
+        asked.set()
+        await asyncio.Event().wait()  # never answered: the editor quits first
+        raise AssertionError("unreachable")
+
+    first = Editor(decide=go_away)
+    async with _acp(tmp_path, first) as (home, repo, proc):
+        assert first.conn is not None
+        turn = asyncio.create_task(
+            first.conn.prompt(session_id=first.session_id, prompt=[text_block(DEMO_TASK)])
+        )
+        await asyncio.wait_for(asked.wait(), DEFAULT_TIMEOUT)
+        assert proc.stdin is not None
+        proc.stdin.close()  # the editor closes the pipe
+        assert await asyncio.wait_for(proc.wait(), DEFAULT_TIMEOUT) == 0
+        turn.cancel()
+        await asyncio.gather(turn, return_exceptions=True)
+    pending = _intervention(first.asks[0])
+    run_id = pending["run_id"]
+    assert cli_json(home, "show", run_id)["status"] == "interrupted"
+
+    second = Editor(decide=_approve)
+    async with _acp(tmp_path, second, repo=repo) as (_home, _repo, _proc):
+        assert second.conn is not None
+        second.session_id = first.session_id
+        await second.conn.load_session(cwd=str(repo), session_id=first.session_id, mcp_servers=[])
+        assert f"run {run_id} interrupted" in second.text()
+        assert f"send a prompt to resume run {run_id} here" in second.text()
+        response = await _prompt(second)
+    assert response.stop_reason == "end_turn", second.text()
+    assert f"resuming run {run_id}" in second.text()
+    assert [_intervention(a)["intervention_id"] for a in second.asks] == [
+        pending["intervention_id"]
+    ]
+    doc = cli_json(home, "show", run_id)
+    assert doc["status"] == "completed"
+    assert [i["status"] for i in doc["interventions"]] == ["approved"]

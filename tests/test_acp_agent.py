@@ -240,6 +240,8 @@ async def test_an_answer_from_the_cli_wins_and_the_editor_request_is_cancelled(
     async with _acp(tmp_path, editor) as (home_used, _repo, _proc):
         assert home_used == home
         response = await _prompt(editor)
+        # The run may end before `orchestrator approve` (another process) has exited.
+        await eventually(lambda: editor.outcomes, what="the editor's permission request to end")
     assert response.stop_reason == "end_turn", editor.text()
     assert editor.outcomes == ["cancelled"]
     assert editor.cancelled_request_ids == editor.ask_request_ids

@@ -1,9 +1,6 @@
 """`orchestrator acp`: the orchestrator as an ACP agent. A session belongs to a repository (its
-cwd); a prompt starts a run there (or resumes the session's interrupted one) and streams it.
-
-The editor end is a plain SDK `Connection` with the agent router, so besides updates and
-permission requests we can send `$/cancel_request` when another answer wins (the app, the CLI)
-or the question is withdrawn: the editor's open request is then cancelled, as the protocol says.
+cwd); a prompt starts a run there (or resumes the session's interrupted one) and streams its plan,
+attempts and findings; its interventions become permission requests (core/acp_link.py sends them).
 """
 
 from __future__ import annotations
@@ -16,10 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from acp import PROTOCOL_VERSION, RequestError, update_agent_message_text
-from acp.agent.router import build_agent_router
-from acp.connection import Connection, StreamDirection, StreamEvent
-from acp.meta import CLIENT_METHODS
+from acp import PROTOCOL_VERSION, RequestError
 from acp.schema import (
     AgentCapabilities,
     AllowedOutcome,
@@ -27,17 +21,12 @@ from acp.schema import (
     InitializeResponse,
     LoadSessionResponse,
     NewSessionResponse,
-    PermissionOption,
     PromptResponse,
-    RequestPermissionRequest,
-    RequestPermissionResponse,
-    SessionNotification,
     TextContentBlock,
-    ToolCallUpdate,
 )
-from acp.utils import serialize_params
 
 from core import acp_updates
+from core.acp_link import EditorLink
 from core.console import describe
 from core.errors import AlreadyAnsweredError, InputError, OrchestratorError, WithdrawnError
 from core.events import (
@@ -58,66 +47,8 @@ if TYPE_CHECKING:
     from core.engine import Engine
 
 log = logging.getLogger("orchestrator.acp")
-CANCEL_REQUEST = "$/cancel_request"  # ACP's request cancellation notification
 SESSION_KEY = "acp_session"  # the run's metadata key naming the editor session that started it
 _LOAD_PAGES = 10  # session/load looks through this many pages of 200 of the folder's runs
-
-
-class EditorLink:
-    """The editor as we call it: session updates, permission requests, and their cancellation."""
-
-    def __init__(self) -> None:
-        self.conn: Connection | None = None
-        self._request_ids: dict[str, int | str] = {}  # tool call id -> id of its open request
-
-    def observe(self, event: StreamEvent) -> None:
-        """Note the JSON-RPC id of each permission request we send, to cancel it by id later."""
-        message = event.message
-        if (
-            event.direction is StreamDirection.OUTGOING
-            and message.get("method") == CLIENT_METHODS["session_request_permission"]
-        ):
-            tool_call = (message.get("params") or {}).get("toolCall") or {}
-            self._request_ids[str(tool_call.get("toolCallId"))] = message["id"]
-
-    async def update(self, session_id: str, update: Any) -> None:
-        assert self.conn is not None
-        notification = SessionNotification(session_id=session_id, update=update)
-        await self.conn.send_notification(
-            CLIENT_METHODS["session_update"], serialize_params(notification)
-        )
-
-    async def say(self, session_id: str, text: str) -> None:
-        await self.update(session_id, update_agent_message_text(text))
-
-    async def ask(
-        self, session_id: str, tool_call: ToolCallUpdate, options: list[PermissionOption]
-    ) -> RequestPermissionResponse:
-        assert self.conn is not None
-        request = RequestPermissionRequest(
-            session_id=session_id, tool_call=tool_call, options=options
-        )
-        try:
-            result = await self.conn.send_request(
-                CLIENT_METHODS["session_request_permission"], serialize_params(request)
-            )
-        except asyncio.CancelledError:
-            raise  # withdrawn: cancel_request still needs the request's id
-        except BaseException:
-            self._request_ids.pop(tool_call.tool_call_id, None)
-            raise
-        self._request_ids.pop(tool_call.tool_call_id, None)
-        return RequestPermissionResponse.model_validate(result)
-
-    async def cancel_request(self, tool_call_id: str) -> None:
-        """Tell the editor a permission request it still shows is void (`$/cancel_request`)."""
-        request_id = self._request_ids.pop(tool_call_id, None)
-        if request_id is None or self.conn is None:
-            return
-        try:
-            await self.conn.send_notification(CANCEL_REQUEST, {"requestId": request_id})
-        except ConnectionError:
-            pass  # the editor went away; nothing shows the request any more
 
 
 @dataclass
@@ -209,11 +140,10 @@ class OrchestratorAgent:
 
     async def _session_run(self, session: Session) -> Run | None:
         """The newest run a prompt of this session started in its folder, if any."""
+        root = await _repo_root(session.cwd)
         pages = 0
         while pages < _LOAD_PAGES:
-            page = await self.engine.runs_page(
-                query=str(session.cwd.resolve()), limit=200, offset=pages * 200
-            )
+            page = await self.engine.runs_page(query=str(root), limit=200, offset=pages * 200)
             for summary in page:
                 if summary.run.metadata.get(SESSION_KEY) == session.id:
                     return summary.run
@@ -426,26 +356,21 @@ class OrchestratorAgent:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _repo_root(folder: Path) -> Path:
+    """The top of the git repository holding `folder` (runs store it), else the folder itself."""
+    from core.git import repo as gitrepo
+
+    try:
+        git_repo = await asyncio.to_thread(gitrepo.open_repo, folder)
+    except OrchestratorError:
+        return folder
+    try:
+        return Path(git_repo.working_tree_dir or folder).resolve()
+    finally:
+        git_repo.close()
+
+
 def _request_error(exc: OrchestratorError) -> RequestError:
     """An orchestrator error as the JSON-RPC error the editor shows: bad input or a failure."""
     code = -32602 if exc.exit_code == 2 else -32603
     return RequestError(code, str(exc), {"error": type(exc).__name__})
-
-
-async def serve(
-    agent: OrchestratorAgent, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    """Answer the editor on these streams until it closes them; runs still going are stopped."""
-    conn = Connection(
-        build_agent_router(agent),  # type: ignore[arg-type]
-        writer,
-        reader,
-        listening=False,
-        observers=[agent.link.observe],
-    )
-    agent.link.conn = conn
-    try:
-        await conn.main_loop()
-    finally:
-        await agent.shutdown()
-        await asyncio.shield(conn.close())

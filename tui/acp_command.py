@@ -98,7 +98,8 @@ def _version() -> str:
 
 async def acp_command(args: argparse.Namespace, paths: Paths) -> int:
     from config.loader import load_config
-    from core.acp_agent import OrchestratorAgent, serve
+    from core.acp_agent import OrchestratorAgent
+    from core.acp_link import serve
     from core.engine import Engine
     from tui.commands import _CLI_LABELS, _cli_overrides
 

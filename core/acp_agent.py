@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from acp import PROTOCOL_VERSION, RequestError
+from acp import PROTOCOL_VERSION, RequestError, update_agent_thought_text
 from acp.schema import (
     AgentCapabilities,
     AllowedOutcome,
@@ -74,12 +74,14 @@ class OrchestratorAgent:
         *,
         auto_approve: bool = False,
         allow_dirty: bool = False,
+        verbose: bool = False,
         version: str = "unknown",
     ) -> None:
         self.engine = engine
         self.load = load
         self.auto_approve = auto_approve
         self.allow_dirty = allow_dirty
+        self.verbose = verbose
         self.version = version
         self.link = EditorLink()
         self.sessions: dict[str, Session] = {}
@@ -262,9 +264,14 @@ class OrchestratorAgent:
         """Turn the run's events into plan updates, tool calls, messages and permission requests."""
         names: dict[str, str] = {}
         async for event in sub:
-            if isinstance(event, LogEmitted):
-                continue
             try:
+                if isinstance(event, LogEmitted):
+                    if (
+                        self.verbose
+                    ):  # the live log (model output, commands) as the agent's thoughts
+                        text = "".join(f"{r.message}\n" for r in event.lines)
+                        await self.link.update(session.id, update_agent_thought_text(text))
+                    continue
                 await self._relay_one(session, event, names)
             except ConnectionError:
                 return  # the editor went away; the run goes on to its end

@@ -19,6 +19,7 @@ from acp.connection import StreamDirection, StreamEvent
 from acp.schema import (
     AgentMessageChunk,
     AgentPlanUpdate,
+    AgentThoughtChunk,
     AllowedOutcome,
     DeniedOutcome,
     PermissionOption,
@@ -258,10 +259,12 @@ async def test_an_answer_from_the_cli_wins_and_the_editor_request_is_cancelled(
 
 async def test_yes_answers_risk_itself_and_asks_nothing(tmp_path: Path) -> None:
     editor = Editor(decide=_approve)
-    async with _acp(tmp_path, editor, "--yes") as (home, _repo, _proc):
+    async with _acp(tmp_path, editor, "--yes", "--verbose") as (home, _repo, _proc):
         response = await _prompt(editor)
     assert response.stop_reason == "end_turn", editor.text()
     assert editor.asks == [] and editor.ask_request_ids == []
+    thoughts = "".join(u.content.text for u in editor.of(AgentThoughtChunk))
+    assert "attempt 2 of phase-002 started" in thoughts  # --verbose: the live log as thoughts
     [run] = cli_json(home, "runs")
     assert run["status"] == "completed"
     [risk] = cli_json(home, "show", run["id"])["interventions"]

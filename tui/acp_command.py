@@ -30,6 +30,12 @@ def add_parser(sub: Any) -> None:
         "--yes", action="store_true", help="approve risk and threshold interventions as they come"
     )
     p.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also send the live log (model output, commands) as the agent's thoughts",
+    )
+    p.add_argument(
         "--provider",
         help="LLM provider for every model: ollama, openai, anthropic or replay "
         "(default auto: each model's models.yaml provider)",
@@ -116,6 +122,7 @@ async def acp_command(args: argparse.Namespace, paths: Paths) -> int:
             load,
             auto_approve=args.yes,
             allow_dirty=args.allow_dirty,
+            verbose=args.verbose,
             version=_version(),
         )
         reader, writer = await _streams(proto_in, proto_out)

@@ -337,6 +337,11 @@ class OrchestratorAgent:
                 )
             except (AlreadyAnsweredError, WithdrawnError, InputError) as exc:
                 await self.link.say(session.id, f"{exc}\n")
+            settled = await self.engine.intervention(intervention_id)
+            if settled.status is not InterventionStatus.PENDING:  # close the request's tool call
+                await self.link.update(
+                    session.id, acp_updates.ask_settled(intervention_id, str(settled.status))
+                )
         finally:
             if session.asks.get(intervention_id) is asyncio.current_task():
                 del session.asks[intervention_id]

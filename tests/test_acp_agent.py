@@ -175,6 +175,8 @@ async def test_a_whole_demo_run_from_the_editor(
     asked = _intervention(ask)
     assert asked["kind"] == "risk" and "phase-003" in asked["reason"]
     assert editor.outcomes == ["selected"] and editor.cancelled_request_ids == []
+    settled = [u.status for u in editor.of(ToolCallProgress) if u.tool_call_id == ask.tool_call_id]
+    assert settled == ["completed"]  # the question's tool call closes once answered
 
     started = [u.title for u in editor.of(ToolCallStart) if u.tool_call_id.startswith("attempt-")]
     assert sorted(started) == [

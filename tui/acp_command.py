@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.paths import Paths
 from core.agents.presets import PRESETS
+from core.errors import InputError
 
 if TYPE_CHECKING:
     from config.loader import LoadedConfig
@@ -125,7 +126,13 @@ async def acp_command(args: argparse.Namespace, paths: Paths) -> int:
             verbose=args.verbose,
             version=_version(),
         )
-        reader, writer = await _streams(proto_in, proto_out)
+        try:
+            reader, writer = await _streams(proto_in, proto_out)
+        except ValueError as exc:  # a regular file: asyncio reads and writes pipes and terminals
+            raise InputError(
+                f"orchestrator acp speaks the Agent Client Protocol on stdin and stdout, which "
+                f"must be pipes or a terminal ({exc}); let your editor start it"
+            ) from None
         main = asyncio.create_task(serve(agent, reader, writer))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -237,7 +237,8 @@ class OrchestratorAgent:
             if phases:
                 await self.link.update(session.id, acp_updates.plan_update(phases))
             for item in await self.engine.interventions(run.id, pending_only=True):
-                self._start_ask(session, item.id)
+                if not (self.auto_approve and item.kind in AUTO_APPROVABLE_KINDS):
+                    self._start_ask(session, item.id)
         try:
             return await work
         except OrchestratorError as exc:
@@ -266,9 +267,8 @@ class OrchestratorAgent:
         async for event in sub:
             try:
                 if isinstance(event, LogEmitted):
-                    if (
-                        self.verbose
-                    ):  # the live log (model output, commands) as the agent's thoughts
+                    # --verbose: the live log (model output, commands) as the agent's thoughts
+                    if self.verbose:
                         text = "".join(f"{r.message}\n" for r in event.lines)
                         await self.link.update(session.id, update_agent_thought_text(text))
                     continue

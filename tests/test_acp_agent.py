@@ -1,6 +1,7 @@
 """`orchestrator acp` driven by the SDK's client side in a real subprocess, on the replayed demo:
-a whole run approved in the editor, a cancel mid-run, and an answer from `orchestrator approve`
-that wins over the editor's open permission request (which the editor then sees cancelled)."""
+a whole run approved in the editor, a cancel mid-run, an answer from `orchestrator approve` that
+wins over the editor's open permission request (which the editor then sees cancelled), a question
+withdrawn by `orchestrator cancel`, `--yes`, and a session loaded again after the editor left."""
 
 from __future__ import annotations
 
@@ -315,3 +316,35 @@ async def test_a_loaded_session_resumes_its_interrupted_run(tmp_path: Path) -> N
     doc = cli_json(home, "show", run_id)
     assert doc["status"] == "completed"
     assert [i["status"] for i in doc["interventions"]] == ["approved"]
+
+
+async def test_a_question_withdrawn_by_orchestrator_cancel_closes_the_editor_request(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+
+    async def cancel_from_the_cli(
+        editor: Editor, tool_call: ToolCallUpdate
+    ) -> RequestPermissionResponse:
+        ask_id = editor.ask_request_ids[-1]
+        await asyncio.to_thread(cli, home, "cancel", _intervention(tool_call)["run_id"], check=True)
+        await eventually(
+            lambda: ask_id in editor.cancelled_request_ids,
+            what="the agent's $/cancel_request for the withdrawn question",
+        )
+        return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
+
+    editor = Editor(decide=cancel_from_the_cli)
+    async with _acp(tmp_path, editor) as (_home, _repo, _proc):
+        response = await _prompt(editor)
+        await eventually(lambda: editor.outcomes, what="the editor's permission request to end")
+    assert response.stop_reason == "cancelled", editor.text()
+    assert editor.cancelled_request_ids == editor.ask_request_ids
+    ask_updates = [
+        u.status for u in editor.of(ToolCallProgress) if u.tool_call_id.startswith("ask-")
+    ]
+    assert ask_updates == ["failed"]
+    doc = cli_json(home, "show", _intervention(editor.asks[0])["run_id"])
+    assert doc["status"] == "cancelled"
+    _assert_stopped_truthfully(doc)
+    assert [i["status"] for i in doc["interventions"]] == ["withdrawn"]

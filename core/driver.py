@@ -72,6 +72,7 @@ class RunDriver:
         self.owner = owner or f"{LEASE_OWNER}:{id(self)}"  # a worker names its own
         self._cancelled_by_user = False
         self._lease_lost = False  # our lease expired and another process took or recorded the run
+        self._ending = False  # the run is being ended: a cancel arriving now changes nothing
         self._status = RunStatus.PENDING  # the run's status as this driver last set it
         self._before_waiting = RunStatus.EXECUTING
         self._learned = False  # lessons were derived before the run's end was written
@@ -141,6 +142,7 @@ class RunDriver:
                 way_out = disk_full_error(
                     exc, [self.paths.home, remote.local_repo_path(self.paths, run.repo)], run.id
                 )
+        self._ending = True  # set before any await, so the heartbeat cannot cancel the ending
         ended = False
         try:
             if self._lease_lost:  # another process recorded or took the run: it owns the truth
@@ -175,7 +177,7 @@ class RunDriver:
                 if main is not None:
                     main.cancel()
                 return
-            if cancel and main is not None:
+            if cancel and main is not None and not self._ending:
                 self._cancelled_by_user = True
                 main.cancel()
                 return

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,9 @@ class SharedCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Worktrees share their repository's index, so parallel phases write through this one
+        # connection from several threads: their transactions take turns.
+        self._write_lock = threading.Lock()
         try:
             self.db = self._open()
         except sqlite3.DatabaseError:
@@ -69,10 +73,20 @@ class SharedCache:
             return None
         return [Chunk(*item) for item in json.loads(row[0])]
 
+    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One write transaction, one thread at a time; a failed one is rolled back."""
+        with self._write_lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany(sql, rows)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
     def put_chunks(self, entries: list[tuple[str, str, str, list[Chunk]]]) -> None:
         """Store chunk lists: (path, file hash, signature, chunks)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany(
+        self._write(
             "INSERT OR REPLACE INTO file_chunks VALUES (?,?,?,?)",
             [
                 (
@@ -98,7 +112,6 @@ class SharedCache:
                 for path, file_hash, signature, chunks in entries
             ],
         )
-        self.db.execute("COMMIT")
 
     def get_vectors(self, embedder: str, hashes: list[str]) -> dict[str, np.ndarray]:
         """Known vectors by text hash: from this process's memory, then from the file."""
@@ -121,9 +134,7 @@ class SharedCache:
 
     def put_vectors(self, embedder: str, items: list[tuple[str, np.ndarray]]) -> None:
         _remember(embedder, items)
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany(
+        self._write(
             "INSERT OR REPLACE INTO vectors VALUES (?,?,?)",
             [(embedder, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items],
         )
-        self.db.execute("COMMIT")

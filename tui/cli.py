@@ -273,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.lessons_command import add_parser as add_lessons_parser
 
     add_lessons_parser(sub)
+    from tui.acp_command import add_parser as add_acp_parser
+
+    add_acp_parser(sub)
     # `--as NAME` is accepted after any command too; SUPPRESS keeps a global one given before it.
     for command_parser in sub.choices.values():
         command_parser.add_argument(

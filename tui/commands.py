@@ -63,6 +63,10 @@ async def dispatch(args: argparse.Namespace) -> int:
         from tui.doctor_command import doctor_command
 
         return await doctor_command(args, paths, read_only=reason is not None)
+    if args.command == "acp":  # serves an editor on stdio; opens its own engine
+        from tui.acp_command import acp_command
+
+        return await acp_command(args, paths)
     from core.engine import Engine
 
     read_only = reason is not None

@@ -87,7 +87,12 @@ class Engine:
                 backup_count=logging.backup_count,
                 json=logging.json,
             )
-        store = await StateStore.open(paths.db, read_only=read_only)
+        store = await StateStore.open(
+            paths.db,
+            read_only=read_only,
+            url=paths.db_url,
+            password_file=paths.db_password_file,
+        )
         bus = EventBus()
         journal = Journal(store, bus, flush_interval=0.1)
         await journal.start()

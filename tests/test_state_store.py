@@ -1,4 +1,5 @@
-"""StateStore against real SQLite files: schema, durability settings, every table, concurrency."""
+"""StateStore against real SQLite files and a real PostgreSQL: schema, durability settings, every
+table, concurrency (the tests taking the `store` fixture run on both backends)."""
 
 from __future__ import annotations
 
@@ -56,9 +57,11 @@ PLAN = [
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[StateStore]:
-    """A fresh store in a temporary directory."""
-    async with await StateStore.open(tmp_path / "state.db") as s:
+async def store(backend: tuple[Path, str | None]) -> AsyncIterator[StateStore]:
+    """A fresh store on each backend: a SQLite file in a temporary directory, then a fresh
+    PostgreSQL database (tests/pg_support.py)."""
+    path, url = backend
+    async with await StateStore.open(path, url=url) as s:
         yield s
 
 
@@ -429,10 +432,8 @@ async def test_findings_crud_fingerprint_and_summary(store: StateStore, tmp_path
     )
     resolved = await store.update_finding_status(batch[0].id, FindingStatus.RESOLVED)
     assert resolved.status is FindingStatus.RESOLVED and resolved.resolved_at is not None
-    with sqlite3.connect(store.path) as conn:
-        assert conn.execute(
-            "SELECT resolved FROM findings WHERE id=?", (resolved.id,)
-        ).fetchone() == (1,)
+    stored = await store._fetch("SELECT resolved FROM findings WHERE id=?", (resolved.id,))
+    assert stored[0][0] == 1 and stored[0]["resolved"] == 1
     reopened = await store.update_finding_status(batch[0].id, "open")
     assert reopened.resolved_at is None
     await store.update_finding_status(batch[0].id, FindingStatus.RESOLVED)

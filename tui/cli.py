@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for all state (database, logs, worktrees, config.yaml); "
         "default $ORCHESTRATOR_HOME or the XDG data folder",
     )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="store state in this PostgreSQL database (postgresql://USER@HOST:PORT/DB) instead "
+        "of the home's SQLite file; default $ORCHESTRATOR__STATE__URL or state.url",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add_run_options(p: argparse.ArgumentParser) -> None:

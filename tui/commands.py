@@ -30,7 +30,7 @@ def _print_json(value: Any) -> None:
 
 
 async def dispatch(args: argparse.Namespace) -> int:
-    paths = Paths.resolve(args.home, os.environ)
+    paths = Paths.resolve(args.home, os.environ, getattr(args, "db", None))
     if args.command == "config":
         return config_command(args, paths)
     if args.command in HOME_WRITING_COMMANDS:  # they write indexes or reports into the home

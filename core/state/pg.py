@@ -104,7 +104,7 @@ class PgError:
         self.url = url
 
     def convert(self, exc: psycopg.Error) -> sqlite3.Error:
-        text = mask_text(str(exc).strip(), self.url)
+        text = mask_text(" ".join(str(exc).split()), self.url)
         if isinstance(exc, psycopg.IntegrityError):
             return sqlite3.IntegrityError(text)
         if isinstance(exc, psycopg.OperationalError):
@@ -308,3 +308,25 @@ async def migrate(db: PgConnection, *, read_only: bool = False) -> int:
         await db.execute("ROLLBACK")
         raise
     return len(applied)
+
+
+async def inspect_postgres(url: str, password_file: str | None) -> Any:
+    """doctor's DatabaseReport of a PostgreSQL state database: reachable, size, migrations.
+    Raises StateError (password masked) when it cannot be reached."""
+    from core.state.health import DatabaseReport
+
+    backend = await PgBackend.open(url, password_file, read_only=True)
+    try:
+        report = DatabaseReport(path=backend.where, exists=True, integrity=["ok"])
+        async with backend._pool.connection() as conn:
+            db = PgConnection(conn, backend._errors)
+            size = await db.execute_fetchall("SELECT pg_database_size(current_database())")
+            report.bytes = int(size[0][0])
+            applied = await applied_migrations(db)
+        known = [name for name, _ in schema.MIGRATIONS]
+        report.applied_migrations = applied
+        report.pending_migrations = [n for n in known if n not in applied]
+        report.unknown_migrations = [n for n in applied if n not in known]
+        return report
+    finally:
+        await backend.close()

@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.doctor_command import add_parser as add_doctor_parser
 
     add_doctor_parser(sub)
+    from tui.db_command import add_parser as add_db_parser
+
+    add_db_parser(sub)
     return parser
 
 

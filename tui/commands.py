@@ -53,6 +53,10 @@ async def dispatch(args: argparse.Namespace) -> int:
     reason = read_only_reason(paths)
     if reason is not None and args.command not in READ_COMMANDS:
         raise refuse_write(args.command, reason)
+    if args.command == "db":  # the home's SQLite file into PostgreSQL; no engine needed
+        from tui.db_command import db_command
+
+        return await db_command(args, paths)
     if args.command == "doctor":
         from tui.doctor_command import doctor_command
 

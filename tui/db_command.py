@@ -35,9 +35,9 @@ async def db_command(args: argparse.Namespace, paths: Paths) -> int:
         raise InputError(
             f"--to {mask_url(args.to)}: expected a postgresql://USER@HOST:PORT/DATABASE URL"
         )
-    from core.state.pg_copy import copy_home
+    from core.db_copy import copy_home_to
 
-    report = await copy_home(paths.db, args.to, paths.db_password_file)
+    report = await copy_home_to(paths, args.to)
     if args.json:
         print(json.dumps({"source": report.source, "target": report.target, "rows": report.rows}))
         return 0

@@ -234,6 +234,20 @@ class StateDatabase:
         reader = await cls._connect(path, query_only=True, uri_query=uri_query)
         try:
             await reader.execute_fetchall("SELECT COUNT(*) FROM runs")
+            # A read-only open migrates nothing, but still refuses a schema newer than this code.
+            ledger = await reader.execute_fetchall(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
+            )
+            applied = (
+                [r[0] for r in await reader.execute_fetchall("SELECT name FROM schema_migrations")]
+                if list(ledger)
+                else []
+            )
+            known = [name for name, _ in schema.MIGRATIONS]
+            unknown = [name for name in applied if name not in known]
+            if unknown:
+                error = schema.newer_error(len(applied), len(known), unknown)
+                raise StateError(f"cannot open state database {path}: {error}")
         except BaseException:
             await reader.close()
             raise

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -124,7 +123,7 @@ class Gate:
                     break
                 if await self._store.cancel_requested(self._run_id):
                     raise RunCancelled()
-                await asyncio.sleep(self._poll)
+                await self._store.wait_for_change(self._poll, self._run_id)  # LISTEN on PostgreSQL
         finally:
             self._waiters -= 1
         # leaving by an exception, the run's end (not a return to work) is its next status

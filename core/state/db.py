@@ -437,6 +437,14 @@ class StateDatabase:
         except sqlite3.Error as exc:
             raise state_error(self.path, "read failed on", exc) from exc
 
+    async def wait_for_change(self, timeout: float, run_id: str | None = None) -> None:
+        """Wait up to `timeout` seconds for another write (of `run_id` when given): on PostgreSQL
+        a LISTEN notification ends the wait early; on SQLite this is the polling interval."""
+        if self._pg is not None:
+            await self._pg.wait_for_change(timeout, run_id)
+            return
+        await asyncio.sleep(timeout)
+
     async def _liveness(self) -> dict[str, str]:
         """The :now parameter of core.liveness's SQL, for one read."""
         return {"now": utcnow()}

@@ -9,6 +9,10 @@ already catch (IntegrityError, OperationalError, DatabaseError), with the passwo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -112,6 +116,42 @@ class PgError:
         return sqlite3.DatabaseError(text)
 
 
+# The NOTIFY channel of committed writes; payloads carry ids only (Changes.payload).
+CHANNEL = "orchestrator_state"
+NOTIFY_MAX_BYTES = 4000  # PostgreSQL's limit is 8000; beyond this only the run ids are sent
+_INTERVENTION_WRITE = re.compile(
+    r"\s*(INSERT\s+INTO|UPDATE)\s+manual_interventions\b", re.IGNORECASE
+)
+
+
+class Changes:
+    """What one write transaction changed, coalesced: per run its newest event seq and the
+    interventions written. Sent as one NOTIFY when the transaction commits."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, int] = {}
+        self.interventions: dict[str, list[str]] = {}
+
+    def event(self, run_id: str, seq: int) -> None:
+        self.events[run_id] = max(seq, self.events.get(run_id, 0))
+
+    def intervention(self, run_id: str, intervention_id: str) -> None:
+        ids = self.interventions.setdefault(run_id, [])
+        if intervention_id not in ids:
+            ids.append(intervention_id)
+
+    def payload(self) -> str | None:
+        """`{"e": {run: seq}, "i": {run: [ids]}}`, or only the run ids when that is too long."""
+        if not self.events and not self.interventions:
+            return None
+        text = json.dumps({"e": self.events, "i": self.interventions}, separators=(",", ":"))
+        if len(text.encode()) <= NOTIFY_MAX_BYTES:
+            return text
+        runs = sorted(set(self.events) | set(self.interventions))
+        text = json.dumps({"runs": runs}, separators=(",", ":"))
+        return text if len(text.encode()) <= NOTIFY_MAX_BYTES else json.dumps({"all": True})
+
+
 class _Result:
     """What `await db.execute(...)` gives the mixins: rowcount and the rows (no lastrowid)."""
 
@@ -135,14 +175,23 @@ class PgConnection:
     def __init__(self, conn: psycopg.AsyncConnection[Any], errors: PgError) -> None:
         self._conn = conn
         self._errors = errors
+        self.changes = Changes()
 
     async def execute(self, sql: str, params: Any = ()) -> _Result:
-        """Run one statement; its rows (if it returns any) are read at once."""
+        """Run one statement; its rows (if it returns any) are read at once. A write of
+        interventions also returns their ids, for the transaction's NOTIFY (Changes)."""
+        query = to_postgres(sql)
+        watched = _INTERVENTION_WRITE.match(sql) is not None
+        if watched and not re.search(r"\bRETURNING\b", query, re.IGNORECASE):
+            query += " RETURNING id, run_id"
         try:
-            cur = await self._conn.execute(to_postgres(sql), params)  # type: ignore[arg-type]
+            cur = await self._conn.execute(query, params)  # type: ignore[arg-type]
             rows = await cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
             raise self._errors.convert(exc) from exc
+        if watched:
+            for row in rows:
+                self.changes.intervention(row["run_id"], row["id"])
         return _Result(cur.rowcount, rows)
 
     async def execute_fetchall(self, sql: str, params: Any = ()) -> list[PgRow]:
@@ -170,6 +219,8 @@ class PgConnection:
                 [value for row in chunk for value in row],
             )
             records.extend(LogRecord(s[0], *row) for s, row in zip(seqs, chunk, strict=True))
+        for record in records:
+            self.changes.event(record.run_id, record.seq)
         return records
 
 
@@ -191,12 +242,21 @@ def _read_password(password_file: str | None) -> str | None:
 class PgBackend:
     """An open PostgreSQL state database: a pool, the write transaction, migrations at open."""
 
-    def __init__(self, url: str, pool: AsyncConnectionPool[Any], read_only: bool) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool: AsyncConnectionPool[Any],
+        read_only: bool,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.url = url
         self.where = mask_url(url)
         self.read_only = read_only
         self._pool = pool
         self._errors = PgError(url)
+        self._kwargs = kwargs or {}
+        self._listener: asyncio.Task[None] | None = None
+        self._waiters: list[tuple[str | None, asyncio.Future[dict[str, Any]]]] = []
 
     @classmethod
     async def open(cls, url: str, password_file: str | None, *, read_only: bool = False) -> Self:
@@ -242,7 +302,7 @@ class PgBackend:
             timeout=30,
         )
         await pool.open(wait=False)
-        return cls(url, pool, read_only)
+        return cls(url, pool, read_only, kwargs)
 
     async def fetch(self, sql: str, params: Any = ()) -> list[PgRow]:
         """One read on a pooled connection (autocommit: it sees only committed writes)."""
@@ -256,12 +316,64 @@ class PgBackend:
             try:
                 async with conn.transaction():
                     await conn.execute(WRITE_LOCK_SQL)
-                    yield PgConnection(conn, self._errors)
+                    db = PgConnection(conn, self._errors)
+                    yield db
+                    payload = db.changes.payload()
+                    if payload is not None:  # delivered to listeners only once this commits
+                        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
             except psycopg.Error as exc:
                 raise self._errors.convert(exc) from exc
 
+    async def wait_for_change(
+        self, timeout: float, run_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """The next committed change's notification (of `run_id` when given), or None after
+        `timeout` seconds: callers poll on, so a lost LISTEN connection only slows them down."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="orchestrator-listen")
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        entry = (run_id, waiter)
+        self._waiters.append(entry)
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+
+    async def _listen(self) -> None:
+        """LISTEN on its own connection and wake the waiters; reconnect with backoff."""
+        delay = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, **self._kwargs)
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    delay = 0.5
+                    async for note in conn.notifies():
+                        self._wake(note.payload)
+            except (psycopg.Error, OSError):
+                await asyncio.sleep(delay)  # the waiters' timeouts keep them polling meanwhile
+                delay = min(delay * 2, 10.0)
+
+    def _wake(self, payload: str) -> None:
+        """Resolve the waiters this notification concerns."""
+        try:
+            change = json.loads(payload)
+        except ValueError:
+            change = {"all": True}
+        runs = set(change.get("runs", ())) | set(change.get("e", {})) | set(change.get("i", {}))
+        for run_id, waiter in list(self._waiters):
+            if not waiter.done() and (run_id is None or run_id in runs or change.get("all")):
+                waiter.set_result(change)
+
     async def close(self) -> None:
-        """Close the pool and its connections."""
+        """Stop listening; close the pool and its connections."""
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
         await self._pool.close()
 
 

@@ -401,8 +401,13 @@ async def migrate(db: PgConnection, *, read_only: bool = False) -> int:
             raise schema.newer_error(len(applied), len(known), unknown)
         if not read_only:
             await db.execute(_LEDGER)
-            for statement in PG_FUNCTIONS:
-                await db.execute(statement)
+            pending = [name for name in known if name not in applied]
+            present = await db.execute_fetchall(
+                "SELECT to_regprocedure('json_remove(text,text)') IS NOT NULL"
+            )
+            if pending or not present[0][0]:  # created with the schema, not on every open
+                for statement in PG_FUNCTIONS:
+                    await db.execute(statement)
             done = set(applied)
             for name, statements in schema.MIGRATIONS:
                 if name in done:

@@ -567,8 +567,8 @@ WRITER = textwrap.dedent(
     from pathlib import Path
     from core.state.store import StateStore
 
-    async def main(path: str, n: int, worker: int) -> None:
-        store = await StateStore.open(Path(path))
+    async def main(path: str, n: int, worker: int, url: str | None) -> None:
+        store = await StateStore.open(Path(path), url=url)
         run = await store.create_run(f"worker {worker}", "/tmp", {"worker": worker})
         for i in range(n - 1):
             if i % 2:
@@ -577,13 +577,15 @@ WRITER = textwrap.dedent(
                 await store.set_run_metadata(run.id, last=i)
         await store.close()
 
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), (sys.argv[4:] or [None])[0]))
     """
 )
 
 
-async def test_eight_processes_write_concurrently_without_lock_errors(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
+async def test_eight_processes_write_concurrently_without_lock_errors(
+    tmp_path: Path, backend: tuple[Path, str | None]
+) -> None:
+    path, url = backend
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -594,6 +596,7 @@ async def test_eight_processes_write_concurrently_without_lock_errors(tmp_path: 
             str(path),
             "200",
             str(worker),
+            *([url] if url else []),
             cwd=ROOT,
             env=env,
             stderr=asyncio.subprocess.PIPE,
@@ -603,17 +606,19 @@ async def test_eight_processes_write_concurrently_without_lock_errors(tmp_path: 
     results = await asyncio.gather(*(p.communicate() for p in procs))
     errors = [err.decode() for (_, err), p in zip(results, procs, strict=True) if p.returncode]
     assert errors == []
-    async with await StateStore.open(path) as store:
+    async with await StateStore.open(path, url=url) as store:
         assert await store.count_runs() == 8
         for summary in await store.list_runs():
             assert await store.count_logs(summary.run.id) == 99 * 5
             assert summary.run.metadata == {"last": 198}
 
 
-async def test_cancelled_writes_never_leave_a_transaction_open(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    async with await StateStore.open(path) as store:
-        run = await store.create_run("t", str(tmp_path), {})
+async def test_cancelled_writes_never_leave_a_transaction_open(
+    backend: tuple[Path, str | None],
+) -> None:
+    path, url = backend
+    async with await StateStore.open(path, url=url) as store:
+        run = await store.create_run("t", str(path.parent), {})
         for i in range(120):
             task = asyncio.create_task(store.set_run_metadata(run.id, i=i))
             for _ in range(i % 12):
@@ -622,10 +627,15 @@ async def test_cancelled_writes_never_leave_a_transaction_open(tmp_path: Path) -
             await asyncio.gather(task, return_exceptions=True)
         # The writer is usable and no lock is held: another connection can write at once.
         await store.set_run_metadata(run.id, done=True)
-        other = sqlite3.connect(path, timeout=0)
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("ROLLBACK")
-        other.close()
+        if url is None:
+            other = sqlite3.connect(path, timeout=0)
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            other.close()
+        else:  # the advisory write lock is free: another session takes it without waiting
+            async with await StateStore.open(path, url=url) as again:
+                taken = await again._fetch("SELECT pg_try_advisory_lock(1869771624)")
+                assert taken[0][0] is True
         assert (await store.get_run(run.id)).metadata["done"] is True
 
 

@@ -107,6 +107,7 @@ class Gate:
         if self._waiters == 1:
             await self._on_waiting(True)
         try:
+            mark = await self._store.change_mark(self._run_id)  # LISTEN on PostgreSQL
             while True:
                 current = await self._store.get_intervention(item.id)
                 if current.status is not InterventionStatus.PENDING:
@@ -123,7 +124,7 @@ class Gate:
                     break
                 if await self._store.cancel_requested(self._run_id):
                     raise RunCancelled()
-                await self._store.wait_for_change(self._poll, self._run_id)  # LISTEN on PostgreSQL
+                mark = await self._store.wait_for_change(self._poll, self._run_id, mark)
         finally:
             self._waiters -= 1
         # leaving by an exception, the run's end (not a return to work) is its next status

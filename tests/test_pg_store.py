@@ -209,3 +209,29 @@ async def test_a_committed_write_wakes_a_listener_in_another_store_with_ids_only
         many.event(f"r{i:010d}", i)
     payload = many.payload()
     assert payload is not None and len(payload.encode()) <= 4000
+
+
+def test_an_approval_from_another_home_wakes_the_waiting_run_through_listen(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from tests.clirun import spawn
+    from tests.waiting import wait_until
+
+    driving, elsewhere = tmp_path / "machine-a", tmp_path / "machine-b"
+    # Polling every 10 minutes: only the NOTIFY of the answer can wake the run in time.
+    proc = spawn(
+        driving, "--db", pg_url, "demo", "--headless", ORCHESTRATOR__EXECUTION__POLL_SECONDS="600"
+    )
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().split()[1]
+
+    def pending() -> list[dict[str, str]]:
+        assert proc.poll() is None, f"run {run_id} ended before asking: {proc.communicate()}"
+        return list(cli_json(elsewhere, "--db", pg_url, "interventions", "--pending"))
+
+    [ask] = wait_until(pending, what=f"a pending intervention of run {run_id}", timeout=120)
+    cli(elsewhere, "--db", pg_url, "approve", ask["id"], "--note", "from b", check=True)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out + err
+    [summary] = cli_json(elsewhere, "--db", pg_url, "runs")
+    assert summary["status"] == "completed"

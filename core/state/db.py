@@ -437,13 +437,22 @@ class StateDatabase:
         except sqlite3.Error as exc:
             raise state_error(self.path, "read failed on", exc) from exc
 
-    async def wait_for_change(self, timeout: float, run_id: str | None = None) -> None:
-        """Wait up to `timeout` seconds for another write (of `run_id` when given): on PostgreSQL
-        a LISTEN notification ends the wait early; on SQLite this is the polling interval."""
+    async def change_mark(self, run_id: str | None = None) -> int:
+        """A mark to take before reading what a caller then waits on (wait_for_change's
+        `since`); on PostgreSQL it also starts the LISTEN connection. Always 0 on SQLite."""
+        return 0 if self._pg is None else await self._pg.change_mark(run_id)
+
+    async def wait_for_change(
+        self, timeout: float, run_id: str | None = None, since: int | None = None
+    ) -> int:
+        """Wait up to `timeout` seconds for another write (of `run_id` when given) and return
+        the new mark: on PostgreSQL a LISTEN notification (or one already seen after `since`)
+        ends the wait early; on SQLite this is the polling interval."""
         if self._pg is not None:
-            await self._pg.wait_for_change(timeout, run_id)
-            return
+            await self._pg.wait_for_change(timeout, run_id, since)
+            return self._pg._mark(run_id)
         await asyncio.sleep(timeout)
+        return 0
 
     async def _liveness(self) -> dict[str, str]:
         """The :now parameter of core.liveness's SQL, for one read."""

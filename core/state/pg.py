@@ -256,7 +256,12 @@ class PgBackend:
         self._errors = PgError(url)
         self._kwargs = kwargs or {}
         self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
         self._waiters: list[tuple[str | None, asyncio.Future[dict[str, Any]]]] = []
+        # Notifications seen per run (and ones naming every run), so a waiter that read the
+        # state after taking a mark misses no change that came in between.
+        self._seen: dict[str, int] = {}
+        self._seen_all = 0
 
     @classmethod
     async def open(cls, url: str, password_file: str | None, *, read_only: bool = False) -> Self:
@@ -324,13 +329,31 @@ class PgBackend:
             except psycopg.Error as exc:
                 raise self._errors.convert(exc) from exc
 
-    async def wait_for_change(
-        self, timeout: float, run_id: str | None = None
-    ) -> dict[str, Any] | None:
-        """The next committed change's notification (of `run_id` when given), or None after
-        `timeout` seconds: callers poll on, so a lost LISTEN connection only slows them down."""
+    def _mark(self, run_id: str | None) -> int:
+        """How many notifications concerned `run_id` (every run's when None) so far."""
+        if run_id is None:
+            return self._seen_all + sum(self._seen.values())
+        return self._seen_all + self._seen.get(run_id, 0)
+
+    async def change_mark(self, run_id: str | None = None, ready_seconds: float = 5.0) -> int:
+        """Start listening (waiting up to `ready_seconds` for LISTEN to hold) and return the
+        mark to pass to wait_for_change after reading the state it watches."""
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name="orchestrator-listen")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), ready_seconds)
+        return self._mark(run_id)
+
+    async def wait_for_change(
+        self, timeout: float, run_id: str | None = None, since: int | None = None
+    ) -> dict[str, Any] | None:
+        """The next committed change's notification (of `run_id` when given), or None after
+        `timeout` seconds: callers poll on, so a lost LISTEN connection only slows them down.
+        With `since` (a change_mark), a change seen after that mark ends the wait at once."""
+        if self._listener is None:
+            await self.change_mark(run_id, ready_seconds=0)
+        if since is not None and self._mark(run_id) != since:
+            return {"seen": True}
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         entry = (run_id, waiter)
         self._waiters.append(entry)
@@ -350,10 +373,13 @@ class PgBackend:
                 conn = await psycopg.AsyncConnection.connect(self.url, **self._kwargs)
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
                     delay = 0.5
                     async for note in conn.notifies():
                         self._wake(note.payload)
             except (psycopg.Error, OSError):
+                self._listening.clear()
+                self._seen_all += 1  # what changed while deaf is unknown: waiters re-read
                 await asyncio.sleep(delay)  # the waiters' timeouts keep them polling meanwhile
                 delay = min(delay * 2, 10.0)
 
@@ -364,6 +390,10 @@ class PgBackend:
         except ValueError:
             change = {"all": True}
         runs = set(change.get("runs", ())) | set(change.get("e", {})) | set(change.get("i", {}))
+        if change.get("all"):
+            self._seen_all += 1
+        for run_id in runs:
+            self._seen[run_id] = self._seen.get(run_id, 0) + 1
         for run_id, waiter in list(self._waiters):
             if not waiter.done() and (run_id is None or run_id in runs or change.get("all")):
                 waiter.set_result(change)

@@ -162,13 +162,17 @@ async def test_wal_mode_and_owner_only_file_modes(tmp_path: Path) -> None:
             assert stat.S_IMODE(f.stat().st_mode) == 0o600, suffix
 
 
-async def test_closed_store_and_sqlite_errors_raise_state_error(tmp_path: Path) -> None:
-    store = await StateStore.open(tmp_path / "state.db")
+async def test_closed_store_and_database_errors_raise_state_error(
+    tmp_path: Path, backend: tuple[Path, str | None]
+) -> None:
+    path, url = backend
+    store = await StateStore.open(path, url=url)
     run = await store.create_run("t", str(tmp_path), {})
     phase = (await store.save_plan(run.id, PLAN, 3))[0]
     await store.create_execution(phase.id, run.id, attempt=1)
-    with pytest.raises(StateError, match="UNIQUE"):
+    with pytest.raises(StateError, match="UNIQUE|unique constraint"):
         await store.create_execution(phase.id, run.id, attempt=1)
+    assert (await store.get_run(run.id)).id == run.id, "the store works on after the refusal"
     await store.close()
     await store.close()
     with pytest.raises(StateError, match="closed"):

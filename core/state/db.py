@@ -339,7 +339,7 @@ class StateDatabase:
                 f"the state database {self.path} was opened read-only (its home is read-only), "
                 "so this command cannot write; make the home writable or use another --home"
             )
-        return StateError(f"state database {self.path} is closed; open the store again")
+        return StateError(f"state database {self.where} is closed; open the store again")
 
     async def _begin(self, db: aiosqlite.Connection) -> None:
         """BEGIN IMMEDIATE, retrying with backoff while another process holds the write lock."""
@@ -408,9 +408,7 @@ class StateDatabase:
                 async with self._pg.write() as db:
                     # The adapter speaks the aiosqlite API the mixins use (core.state.pg).
                     yield cast("aiosqlite.Connection", db)
-            except sqlite3.Error as exc:
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise  # the mixins turn these into their own messages
+            except sqlite3.Error as exc:  # the mixins handled the ones they expect inside
                 raise StateError(
                     f"write failed on the state database {self.where}: {exc}; "
                     "check the server and the connection (state.url)"

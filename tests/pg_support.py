@@ -68,6 +68,15 @@ class PgServer:
         self.sql(f"CREATE DATABASE {name}{source}")
         return name
 
+    def restart(self) -> None:
+        """Restart the server (every connection to it is dropped)."""
+        subprocess.run(
+            [*self.run_as, str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast",
+             "-l", str(self.folder / "log"), "-w", "-t", "60", "restart"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            check=True,
+        )  # fmt: skip
+
     def drop_database(self, name: str) -> None:
         """Drop a test's database (closing what still connects to it)."""
         self.sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -235,3 +235,34 @@ def test_an_approval_from_another_home_wakes_the_waiting_run_through_listen(
     assert proc.returncode == 0, out + err
     [summary] = cli_json(elsewhere, "--db", pg_url, "runs")
     assert summary["status"] == "completed"
+
+
+async def test_a_server_restart_costs_a_store_nothing_but_a_reconnect(
+    tmp_path: Path, pg_server: PgServer, pg_url: str
+) -> None:
+    import asyncio
+
+    async with (
+        await StateStore.open(tmp_path / "a.db", url=pg_url) as writer,
+        await StateStore.open(tmp_path / "b.db", url=pg_url) as reader,
+    ):
+        run = await writer.create_run("t", str(tmp_path), {})
+        await reader.change_mark(run.id)  # the reader listens
+        await asyncio.to_thread(pg_server.restart)
+        # Pooled connections the restart dropped are replaced; the listener reconnects.
+        assert (await reader.get_run(run.id)).id == run.id
+        assert (await writer.set_run_metadata(run.id, after="restart")).metadata == {
+            "after": "restart"
+        }
+        backend = reader._pg
+        assert backend is not None
+
+        async def notified() -> object:
+            waiting = asyncio.create_task(backend.wait_for_change(2, run.id))
+            [line] = await writer.append_logs([(run.id, None, "info", "after the restart")])
+            change = await waiting
+            return change is not None and change.get("e") == {run.id: line.seq}
+
+        from tests.waiting import eventually
+
+        await eventually(notified, what="a NOTIFY through the listener's new connection")

@@ -303,6 +303,8 @@ class PgBackend:
             max_size=POOL_MAX,
             open=False,
             configure=configure,
+            # A connection the server dropped (a restart, a network pause) is replaced, not used.
+            check=AsyncConnectionPool.check_connection,
             name="orchestrator-state",
             timeout=30,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 APP_DIR = "agent-orchestrator"
@@ -47,15 +47,31 @@ class Paths:
     home: Path
     explicit: bool = True
     config_dir: Path | None = None
+    # A postgresql:// URL when the state lives in PostgreSQL (config/dburl.py), else None.
+    db_url: str | None = None
+    db_password_file: str | None = None
 
     @classmethod
-    def resolve(cls, cli_home: str | None = None, env: Mapping[str, str] | None = None) -> Paths:
-        """Resolve the home folder from --home, ORCHESTRATOR_HOME or XDG defaults."""
+    def resolve(
+        cls,
+        cli_home: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cli_db: str | None = None,
+    ) -> Paths:
+        """Resolve the home folder from --home, ORCHESTRATOR_HOME or XDG defaults, and the state
+        database's URL from --db, ORCHESTRATOR__STATE__URL or the user config (None: SQLite)."""
+        from config.dburl import resolve_db_url, resolve_password_file
+
         env = os.environ if env is None else env
         explicit = bool(cli_home) or bool(env.get(HOME_ENV))
         home = resolve_home(cli_home, env)
         config_dir = home if explicit else _xdg_dir(env, "XDG_CONFIG_HOME", ".config") / APP_DIR
-        return cls(home=home, explicit=explicit, config_dir=config_dir)
+        paths = cls(home=home, explicit=explicit, config_dir=config_dir)
+        url = resolve_db_url(cli_db, env, paths.user_config)
+        if url is None:
+            return paths
+        password_file = resolve_password_file(env, paths.user_config)
+        return replace(paths, db_url=url, db_password_file=password_file)
 
     @property
     def db(self) -> Path:

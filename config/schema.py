@@ -539,6 +539,34 @@ class LessonsConfig(Section):
     )
 
 
+class StateConfig(Section):
+    """Where runs are stored: the home's SQLite file, or a shared PostgreSQL database."""
+
+    url: str | None = Field(
+        default=None,
+        description="postgresql://USER@HOST:PORT/DATABASE to store state in PostgreSQL "
+        "(or --db / ORCHESTRATOR__STATE__URL); null = the home's SQLite file. Its password "
+        "is never stored or shown: the value kept here is masked",
+    )
+    password_file: str | None = Field(
+        default=None,
+        description="file whose first line is the database password (mode 0600), for a URL "
+        "without one; libpq's PGPASSWORD and ~/.pgpass work too",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _masked(cls, value: str | None) -> str | None:
+        """Keep only the masked URL: the configuration is shown and stored with every run."""
+        from config.dburl import is_postgres_url, mask_url
+
+        if value is None:
+            return None
+        if not is_postgres_url(value):
+            raise ValueError(f"expected a postgresql:// URL, given {mask_url(value)!r}")
+        return mask_url(value)
+
+
 class OrchestratorConfig(Section):
     """Every setting of the orchestrator, one section per concern."""
 
@@ -563,6 +591,9 @@ class OrchestratorConfig(Section):
     )
     lessons: LessonsConfig = Field(
         default_factory=LessonsConfig, description="what earlier runs on a repository taught"
+    )
+    state: StateConfig = Field(
+        default_factory=StateConfig, description="the state database (SQLite or PostgreSQL)"
     )
 
     def snapshot(self) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """`orchestrator doctor`: what is wrong with a home (database, stranded runs, leftovers, disk) and
 the fixes for it, each listed before it is done.
 
-The database checks use plain sqlite3 (a damaged file cannot be opened by the store); the rest
-goes through the engine. Fixes never touch a branch outside the orchestrator's prefix.
+The database checks use plain sqlite3 (a damaged file cannot be opened by the store), or on
+PostgreSQL (state.url) whether the server answers and which migrations it has; the rest goes
+through the engine. Fixes never touch a branch outside the orchestrator's prefix.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from config.dburl import mask_url
 from config.paths import Paths
 from core.cleaning import inside
 from core.errors import StateError
@@ -201,7 +203,21 @@ async def run_doctor(
     from core.engine import Engine
     from rag.layout import prune_indexes
 
-    report = DoctorReport(home=str(paths.home), database=inspect_database(paths.db))
+    if paths.db_url is not None:
+        from core.state.pg import inspect_postgres
+
+        try:
+            database = await inspect_postgres(paths.db_url, paths.db_password_file)
+        except StateError as exc:  # unreachable: say so, check nothing else
+            report = DoctorReport(
+                home=str(paths.home),
+                database=DatabaseReport(path=mask_url(paths.db_url), exists=False),
+            )
+            report.problems.append(str(exc))
+            return report
+        report = DoctorReport(home=str(paths.home), database=database)
+    else:
+        report = DoctorReport(home=str(paths.home), database=inspect_database(paths.db))
     report.branch_prefix = prefix
     db = report.database
     if db.damaged:

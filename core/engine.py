@@ -93,7 +93,12 @@ class Engine:
                 backup_count=logging.backup_count,
                 json=logging.json,
             )
-        store = await StateStore.open(paths.db, read_only=read_only)
+        store = await StateStore.open(
+            paths.db,
+            read_only=read_only,
+            url=paths.db_url,
+            password_file=paths.db_password_file,
+        )
         bus = EventBus()
         journal = Journal(store, bus, flush_interval=0.1)
         await journal.start()
@@ -446,6 +451,17 @@ class Engine:
     async def intervention(self, intervention_id: str) -> Intervention:
         """One intervention by id, whatever its status."""
         return await self.store.get_intervention(intervention_id)
+
+    async def change_mark(self, run_id: str | None = None) -> int:
+        """A mark to take before reading a run's state, for wait_for_change (store docs)."""
+        return await self.store.change_mark(run_id)
+
+    async def wait_for_change(
+        self, timeout: float, run_id: str | None = None, since: int | None = None
+    ) -> int:
+        """Wait up to `timeout` seconds for a committed change (of `run_id`) made by any
+        process: woken by PostgreSQL's NOTIFY, else the polling interval (SQLite)."""
+        return await self.store.wait_for_change(timeout, run_id, since)
 
     async def logs(self, run_id: str, *, after_seq: int = 0, limit: int = 1000) -> list[LogRecord]:
         return await self.store.get_logs(run_id, after_seq=after_seq, limit=limit)

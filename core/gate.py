@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -117,6 +116,7 @@ class Gate:
         if self._waiters == 1:
             await self._on_waiting(True)
         try:
+            mark = await self._store.change_mark(self._run_id)  # LISTEN on PostgreSQL
             while True:
                 current = await self._store.get_intervention(item.id)
                 if current.status is not InterventionStatus.PENDING:
@@ -133,7 +133,7 @@ class Gate:
                     break
                 if await self._store.cancel_requested(self._run_id):
                     raise RunCancelled()
-                await asyncio.sleep(self._poll)
+                mark = await self._store.wait_for_change(self._poll, self._run_id, mark)
         finally:
             self._waiters -= 1
         # leaving by an exception, the run's end (not a return to work) is its next status

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.ollama_server import fake_ollama  # noqa: F401  (fixture)
+from tests.pg_support import PgServer, migrated_template, missing_reason, server_for_session
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
@@ -49,3 +51,37 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ORCHESTRATOR__MODELS__EMBEDDER", "hashing-256")
     monkeypatch.setenv("ORCHESTRATOR_SEARCH_DAEMON", "off")  # no daemon outlives the test
     return folder
+
+
+# -- PostgreSQL: one server per test session, a fresh database per test ------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL 15 server of this session (skipped, saying why, when it is not installed)."""
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    yield from server_for_session()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: PgServer) -> str:
+    """A database migrated once, copied by `pg_url` for each test (CREATE DATABASE ... TEMPLATE)."""
+    return migrated_template(pg_server)
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer, pg_template: str) -> Iterator[str]:
+    """The URL (password included) of a fresh, migrated, empty PostgreSQL database."""
+    name = pg_server.fresh_database(pg_template)
+    yield pg_server.url(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str | None]:
+    """Where a store lives, for tests run on both backends: (SQLite path, PostgreSQL URL or None)."""
+    if request.param == "sqlite":
+        return tmp_path / "state.db", None
+    return tmp_path / "state.db", request.getfixturevalue("pg_url")

@@ -14,7 +14,17 @@ import pytest
 from tests.clirun import ROOT, cli_env
 from tests.tui.seed import COMPLETED_RUN, seed
 
-HEAVY = ("textual", "chromadb", "openai", "anthropic", "onnxruntime", "git", "numpy", "rich")
+HEAVY = (
+    "textual",
+    "chromadb",
+    "openai",
+    "anthropic",
+    "onnxruntime",
+    "git",
+    "numpy",
+    "rich",
+    "psycopg",
+)
 
 # Runs the CLI's main() in this interpreter, then reports which heavy packages got imported.
 _PROBE = """

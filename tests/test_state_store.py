@@ -1,4 +1,5 @@
-"""StateStore against real SQLite files: schema, durability settings, every table, concurrency."""
+"""StateStore against real SQLite files and a real PostgreSQL: schema, durability settings, every
+table, concurrency (the tests taking the `store` fixture run on both backends)."""
 
 from __future__ import annotations
 
@@ -56,9 +57,11 @@ PLAN = [
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[StateStore]:
-    """A fresh store in a temporary directory."""
-    async with await StateStore.open(tmp_path / "state.db") as s:
+async def store(backend: tuple[Path, str | None]) -> AsyncIterator[StateStore]:
+    """A fresh store on each backend: a SQLite file in a temporary directory, then a fresh
+    PostgreSQL database (tests/pg_support.py)."""
+    path, url = backend
+    async with await StateStore.open(path, url=url) as s:
         yield s
 
 
@@ -159,13 +162,17 @@ async def test_wal_mode_and_owner_only_file_modes(tmp_path: Path) -> None:
             assert stat.S_IMODE(f.stat().st_mode) == 0o600, suffix
 
 
-async def test_closed_store_and_sqlite_errors_raise_state_error(tmp_path: Path) -> None:
-    store = await StateStore.open(tmp_path / "state.db")
+async def test_closed_store_and_database_errors_raise_state_error(
+    tmp_path: Path, backend: tuple[Path, str | None]
+) -> None:
+    path, url = backend
+    store = await StateStore.open(path, url=url)
     run = await store.create_run("t", str(tmp_path), {})
     phase = (await store.save_plan(run.id, PLAN, 3))[0]
     await store.create_execution(phase.id, run.id, attempt=1)
-    with pytest.raises(StateError, match="UNIQUE"):
+    with pytest.raises(StateError, match="UNIQUE|unique constraint"):
         await store.create_execution(phase.id, run.id, attempt=1)
+    assert (await store.get_run(run.id)).id == run.id, "the store works on after the refusal"
     await store.close()
     await store.close()
     with pytest.raises(StateError, match="closed"):
@@ -429,10 +436,8 @@ async def test_findings_crud_fingerprint_and_summary(store: StateStore, tmp_path
     )
     resolved = await store.update_finding_status(batch[0].id, FindingStatus.RESOLVED)
     assert resolved.status is FindingStatus.RESOLVED and resolved.resolved_at is not None
-    with sqlite3.connect(store.path) as conn:
-        assert conn.execute(
-            "SELECT resolved FROM findings WHERE id=?", (resolved.id,)
-        ).fetchone() == (1,)
+    stored = await store._fetch("SELECT resolved FROM findings WHERE id=?", (resolved.id,))
+    assert stored[0][0] == 1 and stored[0]["resolved"] == 1
     reopened = await store.update_finding_status(batch[0].id, "open")
     assert reopened.resolved_at is None
     await store.update_finding_status(batch[0].id, FindingStatus.RESOLVED)
@@ -566,8 +571,8 @@ WRITER = textwrap.dedent(
     from pathlib import Path
     from core.state.store import StateStore
 
-    async def main(path: str, n: int, worker: int) -> None:
-        store = await StateStore.open(Path(path))
+    async def main(path: str, n: int, worker: int, url: str | None) -> None:
+        store = await StateStore.open(Path(path), url=url)
         run = await store.create_run(f"worker {worker}", "/tmp", {"worker": worker})
         for i in range(n - 1):
             if i % 2:
@@ -576,13 +581,15 @@ WRITER = textwrap.dedent(
                 await store.set_run_metadata(run.id, last=i)
         await store.close()
 
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), (sys.argv[4:] or [None])[0]))
     """
 )
 
 
-async def test_eight_processes_write_concurrently_without_lock_errors(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
+async def test_eight_processes_write_concurrently_without_lock_errors(
+    tmp_path: Path, backend: tuple[Path, str | None]
+) -> None:
+    path, url = backend
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -593,6 +600,7 @@ async def test_eight_processes_write_concurrently_without_lock_errors(tmp_path: 
             str(path),
             "200",
             str(worker),
+            *([url] if url else []),
             cwd=ROOT,
             env=env,
             stderr=asyncio.subprocess.PIPE,
@@ -602,17 +610,19 @@ async def test_eight_processes_write_concurrently_without_lock_errors(tmp_path: 
     results = await asyncio.gather(*(p.communicate() for p in procs))
     errors = [err.decode() for (_, err), p in zip(results, procs, strict=True) if p.returncode]
     assert errors == []
-    async with await StateStore.open(path) as store:
+    async with await StateStore.open(path, url=url) as store:
         assert await store.count_runs() == 8
         for summary in await store.list_runs():
             assert await store.count_logs(summary.run.id) == 99 * 5
             assert summary.run.metadata == {"last": 198}
 
 
-async def test_cancelled_writes_never_leave_a_transaction_open(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    async with await StateStore.open(path) as store:
-        run = await store.create_run("t", str(tmp_path), {})
+async def test_cancelled_writes_never_leave_a_transaction_open(
+    backend: tuple[Path, str | None],
+) -> None:
+    path, url = backend
+    async with await StateStore.open(path, url=url) as store:
+        run = await store.create_run("t", str(path.parent), {})
         for i in range(120):
             task = asyncio.create_task(store.set_run_metadata(run.id, i=i))
             for _ in range(i % 12):
@@ -621,10 +631,15 @@ async def test_cancelled_writes_never_leave_a_transaction_open(tmp_path: Path) -
             await asyncio.gather(task, return_exceptions=True)
         # The writer is usable and no lock is held: another connection can write at once.
         await store.set_run_metadata(run.id, done=True)
-        other = sqlite3.connect(path, timeout=0)
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("ROLLBACK")
-        other.close()
+        if url is None:
+            other = sqlite3.connect(path, timeout=0)
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            other.close()
+        else:  # the advisory write lock is free: another session takes it without waiting
+            async with await StateStore.open(path, url=url) as again:
+                taken = await again._fetch("SELECT pg_try_advisory_lock(1869771624)")
+                assert taken[0][0] is True
         assert (await store.get_run(run.id)).metadata["done"] is True
 
 

@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         "default $ORCHESTRATOR_HOME or the XDG data folder",
     )
     parser.add_argument("--as", dest="as_name", metavar="NAME", help=_AS_HELP)
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="store state in this PostgreSQL database (postgresql://USER@HOST:PORT/DB) instead "
+        "of the home's SQLite file; default $ORCHESTRATOR__STATE__URL or state.url",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -276,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.acp_command import add_parser as add_acp_parser
 
     add_acp_parser(sub)
+    from tui.db_command import add_parser as add_db_parser
+
+    add_db_parser(sub)
     # `--as NAME` is accepted after any command too; SUPPRESS keeps a global one given before it.
     for command_parser in sub.choices.values():
         command_parser.add_argument(

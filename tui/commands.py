@@ -32,7 +32,7 @@ def _print_json(value: Any) -> None:
 
 
 async def dispatch(args: argparse.Namespace) -> int:
-    paths = Paths.resolve(args.home, os.environ)
+    paths = Paths.resolve(args.home, os.environ, getattr(args, "db", None))
     if args.command == "config":
         return config_command(args, paths)
     if args.command in HOME_WRITING_COMMANDS:  # they write indexes or reports into the home
@@ -59,6 +59,10 @@ async def dispatch(args: argparse.Namespace) -> int:
     reason = read_only_reason(paths)
     if reason is not None and args.command not in READ_COMMANDS:
         raise refuse_write(args.command, reason)
+    if args.command == "db":  # the home's SQLite file into PostgreSQL; no engine needed
+        from tui.db_command import db_command
+
+        return await db_command(args, paths)
     if args.command == "doctor":
         from tui.doctor_command import doctor_command
 

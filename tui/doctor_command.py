@@ -42,18 +42,21 @@ def _print(report: DoctorReport, fixed: bool) -> None:
         f"home:       {report.home} ({_mib(report.disk.get('home_bytes', 0))} used, "
         f"{_mib(report.disk.get('free_bytes', 0))} free)"
     )
+    postgres = db.path.startswith(("postgresql:", "postgres:"))
     if not db.exists:
-        print(f"database:   {db.path} does not exist yet")
+        print(
+            f"database:   {db.path} " + ("cannot be reached" if postgres else "does not exist yet")
+        )
+    elif postgres:
+        print(f"database:   {db.path} (PostgreSQL, {_mib(db.bytes)}): ok")
     else:
         state = "ok" if not db.damaged else "DAMAGED: " + "; ".join(db.integrity[:3])
         print(f"database:   {db.path} ({_mib(db.bytes)}, WAL {_mib(db.wal_bytes)}): {state}")
-        if not db.damaged:
-            pending = (
-                f", pending: {', '.join(db.pending_migrations)}" if db.pending_migrations else ""
-            )
-            print(
-                f"schema:     {len(db.applied_migrations)} of {db.known_migrations} migrations{pending}"
-            )
+    if db.exists and not db.damaged:
+        pending = f", pending: {', '.join(db.pending_migrations)}" if db.pending_migrations else ""
+        print(
+            f"schema:     {len(db.applied_migrations)} of {db.known_migrations} migrations{pending}"
+        )
     print(f"stranded:   {len(report.stranded_runs)} run(s) " + " ".join(report.stranded_runs))
     print(f"worktrees:  {len(report.orphan_worktrees)} orphan folder(s)")
     print(

@@ -17,6 +17,7 @@ from core.liveness import owner_alive
 from core.records import Run
 from core.state import schema
 from core.state.db import StateDatabase
+from core.state.dialect import POSTGRESQL, SKIP_LOCKED, SQLITE
 from core.state.fencing import TOKEN_SQL, current_fence, stale_error
 from core.state.runs import _later
 from core.state.schema import dumps
@@ -37,7 +38,7 @@ _TAKE = (
 
 def claim_sql(dialect: str) -> str:
     """The claim statement for a dialect ("sqlite", or "postgresql"/"postgres")."""
-    pick = _PICK + (" FOR UPDATE SKIP LOCKED" if dialect.startswith("postgres") else "")
+    pick = _PICK + SKIP_LOCKED[POSTGRESQL if dialect.startswith("postgres") else SQLITE]
     # the outer guard repeats the test: on PostgreSQL the row may have changed while we waited
     return f"{_TAKE} WHERE id = ({pick}) AND {_FREE} RETURNING *"
 

@@ -13,13 +13,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 from urllib.parse import quote
 
 import aiosqlite
 
+from config.dburl import is_postgres_url, mask_url
 from core.diskfull import disk_full_error, is_disk_full
 from core.errors import (
+    ConfigError,
     DamagedDatabaseError,
     NotFoundError,
     OrchestratorError,
@@ -32,6 +34,9 @@ from core.state import schema
 from core.state.fencing import check_fence, current_fence, fresh_lines
 from core.state.wal_copy import copy_with_wal, has_wal_content
 from core.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from core.state.pg import PgBackend
 
 T = TypeVar("T")
 # 5 parameters a line, under SQLite's limit of variables (32766 since 3.32, 999 before).
@@ -131,13 +136,24 @@ class StateDatabase:
     One writer connection does every write inside `BEGIN IMMEDIATE` (serialised by an asyncio.Lock
     and retried while another process holds the lock); a second, query-only connection serves
     reads, so a reader never sees a half-written transaction.
+
+    With a postgresql:// URL the same API runs on PostgreSQL (core.state.pg): a pool instead of
+    the two connections, one transaction per write holding an advisory lock, the SQL translated
+    by core.state.dialect. `path` then names the home's (unused) SQLite file; `where` names the
+    database in messages (the URL with its password masked).
     """
 
     def __init__(
-        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection
+        self,
+        path: Path,
+        writer: aiosqlite.Connection | None,
+        reader: aiosqlite.Connection | None,
+        pg: PgBackend | None = None,
     ) -> None:
-        """Wrap two open connections; use `await StateStore.open(path)` instead."""
+        """Wrap two open connections (or a PostgreSQL backend); use `await StateStore.open(path)`."""
         self.path = path
+        self._pg = pg
+        self.where = pg.where if pg is not None else str(path)
         self._writer: aiosqlite.Connection | None = writer
         self._reader: aiosqlite.Connection | None = reader
         self._lock = asyncio.Lock()
@@ -148,10 +164,29 @@ class StateDatabase:
     # -- lifecycle -------------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path, *, read_only: bool = False) -> Self:
+    async def open(
+        cls,
+        path: Path,
+        *,
+        read_only: bool = False,
+        url: str | None = None,
+        password_file: str | None = None,
+    ) -> Self:
         """Open (creating and migrating if needed) the database at `path`; with `read_only`, open
-        an existing database for reads only, touching nothing (for a read-only home)."""
+        an existing database for reads only, touching nothing (for a read-only home). With a
+        postgresql:// `url`, open that database instead (psycopg is imported only then)."""
         path = Path(path).expanduser().absolute()
+        if url is not None:
+            if not is_postgres_url(url):
+                raise ConfigError(
+                    f"state.url {mask_url(url)} is not a postgresql:// URL; give "
+                    "postgresql://USER@HOST:PORT/DATABASE, or unset it to use the home's SQLite file"
+                )
+            from core.state.pg import PgBackend
+
+            return cls(
+                path, None, None, await PgBackend.open(url, password_file, read_only=read_only)
+            )
         if read_only:
             return await cls._open_read_only(path)
         try:
@@ -200,6 +235,20 @@ class StateDatabase:
         reader = await cls._connect(path, query_only=True, uri_query=uri_query)
         try:
             await reader.execute_fetchall("SELECT COUNT(*) FROM runs")
+            # A read-only open migrates nothing, but still refuses a schema newer than this code.
+            ledger = await reader.execute_fetchall(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
+            )
+            applied = (
+                [r[0] for r in await reader.execute_fetchall("SELECT name FROM schema_migrations")]
+                if list(ledger)
+                else []
+            )
+            known = [name for name, _ in schema.MIGRATIONS]
+            unknown = [name for name in applied if name not in known]
+            if unknown:
+                error = schema.newer_error(len(applied), len(known), unknown)
+                raise StateError(f"cannot open state database {path}: {error}")
         except BaseException:
             await reader.close()
             raise
@@ -237,7 +286,14 @@ class StateDatabase:
     @property
     def read_only(self) -> bool:
         """Whether this store was opened for reads only."""
+        if self._pg is not None:
+            return self._pg.read_only
         return self._writer is None and self._reader is not None
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql` (core.state.dialect): what SQL the store speaks."""
+        return "sqlite" if self._pg is None else "postgresql"
 
     async def checkpoint(self) -> None:
         """Move what the WAL holds into the database file without waiting for readers (PASSIVE)."""
@@ -249,6 +305,9 @@ class StateDatabase:
     async def close(self) -> None:
         """Close both connections; safe to call twice."""
         async with self._lock:
+            if self._pg is not None:
+                await self._pg.close()
+                self._pg = None
             for db in (self._reader, self._writer):
                 if db is not None:
                     await db.close()
@@ -271,12 +330,17 @@ class StateDatabase:
 
     def _closed_error(self) -> StateError:
         """The error for use after close (or for a write on a store opened read-only)."""
+        if self._pg is not None and self._pg.read_only:
+            return ReadOnlyHomeError(
+                f"the state database {self.where} was opened read-only, so this command cannot "
+                "write; make the home writable or use another --home"
+            )
         if self._reader is not None:
             return ReadOnlyHomeError(
                 f"the state database {self.path} was opened read-only (its home is read-only), "
                 "so this command cannot write; make the home writable or use another --home"
             )
-        return StateError(f"state database {self.path} is closed; open the store again")
+        return StateError(f"state database {self.where} is closed; open the store again")
 
     async def _begin(self, db: aiosqlite.Connection) -> None:
         """BEGIN IMMEDIATE, retrying with backoff while another process holds the write lock."""
@@ -302,6 +366,10 @@ class StateDatabase:
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
         """One IMMEDIATE transaction on the writer: commit on success, roll back on any error."""
+        if self._pg is not None:
+            async with self._pg_write() as pg_db:
+                yield pg_db
+            return
         async with self._lock:
             db = self._writer
             if db is None:
@@ -332,10 +400,36 @@ class StateDatabase:
                 with contextlib.suppress(sqlite3.Error):  # busy readers only make it partial
                     await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
+    @asynccontextmanager
+    async def _pg_write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """_write on PostgreSQL: one transaction (holding the advisory write lock) per write."""
+        async with self._lock:
+            if self._pg is None or self._pg.read_only:
+                raise self._closed_error()
+            try:
+                async with self._pg.write() as db:
+                    await check_fence(db, current_fence())  # a taken-over driver writes nothing
+                    # The adapter speaks the aiosqlite API the mixins use (core.state.pg).
+                    yield cast("aiosqlite.Connection", db)
+            except sqlite3.Error as exc:  # the mixins handled the ones they expect inside
+                raise StateError(
+                    f"write failed on the state database {self.where}: {exc}; "
+                    "check the server and the connection (state.url)"
+                ) from exc
+            self._writes += 1
+
     async def _fetch(
         self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
     ) -> list[sqlite3.Row]:
         """Run a read on the query-only connection."""
+        if self._pg is not None:
+            try:
+                return cast("list[sqlite3.Row]", await self._pg.fetch(sql, params))
+            except sqlite3.Error as exc:
+                raise StateError(
+                    f"read failed on the state database {self.where}: {exc}; "
+                    "check the server and the connection (state.url)"
+                ) from exc
         db = self._reader
         if db is None:
             raise self._closed_error()
@@ -343,6 +437,23 @@ class StateDatabase:
             return list(await db.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise state_error(self.path, "read failed on", exc) from exc
+
+    async def change_mark(self, run_id: str | None = None) -> int:
+        """A mark to take before reading what a caller then waits on (wait_for_change's
+        `since`); on PostgreSQL it also starts the LISTEN connection. Always 0 on SQLite."""
+        return 0 if self._pg is None else await self._pg.change_mark(run_id)
+
+    async def wait_for_change(
+        self, timeout: float, run_id: str | None = None, since: int | None = None
+    ) -> int:
+        """Wait up to `timeout` seconds for another write (of `run_id` when given) and return
+        the new mark: on PostgreSQL a LISTEN notification (or one already seen after `since`)
+        ends the wait early; on SQLite this is the polling interval."""
+        if self._pg is not None:
+            await self._pg.wait_for_change(timeout, run_id, since)
+            return self._pg._mark(run_id)
+        await asyncio.sleep(timeout)
+        return 0
 
     async def _liveness(self) -> dict[str, str]:
         """The :now parameter of core.liveness's SQL, for one read."""
@@ -356,6 +467,8 @@ class StateDatabase:
             return []
         now = utcnow()
         rows = [(r[0], r[1], r[4] if len(r) > 4 else now, r[2], r[3]) for r in lines]
+        if getattr(db, "dialect", "sqlite") == "postgresql":  # ids from RETURNING (pg.py)
+            return cast(list[LogRecord], await cast(Any, db).insert_lines(rows))
         records: list[LogRecord] = []
         # One multi-row INSERT per chunk: one round trip to the database thread, and the cursor's
         # lastrowid numbers the chunk (seq is AUTOINCREMENT, so a chunk's rows are consecutive).
@@ -383,7 +496,7 @@ class StateDatabase:
         row = await self._one(db, f"SELECT * FROM {table} WHERE id = ?", (id_,))
         if row is None:
             hint = "`orchestrator runs` lists run ids" if what == "run" else "check the id"
-            raise NotFoundError(f"no {what} with id {id_!r} in {self.path}; {hint}")
+            raise NotFoundError(f"no {what} with id {id_!r} in {self.where}; {hint}")
         return row
 
     async def _update_one(
@@ -393,7 +506,7 @@ class StateDatabase:
         rows = list(await db.execute_fetchall(sql + " RETURNING *", params))
         if not rows:
             hint = "`orchestrator runs` lists run ids" if what == "run" else "check the id"
-            raise NotFoundError(f"no {what} with id {id_!r} in {self.path}; {hint}")
+            raise NotFoundError(f"no {what} with id {id_!r} in {self.where}; {hint}")
         return rows[0]
 
     async def _get(self, table: str, what: str, id_: str) -> sqlite3.Row:
@@ -401,5 +514,5 @@ class StateDatabase:
         rows = await self._fetch(f"SELECT * FROM {table} WHERE id = ?", (id_,))
         if not rows:
             hint = "`orchestrator runs` lists run ids" if what == "run" else "check the id"
-            raise NotFoundError(f"no {what} with id {id_!r} in {self.path}; {hint}")
+            raise NotFoundError(f"no {what} with id {id_!r} in {self.where}; {hint}")
         return rows[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -140,17 +139,16 @@ class LogsMixin(StateDatabase):
             await db.execute(
                 "DELETE FROM artifacts WHERE run_id = ? AND path = ?", (run_id, location)
             )
-            try:
-                rows = list(
-                    await db.execute_fetchall(
-                        "INSERT INTO artifacts (id, run_id, phase_id, name, path, type, size, hash,"
-                        " created_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING *",
-                        (aid, run_id, phase_id, name, location, type, size, digest, utcnow()),
-                    )
+            # No such run: NotFoundError before the insert (a failed statement ends a
+            # PostgreSQL transaction, so the check cannot follow the foreign key's refusal).
+            await self._require(db, "runs", "run", run_id)
+            rows = list(
+                await db.execute_fetchall(
+                    "INSERT INTO artifacts (id, run_id, phase_id, name, path, type, size, hash,"
+                    " created_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING *",
+                    (aid, run_id, phase_id, name, location, type, size, digest, utcnow()),
                 )
-            except sqlite3.IntegrityError:  # the foreign key: no such run
-                await self._require(db, "runs", "run", run_id)
-                raise
+            )
             return schema.artifact_from_row(rows[0])
 
     async def get_artifacts(self, run_id: str) -> list[Artifact]:
@@ -251,6 +249,7 @@ class LogsMixin(StateDatabase):
         """Store (or replace) a model response under key."""
         async with self._write() as db:
             await db.execute(
-                "INSERT OR REPLACE INTO llm_cache (key, response, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO llm_cache (key, response, created_at) VALUES (?, ?, ?) ON CONFLICT (key)"
+                " DO UPDATE SET response = excluded.response, created_at = excluded.created_at",
                 (key, value, utcnow()),
             )

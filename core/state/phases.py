@@ -111,7 +111,7 @@ class PhasesMixin(StateDatabase):
             {**await self._liveness(), "id": phase_id},
         )
         if not rows:
-            raise NotFoundError(f"no phase with id {phase_id!r} in {self.path}; check the id")
+            raise NotFoundError(f"no phase with id {phase_id!r} in {self.where}; check the id")
         return schema.phase_from_row(rows[0])
 
     async def get_phases_for_run(self, run_id: str) -> list[Phase]:
@@ -138,7 +138,7 @@ class PhasesMixin(StateDatabase):
                 (phase_id,),
             )
             if phase is None:
-                raise NotFoundError(f"no phase with id {phase_id!r} in {self.path}; check the id")
+                raise NotFoundError(f"no phase with id {phase_id!r} in {self.where}; check the id")
             if phase[0] != run_id:
                 raise StateError(f"phase {phase_id} belongs to run {phase[0]}, not {run_id}")
             if attempt is None:
@@ -199,7 +199,7 @@ class PhasesMixin(StateDatabase):
         )
         if not rows:
             raise NotFoundError(
-                f"no execution with id {execution_id!r} in {self.path}; check the id"
+                f"no execution with id {execution_id!r} in {self.where}; check the id"
             )
         return schema.execution_from_row(rows[0])
 

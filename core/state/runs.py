@@ -105,7 +105,7 @@ class RunsMixin(StateDatabase):
         )
         if not rows:
             raise NotFoundError(
-                f"no run with id {run_id!r} in {self.path}; `orchestrator runs` lists run ids"
+                f"no run with id {run_id!r} in {self.where}; `orchestrator runs` lists run ids"
             )
         return schema.run_from_row(rows[0])
 

@@ -292,12 +292,12 @@ def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None)
         # A database from before named migrations: its user_version counts the first ones applied.
         legacy = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if legacy > len(steps):
-            raise _newer(legacy, len(steps))
+            raise newer_error(legacy, len(steps))
         applied = known[:legacy]
         conn.executemany("INSERT INTO schema_migrations(name) VALUES (?)", [(n,) for n in applied])
     unknown = [name for name in applied if name not in known]
     if unknown:
-        raise _newer(len(applied), len(steps), unknown)
+        raise newer_error(len(applied), len(steps), unknown)
     done = set(applied)
     for name, statements in steps:
         if name in done:
@@ -310,12 +310,13 @@ def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None)
     return len(done)
 
 
-def _newer(have: int, know: int, unknown: list[str] | None = None) -> sqlite3.DatabaseError:
+def newer_error(have: int, know: int, unknown: list[str] | None = None) -> sqlite3.DatabaseError:
     """The error for a database written by a newer orchestrator than this one."""
     names = f" ({', '.join(unknown)})" if unknown else ""
     return sqlite3.DatabaseError(
         f"the database's schema is newer than this program's: it has {have} migrations{names}, "
-        f"this program knows {know}; upgrade the orchestrator or point ORCHESTRATOR_HOME elsewhere"
+        f"this program knows {know}; upgrade the orchestrator (every machine sharing this "
+        "database needs that version or newer), or point --home/ORCHESTRATOR_HOME or --db elsewhere"
     )
 
 

@@ -1,4 +1,5 @@
-"""The state store: the one class that reads and writes the orchestrator's SQLite database."""
+"""The state store: the one class that reads and writes the orchestrator's database (the home's
+SQLite file, or PostgreSQL when state.url names one: core/state/pg.py)."""
 
 from __future__ import annotations
 

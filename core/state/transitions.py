@@ -276,7 +276,7 @@ class TransitionsMixin(StateDatabase):
         """Raise NotFoundError for a missing row, else TransitionError naming its status."""
         row = await self._one(db, f"SELECT status FROM {table} WHERE id = ?", (id_,))
         if row is None:
-            raise NotFoundError(f"no {what} with id {id_!r} in {self.path}; check the id")
+            raise NotFoundError(f"no {what} with id {id_!r} in {self.where}; check the id")
         raise TransitionError(
             f"{what} {id_} is {row[0]}; it cannot become {status}",
             current=str(row[0]),

@@ -48,7 +48,7 @@ class UsageMixin(StateDatabase):
     async def run_usage(self, run_id: str) -> RunUsage:
         """Totals for the run, for planning (no phase) and for each phase in plan order."""
         rows = await self._fetch(
-            f"SELECT u.phase_id AS phase_id, p.plan_id AS plan_id, {_SUMS}"
+            f"SELECT u.phase_id AS phase_id, MIN(p.plan_id) AS plan_id, {_SUMS}"
             " FROM llm_usage u LEFT JOIN phases p ON p.id = u.phase_id"
             " WHERE u.run_id = ? GROUP BY u.phase_id ORDER BY MIN(p.seq)",
             (run_id,),

@@ -192,8 +192,8 @@ def _submit_args(repo: Path) -> list[str]:
     ]
 
 
-def _check_one_commit_per_phase(home: Path, repo: Path, run_id: str) -> None:
-    doc = cli_json(home, "show", run_id)
+def _check_one_commit_per_phase(home: Path, repo: Path, run_id: str, **env: str) -> None:
+    doc = cli_json(home, "show", run_id, **env)
     assert doc["status"] == "completed", doc.get("error")
     for p in doc["phases"]:
         attempts = sorted(e["attempt"] for e in doc["executions"] if e["phase_id"] == p["id"])

@@ -220,7 +220,7 @@ class Engine:
     async def start_run(
         self,
         task: str,
-        repo: Path,
+        repo: Path | str,
         loaded: LoadedConfig,
         *,
         allow_dirty: bool = False,
@@ -232,7 +232,7 @@ class Engine:
     async def submit_run(
         self,
         task: str,
-        repo: Path,
+        repo: Path | str,
         loaded: LoadedConfig,
         *,
         allow_dirty: bool = False,

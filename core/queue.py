@@ -29,7 +29,7 @@ REPLAY_INPUT = "replay.jsonl"  # the name a replay cassette is stored under (run
 async def submit_run(
     engine: Engine,
     task: str,
-    repo: Path,
+    repo: Path | str,
     loaded: LoadedConfig,
     *,
     allow_dirty: bool = False,

@@ -10,7 +10,6 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -74,7 +73,7 @@ async def submit_command(engine: Engine, args: argparse.Namespace) -> int:
     from config.loader import load_config
     from tui.commands import _CLI_LABELS, _cli_overrides
 
-    repo = Path(args.repo).expanduser()
+    repo = await engine.checkout(args.repo)  # a git URL is cloned or fetched into the home
     overrides = _cli_overrides(args)
     record = overrides.pop("llm.record", None) is not None  # written on the worker, not here
     loaded = load_config(
@@ -86,7 +85,7 @@ async def submit_command(engine: Engine, args: argparse.Namespace) -> int:
     )
     run = await engine.submit_run(
         args.task,
-        repo,
+        args.repo,
         loaded,
         allow_dirty=args.allow_dirty,
         auto_approve=args.yes,

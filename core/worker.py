@@ -4,7 +4,8 @@ The worker holds each run's lease under the owner "host:pid:worker:NAME" and dri
 core.driver.RunDriver, which heartbeats the lease and fences every write with the lease's token
 (core.state.fencing). It first takes back at once the runs an earlier process with the same id
 left (that process is gone), then claims the oldest queued run nobody holds whenever it has room
-(`max_parallel`), polling every `poll_seconds`. `stop()` (SIGTERM, Ctrl-C) ends claiming and
+(`max_parallel`), polling every `poll_seconds` (on PostgreSQL a submit's NOTIFY wakes an idle
+worker at once). `stop()` (SIGTERM, Ctrl-C) ends claiming and
 cancels what it drives: each run is stored as interrupted, its lease released, and it stays on
 the queue for the next worker. A run that stops on its own as interrupted (it needs a person)
 leaves the queue: `orchestrator resume` continues it.
@@ -18,7 +19,7 @@ import os
 import re
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError, OrchestratorError, RunLockedError, StateError
 from core.queue import prepare_inputs
@@ -87,14 +88,20 @@ class Worker:
             for claim in await store.take_back(self.owner, like, self.lease_seconds):
                 self._start(claim, took_back=True)
             while not self._stop.is_set():
+                mark = await self._change_mark()
                 claimed = await self._fill()
                 if self.until_idle and not claimed and not self._active:
                     break
+                waits: list[asyncio.Future[Any]] = [stopping, *self._active.values()]
+                changed = None
+                if len(self._active) < self.max_parallel:  # room: a submit wakes it (NOTIFY)
+                    changed = asyncio.ensure_future(self._changed(mark))
+                    waits.append(changed)
                 await asyncio.wait(
-                    [stopping, *self._active.values()],
-                    timeout=self.poll_seconds,
-                    return_when=asyncio.FIRST_COMPLETED,
+                    waits, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
                 )
+                if changed is not None:
+                    changed.cancel()
                 self._reap()
         finally:
             stopping.cancel()
@@ -103,6 +110,19 @@ class Worker:
             await asyncio.gather(*self._active.values(), return_exceptions=True)
             self._reap()
         return self.driven
+
+    async def _change_mark(self) -> int | None:
+        """The store's change mark before looking for runs (None when it cannot be had now)."""
+        try:
+            return await self.engine.change_mark()
+        except StateError:
+            return None
+
+    async def _changed(self, mark: int | None) -> None:
+        """Return once anything changed since `mark` (on PostgreSQL, a NOTIFY such as a
+        submit's); on SQLite this is the poll interval, as the loop's own timeout."""
+        with contextlib.suppress(StateError):
+            await self.engine.wait_for_change(self.poll_seconds, since=mark)
 
     async def _fill(self) -> bool:
         """Claim runs while there is room; whether any was claimed."""

@@ -25,18 +25,23 @@ from tests.test_workers import _check_one_commit_per_phase, _reap, _submit_args
 from tests.waiting import wait_until
 
 
-def test_one_worker_completes_two_runs_submitted_to_postgresql(tmp_path: Path, pg_url: str) -> None:
+def test_an_idle_worker_is_woken_by_a_submit_to_postgresql(tmp_path: Path, pg_url: str) -> None:
     db = {"ORCHESTRATOR__STATE__URL": pg_url}
     submitter, machine = tmp_path / "laptop", tmp_path / "builder"
     repo = prepare_demo_repo(tmp_path / "demo")
-    ids = [
-        cli(submitter, *_submit_args(repo), check=True, **db).stdout.split()[1] for _ in range(2)
-    ]
-    worker = spawn(machine, "worker", "--id", "b1", "--until-idle", "--poll", "0.2", **db)
+    status = "SELECT status FROM runs WHERE id = %s"
+    first = cli(submitter, *_submit_args(repo), check=True, **db).stdout.split()[1]
+    # Polling every ten minutes: only the NOTIFY of a submit can wake the idle worker in time.
+    worker = spawn(machine, "worker", "--id", "b1", "--poll", "600", **db)
     try:
-        out, err = worker.communicate(timeout=240)
+        wait_until(lambda: _query(pg_url, status, first) == [("completed",)], what="run 1 done")
+        second = cli(submitter, *_submit_args(repo), check=True, **db).stdout.split()[1]
+        wait_until(lambda: _query(pg_url, status, second) == [("completed",)], what="run 2 done")
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=60)
     finally:
         _reap(worker)
+    ids = [first, second]
     assert worker.returncode == 0, out + err
     assert sorted(
         line.split()[4] for line in out.splitlines() if " claimed run " in line

@@ -1,7 +1,7 @@
 """Scale benchmark: queued replay-demo runs carried out by 1, 2 and 4 workers; prints figures.
 
 Usage: python bench/scale.py [--runs 8] [--workers 1,2,4] [--max-parallel 1] [--claims 10]
-                             [--poll 0.02] [--timeout 900] [--db URL] [--keep]
+                             [--poll 0.02] [--timeout 900] [--db URL | --pg] [--keep]
 
 Every run is the shipped demo (same task, same cassette, no approval gate), submitted with
 `orchestrator submit TASK --repo REPO --provider replay --replay CASSETTE` and carried out by
@@ -12,8 +12,10 @@ Every run is the shipped demo (same task, same cassette, no approval gate), subm
 - claim latency (p50/p99): with idle workers waiting, runs submitted one at a time; the stored
   time from a run's submission (created_at) to its start (started_at).
 - event latency (p50/p99): this process follows the runs' events as another machine's app
-  would (reading the events table through the engine every --poll seconds); for each event, the
-  time it was first seen here minus the time the worker stored it.
+  would (Engine.wait_for_change: woken by PostgreSQL's NOTIFY, polling every second only as a
+  fallback; on SQLite reading the events table every --poll seconds); for each event, the time
+  it was first seen here minus the time the worker logged it (its `ts`; the worker's journal
+  stores lines in batches, so this includes the batching).
 
 All processes share one home (SQLite) unless --db names a shared database (passed to every
 command as `--db URL`, and to this process's engine as ORCHESTRATOR__STATE__URL). Needs the
@@ -171,6 +173,7 @@ async def follow(
     latencies: list[float] = []
     ended: dict[str, RunStatus] = {}
     while len(ended) < len(run_ids):
+        mark = await engine.change_mark()  # before reading: a change seen after it ends the wait
         if time.monotonic() > deadline:
             raise SystemExit(
                 f"error: runs still not finished at the deadline: {sorted(set(run_ids) - set(ended))}"
@@ -195,8 +198,14 @@ async def follow(
             run = await engine.get_run(run_id)
             if run.status in FINISHED_RUN_STATUSES:
                 ended[run_id] = run.status
-        await asyncio.sleep(poll)
+        await engine.wait_for_change(poll, since=mark)  # NOTIFY on PostgreSQL, a sleep on SQLite
     return latencies, ended
+
+
+def follow_poll(args: argparse.Namespace) -> float:
+    """How long a read waits for a change: --poll on SQLite; on PostgreSQL the NOTIFY wakes the
+    reader, so polling (every second) is only the fallback."""
+    return max(args.poll, 1.0) if args.db else args.poll
 
 
 async def throughput(
@@ -207,12 +216,12 @@ async def throughput(
     bench = Bench(home, args.db)
     repo = prepare_demo_repo(root / f"demo-{n_workers}")
     run_ids = [bench.submit(repo) for _ in range(args.runs)]
-    async with await Engine.open(Paths(home)) as engine:
+    async with await Engine.open(Paths.resolve(str(home), cli_db=args.db)) as engine:
         started = time.monotonic()
         workers = bench.start_workers(n_workers, args.max_parallel)
         try:
             latencies, ended = await follow(
-                engine, run_ids, args.poll, started + args.timeout, workers
+                engine, run_ids, follow_poll(args), started + args.timeout, workers
             )
         finally:
             stop_workers(workers)
@@ -229,10 +238,12 @@ async def claim_latency(root: Path, args: argparse.Namespace) -> list[float]:
     out: list[float] = []
     workers = bench.start_workers(2, 1)
     try:
-        async with await Engine.open(Paths(home)) as engine:
+        async with await Engine.open(Paths.resolve(str(home), cli_db=args.db)) as engine:
             for _ in range(args.claims):
                 run_id = bench.submit(repo)
-                await follow(engine, [run_id], args.poll, time.monotonic() + args.timeout, workers)
+                await follow(
+                    engine, [run_id], follow_poll(args), time.monotonic() + args.timeout, workers
+                )
                 run = await engine.get_run(run_id)
                 if run.started_at:
                     out.append(
@@ -256,15 +267,41 @@ async def main() -> None:
         "--timeout", type=float, default=900, help="seconds allowed per measurement"
     )
     parser.add_argument("--db", help="a shared database URL passed to every command (--db URL)")
+    parser.add_argument(
+        "--pg",
+        action="store_true",
+        help="start a throwaway PostgreSQL 15 as the tests do (tests/pg_support.py) and use it",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary homes")
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",") if n.strip()]
+    server = None
+    if args.pg:
+        from tests.pg_support import missing_reason, start_server
 
+        reason = missing_reason()
+        if reason:
+            raise SystemExit(f"error: --pg: {reason}")
+        server = start_server()
+        args.db = server.url(server.fresh_database())
+    try:
+        await measure(args, counts)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+async def measure(args: argparse.Namespace, counts: list[int]) -> None:
+    """Every figure, printed as it is measured."""
     if args.db:  # this process follows the runs in the same database the workers use
         os.environ["ORCHESTRATOR__STATE__URL"] = args.db
     root = Path(tempfile.mkdtemp(prefix="orchestrator-scale-"))
     require_commands(Bench(root / "home-probe", args.db))
-    print(f"replay demo, {args.runs} runs per measurement, --max-parallel {args.max_parallel}")
+    store = "PostgreSQL (--db)" if args.db else "SQLite (one shared home)"
+    print(
+        f"store: {store}; replay demo, {args.runs} runs per measurement, "
+        f"--max-parallel {args.max_parallel}"
+    )
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     all_latencies: list[float] = []
     for n in counts:

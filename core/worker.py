@@ -186,7 +186,8 @@ class Worker:
                 self.say(f"run {run.id} {final.status}")
                 return final
             except asyncio.CancelledError:
-                self.say(f"run {run.id} stopped before it started; back on the queue")
+                # before or after the driver's own handling: an unfinished run stays queued
+                self.say(f"run {run.id}: stopped with the worker; `orchestrator show {run.id}`")
                 return None
             except RunLockedError as exc:  # LeaseLostError too: another worker has it now
                 self.say(f"run {run.id}: {exc}")

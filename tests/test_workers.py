@@ -75,10 +75,13 @@ def _rows(home: Path, sql: str, *params: Any) -> list[sqlite3.Row]:
 
 
 async def test_claims_take_the_oldest_free_run_once_and_a_worker_takes_its_own_back(
-    tmp_path: Path,
+    tmp_path: Path, backend: tuple[Path, str | None]
 ) -> None:
-    path = tmp_path / "orchestrator.db"
-    async with await StateStore.open(path) as one, await StateStore.open(path) as two:
+    path, url = backend
+    async with (
+        await StateStore.open(path, url=url) as one,
+        await StateStore.open(path, url=url) as two,
+    ):
         done = await one.create_run("finished", str(tmp_path), {})
         await one.update_run_status(done.id, RunStatus.COMPLETED)
         await one.queue_run(done.id)
@@ -116,9 +119,11 @@ async def test_claims_take_the_oldest_free_run_once_and_a_worker_takes_its_own_b
 # ---- fencing ---------------------------------------------------------------------------------
 
 
-async def test_a_driver_whose_lease_was_taken_over_writes_nothing_more(tmp_path: Path) -> None:
-    path = tmp_path / "orchestrator.db"
-    async with await StateStore.open(path) as a, await StateStore.open(path) as b:
+async def test_a_driver_whose_lease_was_taken_over_writes_nothing_more(
+    tmp_path: Path, backend: tuple[Path, str | None]
+) -> None:
+    path, url = backend
+    async with await StateStore.open(path, url=url) as a, await StateStore.open(path, url=url) as b:
         run = await a.create_run("task", str(tmp_path), {})
         phase = (await a.save_plan(run.id, PLAN, 3))[0]
         await a.queue_run(run.id)
@@ -159,9 +164,11 @@ async def test_a_driver_whose_lease_was_taken_over_writes_nothing_more(tmp_path:
         assert "written by the stale driver" not in messages
 
 
-async def test_recording_a_lost_run_fences_off_the_process_that_drove_it(tmp_path: Path) -> None:
-    path = tmp_path / "orchestrator.db"
-    async with await StateStore.open(path) as a, await StateStore.open(path) as b:
+async def test_recording_a_lost_run_fences_off_the_process_that_drove_it(
+    tmp_path: Path, backend: tuple[Path, str | None]
+) -> None:
+    path, url = backend
+    async with await StateStore.open(path, url=url) as a, await StateStore.open(path, url=url) as b:
         run = await a.create_run("task", str(tmp_path), {})
         owner = f"{HOST}:1:x"
         token = await a.acquire_lease(run.id, owner, -1)  # a starved driver: its lease expired

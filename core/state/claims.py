@@ -114,6 +114,9 @@ class ClaimsMixin(StateDatabase):
     async def claim_next(self, owner: str, ttl_seconds: float) -> Claim | None:
         """Claim the oldest queued run nobody holds for `owner`, or None when there is none."""
         now = utcnow()
+        # A read first: idle workers woken by every change take no write lock for nothing.
+        if not await self._fetch(_PICK, {"now": now}):
+            return None
         params = {"owner": owner, "expires": _later(now, ttl_seconds), "now": now}
         sql = claim_sql(getattr(self, "dialect", "sqlite"))
         async with self._write() as db:

@@ -3,6 +3,7 @@ end-to-end run of three workers on three homes with a crash and a cut-off."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
@@ -14,7 +15,9 @@ from typing import Any
 
 import psycopg
 
+from config.paths import Paths
 from core.demo.prepare import prepare_demo_repo
+from core.engine import Engine
 from tests.cassette import new_file, phase, write_cassette
 from tests.clirun import cli, cli_json, spawn
 from tests.conftest import git
@@ -22,7 +25,9 @@ from tests.fakes.tcp_proxy import TcpProxy
 from tests.pg_support import PgServer
 from tests.test_remote_repos import TASK, make_origin, phase_commits
 from tests.test_workers import _check_one_commit_per_phase, _reap, _submit_args
+from tests.tui.shell_support import ShellApp, top, wait_for
 from tests.waiting import wait_until
+from tui.screens.runs import RunsScreen
 
 
 def test_an_idle_worker_is_woken_by_a_submit_to_postgresql(tmp_path: Path, pg_url: str) -> None:
@@ -206,6 +211,7 @@ def test_three_workers_on_three_homes_survive_a_crash_and_a_partition(
             attempts = sorted(e["attempt"] for e in doc["executions"] if e["phase_id"] == p["id"])
             assert attempts == list(range(1, len(attempts) + 1)), (run_id, p["plan_id"], attempts)
             git(origin, "merge-base", "--is-ancestor", p["commit"], tip)
+    asyncio.run(_the_app_lists_them(laptop, pg_url, ids))
     # Nothing written twice: no artifact, finding or phase commit stored twice.
     assert _query(pg_url, "SELECT count(*) FROM artifacts")[0][0] > 0
     for sql in TWICE:
@@ -217,6 +223,28 @@ def test_three_workers_on_three_homes_survive_a_crash_and_a_partition(
     )
     print("runs with a second attempt:", retried)
     assert {r[0] for r in retried} >= {cut_run, killed_run}
+
+
+async def _the_app_lists_them(home: Path, url: str, ids: list[str]) -> None:
+    """The app on the submitter's home, opened on the shared database, lists every run completed."""
+
+    class SharedEngine(Engine):
+        @classmethod
+        async def open(cls, paths: Paths, **options: Any) -> Engine:
+            return await Engine.open(Paths.resolve(str(paths.home), env={}, cli_db=url), **options)
+
+    app = ShellApp(home, engine_class=SharedEngine)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), what="the runs screen")
+        runs = top(app, RunsScreen)
+        await wait_for(
+            pilot,
+            lambda: (
+                sorted((s.run.id, s.run.status.value) for s in runs.summaries)
+                == sorted((run_id, "completed") for run_id in ids)
+            ),
+            what="the eight runs, completed, in the app",
+        )
 
 
 def _worker_event_after(url: str, run_id: str, seq: int) -> list[tuple[Any, ...]]:

@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from config.paths import Paths
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
+from core.engine import Engine
 from core.records import RunStatus
 from tests.clirun import cli, cli_json, spawn
+from tests.pg_support import PgServer
 from tests.tui.run_view_support import HomeApp, run_screen, view_ready, wait_for
 from tui.modals.intervention import InterventionModal
 from tui.screens.run_view import RunScreen
@@ -120,3 +123,39 @@ async def test_a_run_submitted_and_cancelled_on_another_machine_shows_at_once(
         await wait_for(pilot, lambda: status() == "pending", what=f"submitted run {run_id}")
         await asyncio.to_thread(cli, elsewhere, "--db", pg_url, "cancel", run_id, check=True)
         await wait_for(pilot, lambda: status() == "cancelled", what=f"run {run_id} cancelled")
+
+
+async def test_while_the_listen_connection_is_down_the_app_polls_again(
+    tmp_path: Path, pg_server: PgServer, pg_url: str
+) -> None:
+    database = pg_url.rsplit("/", 1)[1]
+    app = HomeApp(tmp_path / "machine-a", db_url=pg_url, fallback_poll_seconds=NO_POLLING)
+    async with (
+        await Engine.open(Paths(tmp_path / "machine-b", db_url=pg_url)) as elsewhere,
+        app.run_test(size=(160, 45)) as pilot,
+    ):
+        await wait_for(pilot, app.engine.hears_changes, what="the app's LISTEN connection")
+        runs = app.screen
+        assert isinstance(runs, RunsScreen)
+        await elsewhere.store.count_runs()  # machine B's pooled connection is open already
+        # No new connection may reach the database, and the app's LISTEN connection is cut.
+        pg_server.sql(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+        try:
+            pg_server.sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                f" WHERE datname = '{database}' AND query LIKE 'LISTEN%'"
+            )
+            await wait_for(
+                pilot, lambda: not app.engine.hears_changes(), what="the LISTEN connection lost"
+            )
+            assert app.poll_due("a timer"), "deaf: the timers poll at their own pace"
+            created = await elsewhere.store.create_run("made while deaf", str(tmp_path), {})
+            await wait_for(
+                pilot,
+                lambda: [s.run.id for s in runs.summaries] == [created.id],
+                what=f"run {created.id} read by polling while LISTEN is down",
+            )
+        finally:
+            pg_server.sql(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        await wait_for(pilot, app.engine.hears_changes, what="LISTEN connected again")
+        assert not app.poll_due("another timer"), "hearing again: NOTIFY wakes the screens"

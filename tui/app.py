@@ -11,7 +11,7 @@ wait on modals, so start them with `app.spawn_action(actions.cancel, run_id)` (T
 `App.run_action` takes action strings); `app.now()` is the clock for durations; a screen with a
 `run_changed(run_id)` method is told when a run of this process changes, and one with a
 `store_changed()` method when another process (on any machine) committed a change to a shared
-PostgreSQL store; a screen's polling timer asks `app.poll_due(screen)` first.
+PostgreSQL store; a screen's polling timer asks `app.poll_due(its name)` first.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class OrchestratorApp(App[int]):
         self.fallback_poll_seconds = fallback_poll_seconds
         self.store_wakes = 0  # notifications of other processes' commits handled, for tests
         self._following = False  # a watcher waits on the store's notifications (PostgreSQL)
-        self._last_polls: dict[object, float] = {}
+        self._last_polls: dict[str, float] = {}
         self._follower: Worker[None] | None = None
 
     def now(self) -> datetime:
@@ -174,9 +174,9 @@ class OrchestratorApp(App[int]):
             if callable(hook):
                 hook()
 
-    def poll_due(self, key: object) -> bool:
-        """Whether a timer (keyed by its owner) should read the store now: always on SQLite or
-        while PostgreSQL's LISTEN is down; else only every `fallback_poll_seconds`."""
+    def poll_due(self, key: str) -> bool:
+        """Whether a timer (keyed by its screen's name) should read the store now: always on
+        SQLite or while PostgreSQL's LISTEN is down; else only every `fallback_poll_seconds`."""
         if not self._following or not self.engine.hears_changes():
             return True
         now = time.monotonic()
@@ -275,7 +275,7 @@ class OrchestratorApp(App[int]):
     # ---- interventions -------------------------------------------------------------------------
 
     def _timed_poll_interventions(self) -> None:
-        if self.poll_due("interventions"):
+        if self.poll_due("decisions"):
             self.poll_interventions()
 
     @work(group="intervention-poll", exclusive=True, exit_on_error=False)

@@ -198,7 +198,7 @@ class RunScreen(Screen[None]):
         """Changes made by other processes: new log lines and, while the run is active, its state
         (its clock too). With PostgreSQL's notifications up, the log and a finished run's state
         are read on `store_changed` instead, and here only as a fallback now and then."""
-        if not self.orchestrator.poll_due(self):
+        if not self.orchestrator.poll_due(type(self).__name__):
             if self.run is not None and self.run.status in ACTIVE_RUN_STATUSES:
                 self.request_refresh()  # the durations shown move on
             return

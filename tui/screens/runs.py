@@ -307,7 +307,7 @@ class RunsScreen(Screen[None]):
             self.reload()
 
     def _timed_reload(self) -> None:
-        if self.orchestrator.poll_due(self):
+        if self.orchestrator.poll_due(type(self).__name__):
             self.reload()
 
     def store_changed(self) -> None:

@@ -41,6 +41,26 @@ def mask_url(url: str) -> str:
     return urlunsplit((split.scheme, netloc, split.path, query, split.fragment))
 
 
+def split_password(url: str) -> tuple[str, str | None]:
+    """The URL without its password (userinfo or `password=` query value), and that password:
+    for a child process that gets the URL on its command line and the password as PGPASSWORD."""
+    split = urlsplit(url)
+    password = split.password if "@" in split.netloc else None
+    netloc = split.netloc
+    if password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}@{hostport}"
+    kept = []
+    for part in split.query.split("&") if split.query else []:
+        key, _, value = part.partition("=")
+        if key.lower() == "password":
+            password = value
+        else:
+            kept.append(part)
+    bare = urlunsplit((split.scheme, netloc, split.path, "&".join(kept), split.fragment))
+    return bare, password
+
+
 def mask_text(text: str, url: str | None) -> str:
     """Text (an error message) with the URL's password replaced wherever it appears."""
     if not url:

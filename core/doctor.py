@@ -22,6 +22,7 @@ from config.dburl import mask_url
 from config.paths import Paths
 from core.cleaning import inside
 from core.errors import StateError
+from core.git.remote import local_repo_path
 from core.git.repo import git_cmd, run_git
 from core.git.worktrees import prune_worktrees
 from core.records import FINISHED_RUN_STATUSES, Run
@@ -254,7 +255,7 @@ async def run_doctor(
         report.stranded_runs = [r.id for r in strand]
         orphans = await asyncio.to_thread(orphan_worktrees, paths, by_id)
         report.orphan_worktrees = [str(f) for f in orphans]
-        repos = sorted({Path(r.repo) for r in runs})
+        repos = sorted({local_repo_path(paths, r.repo) for r in runs})  # a URL's: its clone
         repo_branches: dict[Path, list[str]] = {}
         for repo in repos:
             names = await asyncio.to_thread(prefixed_branches, repo, prefix)

@@ -456,6 +456,16 @@ class Engine:
         """A mark to take before reading a run's state, for wait_for_change (store docs)."""
         return await self.store.change_mark(run_id)
 
+    @property
+    def shared_store(self) -> bool:
+        """True when the store is PostgreSQL: other machines' commits are announced by NOTIFY."""
+        return self.store.dialect == "postgresql"
+
+    def hears_changes(self) -> bool:
+        """True while other processes' commits wake wait_for_change at once (PostgreSQL's LISTEN
+        connection is up); False on SQLite or while it reconnects (callers poll then)."""
+        return self.store.hears_changes()
+
     async def wait_for_change(
         self, timeout: float, run_id: str | None = None, since: int | None = None
     ) -> int:

@@ -36,6 +36,12 @@ SEEN_RUN_COLUMNS = (
 LOST_RUN_OF = "EXISTS (SELECT 1 FROM runs WHERE runs.id = {alias}.run_id AND " + LOST_RUN + ")"
 
 
+def worker_name(owner: str | None) -> str | None:
+    """The worker's id in a lease owner "host:pid:worker:NAME" (core.worker), else None."""
+    parts = (owner or "").split(":", 3)
+    return parts[3] if len(parts) == 4 and parts[2] == "worker" and parts[3] else None
+
+
 def owner_alive(owner: str) -> bool:
     """Whether a lease owner "host:pid:..." may still run; a dead pid on this host means no."""
     host, _, rest = owner.partition(":")

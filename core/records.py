@@ -109,6 +109,7 @@ class Run:
     # Read as interrupted because its driving process is gone, though not yet recorded so
     # (core.liveness); the next writing command records it through core.lifecycle.
     lost: bool = False
+    queued: bool = False  # submitted for a worker (`orchestrator submit`)
 
 
 @dataclass(frozen=True)

@@ -206,12 +206,19 @@ async def tui_screens(home: Path, waiting: subprocess.Popen[bytes]) -> None:
 
 def browser_shot(tmp: Path) -> Path:
     """app-in-browser.png: `orchestrator serve` opened in headless Chromium while a headless demo
-    waits for its approval (the same steps as tests/test_serve.py)."""
+    waits for its approval (the same steps as tests/test_serve.py), its decision set aside."""
     from tests.browser import Served, chromium, open_waiting_run
 
     async def shoot(url: str) -> Path:
         async with chromium(tmp) as page:
             await open_waiting_run(page, url)
+            # Esc sets the decision aside: the shot shows the table and the footer's keys (the
+            # served app draws no footer under the modal).
+            await page.focus_terminal()
+            await page.press("escape")
+            await page.wait_for_text(
+                "waiting", "4 Analytics", what="the runs table with its footer", timeout=60
+            )
             return await page.screenshot(HERE / "app-in-browser.png")
 
     home = tmp / "browser-home"

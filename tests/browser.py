@@ -135,7 +135,12 @@ class Page:
         await self.evaluate("window.__servedTerminal.focus()")
 
     async def press(self, key: str) -> None:
-        """Type one printable character, or `ctrl+LETTER`, into the focused element."""
+        """Type one printable character, `ctrl+LETTER` or `escape` into the focused element."""
+        if key == "escape":
+            code = {"key": "Escape", "code": "Escape", "windowsVirtualKeyCode": 27}
+            await self.send("Input.dispatchKeyEvent", type="rawKeyDown", **code)
+            await self.send("Input.dispatchKeyEvent", type="keyUp", **code)
+            return
         if key.startswith("ctrl+"):
             letter = key.removeprefix("ctrl+")
             code = {"key": letter, "code": f"Key{letter.upper()}", "modifiers": 2}

@@ -225,3 +225,36 @@ def test_credentials_in_the_url_reach_git_and_are_written_nowhere(tmp_path: Path
     leaked = [p for p in home.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert leaked == []
     assert secret not in cli(home, "export", run_id, "--format", "json", check=True).stdout
+
+
+def test_doctor_finds_and_deletes_orphan_branches_in_the_clone_of_a_run_on_a_git_url(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import json
+
+    from config.paths import Paths
+    from core.engine import Engine
+    from core.git.remote import ensure_clone
+
+    url = f"file://{make_origin(tmp_path)}"
+    home = tmp_path / "home"
+    paths = Paths(home)
+    clone = ensure_clone(paths, url)
+
+    async def make() -> str:
+        async with await Engine.open(paths) as engine:
+            return (await engine.store.create_run(TASK, url, {})).id
+
+    run_id = asyncio.run(make())
+    git(clone, "branch", f"orchestrator/{run_id}")
+    git(clone, "branch", "orchestrator/rgone")
+    report = cli(home, "doctor", "--json")
+    assert report.returncode == 1, report.stderr  # unhealthy: an orphan branch
+    doc = json.loads(report.stdout)
+    assert doc["orphan_branches"] == [f"{clone}:orchestrator/rgone"]
+    assert f"{clone}:orchestrator/{run_id}" in doc["branches"]
+    cli(home, "doctor", "--fix", check=True)
+    assert git(
+        clone, "branch", "--format=%(refname:short)", "--list", "orchestrator/*"
+    ).split() == [f"orchestrator/{run_id}"]

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.paths import Paths
-from core.agents.presets import PRESETS
 from core.errors import InputError
 
 if TYPE_CHECKING:
@@ -23,6 +22,8 @@ _LINE_LIMIT = 50 * 1024 * 1024
 
 
 def add_parser(sub: Any) -> None:
+    from tui.cli import add_model_options
+
     p = sub.add_parser(
         "acp",
         help="act as an ACP agent on stdin/stdout: an editor's prompt starts a run in its folder",
@@ -36,37 +37,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="also send the live log (model output, commands) as the agent's thoughts",
     )
-    p.add_argument(
-        "--provider",
-        help="LLM provider for every model: ollama, openai, anthropic or replay "
-        "(default auto: each model's models.yaml provider)",
-    )
-    p.add_argument(
-        "--model", help="models.yaml entry or raw Ollama tag for the planner and the executor"
-    )
-    p.add_argument("--host", help="Ollama host, e.g. http://127.0.0.1:11434")
-    p.add_argument("--base-url", help="OpenAI-compatible API URL (sets llm.openai.base_url)")
-    p.add_argument(
-        "--record", metavar="FILE", help="write every model request and answer to a JSONL cassette"
-    )
-    p.add_argument(
-        "--replay",
-        metavar="FILE",
-        help="answer model requests from a cassette (with --provider replay)",
-    )
-    p.add_argument(
-        "--replay-strict", action="store_true", help="only answer requests the cassette holds"
-    )
-    p.add_argument(
-        "--agent",
-        choices=sorted(PRESETS),
-        help="carry the phases out with this coding agent over ACP (see `orchestrator agents`)",
-    )
-    p.add_argument(
-        "--allow-dirty",
-        action="store_true",
-        help="start from HEAD even when the repository has uncommitted changes",
-    )
+    add_model_options(p)
 
 
 def _protocol_stdio() -> tuple[int, int]:

@@ -9,11 +9,15 @@ For screens and widgets: `app.engine` is the engine; `app.open_run(run_id)` push
 `app.start_engine_task(run_id, resume=...)` drives a run here; the run actions in tui/actions.py
 wait on modals, so start them with `app.spawn_action(actions.cancel, run_id)` (Textual's own
 `App.run_action` takes action strings); `app.now()` is the clock for durations; a screen with a
-`run_changed(run_id)` method is told when a run of this process changes.
+`run_changed(run_id)` method is told when a run of this process changes, and one with a
+`store_changed()` method when another process (on any machine) committed a change to a shared
+PostgreSQL store; a screen's polling timer asks `app.poll_due(its name)` first.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from functools import partial
@@ -46,6 +50,14 @@ if TYPE_CHECKING:
 
 # How often pending interventions are read from the store (runs of other processes).
 INTERVENTION_POLL_SECONDS = 1.0
+# With a PostgreSQL store whose notifications arrive, the screens' timers read only this often, as
+# a safety net: NOTIFY wakes them on each commit. While LISTEN is down they poll at their own pace.
+FALLBACK_POLL_SECONDS = 15.0
+# How long one wait for a notification lasts before the watcher waits again.
+FOLLOW_WAIT_SECONDS = 30.0
+# Wake-ups reach the screens at most this often, however busy the store (commits in between
+# are read together by the next wake-up).
+WAKE_SPACING_SECONDS = 0.2
 
 
 class OrchestratorApp(App[int]):
@@ -77,8 +89,10 @@ class OrchestratorApp(App[int]):
         auto_approve: bool = False,
         clock: Callable[[], datetime] | None = None,
         start_initial: str | None = None,
+        fallback_poll_seconds: float = FALLBACK_POLL_SECONDS,
     ) -> None:
-        """`initial_run` opens that run's view; `start_initial` ("execute" or "resume") drives it."""
+        """`initial_run` opens that run's view; `start_initial` ("execute" or "resume") drives it;
+        `fallback_poll_seconds`: how often screens poll while PostgreSQL's NOTIFY wakes them."""
         super().__init__()
         self.engine = engine
         self.initial_run = initial_run
@@ -95,6 +109,11 @@ class OrchestratorApp(App[int]):
         self._quitting: Worker[None] | None = None
         self.cancelling: set[str] = set()  # runs this app asked to cancel
         self.driven: set[str] = set()  # runs this app drove: their end gets the app's own notice
+        self.fallback_poll_seconds = fallback_poll_seconds
+        self.store_wakes = 0  # notifications of other processes' commits handled, for tests
+        self._following = False  # a watcher waits on the store's notifications (PostgreSQL)
+        self._last_polls: dict[str, float] = {}
+        self._follower: Worker[None] | None = None
 
     def now(self) -> datetime:
         """The current time (aware, UTC) used for durations of active runs; fixed in snapshot tests."""
@@ -110,8 +129,14 @@ class OrchestratorApp(App[int]):
             name="bus bridge",
             exit_on_error=False,
         )
-        self.set_interval(INTERVENTION_POLL_SECONDS, self.poll_interventions)
+        self.set_interval(INTERVENTION_POLL_SECONDS, self._timed_poll_interventions)
         self.poll_interventions()
+        if self.engine.shared_store:
+            self._following = True
+            follow: Worker[None] = self.run_worker(
+                self._follow_store, group="store-follow", exit_on_error=False
+            )
+            self._follower = follow
         if self.initial_run is not None:
             self.open_run(self.initial_run)
             if self.start_initial is not None:
@@ -120,6 +145,45 @@ class OrchestratorApp(App[int]):
     def on_unmount(self) -> None:
         if self._subscription is not None:
             self._subscription.close()
+
+    # ---- other machines ------------------------------------------------------------------------
+
+    async def _follow_store(self) -> None:
+        """Wake the screens on each commit other processes make to the shared store (NOTIFY)."""
+        engine = self.engine
+        try:
+            mark = await engine.change_mark()  # starts LISTEN; every change after it wakes us
+            while True:
+                new = await engine.wait_for_change(FOLLOW_WAIT_SECONDS, since=mark)
+                if new == mark:
+                    continue  # no change within the wait (or LISTEN is down: the timers poll)
+                mark = new
+                self.store_changed()
+                # Read here, not in the exclusive poll worker: a stream of wake-ups must not keep
+                # cancelling the read; commits made meanwhile are read by the next wake-up.
+                await self.refresh_interventions()
+                await asyncio.sleep(WAKE_SPACING_SECONDS)  # bounds the wake-up rate, not a wait
+        finally:
+            self._following = False  # the timers poll at their own pace again
+
+    def store_changed(self) -> None:
+        """Tell the shown screens with a `store_changed` hook that another process committed."""
+        self.store_wakes += 1
+        for screen in self.screen_stack:
+            hook = getattr(screen, "store_changed", None)
+            if callable(hook):
+                hook()
+
+    def poll_due(self, key: str) -> bool:
+        """Whether a timer (keyed by its screen's name) should read the store now: always on
+        SQLite or while PostgreSQL's LISTEN is down; else only every `fallback_poll_seconds`."""
+        if not self._following or not self.engine.hears_changes():
+            return True
+        now = time.monotonic()
+        if now - self._last_polls.setdefault(key, now) < self.fallback_poll_seconds:
+            return False
+        self._last_polls[key] = now
+        return True
 
     # ---- runs ----------------------------------------------------------------------------------
 
@@ -209,6 +273,10 @@ class OrchestratorApp(App[int]):
         return self.run_worker(guarded, group="actions", exit_on_error=False)
 
     # ---- interventions -------------------------------------------------------------------------
+
+    def _timed_poll_interventions(self) -> None:
+        if self.poll_due("decisions"):
+            self.poll_interventions()
 
     @work(group="intervention-poll", exclusive=True, exit_on_error=False)
     async def poll_interventions(self) -> None:

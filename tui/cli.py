@@ -32,6 +32,48 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options that pick models and agents for a run (`run`, `submit`, `acp`)."""
+    p.add_argument(
+        "--provider",
+        help="LLM provider for every model: ollama, openai, anthropic or replay "
+        "(default auto: each model's models.yaml provider)",
+    )
+    p.add_argument(
+        "--model", help="models.yaml entry or raw Ollama tag for the planner and the executor"
+    )
+    p.add_argument("--host", help="Ollama host, e.g. http://127.0.0.1:11434")
+    p.add_argument(
+        "--base-url",
+        help="OpenAI-compatible API URL, e.g. http://127.0.0.1:8000/v1 (sets llm.openai.base_url)",
+    )
+    p.add_argument(
+        "--record",
+        metavar="FILE",
+        help="write every model request and answer to a JSONL cassette",
+    )
+    p.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="answer model requests from a cassette (with --provider replay)",
+    )
+    p.add_argument(
+        "--replay-strict",
+        action="store_true",
+        help="only answer requests the cassette holds exactly",
+    )
+    p.add_argument(
+        "--agent",
+        choices=sorted(PRESETS),
+        help="carry the phases out with this coding agent over ACP (see `orchestrator agents`)",
+    )
+    p.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="start from HEAD even when the repository has uncommitted changes",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrator",
@@ -80,44 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="the git repository to work on: a path, or a git URL (file://, ssh, https) that is "
             "cloned into the home and to which the run branch is pushed after each phase",
         )
-        p.add_argument(
-            "--provider",
-            help="LLM provider for every model: ollama, openai, anthropic or replay "
-            "(default auto: each model's models.yaml provider)",
-        )
-        p.add_argument(
-            "--model", help="models.yaml entry or raw Ollama tag for the planner and the executor"
-        )
-        p.add_argument("--host", help="Ollama host, e.g. http://127.0.0.1:11434")
-        p.add_argument(
-            "--base-url",
-            help="OpenAI-compatible API URL, e.g. http://127.0.0.1:8000/v1 (sets llm.openai.base_url)",
-        )
-        p.add_argument(
-            "--record",
-            metavar="FILE",
-            help="write every model request and answer to a JSONL cassette",
-        )
-        p.add_argument(
-            "--replay",
-            metavar="FILE",
-            help="answer model requests from a cassette (with --provider replay)",
-        )
-        p.add_argument(
-            "--replay-strict",
-            action="store_true",
-            help="only answer requests the cassette holds exactly",
-        )
-        p.add_argument(
-            "--agent",
-            choices=sorted(PRESETS),
-            help="carry the phases out with this coding agent over ACP (see `orchestrator agents`)",
-        )
-        p.add_argument(
-            "--allow-dirty",
-            action="store_true",
-            help="start from HEAD even when the repository has uncommitted changes",
-        )
+        add_model_options(p)
 
     p = sub.add_parser("run", help="plan and execute a task on a repository")
     add_task_options(p)

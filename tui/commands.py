@@ -279,6 +279,8 @@ async def demo_command(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def summary_json(s: RunSummary) -> dict[str, Any]:
+    from core.reports.document import holder_fields  # loaded by the commands that print runs
+
     r = s.run
     return {
         "id": r.id,
@@ -295,7 +297,20 @@ def summary_json(s: RunSummary) -> dict[str, Any]:
         "findings": {k: s.findings.get(k, 0) for k in ("major", "medium", "minor")},
         "tokens": s.tokens,
         "cost_usd": round(s.cost_usd, 10),
+        **holder_fields(r),
     }
+
+
+def holder_text(doc: dict[str, Any]) -> str | None:
+    """Who drives a run, for `show`: the worker (or process) holding its lease, or that it waits
+    in the queue; None for a run nobody holds and nobody is to take."""
+    owner, worker = doc.get("lease_owner"), doc.get("worker")
+    if owner:
+        who = f"worker {worker} ({owner})" if worker else f"process {owner}"
+        return f"{who}, lease until {doc.get('lease_expires_at')}"
+    if doc.get("queued") and doc.get("status") not in ("completed", "failed", "cancelled"):
+        return "queued for a worker (none holds it yet)"
+    return None
 
 
 async def runs_command(engine: Engine, args: argparse.Namespace) -> int:
@@ -340,6 +355,9 @@ async def show_command(engine: Engine, args: argparse.Namespace) -> int:
         return 0
     print(f"run {doc['id']}  {doc['status']}" + (f"  ({doc['error']})" if doc.get("error") else ""))
     print(f"task:   {doc['task']}\nrepo:   {doc['repo']}\nbranch: {doc.get('branch')}")
+    held = holder_text(doc)
+    if held:
+        print(f"driver: {held}")
     print("\nphases:")
     for p in doc["phases"]:
         deps = ",".join(p["dependencies"]) or "-"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import secrets
 import shlex
 import signal
@@ -30,6 +31,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from textual_serve.server import Server
 
+from config.dburl import split_password
 from core.errors import InputError
 from tui.serve_driver import SERVED_DRIVER
 
@@ -44,11 +46,25 @@ STOP_SECONDS = 20.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def app_command(home: Path) -> str:
-    """The shell command textual-serve starts per browser tab: this app on `home`, drawn by the
-    served driver (textual-serve sets TEXTUAL_DRIVER to its own; `env` sets ours after it)."""
+def app_command(home: Path, db_url: str | None = None, as_name: str | None = None) -> str:
+    """The shell command textual-serve starts per browser tab: this app on `home` (with serve's
+    own `--db` and `--as`), drawn by the served driver (textual-serve sets TEXTUAL_DRIVER to its
+    own; `env` sets ours after it). The URL goes without its password, which anyone could read
+    in the process list: the tabs get it from the environment (`tab_environment`)."""
     driver = f"TEXTUAL_DRIVER={SERVED_DRIVER}"
-    return shlex.join(["env", driver, sys.executable, "-m", "tui.cli", "--home", str(home)])
+    command = ["env", driver, sys.executable, "-m", "tui.cli", "--home", str(home)]
+    if db_url:
+        command += ["--db", split_password(db_url)[0]]
+    if as_name:
+        command += ["--as", as_name]
+    return shlex.join(command)
+
+
+def tab_environment(db_url: str | None) -> dict[str, str]:
+    """What the tabs' environment needs beyond serve's own: the `--db` URL's password, as
+    libpq's PGPASSWORD (textual-serve copies serve's environment for each tab)."""
+    password = split_password(db_url)[1] if db_url else None
+    return {} if password is None else {"PGPASSWORD": password}
 
 
 def is_loopback(address: str) -> bool:
@@ -152,8 +168,17 @@ def build_app(server: Server, guard: TokenGuard) -> web.Application:
     return app
 
 
-async def serve(home: Path, host: str, port: int, out: TextIO = sys.stdout) -> int:
-    """Serve the app until SIGINT or SIGTERM; prints the URL with a fresh token first."""
+async def serve(
+    home: Path,
+    host: str,
+    port: int,
+    out: TextIO = sys.stdout,
+    *,
+    db_url: str | None = None,
+    as_name: str | None = None,
+) -> int:
+    """Serve the app until SIGINT or SIGTERM; prints the URL with a fresh token first. `db_url`
+    and `as_name` (serve's `--db` and `--as`) are passed on to every tab's app."""
     sock = listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     if not is_loopback(bound_host):
@@ -164,8 +189,13 @@ async def serve(home: Path, host: str, port: int, out: TextIO = sys.stdout) -> i
             file=sys.stderr,
         )
     base = public_url(host, bound_port)
+    os.environ.update(tab_environment(db_url))  # read by textual-serve when a tab starts
     server = Server(
-        app_command(home), host=host, port=bound_port, title="Agent Orchestrator", public_url=base
+        app_command(home, db_url, as_name),
+        host=host,
+        port=bound_port,
+        title="Agent Orchestrator",
+        public_url=base,
     )
     token = secrets.token_urlsafe(32)
     guard = TokenGuard(token=token, cookie=f"orchestrator-serve-{bound_port}")

@@ -8,10 +8,17 @@ from config.paths import Paths
 
 
 async def serve_command(args: argparse.Namespace, paths: Paths) -> int:
-    """`orchestrator serve [--host H] [--port N]`."""
+    """`orchestrator [--db URL] [--as NAME] serve [--host H] [--port N]`: each tab's app gets
+    the same --db and --as."""
     from tui.serve import serve
 
-    return await serve(paths.home, args.host, args.port)
+    return await serve(
+        paths.home,
+        args.host,
+        args.port,
+        db_url=getattr(args, "db", None),
+        as_name=getattr(args, "as_name", None),
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

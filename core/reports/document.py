@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from core.actors import STARTED_BY
 from core.git.remote_url import is_url
-from core.records import RunUsage, UsageTotals
+from core.liveness import worker_name
+from core.records import Run, RunUsage, UsageTotals
 from core.timeutil import parse_ts
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def document_of(snap: RunSnapshot) -> dict[str, Any]:
         "error": run.error,
         "base_commit": run.base_commit,
         "branch": run.branch,
+        **holder_fields(run),
         "phases": [
             {
                 "id": p.id,
@@ -146,6 +148,18 @@ def document_of(snap: RunSnapshot) -> dict[str, Any]:
         "usage": snap.usage_by_role,
         "usage_totals": _usage_totals(snap.usage),
         "findings_summary": snap.findings_summary,
+    }
+
+
+def holder_fields(run: Run) -> dict[str, Any]:
+    """Whether a run waits for a worker and who holds it: `queued` (submitted for a worker),
+    `lease_owner` ("host:pid:..." of the process driving it, None when nobody does), `worker`
+    (that process's worker id, when a worker drives it) and when the lease runs out."""
+    return {
+        "queued": run.queued,
+        "lease_owner": run.lease_owner,
+        "worker": worker_name(run.lease_owner),
+        "lease_expires_at": run.lease_expires_at if run.lease_owner else None,
     }
 
 

@@ -443,6 +443,11 @@ class StateDatabase:
         `since`); on PostgreSQL it also starts the LISTEN connection. Always 0 on SQLite."""
         return 0 if self._pg is None else await self._pg.change_mark(run_id)
 
+    def hears_changes(self) -> bool:
+        """True when other processes' commits arrive as notifications right now (PostgreSQL with
+        its LISTEN connection up); False on SQLite or while that connection reconnects."""
+        return self._pg is not None and self._pg.listening()
+
     async def wait_for_change(
         self, timeout: float, run_id: str | None = None, since: int | None = None
     ) -> int:

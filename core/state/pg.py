@@ -337,6 +337,10 @@ class PgBackend:
             return self._seen_all + sum(self._seen.values())
         return self._seen_all + self._seen.get(run_id, 0)
 
+    def listening(self) -> bool:
+        """True while the LISTEN connection holds (notifications arrive); False while it reconnects."""
+        return self._listening.is_set()
+
     async def change_mark(self, run_id: str | None = None, ready_seconds: float = 5.0) -> int:
         """Start listening (waiting up to `ready_seconds` for LISTEN to hold) and return the
         mark to pass to wait_for_change after reading the state it watches."""

@@ -358,6 +358,7 @@ def run_from_row(r: sqlite3.Row) -> Run:
         lease_expires_at=r["lease_expires_at"],
         cancel_requested=bool(r["cancel_requested"]),
         lost=seen and r["seen_status"] != r["status"],
+        queued="queued" in r.keys() and bool(r["queued"]),  # noqa: SIM118
     )
 
 

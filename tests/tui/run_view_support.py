@@ -28,14 +28,15 @@ from tui.screens.run_view import RunScreen
 class HomeApp(OrchestratorApp):
     """The real app on `home`, its engine opened inside the app's event loop."""
 
-    def __init__(self, home: Path, **kwargs: Any) -> None:
+    def __init__(self, home: Path, *, db_url: str | None = None, **kwargs: Any) -> None:
         # The engine class stands in until on_load opens the real one (the app only reads the
         # signature of resolve_intervention before that).
         super().__init__(cast(Engine, Engine), **kwargs)
         self._home = home
+        self._db_url = db_url  # `--db URL`: the store is that PostgreSQL database
 
     async def on_load(self) -> None:
-        self.engine = await Engine.open(Paths(self._home))
+        self.engine = await Engine.open(Paths(self._home, db_url=self._db_url))
 
     async def on_unmount(self) -> None:
         if isinstance(self.engine, Engine):

@@ -52,6 +52,7 @@ class InterventionsScreen(Screen[None]):
         self.items: list[Intervention] = []
         self.show_history = True
         self._timer: Timer | None = None
+        self._hidden = False  # another section covers the list
 
     @property
     def orchestrator(self) -> OrchestratorApp:
@@ -90,16 +91,27 @@ class InterventionsScreen(Screen[None]):
         table.add_column("Asked", key="asked")
         table.add_column("Note", key="note")
         self.reload()
-        self._timer = self.set_interval(REFRESH_SECONDS, self.reload)
+        self._timer = self.set_interval(REFRESH_SECONDS, self._timed_reload)
         table.focus()
 
     def on_screen_suspend(self) -> None:
         if self._timer is not None and not isinstance(self.app.screen, ModalScreen):
             self._timer.pause()
+            self._hidden = True
 
     def on_screen_resume(self) -> None:
         if self._timer is not None:
             self._timer.resume()
+            self._hidden = False
+            self.reload()
+
+    def _timed_reload(self) -> None:
+        if self.orchestrator.poll_due(type(self).__name__):
+            self.reload()
+
+    def store_changed(self) -> None:
+        """Another process committed to the shared store: re-read the list while it shows."""
+        if self._timer is not None and not self._hidden:
             self.reload()
 
     def run_changed(self, run_id: str) -> None:

@@ -1,7 +1,8 @@
 """One run: its header, token totals, phase timeline, and tabs for the live log, findings and diffs.
 
 The view updates live from two sources: the bus (events of runs this process drives, log lines
-included) and a store poll (runs of other processes, e.g. headless in another terminal). Both only
+included) and the store (runs of other processes, e.g. headless in another terminal or, on a
+shared PostgreSQL store, on another machine): a poll, or the app's `store_changed` wake-up. Both only
 read; every change goes through the engine commands in tui.actions. A finished run opens the same
 way, read-only: its full log, timeline and findings come from the store.
 """
@@ -194,7 +195,24 @@ class RunScreen(Screen[None]):
                 self.request_refresh()
 
     async def _poll(self) -> None:
-        """Changes made by other processes: new log lines and, while the run is active, its state."""
+        """Changes made by other processes: new log lines and, while the run is active, its state
+        (its clock too). With PostgreSQL's notifications up, the log and a finished run's state
+        are read on `store_changed` instead, and here only as a fallback now and then."""
+        if not self.orchestrator.poll_due(type(self).__name__):
+            if self.run is not None and self.run.status in ACTIVE_RUN_STATUSES:
+                self.request_refresh()  # the durations shown move on
+            return
+        await self._read_changes()
+
+    def store_changed(self) -> None:
+        """Another process committed to the shared store: read this run's news in this screen's
+        own queue (after a poll under way, never alongside it)."""
+        self.call_later(self._read_changes)
+
+    async def _read_changes(self) -> None:
+        """New log lines (unless the bus brings them) and the run's state when it changed."""
+        if not self.is_mounted:
+            return
         try:
             if time.monotonic() - self._bus_lines_at > 2 * POLL_SECONDS:
                 # Quiet bus: the run is in another process (or idle); read new lines from the store.

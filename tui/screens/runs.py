@@ -234,6 +234,7 @@ class RunsScreen(Screen[None]):
         self.summaries: list[RunSummary] = []
         self._cells: dict[str, tuple[Any, ...]] = {}
         self._refresh_timer: Timer | None = None
+        self._hidden = False  # another section or a run view covers the table
         self._filter_timer: Timer | None = None
         self._loading: Worker[None] | None = None
         self._offered: tuple[bool | None, ...] = ()
@@ -275,7 +276,7 @@ class RunsScreen(Screen[None]):
         self._label_sort()
         self.watch(table, "scroll_x", lambda _x: self._label_position(), init=False)
         self.load(0, "first")
-        self._refresh_timer = self.set_interval(REFRESH_SECONDS, self.reload)
+        self._refresh_timer = self.set_interval(REFRESH_SECONDS, self._timed_reload)
         table.focus()
 
     def _task_width(self) -> int:
@@ -297,10 +298,21 @@ class RunsScreen(Screen[None]):
         leaves it visible, so it keeps updating."""
         if self._refresh_timer is not None and not isinstance(self.app.screen, ModalScreen):
             self._refresh_timer.pause()
+            self._hidden = True
 
     def on_screen_resume(self) -> None:
         if self._refresh_timer is not None:
             self._refresh_timer.resume()
+            self._hidden = False
+            self.reload()
+
+    def _timed_reload(self) -> None:
+        if self.orchestrator.poll_due(type(self).__name__):
+            self.reload()
+
+    def store_changed(self) -> None:
+        """Another process committed to the shared store: re-read the page while it shows."""
+        if self._refresh_timer is not None and not self._hidden:
             self.reload()
 
     # ---- loading -------------------------------------------------------------------------------

@@ -218,6 +218,9 @@ def test_three_workers_on_three_homes_survive_a_crash_and_a_partition(
         assert _query(pg_url, sql) == [], sql
     stale = "SELECT message FROM events WHERE run_id = %s AND message LIKE '%%lease lost%%'"
     assert _query(pg_url, stale, cut_run) == [], "the cut-off worker's lines were refused"
+    # The attempts the dead and the cut-off worker left open are closed, truthfully.
+    assert _query(pg_url, "SELECT id FROM executions WHERE status = 'running'") == []
+    assert _query(pg_url, "SELECT id FROM runs WHERE lease_owner IS NOT NULL") == []
     retried = _query(
         pg_url, "SELECT run_id, count(*) FROM executions WHERE attempt_number > 1 GROUP BY run_id"
     )

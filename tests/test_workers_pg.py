@@ -18,6 +18,7 @@ import psycopg
 from config.paths import Paths
 from core.demo.prepare import prepare_demo_repo
 from core.engine import Engine
+from core.timeutil import parse_ts
 from tests.cassette import new_file, phase, write_cassette
 from tests.clirun import cli, cli_json, spawn
 from tests.conftest import git
@@ -149,11 +150,17 @@ def test_three_workers_on_three_homes_survive_a_crash_and_a_partition(
         approved = cli(laptop, "approve", ask["id"], **db)
         exited = time.monotonic()
         assert approved.returncode == 0, approved.stdout + approved.stderr
-        wait_until(
+        [(seq, _, logged), *_] = wait_until(
             lambda: _worker_event_after(pg_url, waiting, before), what="the worker's next event"
         )
         latency = time.monotonic() - exited
-        print(f"approval -> worker's next stored event: {latency:.3f} s")
+        answered = "SELECT resolved_at FROM manual_interventions WHERE id = %s"
+        [(resolved,)] = _query(pg_url, answered, ask["id"])
+        stored = (parse_ts(logged) - parse_ts(resolved)).total_seconds()
+        print(
+            f"approval: the worker's next event (seq {seq}) was visible {latency:.3f} s after "
+            f"`approve` exited, logged {stored:.3f} s after the answer was stored"
+        )
         assert latency < 5
 
         # One worker dies (SIGKILL) in the middle of a phase's verification.
@@ -252,7 +259,10 @@ async def _the_app_lists_them(home: Path, url: str, ids: list[str]) -> None:
 
 def _worker_event_after(url: str, run_id: str, seq: int) -> list[tuple[Any, ...]]:
     rows = _query(
-        url, "SELECT seq, message FROM events WHERE run_id = %s AND seq > %s", run_id, seq
+        url,
+        "SELECT seq, message, ts FROM events WHERE run_id = %s AND seq > %s ORDER BY seq",
+        run_id,
+        seq,
     )
     return [r for r in rows if "approved" not in r[1]]
 

@@ -230,8 +230,11 @@ class PhaseRunner:
             error = result.error or "the executor failed"
             await self._fail(execution, error, result.summary, retrieved.text)
             return None, error, result.retriable
-        await self._record_tree(execution)
         failures = await self.checks.run(execution)
+        # Only a failed check and the retry right after it can make a flaky pair (core/lessons.py),
+        # so a first attempt that passes records no tree: a git add and write-tree saved.
+        if failures or execution.attempt > 1:
+            await self._record_tree(execution)
         if failures:
             error = "verification failed:\n" + "\n".join(failures)
             await self._fail(execution, error, result.summary, retrieved.text)
@@ -260,8 +263,8 @@ class PhaseRunner:
         return sha, "", True
 
     async def _record_tree(self, execution: Execution) -> None:
-        """Store the tree the checks are about to see, so a check that fails and then passes on
-        the same files is known flaky (core/lessons.py); a git failure only loses that evidence."""
+        """Store the tree the checks saw (they ran on it just now), so a check that fails and then
+        passes on the same files is known flaky (core/lessons.py); a git failure only loses that."""
         try:
             tree = await asyncio.to_thread(gitrepo.tree_of_worktree, self.worktree)
         except GitError as exc:

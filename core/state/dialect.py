@@ -81,24 +81,33 @@ def _placeholder(match: re.Match[str]) -> str:
     return f"%({match.group(1)})s"
 
 
+def _closing_paren(sql: str, opened: int) -> tuple[int, int]:
+    """The index of the `)` that closes the `(` at `opened`, and how many commas stand directly
+    inside that pair; quoted text is skipped."""
+    depth, commas, i = 0, 0, opened
+    while i < len(sql):
+        char = sql[i]
+        if char == "'":
+            i = sql.index("'", i + 1)
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i, commas
+        elif char == "," and depth == 1:
+            commas += 1
+        i += 1
+    return len(sql), commas
+
+
 def _scalar_minmax(sql: str) -> str:
     """`MAX(a, b)`/`MIN(a, b)` (two or more arguments) -> GREATEST/LEAST; aggregates stay."""
     out, pos = [], 0
     for match in _MINMAX.finditer(sql):
         if match.start() < pos:
             continue
-        depth, commas, i = 1, 0, match.end()
-        while i < len(sql) and depth:
-            char = sql[i]
-            if char == "'":
-                i = sql.index("'", i + 1)
-            elif char == "(":
-                depth += 1
-            elif char == ")":
-                depth -= 1
-            elif char == "," and depth == 1:
-                commas += 1
-            i += 1
+        _, commas = _closing_paren(sql, match.end() - 1)
         if commas:
             name = "GREATEST" if match.group(1).upper() == "MAX" else "LEAST"
             out.append(sql[pos : match.start()] + name + "(")
@@ -118,18 +127,7 @@ def _alias_subqueries(sql: str) -> str:
     """Give `FROM (SELECT ...)` an alias where it has none (PostgreSQL 15 requires one)."""
     ends: list[int] = []
     for match in _SUBQUERY.finditer(sql):
-        depth, i = 0, sql.index("(", match.start())
-        while i < len(sql):
-            char = sql[i]
-            if char == "'":
-                i = sql.index("'", i + 1)
-            elif char == "(":
-                depth += 1
-            elif char == ")":
-                depth -= 1
-                if depth == 0:
-                    break
-            i += 1
+        i, _ = _closing_paren(sql, sql.index("(", match.start()))
         following = re.match(r"\s*(\w*)", sql[i + 1 :])
         if (following.group(1).upper() if following else "") in _NOT_ALIAS:
             ends.append(i + 1)

@@ -67,3 +67,26 @@ def spawn(home: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def assert_one_commit_per_phase(repo: Path, doc: dict[str, Any]) -> None:
+    """A run document (`show --json`) whose phases have consecutive attempt numbers and exactly
+    one commit each on the run branch: the commit the phase recorded."""
+    from tests.conftest import git
+
+    for p in doc["phases"]:
+        attempts = sorted(e["attempt"] for e in doc["executions"] if e["phase_id"] == p["id"])
+        assert attempts == list(range(1, len(attempts) + 1)), (p["plan_id"], attempts)
+        commits = git(
+            repo,
+            "log",
+            "--no-merges",
+            "--format=%H",
+            "--fixed-strings",
+            f"--grep=Orchestrator-Run: {doc['id']}",
+            "--grep",
+            f"Orchestrator-Phase: {p['plan_id']}",
+            "--all-match",
+            doc["branch"],
+        ).split()
+        assert commits == [p["commit"]], (p["plan_id"], commits)

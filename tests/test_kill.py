@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from core.demo.prepare import cassette_path, prepare_demo_repo
-from tests.clirun import cli, cli_json, spawn
+from tests.clirun import assert_one_commit_per_phase, cli, cli_json, spawn
 from tests.conftest import git
 
 FAST = {
@@ -72,23 +72,7 @@ def _kill_then_resume(
     assert doc["status"] == "completed"
     after = _counts(home, run_id)
     assert after[0] >= before[0] and after[1] >= before[1], (before, after)
-    for p in doc["phases"]:
-        attempts = sorted(e["attempt"] for e in doc["executions"] if e["phase_id"] == p["id"])
-        assert attempts == list(range(1, len(attempts) + 1)), (p["plan_id"], attempts)
-        trailer = f"Orchestrator-Phase: {p['plan_id']}"
-        commits = git(
-            repo,
-            "log",
-            "--no-merges",
-            "--format=%H",
-            "--fixed-strings",
-            f"--grep=Orchestrator-Run: {run_id}",
-            "--grep",
-            trailer,
-            "--all-match",
-            doc["branch"],
-        ).split()
-        assert commits == [p["commit"]], (p["plan_id"], commits)
+    assert_one_commit_per_phase(repo, doc)
     return git(repo, "rev-parse", f"{doc['branch']}^{{tree}}")
 
 

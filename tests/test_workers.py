@@ -24,8 +24,7 @@ from core.state.claims import claim_sql, worker_owner_like
 from core.state.fencing import fenced
 from core.state.store import StateStore
 from core.timeutil import utcnow
-from tests.clirun import cli, cli_json, spawn
-from tests.conftest import git
+from tests.clirun import assert_one_commit_per_phase, cli, cli_json, spawn
 from tests.waiting import wait_until
 
 PLAN = [
@@ -202,22 +201,7 @@ def _submit_args(repo: Path) -> list[str]:
 def _check_one_commit_per_phase(home: Path, repo: Path, run_id: str, **env: str) -> None:
     doc = cli_json(home, "show", run_id, **env)
     assert doc["status"] == "completed", doc.get("error")
-    for p in doc["phases"]:
-        attempts = sorted(e["attempt"] for e in doc["executions"] if e["phase_id"] == p["id"])
-        assert attempts == list(range(1, len(attempts) + 1)), (p["plan_id"], attempts)
-        commits = git(
-            repo,
-            "log",
-            "--no-merges",
-            "--format=%H",
-            "--fixed-strings",
-            f"--grep=Orchestrator-Run: {run_id}",
-            "--grep",
-            f"Orchestrator-Phase: {p['plan_id']}",
-            "--all-match",
-            doc["branch"],
-        ).split()
-        assert commits == [p["commit"]], (p["plan_id"], commits)
+    assert_one_commit_per_phase(repo, doc)
 
 
 def test_two_workers_complete_four_submitted_runs_each_claimed_once(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import obstore
+from obstore.exceptions import NotFoundError, PermissionDeniedError, UnauthenticatedError
 from obstore.store import LocalStore, S3Store
 
 from core.errors import ArtifactStoreError, ConfigError
@@ -148,18 +150,25 @@ def store_error(url: str, what: str, exc: BaseException) -> ArtifactStoreError:
     """An ArtifactStoreError naming the store, what failed, the cause, and what to do."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if url.startswith(S3_SCHEME):
-        hint = _s3_hint(text)
+        hint = _s3_hint(exc, text)
     else:
         hint = "check that the folder exists and is writable, or set artifacts.url to another one"
     return ArtifactStoreError(f"artifacts at {url}: {what}: {redact(text)}; {hint}")
 
 
-def _s3_hint(text: str) -> str:
-    """What to do about an S3 failure, read from its status or transport error."""
-    if "404" in text or "NoSuchBucket" in text:
-        return "the bucket does not exist: create it, or set artifacts.url to one that does"
-    if "403" in text or "401" in text:
-        return "access was refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and the bucket's policy"
+def _s3_hint(exc: BaseException, text: str) -> str:
+    """What to do about an S3 failure: read from obstore's error class, else from its text (a
+    status code found anywhere in the text, such as inside a request id, must not decide)."""
+    refused = "access was refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and the bucket's policy"
+    missing = "the bucket does not exist: create it, or set artifacts.url to one that does"
+    if isinstance(exc, PermissionDeniedError | UnauthenticatedError):
+        return refused
+    if isinstance(exc, NotFoundError):
+        return missing
+    if re.search(r"\b(AccessDenied|Forbidden|Unauthorized)\b|status(?: code)?:? 40[13]\b", text):
+        return refused
+    if re.search(r"\bNoSuchBucket\b|status(?: code)?:? 404\b", text):
+        return missing
     if "builder error" in text:
         return "the endpoint is plain http: set AWS_ALLOW_HTTP=true for a local server"
     return "check that AWS_ENDPOINT_URL (or the AWS region) points at a reachable S3 server"

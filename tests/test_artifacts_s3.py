@@ -19,7 +19,7 @@ from config.loader import LoadedConfig, load_config
 from config.paths import Paths
 from core.engine import Engine
 from core.errors import ArtifactStoreError, ConfigError
-from core.objstore import open_artifact_store, read_location
+from core.objstore import open_artifact_store, read_location, store_error
 from core.records import ExecutionStatus, PhaseStatus, RunStatus
 from tests.cassette import new_file, phase, write_cassette
 from tests.clirun import cli, cli_json
@@ -285,3 +285,15 @@ def test_artifacts_url_values_are_checked(tmp_path: Path, value: str, says: str)
     with pytest.raises(ConfigError) as caught:
         load_config(Paths(tmp_path), env={"ORCHESTRATOR__ARTIFACTS__URL": value})
     assert says in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_a_status_code_inside_a_request_id_does_not_decide_the_hint() -> None:
+    # The text of a real refused PUT whose request id happens to hold "404" (seen in CI).
+    text = (
+        "Error performing PUT http://127.0.0.1:1/runs/k in 1ms - Server returned non-2xx status"
+        " code: 403 Forbidden: <Error><Code>AccessDenied</Code><RequestId>18EE404E</RequestId>"
+    )
+    error = store_error("s3://runs/x", "cannot write k", RuntimeError(text))
+    assert "access was refused" in str(error) and "does not exist" not in str(error)
+    missing = store_error("s3://gone/x", "cannot list", RuntimeError("status code: 404 Not Found"))
+    assert "the bucket does not exist" in str(missing)

@@ -61,3 +61,10 @@ def write_cassette(
         )
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
+
+
+def recorded(path: Path) -> list[dict[str, Any]]:
+    """The entries a `--record` cassette holds (each call's answer, error or round), without the
+    line each call writes when it starts."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [line for line in lines if not line.get("started")]

@@ -13,7 +13,7 @@ from config.loader import load_config
 from config.paths import Paths
 from core.engine import Engine
 from core.records import RunStatus
-from tests.cassette import new_file, phase, replace, write_cassette
+from tests.cassette import new_file, phase, recorded, replace, write_cassette
 from tests.clirun import cli, cli_json
 from tests.conftest import git, make_repo
 from tests.fakes.ollama_server import FakeOllama
@@ -54,7 +54,7 @@ def test_record_with_ollama_then_replay_offline_gives_the_same_tree(
         r["path"] == "/api/show" and r["body"]["model"] == "coder:raw" for r in fake_ollama.requests
     )
     assert all(0 < c["options"]["num_ctx"] <= 4096 for c in fake_ollama.chats())
-    entries = [json.loads(line) for line in cassette.read_text().splitlines()]
+    entries = recorded(cassette)
     assert [(e["role"], e["phase"], e["attempt"]) for e in entries] == [
         ("planner", None, None),
         ("executor", "phase-001", 1),

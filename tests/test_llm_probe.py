@@ -30,7 +30,7 @@ from core.llm.openai_compat import OpenAICompatProvider
 from core.llm.replay import CassetteRecorder, ReplayProvider
 from core.planner import _EXAMPLE, check_not_example, checked_plan, make_plan
 from core.setup import checked_model
-from tests.cassette import new_file, phase
+from tests.cassette import new_file, phase, recorded
 from tests.clirun import cli
 from tests.conftest import make_repo
 from tests.fakes.anthropic_server import FakeAnthropic
@@ -63,7 +63,7 @@ async def plan_with(provider: LLMProvider, *, max_tokens: int = 500, retries: in
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return recorded(path)
 
 
 # ---- 1. a failed planning leaves a cassette that replays strictly ------------------------------

@@ -14,6 +14,7 @@ from core.llm.base import ChatRequest
 from core.llm.ollama import OllamaProvider
 from core.llm.registry import known_providers, make_provider, register_provider
 from core.llm.replay import CassetteRecorder, ReplayProvider
+from tests.cassette import recorded
 from tests.fakes.ollama_server import FakeOllama  # the fake_ollama fixture comes from conftest.py
 
 MODEL = "test-model"
@@ -80,9 +81,10 @@ async def test_record_then_replay_round_trip(fake_ollama: FakeOllama, tmp_path: 
     await recorder.chat(exec_req, on_text=lambda _t: None)
     await recorder.aclose()
 
-    lines = [json.loads(line) for line in cassette.read_text().splitlines()]
+    lines = recorded(cassette)
     assert len(lines) == 2
     assert set(lines[0]) == {
+        "call",
         "role",
         "provider",
         "phase",

@@ -18,6 +18,7 @@ from core.engine import Engine
 from core.errors import InputError
 from core.records import InterventionKind, RunStatus
 from tests.cassette import new_file, phase
+from tests.cassette import recorded as recorded_entries
 from tests.clirun import cli
 from tests.conftest import git, make_repo
 from tests.fakes.anthropic_server import FakeAnthropic
@@ -243,7 +244,7 @@ def test_record_with_hosted_providers_then_replay_offline(
         **env,
     )
     assert recorded.returncode == 0, recorded.stdout + recorded.stderr
-    entries = [json.loads(line) for line in cassette.read_text().splitlines()]
+    entries = recorded_entries(cassette)
     assert [(e["role"], e["provider"]) for e in entries] == [
         ("planner", "anthropic"),
         ("executor", "openai"),

@@ -16,7 +16,7 @@ from core.errors import UnsafePathError
 from core.paths_safe import inside
 from core.plan import Plan, PlanValidationError, check_plan, parse_plan, plan_id_problem
 from core.records import RunStatus
-from tests.cassette import new_file, phase
+from tests.cassette import new_file, phase, recorded
 from tests.conftest import make_repo
 
 # An absolute path, a climb out, shell characters and a 300-character id.
@@ -126,7 +126,7 @@ async def test_bad_ids_go_back_to_the_model_and_nothing_is_written_outside(
     # The repair round carried each id's error; the fixed plan then ran.
     assert fixed.status is RunStatus.COMPLETED, fixed.error
     assert fixed_phases == ["phase-001"]
-    sent = [json.loads(line) for line in (home / "good-sent.jsonl").read_text().splitlines()]
+    sent = recorded(home / "good-sent.jsonl")
     [repair] = [e for e in sent if e["role"] == "planner" and e["repair"] == 1]
     feedback = repair["request"]["messages"][-1]["content"]
     for pid in bad[:4]:

@@ -1,10 +1,18 @@
-"""Record chat calls to a JSONL cassette and replay them offline (demo, tests, bug reports)."""
+"""Record chat calls to a JSONL cassette and replay them offline (demo, tests, bug reports).
+
+A recorded call writes a "started" line (its request) when it begins and its entry (the same
+request with the answer or the error) when it ends, both carrying the call's id; a started line
+with no entry is a call the recording process did not live through (kill -9), which replays as
+stopped. Cassettes written before calls had ids hold entries only and replay as they did.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +62,14 @@ def cassette_entry(
     return entry
 
 
+def started_entry(request: ChatRequest, provider: str, call: str) -> dict[str, Any]:
+    """The line written when a call begins: who asks what (the request as its entry will hold
+    it, never a key or a header), so a process killed during the call still leaves it."""
+    entry = cassette_entry(request, None)
+    del entry["response"]
+    return {"call": call, "started": True, **entry, "provider": provider}
+
+
 def stopped_entry(
     request: ChatRequest, provider: str, stop: BaseException, heard: str, seconds: float
 ) -> dict[str, Any]:
@@ -79,16 +95,21 @@ def stopped_entry(
 
 class CassetteRecorder:
     """An LLMProvider that forwards to another and appends every request and answer to a
-    cassette as it happens: each round inside a call, the call's answer, and its failure,
-    including a call stopped midway (cancelled, interrupted) or failing with an unmapped error."""
+    cassette as it happens: each call's start, each round inside it, the call's answer, and its
+    failure, including a call stopped midway (cancelled, interrupted) or failing with an
+    unmapped error."""
 
     def __init__(self, path: str | Path, inner: LLMProvider) -> None:
         self.path = Path(path)
         self.inner = inner
         self.name = inner.name
+        self._line_start_checked = False  # the cassette's end was checked for a torn line
 
     async def chat(self, request: ChatRequest, on_text: TokenSink | None = None) -> ChatResponse:
         """Forward the call, appending a line per round and one for its answer or error."""
+
+        call_id = uuid.uuid4().hex[:16]  # pairs the started line with the call's entry
+        self._append(started_entry(request, self.provider_name_for(request.model), call_id))
 
         def round_heard(
             call: ChatRequest,
@@ -96,7 +117,8 @@ class CassetteRecorder:
             answer: ChatResponse,
             problem: str | None,
         ) -> None:
-            self._append(cassette_entry(call, answer, round_messages=messages, problem=problem))
+            entry = cassette_entry(call, answer, round_messages=messages, problem=problem)
+            self._append({"call": call_id, **entry})
 
         heard: list[str] = []  # streamed text, kept for the line of a call stopped midway
 
@@ -114,22 +136,32 @@ class CassetteRecorder:
             answer = spent if isinstance(spent, ChatResponse) else None
             entry = cassette_entry(request, answer, error=error)
             entry["provider"] = entry["provider"] or self.name
-            self._append(entry)
+            self._append({"call": call_id, **entry})
             raise
         except BaseException as stop:  # cancelled, interrupted, or an error no provider mapped
             seconds = time.monotonic() - started
-            self._append(stopped_entry(request, self.name, stop, "".join(heard), seconds))
+            entry = stopped_entry(request, self.name, stop, "".join(heard), seconds)
+            self._append({"call": call_id, **entry})
             raise
-        self._append(cassette_entry(request, response))
+        self._append({"call": call_id, **cassette_entry(request, response)})
         return response
 
     def _append(self, entry: dict[str, Any]) -> None:
-        """One line, flushed at once, so a failed or killed run keeps what happened so far."""
-        line = json.dumps(entry, ensure_ascii=False)
+        """One line in one append write, so a killed run keeps every line it wrote whole; the
+        first line this recorder writes starts on a line of its own even after a torn one."""
+        data = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if not self._line_start_checked:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data
+                self._line_start_checked = True
+            while data:
+                data = data[os.write(fd, data) :]
+        finally:
+            os.close(fd)
 
     async def model_info(self, model: str) -> ModelInfo:
         """Forwarded to the recorded provider."""
@@ -174,23 +206,55 @@ def load_cassette(path: str | Path) -> list[_Entry]:
         raise InputError(f"Replay cassette {file} does not exist; pass an existing --replay FILE")
     except OSError as error:
         raise InputError(f"Replay cassette {file} cannot be read: {error}") from error
-    entries: list[_Entry] = []
+    lines: list[tuple[int, Any]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         try:
-            entries.append(_parse_entry(json.loads(raw), number))
+            lines.append((number, json.loads(raw)))
         except json.JSONDecodeError as error:
             raise InputError(
                 f"Replay cassette {file} line {number} is not valid JSON: {error.msg} "
                 f"(column {error.colno})"
             ) from error
+    # A call whose entry follows its started line replays from that entry.
+    ended = {
+        obj.get("call")
+        for _, obj in lines
+        if isinstance(obj, dict) and not obj.get("started") and not obj.get("round")
+    }
+    entries: list[_Entry] = []
+    for number, obj in lines:
+        try:
+            if isinstance(obj, dict) and obj.get("started"):
+                if obj.get("call") not in ended:
+                    entries.append(_unfinished_entry(obj, number, file))
+                continue
+            entries.append(_parse_entry(obj, number))
         except (KeyError, TypeError, ValueError) as error:
             raise InputError(
                 f"Replay cassette {file} line {number} is not a cassette entry: {error!r}; "
                 'expected {"role", "phase", "attempt", "repair", "request", "response"}'
             ) from error
     return entries
+
+
+def _unfinished_entry(obj: dict[str, Any], line: int, file: Path) -> _Entry:
+    """A started call with no entry: the recording process died during it (kill -9, a crash,
+    a power cut), so it replays as a stopped call that says so."""
+    call = _parse_entry({**obj, "response": {"content": ""}}, line)
+    provider = obj.get("provider") or "the provider"
+    return replace(
+        call,
+        error_type=LLMCallStoppedError.__name__,
+        error_message=(
+            f"the call to {provider} ({call.role}, phase {call.phase}, attempt {call.attempt}, "
+            f"model {call.model}) started at line {line} of cassette {file} has no answer: the "
+            "recording process was killed or crashed during it, so the recorded run stopped "
+            "there and replay stops at the same call. To replay past it, resume the recorded "
+            "run (it keeps recording to the cassette) or record the run again"
+        ),
+    )
 
 
 def _parse_entry(obj: Any, line: int) -> _Entry:

@@ -1,4 +1,5 @@
-"""Structured log files under the home folder, rotated by size, each record tagged with its trace id.
+"""Structured log files under the home folder, rotated by size (safely across the home's
+processes: core.logfile), each record tagged with its trace id.
 
 Records are handed to a queue on the caller's thread and formatted and written by a listener
 thread (`QueueHandler` + `QueueListener`), so logging never does file I/O on the event loop.
@@ -10,10 +11,11 @@ import logging
 import queue
 import sys
 from collections.abc import Callable
-from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
+from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 from typing import Protocol
 
+from core.logfile import SharedRotatingFileHandler
 from core.procenv import secret_redactor
 
 _HANDLER_NAME = "orchestrator-queue"
@@ -68,14 +70,13 @@ def setup_deferred_logging(folder: Path, settings: Callable[[], LogSettings]) ->
 
 def _file_handler(
     folder: Path, *, max_bytes: int, backup_count: int, json: bool
-) -> RotatingFileHandler | None:
-    """The rotating log file, or None when its folder cannot be written (a read-only home)."""
+) -> SharedRotatingFileHandler | None:
+    """The rotating log file, shared safely with the home's other processes, or None when its
+    folder cannot be written (a read-only home)."""
     path = folder / ("orchestrator.jsonl" if json else "orchestrator.log")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handler = RotatingFileHandler(
-            path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
-        )
+        handler = SharedRotatingFileHandler(path, max_bytes=max_bytes, backup_count=backup_count)
     except OSError:
         return None
     handler.addFilter(_TraceFilter())

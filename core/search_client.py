@@ -1,8 +1,10 @@
 """The `orchestrator search` side of the search daemon (core.search_daemon): finds or starts the
 home's daemon and asks it, so a shell search does not load Chroma and the embedder each time.
 
-This module imports only the standard library: it runs in the short-lived CLI process. Any
-failure to reach a daemon returns None and the caller searches in-process, as it always could.
+This module imports only the standard library (and core.procenv, itself standard library only):
+it runs in the short-lived CLI process. Any failure to reach a daemon returns None and the
+caller searches in-process, as it always could. No secret crosses to the daemon: it is started
+without them, and a question carries only the variables loading the configuration reads.
 `ORCHESTRATOR_SEARCH_DAEMON=off` turns the daemon off; `ORCHESTRATOR_SEARCH_DAEMON_IDLE` sets
 how many seconds a daemon this starts waits for the next question before it exits.
 """
@@ -17,9 +19,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from core.procenv import holds_secret_value, safe_env
 
 DAEMON_ENV = "ORCHESTRATOR_SEARCH_DAEMON"
 IDLE_ENV = "ORCHESTRATOR_SEARCH_DAEMON_IDLE"
@@ -39,6 +43,19 @@ def daemon_folder(home: Path) -> Path:
 def enabled(env: dict[str, str] | os._Environ[str]) -> bool:
     """False when ORCHESTRATOR_SEARCH_DAEMON says off (searches then run in-process)."""
     return env.get(DAEMON_ENV, "").strip().lower() not in ("0", "off", "no", "false")
+
+
+def search_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables a question sends for the daemon to load the configuration with: our own
+    settings (ORCHESTRATOR_*) and OLLAMA_HOST, never a variable that names a secret, nor the
+    store's section (its URL may hold a database password; a search never opens the store)."""
+    return {
+        name: value
+        for name, value in env.items()
+        if (name.upper().startswith("ORCHESTRATOR") or name.upper() == "OLLAMA_HOST")
+        and not name.upper().startswith("ORCHESTRATOR__STATE__")
+        and not holds_secret_value(name)
+    }
 
 
 def code_version() -> str:
@@ -83,7 +100,7 @@ def _connect(folder: Path) -> socket.socket | None:
 def _spawn(home: Path) -> subprocess.Popen[bytes] | None:
     """Start a daemon for the home, detached (its own session, no terminal, our code first on
     its path); None when it cannot be started (e.g. a read-only home)."""
-    env = dict(os.environ)
+    env = safe_env()  # questions bring the settings; keys and tokens stay with the client
     env["PYTHONPATH"] = os.pathsep.join(
         [str(_PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
@@ -140,11 +157,12 @@ def _exchange(sock: socket.socket, request: dict[str, Any]) -> dict[str, Any] | 
 
 def ask(home: Path, request: dict[str, Any]) -> dict[str, Any] | None:
     """The daemon's reply to a request ({"ok": true, ...} or {"ok": false, "error": ...}),
-    starting the daemon when none listens; None when no daemon could answer."""
+    starting the daemon when none listens; None when no daemon could answer. The request's
+    "env" is this process's search_env()."""
     if not enabled(os.environ):
         return None
     folder = daemon_folder(home)
-    request = {**request, "version": code_version()}
+    request = {**request, "env": search_env(os.environ), "version": code_version()}
     child: subprocess.Popen[bytes] | None = None
     for _ in range(3):  # a stale daemon or one that exited mid-answer: start another
         sock = _connect(folder)

@@ -67,6 +67,8 @@ def main() -> None:
             print(f"run {number} ({run_id}): {len(known)} lesson(s) stored before it")
             for line in record.read_text().splitlines():
                 entry = json.loads(line)
+                if entry.get("started"):  # the call's start; its entry follows with the request
+                    continue
                 user = [m["content"] for m in entry["request"]["messages"] if m["role"] == "user"]
                 text = user[-1]
                 start = text.find(SECTION_TITLE)

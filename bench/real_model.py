@@ -301,7 +301,8 @@ def cassette_summary(path: Path) -> str:
     kinds = []
     for line in path.read_text().splitlines():
         entry = json.loads(line)
-        kind = "round" if entry.get("round") else ("error" if entry.get("error") else "answer")
+        kind = "started" if entry.get("started") else "round" if entry.get("round") else None
+        kind = kind or ("error" if entry.get("error") else "answer")
         kinds.append(f"{entry['role']}/{kind}")
     return f"{len(kinds)} lines: {', '.join(kinds)}"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core.errors import ConfigError, InputError, ReplayMissError
+from core.errors import ConfigError, InputError, LLMCallStoppedError, ReplayMissError
 from core.llm import registry
 from core.llm.base import ChatRequest
 from core.llm.ollama import OllamaProvider
@@ -195,3 +195,32 @@ async def test_registry(tmp_path: Path, fake_ollama: FakeOllama) -> None:
         assert isinstance(made, ReplayProvider)
     finally:
         registry._REGISTRY.pop("echo-test", None)
+
+
+async def test_old_entries_calls_with_ids_and_an_unfinished_call_replay_together(
+    tmp_path: Path,
+) -> None:
+    """A cassette begun by older code (entries without call ids) and resumed by today's, whose
+    last call only started: old and new entries answer, the unfinished call stops replay."""
+    started = {"call": "c1", "started": True, **entry("executor", "", "phase-001", 1)}
+    del started["response"]
+    unfinished = {**started, "call": "c2", "phase": "phase-002", "provider": "openai"}
+    cassette = write(
+        tmp_path / "mixed.jsonl",
+        [
+            entry("planner", "the plan"),
+            started,
+            {"call": "c1", **entry("executor", "edits", "phase-001", 1)},
+            unfinished,
+        ],
+    )
+    for strict in (False, True):
+        replay = ReplayProvider(cassette, strict=strict)
+        assert len(replay) == 3
+        assert (await replay.chat(req("planner", "q"))).content == "the plan"
+        assert (await replay.chat(req("executor", "q", "phase-001", 1))).content == "edits"
+        with pytest.raises(LLMCallStoppedError) as stopped:
+            await replay.chat(req("executor", "q", "phase-002", 1))
+        message = str(stopped.value)
+        assert f"started at line 4 of cassette {cassette} has no answer" in message
+        assert "openai (executor, phase phase-002, attempt 1, model test-model)" in message

@@ -252,7 +252,8 @@ def _unfinished_entry(obj: dict[str, Any], line: int, file: Path) -> _Entry:
             f"model {call.model}) started at line {line} of cassette {file} has no answer: the "
             "recording process was killed or crashed during it, so the recorded run stopped "
             "there and replay stops at the same call. To replay past it, resume the recorded "
-            "run (it keeps recording to the cassette) or record the run again"
+            "run (it records on into this cassette; replay without --replay-strict then uses "
+            "the answer it adds) or record the run again"
         ),
     )
 

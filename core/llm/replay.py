@@ -106,7 +106,8 @@ class CassetteRecorder:
         self._line_start_checked = False  # the cassette's end was checked for a torn line
 
     async def chat(self, request: ChatRequest, on_text: TokenSink | None = None) -> ChatResponse:
-        """Forward the call, appending a line per round and one for its answer or error."""
+        """Forward the call, appending a line when it starts, one per round, and one for its
+        answer or error (all with the call's id)."""
 
         call_id = uuid.uuid4().hex[:16]  # pairs the started line with the call's entry
         self._append(started_entry(request, self.provider_name_for(request.model), call_id))

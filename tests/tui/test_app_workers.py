@@ -1,0 +1,126 @@
+"""Which worker drives a run, in the app: the runs table's worker column and the run view's header.
+
+The seed's waiting run is made to be held by a worker on another machine ("buildbox-2:4242:
+worker:build-2", its lease far ahead so it is not read as lost) and its interrupted run is made
+to wait in the queue for one; the other runs are local (no worker).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+
+from config.paths import Paths
+from tests.tui.seed import COMPLETED_RUN, INTERRUPTED_RUN, MAIN_RUN, seed
+from tests.tui.settle import wait_settled
+from tests.tui.shell_support import ShellApp, top, wait_for, wait_for_modal
+from tui.modals.intervention import InterventionModal
+from tui.screens.run_view import RunScreen
+from tui.screens.runs import RunsScreen, RunsTable
+
+WORKER_OWNER = "buildbox-2:4242:worker:build-2"
+LEASE_UNTIL = "2099-11-20T09:31:00.000000Z"  # the liveness check compares with the real clock
+
+
+def app_with_workers(home: Path, *, workers: bool = True) -> ShellApp:
+    db = Paths(home).db
+    seed(db)
+    if not workers:
+        return ShellApp(home)
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute(
+            "UPDATE runs SET lease_owner = ?, lease_expires_at = ?, queued = 1 WHERE id = ?",
+            (WORKER_OWNER, LEASE_UNTIL, MAIN_RUN),
+        )
+        conn.execute("UPDATE runs SET queued = 1 WHERE id = ?", (INTERRUPTED_RUN,))
+    finally:
+        conn.close()
+    return ShellApp(home)
+
+
+async def runs_shown(pilot: Pilot[Any]) -> RunsScreen:
+    """Set the start-up intervention aside and wait for the five runs in the table."""
+    await wait_for_modal(pilot, InterventionModal, focus="approve")
+    await pilot.press("escape")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
+    runs = top(pilot.app, RunsScreen)  # type: ignore[arg-type]
+    await wait_for(pilot, lambda: len(runs.summaries) == 5, what="five runs")
+    return runs
+
+
+async def open_main_run(pilot: Pilot[Any], runs: RunsScreen) -> RunScreen:
+    """Move the cursor to the worker's run by keyboard and open it."""
+    row = [s.run.id for s in runs.summaries].index(MAIN_RUN)
+    await pilot.press(*["down"] * row, "enter")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunScreen), what="the run view")
+    view = top(pilot.app, RunScreen)  # type: ignore[arg-type]
+    await wait_for(pilot, lambda: view.run is not None, what="the run's state read")
+    return view
+
+
+async def test_worker_column_and_run_header(home: Path) -> None:
+    app = app_with_workers(home)
+    async with app.run_test(size=(140, 34)) as pilot:
+        runs = await runs_shown(pilot)
+        table = runs.query_one(RunsTable)
+
+        def cell(run_id: str) -> str:
+            return str(table.get_cell(run_id, "worker"))
+
+        assert cell(MAIN_RUN) == "build-2"
+        assert cell(INTERRUPTED_RUN) == "queued"
+        assert cell(COMPLETED_RUN) == ""  # a local run names no worker
+        assert runs.hidden_columns() == []  # 140 columns hold every column
+        view = await open_main_run(pilot, runs)
+        head = str(view.query_one("#run-head").render())
+        assert "worker build-2 on buildbox-2, lease until 2099-11-20 09:31" in head
+
+
+async def test_worker_column_scrolls_into_view_at_80_columns(home: Path) -> None:
+    app = app_with_workers(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        runs = await runs_shown(pilot)
+        assert "worker" in runs.hidden_columns()
+        await wait_for(
+            pilot,
+            lambda: "→ shows" in str(runs.query_one("#position").render()),
+            what="the bar to say which columns are off screen",
+        )
+        table = runs.query_one(RunsTable)
+        await pilot.press(*["right"] * 70)  # a row cursor scrolls the table sideways
+        await wait_for(pilot, lambda: "worker" not in runs.hidden_columns(), what="worker shown")
+        assert table.scroll_x > 0
+
+
+async def test_no_worker_column_while_every_run_is_local(home: Path) -> None:
+    app = app_with_workers(home, workers=False)
+    async with app.run_test(size=(140, 34)) as pilot:
+        runs = await runs_shown(pilot)
+        labels = [str(column.label) for column in runs.query_one(RunsTable).columns.values()]
+        assert "Worker" not in labels and "Task" in labels
+        assert not runs.worker_shown
+
+
+def test_runs_table_with_a_worker_column(snap_compare: Any, home: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await runs_shown(pilot)
+        await wait_settled(pilot)
+
+    assert snap_compare(app_with_workers(home), run_before=run_before, terminal_size=(140, 30))
+
+
+def test_run_view_names_its_worker(snap_compare: Any, home: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        view = await open_main_run(pilot, await runs_shown(pilot))
+        await wait_for(
+            pilot,
+            lambda: "worker build-2" in str(view.query_one("#run-head").render()),
+            what="the header naming the worker",
+        )
+        await wait_settled(pilot)
+
+    assert snap_compare(app_with_workers(home), run_before=run_before, terminal_size=(120, 34))

@@ -234,7 +234,8 @@ def raise_offers(item: Intervention, spent: UsageTotals) -> list[RaiseOffer]:
         base = 1.0 if metric == "cost_usd" else 1000.0
     step = 10_000 if metric == "cost_usd" else 1
     return [
-        RaiseOffer(option_id, label, metric, math.ceil(base * factor * step) / step)
+        # round() first: float noise (0.07 * 2 * 10000 = 1400.0000000000002) must not round up
+        RaiseOffer(option_id, label, metric, math.ceil(round(base * factor * step, 6)) / step)
         for option_id, label, factor in RAISES
     ]
 

@@ -33,7 +33,10 @@ from acp.schema import (
     ToolCallUpdate,
 )
 
+from core import acp_updates
+from core.budget import raise_offers
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
+from core.records import Intervention, InterventionKind, InterventionStatus, UsageTotals
 from tests.clirun import ROOT, cli, cli_env, cli_json
 from tests.waiting import DEFAULT_TIMEOUT, eventually
 
@@ -404,3 +407,40 @@ async def test_a_budget_question_is_answered_with_a_raise_picked_in_the_editor(
     assert answered["status"] == "approved"
     assert answered["note"] == f"answered in the editor; budget raised to {half[1]} tokens"
     assert all(i["status"] == "approved" for i in doc["interventions"])
+
+
+def _budget_ask(metric: str, limit: float, scope: str = "run") -> Intervention:
+    return Intervention(
+        id="ibudget",
+        run_id="rbudget",
+        phase_id=None if scope == "run" else "p-1",
+        kind=InterventionKind.BUDGET,
+        reason="budget reached",
+        action_required="raise the budget or stop",
+        status=InterventionStatus.PENDING,
+        note=None,
+        created_at="2026-11-20T09:00:00.000000Z",
+        payload={"scope": scope, "metric": metric, "limit": limit},
+    )
+
+
+def test_raise_offers_start_from_the_higher_of_limit_and_spend_and_round_up() -> None:
+    spent = UsageTotals(cost_usd=0.0125, prompt_tokens=900, completion_tokens=300)
+    cost = raise_offers(_budget_ask("cost_usd", 0.01), spent)
+    assert [(o.option_id, o.label, o.value) for o in cost] == [
+        ("raise-half", "+50%", 0.0188),  # 1.5 x the $0.0125 spent, rounded up to $0.0001
+        ("raise-double", "×2", 0.025),
+    ]
+    assert cost[0].approve_args() == {"budget_usd": 0.0188}
+    noisy = raise_offers(_budget_ask("cost_usd", 0.07), UsageTotals(cost_usd=0.07))
+    assert [o.value for o in noisy] == [0.105, 0.14]  # not $0.1401 from float noise
+    tokens = raise_offers(_budget_ask("tokens", 2000), spent)  # 1,200 spent: the limit is higher
+    assert [o.approve_args() for o in tokens] == [{"budget_tokens": 3000}, {"budget_tokens": 4000}]
+    zero = raise_offers(_budget_ask("cost_usd", 0), UsageTotals())  # a $0 limit, nothing spent
+    assert [o.describe() for o in zero] == ["$1.5000", "$2.0000"]
+    _, options = acp_updates.permission_request(_budget_ask("tokens", 2000, "p-1"), tokens)
+    assert [o.name for o in options] == [
+        "Raise phase p-1's budget to 3000 tokens (+50%)",
+        "Raise phase p-1's budget to 4000 tokens (×2)",
+        "Reject",
+    ]

@@ -96,13 +96,30 @@ async def test_worker_column_scrolls_into_view_at_80_columns(home: Path) -> None
         assert table.scroll_x > 0
 
 
-async def test_no_worker_column_while_every_run_is_local(home: Path) -> None:
+async def test_the_worker_column_comes_when_a_worker_claims_a_run(home: Path) -> None:
     app = app_with_workers(home, workers=False)
     async with app.run_test(size=(140, 34)) as pilot:
         runs = await runs_shown(pilot)
         labels = [str(column.label) for column in runs.query_one(RunsTable).columns.values()]
         assert "Worker" not in labels and "Task" in labels
         assert not runs.worker_shown
+        # A worker claims a run meanwhile (another process's write): the column comes in place.
+        conn = sqlite3.connect(Paths(home).db, isolation_level=None)
+        try:
+            conn.execute(
+                "UPDATE runs SET lease_owner = ?, lease_expires_at = ? WHERE id = ?",
+                (WORKER_OWNER, LEASE_UNTIL, MAIN_RUN),
+            )
+        finally:
+            conn.close()
+        table = runs.query_one(RunsTable)
+        await wait_for(pilot, lambda: runs.worker_shown, what="the worker column to come")
+        await wait_for(
+            pilot,
+            lambda: str(table.get_cell(MAIN_RUN, "worker")) == "build-2",
+            what="the claimed run's worker",
+        )
+        assert runs.hidden_columns() == []
 
 
 def test_runs_table_with_a_worker_column(snap_compare: Any, home: Path) -> None:

@@ -2,21 +2,27 @@
 
 The seed's waiting run is made to be held by a worker on another machine ("buildbox-2:4242:
 worker:build-2", its lease far ahead so it is not read as lost) and its interrupted run is made
-to wait in the queue for one; the other runs are local (no worker).
+to wait in the queue for one; its completed run was driven by worker build-1 (its metadata says
+so, the lease being gone); the other runs are local (no worker).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
 
 from config.paths import Paths
-from tests.tui.seed import COMPLETED_RUN, INTERRUPTED_RUN, MAIN_RUN, seed
+from core.liveness import LAST_WORKER
+from core.records import Run, RunStatus
+from tests.tui.seed import COMPLETED_RUN, FAILED_RUN, INTERRUPTED_RUN, MAIN_RUN, seed
 from tests.tui.settle import wait_settled
 from tests.tui.shell_support import ShellApp, top, wait_for, wait_for_modal
+from tui.format import holder_cell, holder_words
 from tui.modals.intervention import InterventionModal
 from tui.screens.run_view import RunScreen
 from tui.screens.runs import RunsScreen, RunsTable
@@ -37,6 +43,11 @@ def app_with_workers(home: Path, *, workers: bool = True) -> ShellApp:
             (WORKER_OWNER, LEASE_UNTIL, MAIN_RUN),
         )
         conn.execute("UPDATE runs SET queued = 1 WHERE id = ?", (INTERRUPTED_RUN,))
+        # a run a worker drove to its end: the lease is gone, the metadata names the worker
+        conn.execute(
+            "UPDATE runs SET metadata = ? WHERE id = ?",
+            (json.dumps({LAST_WORKER: "buildbox-1:77:worker:build-1"}), COMPLETED_RUN),
+        )
     finally:
         conn.close()
     return ShellApp(home)
@@ -73,7 +84,8 @@ async def test_worker_column_and_run_header(home: Path) -> None:
 
         assert cell(MAIN_RUN) == "build-2"
         assert cell(INTERRUPTED_RUN) == "queued"
-        assert cell(COMPLETED_RUN) == ""  # a local run names no worker
+        assert cell(COMPLETED_RUN) == "build-1"  # the worker that drove it, dimmed
+        assert cell(FAILED_RUN) == ""  # a local run names no worker
         assert runs.hidden_columns() == []  # 140 columns hold every column
         view = await open_main_run(pilot, runs)
         head = str(view.query_one("#run-head").render())
@@ -141,3 +153,17 @@ def test_run_view_names_its_worker(snap_compare: Any, home: Path) -> None:
         await wait_settled(pilot)
 
     assert snap_compare(app_with_workers(home), run_before=run_before, terminal_size=(120, 34))
+
+
+def test_the_header_words_for_each_kind_of_holder() -> None:
+    base = Run(id="r1", task="t", repo="/r", status=RunStatus.EXECUTING, created_at=LEASE_UNTIL)
+    held = replace(base, lease_owner=WORKER_OWNER, lease_expires_at=LEASE_UNTIL)
+    assert holder_words(held) == "worker build-2 on buildbox-2, lease until 2099-11-20 09:31"
+    assert holder_words(replace(held, lost=True)) == (
+        "worker build-2 on buildbox-2 (gone: its lease ran out)"
+    )
+    assert holder_words(replace(base, queued=True)) == "queued for a worker (none holds it yet)"
+    done = replace(base, status=RunStatus.COMPLETED, metadata={LAST_WORKER: WORKER_OWNER})
+    assert holder_words(done) == "driven by worker build-2 on buildbox-2"
+    local = replace(base, lease_owner="laptop:4242:run")  # `orchestrator run` on this machine
+    assert holder_words(local) is None and holder_cell(local, 12).plain == ""

@@ -311,7 +311,8 @@ class OrchestratorAgent:
             item = await self.engine.intervention(intervention_id)
             if item.status is not InterventionStatus.PENDING:
                 return  # answered already (`--yes`, another process)
-            tool_call, options = acp_updates.permission_request(item)
+            raises = {offer.option_id: offer for offer in await self.engine.budget_offers(item)}
+            tool_call, options = acp_updates.permission_request(item, list(raises.values()))
             try:  # the tool call first, so the editor can show it before and after the question
                 await self.link.update(session.id, acp_updates.ask_started(tool_call))
                 response = await self.link.ask(session.id, tool_call, options)
@@ -330,10 +331,14 @@ class OrchestratorAgent:
                 )
                 return
             session.asks.pop(intervention_id, None)  # our own answer needs no withdrawal
-            approve = outcome.option_id == acp_updates.APPROVE
-            try:
+            offer = raises.get(outcome.option_id)
+            approve = offer is not None or outcome.option_id == acp_updates.APPROVE
+            try:  # a picked raise goes through the same command as `approve ID --budget-usd N`
                 await self.engine.resolve_intervention(
-                    intervention_id, approve=approve, note="answered in the editor"
+                    intervention_id,
+                    approve=approve,
+                    note="answered in the editor",
+                    **(offer.approve_args() if offer is not None else {}),
                 )
             except (AlreadyAnsweredError, WithdrawnError, InputError) as exc:
                 await self.link.say(session.id, f"{exc}\n")

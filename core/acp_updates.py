@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from acp import (
     plan_entry,
@@ -29,6 +29,9 @@ from acp.schema import (
 
 from core.final_word import final_word
 from core.records import Intervention, Phase, PhaseStatus, Run
+
+if TYPE_CHECKING:
+    from core.budget import RaiseOffer
 
 # ACP plan entries know three statuses; a phase that failed or was skipped is done (and says so).
 _ENTRY_STATUS: dict[PhaseStatus, PlanEntryStatus] = {
@@ -86,15 +89,24 @@ def attempt_finished(execution_id: str, status: str, error: str | None) -> ToolC
     )
 
 
-def permission_request(item: Intervention) -> tuple[ToolCallUpdate, list[PermissionOption]]:
-    """A pending intervention as an ACP permission request: what is asked, approve or reject."""
+def permission_request(
+    item: Intervention, raises: list[RaiseOffer] | None = None
+) -> tuple[ToolCallUpdate, list[PermissionOption]]:
+    """A pending intervention as an ACP permission request: what is asked, approve or reject; a
+    budget intervention offers its raised limits (`raises`) in place of a bare approve."""
     kind = _ASK_KINDS.get(str(item.payload.get("tool_kind")), "other")
+    asked = item.action_required
+    if raises:
+        asked = (
+            "pick a raised limit to continue, or reject to stop the run (another limit: "
+            f"`orchestrator approve {item.id} --budget-usd N` or `--budget-tokens N`)"
+        )
     tool_call = ToolCallUpdate(
         tool_call_id=ask_id(item.id),
         title=f"{item.kind}: {item.reason}",
         kind=kind,
         status="pending",
-        content=[tool_content(text_block(item.action_required))],
+        content=[tool_content(text_block(asked))],
         raw_input={
             "intervention_id": item.id,
             "run_id": item.run_id,
@@ -102,10 +114,19 @@ def permission_request(item: Intervention) -> tuple[ToolCallUpdate, list[Permiss
             "reason": item.reason,
         },
     )
+    scope = str(item.payload.get("scope") or "run")
+    who = "the run's" if scope == "run" else f"phase {scope}'s"
     options = [
-        PermissionOption(option_id=APPROVE, name="Approve", kind="allow_once"),
-        PermissionOption(option_id=REJECT, name="Reject", kind="reject_once"),
+        PermissionOption(
+            option_id=offer.option_id,
+            name=f"Raise {who} budget to {offer.describe()} ({offer.label})",
+            kind="allow_once",
+        )
+        for offer in raises or ()
     ]
+    if not raises:
+        options.append(PermissionOption(option_id=APPROVE, name="Approve", kind="allow_once"))
+    options.append(PermissionOption(option_id=REJECT, name="Reject", kind="reject_once"))
     return tool_call, options
 
 

@@ -9,6 +9,7 @@ under "budget" (scope "run" or a phase's plan id), so a resumed run keeps it.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -181,7 +182,7 @@ async def raise_budget(
             f"approve it with {flag[metric]} N (a limit above what was spent), or reject it "
             "to stop the run"
         )
-    spent = await store.usage_spent(item.run_id, item.phase_id if scope != RUN_SCOPE else None)
+    spent = await spent_for(store, item)
     for name, value in wanted.items():
         if value is None:
             continue
@@ -198,3 +199,48 @@ async def raise_budget(
     await store.set_run_metadata(item.run_id, budget=budgets)
     parts = [describe(k, float(v)) for k, v in wanted.items() if v is not None]
     return f"budget raised to {' and '.join(parts)}"
+
+
+# The raised limits offered where a person picks one (an editor's permission options): option id,
+# its label, and the factor applied to the higher of the breached limit and what was spent.
+RAISES = (("raise-half", "+50%", 1.5), ("raise-double", "×2", 2.0))
+
+
+@dataclass(frozen=True)
+class RaiseOffer:
+    """One raised limit a person may pick for a budget intervention."""
+
+    option_id: str
+    label: str  # e.g. "+50%"
+    metric: str  # "cost_usd" or "tokens"
+    value: float
+
+    def describe(self) -> str:
+        return describe(self.metric, self.value)
+
+    def approve_args(self) -> dict[str, Any]:
+        """The keyword arguments of Engine.resolve_intervention that apply this limit."""
+        if self.metric == "cost_usd":
+            return {"budget_usd": self.value}
+        return {"budget_tokens": int(self.value)}
+
+
+def raise_offers(item: Intervention, spent: UsageTotals) -> list[RaiseOffer]:
+    """A +50% and a doubled limit for a budget intervention, from the higher of its limit and
+    what was spent, rounded up (to $0.0001 or a token) so each stays above the spend."""
+    metric = str(item.payload.get("metric") or "cost_usd")
+    base = max(float(item.payload.get("limit") or 0), spent_of(spent, metric))
+    if base <= 0:  # a zero limit with nothing spent yet: offer from one unit up
+        base = 1.0 if metric == "cost_usd" else 1000.0
+    step = 10_000 if metric == "cost_usd" else 1
+    return [
+        # round() first: float noise (0.07 * 2 * 10000 = 1400.0000000000002) must not round up
+        RaiseOffer(option_id, label, metric, math.ceil(round(base * factor * step, 6)) / step)
+        for option_id, label, factor in RAISES
+    ]
+
+
+async def spent_for(store: StateStore, item: Intervention) -> UsageTotals:
+    """What the run (or the intervention's phase, for a phase's budget) has spent so far."""
+    scope = str(item.payload.get("scope") or RUN_SCOPE)
+    return await store.usage_spent(item.run_id, item.phase_id if scope != RUN_SCOPE else None)

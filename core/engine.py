@@ -45,6 +45,7 @@ from core.timeutil import parse_ts, utcnow
 if TYPE_CHECKING:
     from config.loader import LoadedConfig
     from config.schema import LoggingConfig
+    from core.budget import RaiseOffer
     from core.models_report import ModelStatus
 
 # The modules a run needs (driver, git, providers, verification) are imported where they are used,
@@ -336,6 +337,15 @@ class Engine:
         return await self.lifecycle.intervention_to(
             intervention_id, status, note=note, answered_by=actor.name
         )
+
+    async def budget_offers(self, item: Intervention) -> list[RaiseOffer]:
+        """The raised limits (+50%, doubled) a person may pick for a budget intervention; none
+        for other kinds. Apply one with resolve_intervention(approve=True, **offer.approve_args())."""
+        from core.budget import raise_offers, spent_for
+
+        if item.kind is not InterventionKind.BUDGET:
+            return []
+        return raise_offers(item, await spent_for(self.store, item))
 
     async def apply_run(self, run_id: str, checkout: Path | None = None) -> str:
         """Merge a finished run's branch into the current branch of the user's checkout (the run's

@@ -36,6 +36,17 @@ SEEN_RUN_COLUMNS = (
 LOST_RUN_OF = "EXISTS (SELECT 1 FROM runs WHERE runs.id = {alias}.run_id AND " + LOST_RUN + ")"
 
 
+# The run metadata key naming the lease owner of the last worker that claimed the run (its lease
+# is cleared when the run ends; this stays, so a finished run still says which worker drove it).
+LAST_WORKER = "last_worker"
+
+
+def last_worker_owner(metadata: dict[str, object]) -> str | None:
+    """The lease owner "host:pid:worker:NAME" of the last worker that claimed a run, if any."""
+    owner = metadata.get(LAST_WORKER)
+    return owner if isinstance(owner, str) and worker_name(owner) else None
+
+
 def worker_name(owner: str | None) -> str | None:
     """The worker's id in a lease owner "host:pid:worker:NAME" (core.worker), else None."""
     parts = (owner or "").split(":", 3)

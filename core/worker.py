@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError, OrchestratorError, RunLockedError, StateError
+from core.liveness import LAST_WORKER
 from core.queue import prepare_inputs
 from core.records import Run, RunStatus
 from core.state.claims import Claim, worker_owner_like
@@ -168,6 +169,8 @@ class Worker:
                         run.id, claim.previous_owner, clear_lease=False
                     )
                 run = await prepare_inputs(engine, run, self.name)
+                # kept after the lease is released, so a finished run names who drove it
+                run = await engine.store.set_run_metadata(run.id, **{LAST_WORKER: self.owner})
                 driver = RunDriver(
                     engine.paths,
                     engine.store,

@@ -1,7 +1,8 @@
 """Regenerate the README's screenshots from real runs of the offline demo, rendered to SVG.
 
 - demo.svg, show.svg: real CLI output of `orchestrator demo --headless --yes` and `show`.
-- tui-*.svg: every screen and modal of the terminal UI, driven by the keyboard in a headless
+- tui-*.svg: every screen and modal of the terminal UI (tui-lessons.svg: the lesson the first
+  demo run taught), driven by the keyboard in a headless
   app on the same home folder, while a real `orchestrator demo --headless` waits for its approval
   in another process (so the modal, the run view and the interventions list show a live run);
   tui-analytics.svg on a seeded two-week history (`generate.py analytics` makes only that one).
@@ -43,6 +44,7 @@ from tui.modals.intervention import InterventionModal
 from tui.modals.run_stopped import RunStoppedModal
 from tui.screens.analytics import AnalyticsScreen
 from tui.screens.interventions import InterventionsScreen
+from tui.screens.lessons import LessonsScreen
 from tui.screens.new_run import NewRunScreen
 from tui.screens.run_view import RunScreen
 from tui.screens.runs import RunsScreen
@@ -179,6 +181,14 @@ async def tui_screens(home: Path, waiting: subprocess.Popen[bytes]) -> None:
             await wait_for(pilot, on_top(app, ExportModal), "the export dialog")
             await shot(pilot, "tui-export.svg")
             await pilot.press("escape")
+
+            # The first demo run's failed attempt taught a lesson: section 5 shows it.
+            await pilot.press("5")
+            await wait_for(pilot, on_top(app, LessonsScreen), "the lessons section")
+            lessons = app.screen
+            assert isinstance(lessons, LessonsScreen)
+            await wait_for(pilot, lambda: len(lessons.items) >= 1, "the demo's lesson")
+            await shot(pilot, "tui-lessons.svg")
 
             # Answer the headless run's question from the app; its process then finishes it.
             await pilot.press("2")

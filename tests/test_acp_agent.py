@@ -1,11 +1,13 @@
 """`orchestrator acp` driven by the SDK's client side in a real subprocess, on the replayed demo:
 a whole run approved in the editor, a cancel mid-run, an answer from `orchestrator approve` that
 wins over the editor's open permission request (which the editor then sees cancelled), a question
-withdrawn by `orchestrator cancel`, `--yes`, and a session loaded again after the editor left."""
+withdrawn by `orchestrator cancel`, `--yes`, a session loaded again after the editor left, and
+budget questions answered in the editor by picking a raised limit."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -31,7 +33,10 @@ from acp.schema import (
     ToolCallUpdate,
 )
 
+from core import acp_updates
+from core.budget import raise_offers
 from core.demo.prepare import DEMO_TASK, cassette_path, prepare_demo_repo
+from core.records import Intervention, InterventionKind, InterventionStatus, UsageTotals
 from tests.clirun import ROOT, cli, cli_env, cli_json
 from tests.waiting import DEFAULT_TIMEOUT, eventually
 
@@ -51,6 +56,7 @@ class Editor:
     decide: Decide
     updates: list[Any] = field(default_factory=list)
     asks: list[ToolCallUpdate] = field(default_factory=list)
+    options: list[list[PermissionOption]] = field(default_factory=list)  # offered, per ask
     outcomes: list[str] = field(default_factory=list)
     ask_request_ids: list[int | str] = field(default_factory=list)
     cancelled_request_ids: list[int | str] = field(default_factory=list)
@@ -77,6 +83,7 @@ class Editor:
         **kwargs: Any,
     ) -> RequestPermissionResponse:
         self.asks.append(tool_call)
+        self.options.append(options)
         response = await self.decide(self, tool_call)
         self.outcomes.append(response.outcome.outcome)
         return response
@@ -90,7 +97,11 @@ class Editor:
 
 @asynccontextmanager
 async def _acp(
-    tmp_path: Path, editor: Editor, *extra: str, repo: Path | None = None
+    tmp_path: Path,
+    editor: Editor,
+    *extra: str,
+    repo: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[Path, Path, asyncio.subprocess.Process]]:
     """`orchestrator acp` on the replayed demo, initialized; a new session in a demo repository
     unless `repo` is given (then the caller opens or loads one)."""
@@ -104,7 +115,7 @@ async def _acp(
             sys.executable,
             *args,
             *extra,
-            env=cli_env(home, **FAST),
+            env=cli_env(home, **FAST, **(env or {})),
             cwd=ROOT,
             transport_kwargs={"stderr": stderr.fileno()},
             observers=[editor.observe],
@@ -348,3 +359,88 @@ async def test_a_question_withdrawn_by_orchestrator_cancel_closes_the_editor_req
     assert doc["status"] == "cancelled"
     _assert_stopped_truthfully(doc)
     assert [i["status"] for i in doc["interventions"]] == ["withdrawn"]
+
+
+async def test_a_budget_question_is_answered_with_a_raise_picked_in_the_editor(
+    tmp_path: Path,
+) -> None:
+    """The demo under a 4,000-token run budget: each budget question offers a +50% and a doubled
+    limit (from the higher of the limit and the spend) and reject; the editor picks +50% first and
+    doubles after, and the run goes on under each raised limit to completion."""
+
+    async def pick(editor: Editor, tool_call: ToolCallUpdate) -> RequestPermissionResponse:
+        kinds = [a for a in editor.asks if _intervention(a)["kind"] == "budget"]
+        if _intervention(tool_call)["kind"] != "budget":
+            return await _approve(editor, tool_call)
+        choice = "raise-half" if len(kinds) == 1 else "raise-double"
+        return RequestPermissionResponse(
+            outcome=AllowedOutcome(option_id=choice, outcome="selected")
+        )
+
+    editor = Editor(decide=pick)
+    budget = {"ORCHESTRATOR__EXECUTION__MAX_TOKENS": "4000"}
+    async with _acp(tmp_path, editor, env=budget) as (home, _repo, _proc):
+        response = await _prompt(editor)
+    assert response.stop_reason == "end_turn", editor.text()
+
+    asked = [(_intervention(a), o) for a, o in zip(editor.asks, editor.options, strict=True)]
+    budget_asks = [(a, o) for a, o in asked if a["kind"] == "budget"]
+    assert budget_asks, [a["kind"] for a, _ in asked]
+    first, options = budget_asks[0]
+    assert [o.option_id for o in options] == ["raise-half", "raise-double", "reject"]
+    half, double = (
+        re.fullmatch(r"Raise the run's budget to (\d+) tokens \((.+)\)", o.name)
+        for o in options[:2]
+    )
+    assert half is not None and double is not None, [o.name for o in options]
+    assert (half[2], double[2]) == ("+50%", "×2")
+    spent = int(re.search(r"budget: (\d+) tokens spent of 4000 tokens", first["reason"])[1])  # type: ignore[index]
+    base = max(4000, spent)
+    assert (int(half[1]), int(double[1])) == (-(-base * 3 // 2), base * 2)
+    [risk_options] = [o for a, o in asked if a["kind"] == "risk"]
+    assert [o.option_id for o in risk_options] == ["approve", "reject"]
+
+    doc = cli_json(home, "show", first["run_id"])
+    assert doc["status"] == "completed"
+    stored = {i["id"]: i for i in doc["interventions"]}
+    answered = stored[first["intervention_id"]]
+    assert answered["status"] == "approved"
+    assert answered["note"] == f"answered in the editor; budget raised to {half[1]} tokens"
+    assert all(i["status"] == "approved" for i in doc["interventions"])
+
+
+def _budget_ask(metric: str, limit: float, scope: str = "run") -> Intervention:
+    return Intervention(
+        id="ibudget",
+        run_id="rbudget",
+        phase_id=None if scope == "run" else "p-1",
+        kind=InterventionKind.BUDGET,
+        reason="budget reached",
+        action_required="raise the budget or stop",
+        status=InterventionStatus.PENDING,
+        note=None,
+        created_at="2026-11-20T09:00:00.000000Z",
+        payload={"scope": scope, "metric": metric, "limit": limit},
+    )
+
+
+def test_raise_offers_start_from_the_higher_of_limit_and_spend_and_round_up() -> None:
+    spent = UsageTotals(cost_usd=0.0125, prompt_tokens=900, completion_tokens=300)
+    cost = raise_offers(_budget_ask("cost_usd", 0.01), spent)
+    assert [(o.option_id, o.label, o.value) for o in cost] == [
+        ("raise-half", "+50%", 0.0188),  # 1.5 x the $0.0125 spent, rounded up to $0.0001
+        ("raise-double", "×2", 0.025),
+    ]
+    assert cost[0].approve_args() == {"budget_usd": 0.0188}
+    noisy = raise_offers(_budget_ask("cost_usd", 0.07), UsageTotals(cost_usd=0.07))
+    assert [o.value for o in noisy] == [0.105, 0.14]  # not $0.1401 from float noise
+    tokens = raise_offers(_budget_ask("tokens", 2000), spent)  # 1,200 spent: the limit is higher
+    assert [o.approve_args() for o in tokens] == [{"budget_tokens": 3000}, {"budget_tokens": 4000}]
+    zero = raise_offers(_budget_ask("cost_usd", 0), UsageTotals())  # a $0 limit, nothing spent
+    assert [o.describe() for o in zero] == ["$1.5000", "$2.0000"]
+    _, options = acp_updates.permission_request(_budget_ask("tokens", 2000, "p-1"), tokens)
+    assert [o.name for o in options] == [
+        "Raise phase p-1's budget to 3000 tokens (+50%)",
+        "Raise phase p-1's budget to 4000 tokens (×2)",
+        "Reject",
+    ]

@@ -4,6 +4,7 @@ one statement, a lease carries a fencing token, and a taken-over writer writes n
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import sqlite3
@@ -241,6 +242,15 @@ def test_two_workers_complete_four_submitted_runs_each_claimed_once(
         if " claimed run " in line
     ]
     assert sorted(claimed) == sorted(ids), "every run is claimed exactly once"
+    # Each run keeps the lease owner of the worker that drove it after the lease is released.
+    drove = {
+        line.split()[4]: name
+        for name, (out, _) in zip(("wa", "wb"), outputs, strict=True)
+        for line in out.splitlines()
+        if " claimed run " in line
+    }
+    kept = _rows(home, "SELECT id, metadata FROM runs")
+    assert {r["id"]: json.loads(r["metadata"])["last_worker"].split(":")[-1] for r in kept} == drove
     rows = _rows(home, "SELECT id, status, lease_owner, lease_token FROM runs")
     assert {(r["status"], r["lease_owner"], r["lease_token"]) for r in rows} == {
         ("completed", None, 1)

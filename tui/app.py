@@ -1,5 +1,5 @@
-"""The Textual app: sections (runs, interventions, new run, analytics) as modes, one engine in the
-same loop.
+"""The Textual app: sections (runs, interventions, new run, analytics, lessons) as modes, one
+engine in the same loop.
 
 The app owns the cross-cutting parts: the bus bridge, the queue of pending interventions (shown
 as a modal at once, wherever the user is, one after another), engine runs driven as workers, the
@@ -41,6 +41,7 @@ from tui.modals.run_stopped import RunStoppedModal
 from tui.palette import RunsProvider
 from tui.screens.analytics import AnalyticsScreen
 from tui.screens.interventions import InterventionsScreen
+from tui.screens.lessons import LessonsScreen
 from tui.screens.new_run import NewRunScreen
 from tui.screens.runs import RunsScreen
 
@@ -69,6 +70,7 @@ class OrchestratorApp(App[int]):
         "interventions": InterventionsScreen,
         "new_run": NewRunScreen,
         "analytics": AnalyticsScreen,
+        "lessons": LessonsScreen,
     }
     DEFAULT_MODE = "runs"
     COMMANDS = App.COMMANDS | {RunsProvider}
@@ -77,6 +79,7 @@ class OrchestratorApp(App[int]):
         Binding("2", "section('interventions')", "Interventions"),
         Binding("3", "section('new_run')", "New run"),
         Binding("4", "section('analytics')", "Analytics"),
+        Binding("5", "section('lessons')", "Lessons"),
         Binding("question_mark", "help", "Keys"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -335,6 +338,11 @@ class OrchestratorApp(App[int]):
             "Analytics",
             "Runs, cost, findings, waiting and failing checks over time (4)",
             lambda: self.switch_mode("analytics"),
+        )
+        yield SystemCommand(
+            "Lessons",
+            "What earlier runs taught; read or forget one (5)",
+            lambda: self.switch_mode("lessons"),
         )
         yield SystemCommand("Keys", "Every key binding here (?)", self.action_help)
         run = getattr(screen, "current_run", None) or getattr(screen, "run", None)

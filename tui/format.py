@@ -6,7 +6,8 @@ from datetime import datetime
 
 from rich.text import Text
 
-from core.records import Intervention
+from core.liveness import last_worker_owner, worker_name
+from core.records import ACTIVE_RUN_STATUSES, FINISHED_RUN_STATUSES, Intervention, Run
 from core.timeutil import parse_ts
 
 STATUS_STYLES = {
@@ -59,3 +60,37 @@ def answer_note(item: Intervention) -> str:
     """Who answered an intervention and the note they gave, for the Note column."""
     by = f"by {item.answered_by}" if item.answered_by else ""
     return " · ".join(part for part in (by, item.note or "") if part)
+
+
+def holder_cell(run: Run, width: int) -> Text:
+    """The runs table's worker cell: the worker holding the run's lease, "queued" while a
+    submitted run waits for one, dimmed the last worker that drove it once none holds it, and
+    empty for a run only this machine drove."""
+    worker = worker_name(run.lease_owner)
+    if worker:
+        style = "" if run.status in ACTIVE_RUN_STATUSES else "dim"
+    elif run.queued and run.status not in FINISHED_RUN_STATUSES:
+        return Text("queued", style="dim")
+    else:
+        worker, style = worker_name(last_worker_owner(run.metadata)), "dim"
+    if not worker:
+        return Text("")
+    return Text(worker if len(worker) <= width else worker[: width - 1] + "…", style=style)
+
+
+def holder_words(run: Run) -> str | None:
+    """Which worker drives a run and until when its lease holds (or which one drove it last),
+    for the run view's header; None for a run no worker ever held and none is to take."""
+    owner = run.lease_owner
+    worker = worker_name(owner)
+    if worker and owner:
+        host = owner.split(":", 1)[0]
+        if run.lost:
+            return f"worker {worker} on {host} (gone: its lease ran out)"
+        return f"worker {worker} on {host}, lease until {local_time(run.lease_expires_at)}"
+    if run.queued and run.status not in FINISHED_RUN_STATUSES:
+        return "queued for a worker (none holds it yet)"
+    last = last_worker_owner(run.metadata)
+    if last:
+        return f"driven by worker {worker_name(last)} on {last.split(':', 1)[0]}"
+    return None

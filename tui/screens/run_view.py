@@ -39,7 +39,7 @@ from core.records import (
 )
 from core.timeutil import parse_ts
 from tui import actions
-from tui.format import duration_text, local_time, status_text
+from tui.format import duration_text, holder_words, local_time, status_text
 from tui.modals.run_stopped import why
 from tui.widgets.diff_view import DiffView
 from tui.widgets.findings import SEVERITY_STYLES, FindingsPane, severity_counts
@@ -343,6 +343,9 @@ class RunScreen(Screen[None]):
         head.append(f"\n{run.repo}", style="dim")
         if run.branch:
             head.append(f"  branch {run.branch}", style="dim")
+        holder = holder_words(run)
+        if holder:
+            head.append(f"  {holder}", style="dim")
         head.append(f"  started {local_time(run.started_at or run.created_at)}", style="dim")
         if run.started_at:
             end = parse_ts(run.completed_at) if run.completed_at else self.orchestrator.now()

@@ -29,7 +29,7 @@ from core.errors import OrchestratorError
 from core.records import Run, RunStatus, RunSummary
 from core.timeutil import parse_ts
 from tui import actions
-from tui.format import duration_text, status_text
+from tui.format import duration_text, holder_cell, status_text
 
 if TYPE_CHECKING:
     from tui.app import OrchestratorApp
@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 PAGE = 100
 REFRESH_SECONDS = 1.0
 
-# (column key = engine sort key, header label, width; the task column takes what is left)
+# (column key = engine sort key, header label, width; the task column takes what is left; the
+# worker column, last, shows only while the page holds a run a worker drives or waits for)
 COLUMNS: list[tuple[str, str]] = [
     ("task", "Task"),
     ("repo", "Repository"),
@@ -47,6 +48,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("cost", "Cost"),
     ("started", "Started"),
     ("duration", "Duration"),
+    ("worker", "Worker"),
 ]
 WIDTHS = {
     "repo": 16,
@@ -56,9 +58,11 @@ WIDTHS = {
     "cost": 9,
     "started": 12,
     "duration": 8,
+    "worker": 12,
 }
 MIN_TASK_WIDTH = 20
-SORT_KEYS = [key for key, _ in COLUMNS]
+# The store sorts by these; the worker column (who holds the lease right now) is not one of them.
+SORT_KEYS = [key for key, _ in COLUMNS if key != "worker"]
 # The actions offered only for runs they can act on (see tui.actions.applies).
 _RUN_ACTIONS = ("resume", "cancel", "apply", "clean")
 
@@ -143,6 +147,7 @@ def run_cells(s: RunSummary, now: datetime, task_width: int = 60) -> tuple[Text 
         cost_text(s),
         short_time(started, now),
         duration_text(parse_ts(started), end or now),
+        holder_cell(r, WIDTHS["worker"]),
     )
 
 
@@ -238,6 +243,8 @@ class RunsScreen(Screen[None]):
         self._filter_timer: Timer | None = None
         self._loading: Worker[None] | None = None
         self._offered: tuple[bool | None, ...] = ()
+        # The worker column shows while the page holds a run a worker drives or waits for.
+        self.worker_shown = False
 
     @property
     def orchestrator(self) -> OrchestratorApp:
@@ -271,17 +278,25 @@ class RunsScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(RunsTable)
         self.task_width = self._task_width()
-        for key, label in COLUMNS:
-            table.add_column(label, key=key, width=WIDTHS.get(key, self.task_width))
-        self._label_sort()
+        self._add_columns(table)
         self.watch(table, "scroll_x", lambda _x: self._label_position(), init=False)
         self.load(0, "first")
         self._refresh_timer = self.set_interval(REFRESH_SECONDS, self._timed_reload)
         table.focus()
 
+    def shown_columns(self) -> list[tuple[str, str]]:
+        """The columns of COLUMNS the table has now (the worker column only while needed)."""
+        return [(key, label) for key, label in COLUMNS if key != "worker" or self.worker_shown]
+
+    def _add_columns(self, table: RunsTable) -> None:
+        for key, label in self.shown_columns():
+            table.add_column(label, key=key, width=WIDTHS.get(key, self.task_width))
+        self._label_sort()
+
     def _task_width(self) -> int:
         """What the task column gets of the terminal width after the fixed columns and padding."""
-        fixed = sum(WIDTHS.values()) + 2 * len(COLUMNS) + 2
+        shown = self.shown_columns()
+        fixed = sum(WIDTHS.get(key, 0) for key, _ in shown) + 2 * len(shown) + 2
         return max(MIN_TASK_WIDTH, self.app.size.width - fixed)
 
     def on_resize(self) -> None:
@@ -364,11 +379,18 @@ class RunsScreen(Screen[None]):
         now = self.orchestrator.now()
         new_keys = [s.run.id for s in rows]
         same_rows = new_keys == [s.run.id for s in self.summaries] and table.row_count == len(rows)
-        cells = {s.run.id: run_cells(s, now, self.task_width) for s in rows}
+        held = any(holder_cell(s.run, 1).plain for s in rows)
+        if held != self.worker_shown:  # the column comes and goes with the page's worker runs
+            self.worker_shown, same_rows = held, False
+            self.task_width = self._task_width()
+            table.clear(columns=True)
+            self._add_columns(table)
+        shown = self.shown_columns()
+        cells = {s.run.id: run_cells(s, now, self.task_width)[: len(shown)] for s in rows}
         if same_rows:
             for run_id, values in cells.items():
                 old = self._cells.get(run_id)
-                for (key, _), value, before in zip(COLUMNS, values, old or (), strict=False):
+                for (key, _), value, before in zip(shown, values, old or (), strict=False):
                     if value != before:
                         table.update_cell(run_id, key, value)
         else:
@@ -415,7 +437,7 @@ class RunsScreen(Screen[None]):
         table = tables.first()
         right = table.scroll_x + table.scrollable_content_region.width
         edge, hidden = 0, []
-        for key, label in COLUMNS:
+        for key, label in self.shown_columns():
             edge += WIDTHS.get(key, self.task_width) + 2 * table.cell_padding
             if edge > right:
                 hidden.append(label.lower())
@@ -478,6 +500,9 @@ class RunsScreen(Screen[None]):
     @on(DataTable.HeaderSelected)
     def _header(self, event: DataTable.HeaderSelected) -> None:
         key = str(event.column_key.value)
+        if key not in SORT_KEYS:
+            self.notify("the worker column does not sort; `s` cycles the others")
+            return
         if key == self.sort:
             self.descending = not self.descending
         else:
@@ -547,6 +572,7 @@ class RunsScreen(Screen[None]):
                 lambda key=key: self.sort_by(key),
             )
             for key, label in COLUMNS
+            if key in SORT_KEYS
         ]
         cmds.append(
             SystemCommand("Filter runs", "Type words or status:NAME (/)", self.action_filter)

@@ -541,6 +541,9 @@ async def test_artifacts(store: StateStore, tmp_path: Path) -> None:
     assert again.hash == hashlib.sha256(b"# hello again\n").hexdigest()
     with pytest.raises(StateError, match="cannot read artifact"):
         await store.add_artifact(run.id, None, "x", tmp_path / "missing", "log")
+    with pytest.raises(NotFoundError, match="no run with id 'r-gone'"):
+        await store.add_artifact("r-gone", None, "x", f, "log")
+    assert await store.get_artifacts("r-gone") == []
 
 
 async def test_usage_and_cache(store: StateStore, tmp_path: Path) -> None:

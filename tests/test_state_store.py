@@ -626,8 +626,16 @@ async def test_cancelled_writes_never_leave_a_transaction_open(
     path, url = backend
     async with await StateStore.open(path, url=url) as store:
         run = await store.create_run("t", str(path.parent), {})
+        # A plain write, one whose COMMIT rides with its last INSERT, and a one-hop batch.
+        writes = [
+            lambda i: store.set_run_metadata(run.id, i=i),
+            lambda i: store.append_logs([(run.id, None, "info", f"line {i}")]),
+            lambda i: store.record_usage(
+                run.id, None, None, "executor", "p", "m", i, 1, 1.0, False
+            ),
+        ]
         for i in range(120):
-            task = asyncio.create_task(store.set_run_metadata(run.id, i=i))
+            task = asyncio.create_task(writes[i % 3](i))
             for _ in range(i % 12):
                 await asyncio.sleep(0)  # cancel at a different await point each time
             task.cancel()

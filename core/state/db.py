@@ -401,7 +401,12 @@ class StateDatabase:
             if writer is None:
                 raise self._closed_error()
             fence = current_fence()
-            tx = WriteTransaction(writer, lambda conn: self._open_transaction(conn, fence))
+            due = (self._writes + 1) % CHECKPOINT_EVERY_WRITES == 0
+            tx = WriteTransaction(
+                writer,
+                lambda conn: self._open_transaction(conn, fence),
+                lambda conn: self._commit(conn, due),
+            )
             try:
                 # It speaks the aiosqlite API the mixins use (core.state.sqlite_writer).
                 yield cast("aiosqlite.Connection", tx)
@@ -412,8 +417,7 @@ class StateDatabase:
                 if isinstance(exc, sqlite3.Error):
                     raise state_error(self.path, "write failed on", exc) from exc
                 raise
-            due = (self._writes + 1) % CHECKPOINT_EVERY_WRITES == 0
-            await tx.finish(lambda conn: self._commit(conn, due))
+            await tx.finish()
             self._writes += 1
 
     async def _write_batch(self, steps: Sequence[tuple[str, Sequence[Any]]]) -> list[sqlite3.Row]:
@@ -520,7 +524,8 @@ class StateDatabase:
 
     @staticmethod
     async def _insert_lines(db: aiosqlite.Connection, lines: Sequence[Any]) -> list[LogRecord]:
-        """Insert log lines (run_id, phase_id, level, message[, ts]) on a connection inside a write."""
+        """Insert log lines (run_id, phase_id, level, message[, ts]) as the last step of a write
+        (on SQLite the COMMIT rides with the last INSERT: one hop less)."""
         lines = await fresh_lines(db, lines)  # lines of a taken-over driver are dropped
         if not lines:
             return []
@@ -533,6 +538,8 @@ class StateDatabase:
         # lastrowid numbers the chunk (seq is AUTOINCREMENT, so a chunk's rows are consecutive).
         for start in range(0, len(rows), _LINES_PER_INSERT):
             chunk = rows[start : start + _LINES_PER_INSERT]
+            if start + _LINES_PER_INSERT >= len(rows):
+                StateDatabase._last_step(db)
             cursor = await db.execute(
                 "INSERT INTO events (run_id, phase_id, ts, level, message) VALUES "
                 + ",".join("(?,?,?,?,?)" for _ in chunk),
@@ -541,6 +548,13 @@ class StateDatabase:
             first = int(cursor.lastrowid or 0) - len(chunk) + 1
             records.extend(LogRecord(first + i, *row) for i, row in enumerate(chunk))
         return records
+
+    @staticmethod
+    def _last_step(db: aiosqlite.Connection) -> None:
+        """Say that the next statement on `db` ends its write: on SQLite the COMMIT rides in the
+        same hop (core.state.sqlite_writer); elsewhere nothing changes."""
+        if isinstance(db, WriteTransaction):
+            db.commit_with_next()
 
     @staticmethod
     async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:

@@ -131,24 +131,46 @@ def cursor_of(cursor: sqlite3.Cursor) -> WriterCursor:
 
 class WriteTransaction:
     """The connection a write transaction's body sees: its first statement carries `opening`
-    (BEGIN IMMEDIATE and the fence check) in the same hop, and `finish` adds COMMIT."""
+    (BEGIN IMMEDIATE and the fence check) in the same hop, and `closing` (COMMIT) rides with the
+    statement after `commit_with_next()`, or goes alone in `finish()`."""
 
-    def __init__(self, writer: SqliteWriter, opening: Callable[[sqlite3.Connection], None]):
-        """Statements go to `writer`; `opening` runs once, on the thread, before the first."""
+    def __init__(
+        self,
+        writer: SqliteWriter,
+        opening: Callable[[sqlite3.Connection], None],
+        closing: Callable[[sqlite3.Connection], None],
+    ) -> None:
+        """Statements go to `writer`; `opening` runs once before the first, `closing` once after
+        the last (both on the writer thread)."""
         self._writer = writer
         self._opening: Callable[[sqlite3.Connection], None] | None = opening
+        self._closing = closing
+        self._close_next = False
+        self.committed = False
+
+    def commit_with_next(self) -> None:
+        """Make the next statement the transaction's last: COMMIT runs in its hop, right after
+        it succeeds; no statement may follow."""
+        self._close_next = True
 
     def _step(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
-        """`fn`, preceded by the opening if no statement has carried it yet."""
+        """`fn` with the opening before it (if no statement carried it yet) and the closing
+        after it (if it is the last)."""
+        if self.committed:
+            raise RuntimeError("a statement after its write transaction's COMMIT")
         opening, self._opening = self._opening, None
-        if opening is None:
-            return fn
+        closing = self._closing if self._close_next else None
+        self.committed = closing is not None
 
-        def opened_then(conn: sqlite3.Connection) -> T:
-            opening(conn)
-            return fn(conn)
+        def step(conn: sqlite3.Connection) -> T:
+            if opening is not None:
+                opening(conn)
+            result = fn(conn)
+            if closing is not None:
+                closing(conn)
+            return result
 
-        return opened_then
+        return step
 
     async def execute(self, sql: str, params: Params = ()) -> WriterCursor:
         """Run one statement inside the transaction."""
@@ -162,6 +184,8 @@ class WriteTransaction:
         """Run one statement for each parameter set inside the transaction."""
         return await self._writer.call(self._step(lambda c: cursor_of(c.executemany(sql, rows))))
 
-    async def finish(self, closing: Callable[[sqlite3.Connection], None]) -> None:
-        """Run `closing` (COMMIT and what follows it), after the opening if nothing ran yet."""
-        await self._writer.call(self._step(closing))
+    async def finish(self) -> None:
+        """COMMIT, unless the last statement carried it (after the opening if nothing ran)."""
+        if not self.committed:
+            self.commit_with_next()
+            await self._writer.call(self._step(lambda _: None))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import AlreadyAnsweredError, NotFoundError, StateError
+from core.errors import AlreadyAnsweredError, NotFoundError, StateError, TransitionError
 from core.records import (
     Category,
     ExecutionStatus,
@@ -352,6 +352,32 @@ async def test_phase_status_commit_and_git(store: StateStore, tmp_path: Path) ->
     assert await store.get_phase(phase.id) == git
     with pytest.raises(NotFoundError):
         await store.update_phase_status("missing", PhaseStatus.FAILED)
+
+
+async def test_a_transition_stores_its_lines_with_it_and_a_refused_one_neither(
+    store: StateStore, tmp_path: Path
+) -> None:
+    run = await store.create_run("t", str(tmp_path), {})
+    phase = (await store.save_plan(run.id, PLAN, 3))[0]
+    lines = [(run.id, phase.id, "info", f"line {i}") for i in range(3)]
+    moved, records = await store.move_phase(
+        phase.id, PhaseStatus.IN_PROGRESS, allowed_from=["pending"], lines=lines
+    )
+    assert moved.status is PhaseStatus.IN_PROGRESS
+    assert records == await store.get_logs(run.id)  # the seqs handed back are the stored ones
+    assert [r.message for r in records] == ["line 0", "line 1", "line 2"]
+    with pytest.raises(TransitionError, match="is in_progress; it cannot become completed"):
+        await store.move_phase(
+            phase.id,
+            PhaseStatus.COMPLETED,
+            allowed_from=["pending"],
+            commit="c" * 40,
+            lines=[(run.id, phase.id, "info", "never stored")],
+        )
+    assert await store.get_phase(phase.id) == moved
+    assert await store.get_logs(run.id) == records
+    # The writer is free again: the next write goes through.
+    assert (await store.append_logs([(run.id, None, "info", "after")]))[0].seq > records[-1].seq
 
 
 async def test_execution_attempt_numbering(store: StateStore, tmp_path: Path) -> None:

@@ -523,38 +523,59 @@ class StateDatabase:
         return {"now": utcnow()}
 
     @staticmethod
-    async def _insert_lines(db: aiosqlite.Connection, lines: Sequence[Any]) -> list[LogRecord]:
-        """Insert log lines (run_id, phase_id, level, message[, ts]) as the last step of a write
-        (on SQLite the COMMIT rides with the last INSERT: one hop less)."""
+    async def _insert_lines(
+        db: aiosqlite.Connection, lines: Sequence[Any]
+    ) -> Callable[[], list[LogRecord]]:
+        """Insert log lines (run_id, phase_id, level, message[, ts]) inside a write; returns how
+        to read the stored records once the write's next statement (or its COMMIT) ran: on
+        SQLite the INSERTs are deferred to ride in that hop (core.state.sqlite_writer)."""
         lines = await fresh_lines(db, lines)  # lines of a taken-over driver are dropped
         if not lines:
-            return []
+            return list
         now = utcnow()
         rows = [(r[0], r[1], r[4] if len(r) > 4 else now, r[2], r[3]) for r in lines]
         if getattr(db, "dialect", "sqlite") == "postgresql":  # ids from RETURNING (pg.py)
-            return cast(list[LogRecord], await cast(Any, db).insert_lines(rows))
-        records: list[LogRecord] = []
-        # One multi-row INSERT per chunk: one round trip to the database thread, and the cursor's
-        # lastrowid numbers the chunk (seq is AUTOINCREMENT, so a chunk's rows are consecutive).
-        for start in range(0, len(rows), _LINES_PER_INSERT):
-            chunk = rows[start : start + _LINES_PER_INSERT]
-            if start + _LINES_PER_INSERT >= len(rows):
-                StateDatabase._last_step(db)
-            cursor = await db.execute(
+            inserted = cast(list[LogRecord], await cast(Any, db).insert_lines(rows))
+            return lambda: inserted
+        tx = cast(WriteTransaction, db)
+        # One multi-row INSERT per chunk, and the cursor's lastrowid numbers the chunk (seq is
+        # AUTOINCREMENT, so a chunk's rows are consecutive).
+        chunks = [rows[i : i + _LINES_PER_INSERT] for i in range(0, len(rows), _LINES_PER_INSERT)]
+        handles = [
+            tx.defer(
                 "INSERT INTO events (run_id, phase_id, ts, level, message) VALUES "
                 + ",".join("(?,?,?,?,?)" for _ in chunk),
                 [value for row in chunk for value in row],
             )
-            first = int(cursor.lastrowid or 0) - len(chunk) + 1
-            records.extend(LogRecord(first + i, *row) for i, row in enumerate(chunk))
-        return records
+            for chunk in chunks
+        ]
+
+        def stored() -> list[LogRecord]:
+            records: list[LogRecord] = []
+            for chunk, handle in zip(chunks, handles, strict=True):
+                if handle.cursor is None:
+                    raise StateError("log lines read before their INSERT ran")
+                first = int(handle.cursor.lastrowid or 0) - len(chunk) + 1
+                records.extend(LogRecord(first + i, *row) for i, row in enumerate(chunk))
+            return records
+
+        return stored
 
     @staticmethod
-    def _last_step(db: aiosqlite.Connection) -> None:
-        """Say that the next statement on `db` ends its write: on SQLite the COMMIT rides in the
-        same hop (core.state.sqlite_writer); elsewhere nothing changes."""
+    async def _soon(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> None:
+        """Run a statement whose result nobody needs: on SQLite it rides in the write's next hop
+        (its errors surface there, still inside the transaction); elsewhere it runs now."""
         if isinstance(db, WriteTransaction):
-            db.commit_with_next()
+            db.defer(sql, params)
+        else:
+            await db.execute(sql, params)
+
+    @staticmethod
+    def _last_step(db: aiosqlite.Connection, *, if_rows: bool = False) -> None:
+        """Say that the next statement on `db` ends its write: on SQLite the COMMIT rides in the
+        same hop (with `if_rows`, only when it returns rows); elsewhere nothing changes."""
+        if isinstance(db, WriteTransaction):
+            db.commit_with_next(if_rows=if_rows)
 
     @staticmethod
     async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:

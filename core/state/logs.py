@@ -52,7 +52,8 @@ class LogsMixin(StateDatabase):
         if not records:
             return []
         async with self._write() as db:
-            return await self._insert_lines(db, records)
+            stored = await self._insert_lines(db, records)  # on SQLite: with the COMMIT
+        return stored()
 
     async def get_logs(
         self,

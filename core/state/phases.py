@@ -143,8 +143,10 @@ class PhasesMixin(StateDatabase):
                 raise StateError(f"phase {phase_id} belongs to run {phase[0]}, not {run_id}")
             if attempt is None:
                 attempt = int(phase[1]) + 1
-            await db.execute(
-                "UPDATE phases SET attempts = MAX(attempts, ?) WHERE id = ?", (attempt, phase_id)
+            await self._soon(
+                db,
+                "UPDATE phases SET attempts = MAX(attempts, ?) WHERE id = ?",
+                (attempt, phase_id),
             )
             self._last_step(db)
             rows = list(

@@ -129,10 +129,18 @@ def cursor_of(cursor: sqlite3.Cursor) -> WriterCursor:
     return WriterCursor(cursor.lastrowid, cursor.rowcount)
 
 
+class Deferred:
+    """A statement whose result nobody awaits: it runs at the start of the transaction's next
+    hop, and its cursor's figures are here once that hop returned."""
+
+    cursor: WriterCursor | None = None
+
+
 class WriteTransaction:
     """The connection a write transaction's body sees: its first statement carries `opening`
-    (BEGIN IMMEDIATE and the fence check) in the same hop, and `closing` (COMMIT) rides with the
-    statement after `commit_with_next()`, or goes alone in `finish()`."""
+    (BEGIN IMMEDIATE and the fence check) in the same hop, deferred statements ride with the
+    next one, and `closing` (COMMIT) rides with the statement after `commit_with_next()`, or
+    goes alone in `finish()`."""
 
     def __init__(
         self,
@@ -145,29 +153,42 @@ class WriteTransaction:
         self._writer = writer
         self._opening: Callable[[sqlite3.Connection], None] | None = opening
         self._closing = closing
-        self._close_next = False
+        self._close_next: bool | None = None  # True: commit after the next; False: if it has rows
+        self._deferred: list[tuple[str, Params, Deferred]] = []
         self.committed = False
 
-    def commit_with_next(self) -> None:
-        """Make the next statement the transaction's last: COMMIT runs in its hop, right after
-        it succeeds; no statement may follow."""
-        self._close_next = True
+    def commit_with_next(self, *, if_rows: bool = False) -> None:
+        """Make the next statement the transaction's last: COMMIT runs in its hop right after it
+        succeeds (with `if_rows`, only when it returned rows; otherwise the transaction stays
+        open for the caller to read why, then roll back)."""
+        self._close_next = not if_rows
+
+    def defer(self, sql: str, params: Params = ()) -> Deferred:
+        """Queue a statement to run first in the next hop; its figures land in the handle."""
+        if self.committed:
+            raise RuntimeError("a statement after its write transaction's COMMIT")
+        handle = Deferred()
+        self._deferred.append((sql, params, handle))
+        return handle
 
     def _step(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
-        """`fn` with the opening before it (if no statement carried it yet) and the closing
-        after it (if it is the last)."""
+        """`fn` with the opening before it (if no statement carried it yet), the deferred
+        statements next, and the closing after it (if it is the last)."""
         if self.committed:
             raise RuntimeError("a statement after its write transaction's COMMIT")
         opening, self._opening = self._opening, None
-        closing = self._closing if self._close_next else None
-        self.committed = closing is not None
+        deferred, self._deferred = self._deferred, []
+        close, self._close_next = self._close_next, None
 
         def step(conn: sqlite3.Connection) -> T:
             if opening is not None:
                 opening(conn)
+            for sql, params, handle in deferred:
+                handle.cursor = cursor_of(conn.execute(sql, params))
             result = fn(conn)
-            if closing is not None:
-                closing(conn)
+            if close or (close is False and result):
+                self._closing(conn)
+                self.committed = True  # read on the loop only after this hop returned
             return result
 
         return step
@@ -185,7 +206,7 @@ class WriteTransaction:
         return await self._writer.call(self._step(lambda c: cursor_of(c.executemany(sql, rows))))
 
     async def finish(self) -> None:
-        """COMMIT, unless the last statement carried it (after the opening if nothing ran)."""
+        """COMMIT (after the deferred statements), unless the last statement carried it."""
         if not self.committed:
             self.commit_with_next()
             await self._writer.call(self._step(lambda _: None))

@@ -423,36 +423,12 @@ class StateDatabase:
     async def _write_batch(self, steps: Sequence[tuple[str, Sequence[Any]]]) -> list[sqlite3.Row]:
         """Run statements, none needing another's result, in one write transaction and return
         the rows of the last; on SQLite the whole transaction is one hop to the writer thread."""
-        if self._pg is not None:
-            rows: list[sqlite3.Row] = []
-            async with self._write() as db:
-                for sql, params in steps:
-                    rows = list(await db.execute_fetchall(sql, params))
-            return rows
-        async with self._lock:
-            writer = self._writer
-            if writer is None:
-                raise self._closed_error()
-            fence = current_fence()
-            due = (self._writes + 1) % CHECKPOINT_EVERY_WRITES == 0
-
-            def transaction(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-                self._open_transaction(conn, fence)
-                try:
-                    for sql, params in steps:
-                        rows = conn.execute(sql, params).fetchall()
-                except BaseException as exc:
-                    _rollback_now(conn)
-                    if isinstance(exc, sqlite3.Error):
-                        raise state_error(self.path, "write failed on", exc) from exc
-                    raise
-                self._commit(conn, due)
-                return rows
-
-            # Begun, written and committed (or rolled back) on the thread even if we are cancelled.
-            result = await writer.call(transaction)
-            self._writes += 1
-            return result
+        async with self._write() as db:
+            for sql, params in steps[:-1]:
+                await self._soon(db, sql, params)
+            self._last_step(db)
+            last_sql, last_params = steps[-1]
+            return list(await db.execute_fetchall(last_sql, last_params))
 
     async def _write_one(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         """One statement in its own write transaction (one hop on SQLite); its rows."""

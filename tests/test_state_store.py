@@ -380,6 +380,25 @@ async def test_a_transition_stores_its_lines_with_it_and_a_refused_one_neither(
     assert (await store.append_logs([(run.id, None, "info", "after")]))[0].seq > records[-1].seq
 
 
+async def test_a_statement_that_rides_with_the_next_one_fails_the_whole_write(
+    store: StateStore, tmp_path: Path
+) -> None:
+    run = await store.create_run("t", str(tmp_path), {})
+    with pytest.raises(StateError, match="write failed on"):
+        async with store._write() as db:
+            await store._soon(db, "UPDATE runs SET task = ? WHERE id = ?", ("changed", run.id))
+            await store._soon(db, "INSERT INTO runs (id) VALUES (?)", (run.id,))  # a duplicate
+            await db.execute_fetchall("SELECT 1")
+    assert (await store.get_run(run.id)).task == "t"  # the first statement was rolled back too
+    rows = await store._write_batch(
+        [
+            ("UPDATE runs SET task = ? WHERE id = ?", ("kept", run.id)),
+            ("SELECT task FROM runs WHERE id = ?", (run.id,)),
+        ]
+    )
+    assert [tuple(r) for r in rows] == [("kept",)] and (await store.get_run(run.id)).task == "kept"
+
+
 async def test_execution_attempt_numbering(store: StateStore, tmp_path: Path) -> None:
     run = await store.create_run("t", str(tmp_path), {})
     one, two = await store.save_plan(run.id, PLAN, 3)

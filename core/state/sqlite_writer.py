@@ -4,8 +4,10 @@ aiosqlite makes every step of a write transaction its own hop to its thread and 
 fence check, each statement, COMMIT), and has no public way to run several steps in one. This
 writer speaks the subset of aiosqlite's API the store's mixins use (execute, execute_fetchall,
 executemany, cursors with lastrowid and rowcount) and also runs any function on its thread
-(`call`), so core.state.db can send BEGIN, the fence check and a transaction's first statement
-in one hop, and COMMIT with the periodic checkpoint in another.
+(`call`). A write transaction (`WriteTransaction`) uses that to save hops: BEGIN and the fence
+check ride with its first statement, statements nobody awaits (`defer`) with the next one, and
+COMMIT (with the periodic checkpoint) with its last statement when the caller knows which that
+is, else alone at the end.
 
 Every call is queued before its first await, so a call whose caller is cancelled still runs, in
 order: a ROLLBACK queued after a cancelled BEGIN always follows it (core.state.db relies on it).

@@ -78,6 +78,8 @@ def _root_commit(path: str) -> str | None:
 async def repo_key(repo: Path | str) -> str | None:
     """The identity lessons are kept under: the repository's root commit (cached per path)."""
     path = str(Path(repo).expanduser().resolve())
+    if path in _ROOTS:  # known: no trip to a thread
+        return _ROOTS[path]
     return await asyncio.to_thread(_root_commit, path)
 
 

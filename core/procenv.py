@@ -54,9 +54,25 @@ def agent_env(
     return env
 
 
+# The last redactor made and the environment it was made from: the environment rarely changes
+# between calls, and scanning it costs more than comparing it (a phase redacts several times).
+_LAST_REDACTOR: tuple[tuple[tuple[str, str], ...], Callable[[str], str]] | None = None
+
+
 def secret_redactor(env: Mapping[str, str] | None = None) -> Callable[[str], str]:
     """A function that replaces the values of secret-named variables with "***", compiled once for hot paths."""
+    global _LAST_REDACTOR
     source = os.environ if env is None else env
+    seen = tuple(source.items())
+    if _LAST_REDACTOR is not None and _LAST_REDACTOR[0] == seen:
+        return _LAST_REDACTOR[1]
+    redactor = _redactor_of(source)
+    _LAST_REDACTOR = (seen, redactor)
+    return redactor
+
+
+def _redactor_of(source: Mapping[str, str]) -> Callable[[str], str]:
+    """secret_redactor's work: collect the secret values and compile one pattern of them."""
     values = {
         value
         for name, value in source.items()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import AlreadyAnsweredError, NotFoundError, StateError
+from core.errors import AlreadyAnsweredError, NotFoundError, StateError, TransitionError
 from core.records import (
     Category,
     ExecutionStatus,
@@ -354,6 +354,51 @@ async def test_phase_status_commit_and_git(store: StateStore, tmp_path: Path) ->
         await store.update_phase_status("missing", PhaseStatus.FAILED)
 
 
+async def test_a_transition_stores_its_lines_with_it_and_a_refused_one_neither(
+    store: StateStore, tmp_path: Path
+) -> None:
+    run = await store.create_run("t", str(tmp_path), {})
+    phase = (await store.save_plan(run.id, PLAN, 3))[0]
+    lines = [(run.id, phase.id, "info", f"line {i}") for i in range(3)]
+    moved, records = await store.move_phase(
+        phase.id, PhaseStatus.IN_PROGRESS, allowed_from=["pending"], lines=lines
+    )
+    assert moved.status is PhaseStatus.IN_PROGRESS
+    assert records == await store.get_logs(run.id)  # the seqs handed back are the stored ones
+    assert [r.message for r in records] == ["line 0", "line 1", "line 2"]
+    with pytest.raises(TransitionError, match="is in_progress; it cannot become completed"):
+        await store.move_phase(
+            phase.id,
+            PhaseStatus.COMPLETED,
+            allowed_from=["pending"],
+            commit="c" * 40,
+            lines=[(run.id, phase.id, "info", "never stored")],
+        )
+    assert await store.get_phase(phase.id) == moved
+    assert await store.get_logs(run.id) == records
+    # The writer is free again: the next write goes through.
+    assert (await store.append_logs([(run.id, None, "info", "after")]))[0].seq > records[-1].seq
+
+
+async def test_a_statement_that_rides_with_the_next_one_fails_the_whole_write(
+    store: StateStore, tmp_path: Path
+) -> None:
+    run = await store.create_run("t", str(tmp_path), {})
+    with pytest.raises(StateError, match="write failed on"):
+        async with store._write() as db:
+            await store._soon(db, "UPDATE runs SET task = ? WHERE id = ?", ("changed", run.id))
+            await store._soon(db, "INSERT INTO runs (id) VALUES (?)", (run.id,))  # a duplicate
+            await db.execute_fetchall("SELECT 1")
+    assert (await store.get_run(run.id)).task == "t"  # the first statement was rolled back too
+    rows = await store._write_batch(
+        [
+            ("UPDATE runs SET task = ? WHERE id = ?", ("kept", run.id)),
+            ("SELECT task FROM runs WHERE id = ?", (run.id,)),
+        ]
+    )
+    assert [tuple(r) for r in rows] == [("kept",)] and (await store.get_run(run.id)).task == "kept"
+
+
 async def test_execution_attempt_numbering(store: StateStore, tmp_path: Path) -> None:
     run = await store.create_run("t", str(tmp_path), {})
     one, two = await store.save_plan(run.id, PLAN, 3)
@@ -541,6 +586,9 @@ async def test_artifacts(store: StateStore, tmp_path: Path) -> None:
     assert again.hash == hashlib.sha256(b"# hello again\n").hexdigest()
     with pytest.raises(StateError, match="cannot read artifact"):
         await store.add_artifact(run.id, None, "x", tmp_path / "missing", "log")
+    with pytest.raises(NotFoundError, match="no run with id 'r-gone'"):
+        await store.add_artifact("r-gone", None, "x", f, "log")
+    assert await store.get_artifacts("r-gone") == []
 
 
 async def test_usage_and_cache(store: StateStore, tmp_path: Path) -> None:
@@ -623,8 +671,16 @@ async def test_cancelled_writes_never_leave_a_transaction_open(
     path, url = backend
     async with await StateStore.open(path, url=url) as store:
         run = await store.create_run("t", str(path.parent), {})
+        # A plain write, one whose COMMIT rides with its last INSERT, and a one-hop batch.
+        writes = [
+            lambda i: store.set_run_metadata(run.id, i=i),
+            lambda i: store.append_logs([(run.id, None, "info", f"line {i}")]),
+            lambda i: store.record_usage(
+                run.id, None, None, "executor", "p", "m", i, 1, 1.0, False
+            ),
+        ]
         for i in range(120):
-            task = asyncio.create_task(store.set_run_metadata(run.id, i=i))
+            task = asyncio.create_task(writes[i % 3](i))
             for _ in range(i % 12):
                 await asyncio.sleep(0)  # cancel at a different await point each time
             task.cancel()

@@ -24,12 +24,22 @@ class ContextsMixin(StateDatabase):
     ) -> str:
         """Store one prompt's context (purpose: plan or execute); returns its id."""
         context_id = new_id()
-        async with self._write() as db:
-            await db.execute(
+        await self._write_one(
+            (
                 "INSERT INTO contexts (id, run_id, execution_id, purpose, query, text, sources,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (context_id, run_id, execution_id, purpose, query, text, dumps(sources), utcnow()),
-            )
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            (
+                context_id,
+                run_id,
+                execution_id,
+                purpose,
+                query,
+                text,
+                dumps(sources),
+                utcnow(),
+            ),
+        )
         return context_id
 
     async def get_contexts(

@@ -31,7 +31,8 @@ from core.errors import (
 from core.liveness import OWNER_GONE, owner_gone
 from core.records import LogRecord
 from core.state import schema
-from core.state.fencing import check_fence, current_fence, fresh_lines
+from core.state.fencing import Fence, check_fence, check_fence_now, current_fence, fresh_lines
+from core.state.sqlite_writer import SqliteWriter, WriteTransaction
 from core.state.wal_copy import copy_with_wal, has_wal_content
 from core.timeutil import utcnow
 
@@ -108,6 +109,28 @@ def _retry_locked(fn: Callable[[], T]) -> T:
             delay = min(delay * 2, 0.25)
 
 
+def _pragmas(query_only: bool) -> list[str]:
+    """The pragmas every connection of the store runs; the writer's add its WAL settings."""
+    pragmas = [
+        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+        "PRAGMA foreign_keys = ON",
+        f"PRAGMA query_only = {'ON' if query_only else 'OFF'}",
+    ]
+    if not query_only:
+        pragmas += [
+            "PRAGMA synchronous = NORMAL",
+            f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}",
+        ]
+    return pragmas
+
+
+def _rollback_now(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any (on the writer's thread)."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # it ended anyway: SQLite rolled it back
+            conn.execute("ROLLBACK")
+
+
 def _prepare(path: Path) -> None:
     """Create the file 0600, switch it to WAL and apply migrations in one IMMEDIATE transaction."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,8 +157,10 @@ class StateDatabase:
     """The open database: one writer, one query-only reader, and the helpers every topic uses.
 
     One writer connection does every write inside `BEGIN IMMEDIATE` (serialised by an asyncio.Lock
-    and retried while another process holds the lock); a second, query-only connection serves
-    reads, so a reader never sees a half-written transaction.
+    and retried while another process holds the lock) on its own thread (core.state.sqlite_writer:
+    BEGIN, the fence check and the first statement go there in one hop, COMMIT in another); a
+    second, query-only connection (aiosqlite) serves reads, so a reader never sees a
+    half-written transaction.
 
     With a postgresql:// URL the same API runs on PostgreSQL (core.state.pg): a pool instead of
     the two connections, one transaction per write holding an advisory lock, the SQL translated
@@ -146,7 +171,7 @@ class StateDatabase:
     def __init__(
         self,
         path: Path,
-        writer: aiosqlite.Connection | None,
+        writer: SqliteWriter | None,
         reader: aiosqlite.Connection | None,
         pg: PgBackend | None = None,
     ) -> None:
@@ -154,7 +179,7 @@ class StateDatabase:
         self.path = path
         self._pg = pg
         self.where = pg.where if pg is not None else str(path)
-        self._writer: aiosqlite.Connection | None = writer
+        self._writer: SqliteWriter | None = writer
         self._reader: aiosqlite.Connection | None = reader
         self._lock = asyncio.Lock()
         self._writes = 0
@@ -191,8 +216,13 @@ class StateDatabase:
             return await cls._open_read_only(path)
         try:
             await asyncio.to_thread(_prepare, path)
-            writer = await cls._connect(path, query_only=False)
-            reader = await cls._connect(path, query_only=True)
+            writer = await SqliteWriter.connect(path, BUSY_TIMEOUT_MS / 1000, _pragmas(False))
+            try:
+                await writer.create_function(OWNER_GONE, 1, owner_gone)  # core.liveness's SQL
+                reader = await cls._connect(path, query_only=True)
+            except BaseException:
+                await writer.close()
+                raise
         except (sqlite3.Error, OSError) as exc:
             raise state_error(path, "cannot open state database", exc) from exc
         _restrict_modes(path)
@@ -258,7 +288,7 @@ class StateDatabase:
     async def _connect(
         path: Path, query_only: bool, uri_query: str | None = None
     ) -> aiosqlite.Connection:
-        """Open one connection in autocommit mode with the store's pragmas."""
+        """Open one reading connection in autocommit mode with the store's pragmas."""
         target = f"file:{quote(str(path))}?{uri_query}" if uri_query else path
         db = await aiosqlite.connect(
             target,
@@ -268,17 +298,7 @@ class StateDatabase:
             uri=uri_query is not None,
         )
         db.row_factory = sqlite3.Row
-        pragmas = [
-            f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
-            "PRAGMA foreign_keys = ON",
-            f"PRAGMA query_only = {'ON' if query_only else 'OFF'}",
-        ]
-        if not query_only:
-            pragmas += [
-                "PRAGMA synchronous = NORMAL",
-                f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}",
-            ]
-        for pragma in pragmas:
+        for pragma in _pragmas(query_only):
             await db.execute(pragma)
         await db.create_function(OWNER_GONE, 1, owner_gone)  # core.liveness's SQL uses it
         return db
@@ -308,9 +328,10 @@ class StateDatabase:
             if self._pg is not None:
                 await self._pg.close()
                 self._pg = None
-            for db in (self._reader, self._writer):
-                if db is not None:
-                    await db.close()
+            if self._reader is not None:
+                await self._reader.close()
+            if self._writer is not None:
+                await self._writer.close()
             self._reader = self._writer = None
             if self._scratch is not None:
                 shutil.rmtree(self._scratch, ignore_errors=True)
@@ -342,26 +363,31 @@ class StateDatabase:
             )
         return StateError(f"state database {self.where} is closed; open the store again")
 
-    async def _begin(self, db: aiosqlite.Connection) -> None:
-        """BEGIN IMMEDIATE, retrying with backoff while another process holds the write lock."""
-        deadline, delay = time.monotonic() + LOCK_RETRY_SECONDS, 0.005
-        while True:
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.25)
-
-    @staticmethod
-    async def _rollback(db: aiosqlite.Connection) -> None:
-        """Roll back if a transaction is open; the statement is queued even if we are cancelled."""
+    def _open_transaction(self, conn: sqlite3.Connection, fence: Fence | None) -> None:
+        """BEGIN IMMEDIATE (retried while another process holds the write lock), then the fence
+        check; on the writer's thread, in the hop of the transaction's first statement. A
+        failure leaves no transaction open."""
         try:
-            await db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # no transaction was open
+            _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+        except sqlite3.Error as exc:
+            raise state_error(self.path, "cannot start a write on", exc) from exc
+        try:
+            check_fence_now(conn, fence)  # a taken-over driver writes nothing
+        except BaseException:
+            _rollback_now(conn)
+            raise
+
+    def _commit(self, conn: sqlite3.Connection, checkpoint: bool) -> None:
+        """COMMIT, and the PASSIVE checkpoint when it is due; a failed COMMIT is rolled back
+        on the spot, so a caller cancelled meanwhile leaves no transaction open."""
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback_now(conn)
+            raise state_error(self.path, "commit failed on", exc) from exc
+        if checkpoint:
+            with contextlib.suppress(sqlite3.Error):  # busy readers only make it partial
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -371,34 +397,42 @@ class StateDatabase:
                 yield pg_db
             return
         async with self._lock:
-            db = self._writer
-            if db is None:
+            writer = self._writer
+            if writer is None:
                 raise self._closed_error()
+            fence = current_fence()
+            due = (self._writes + 1) % CHECKPOINT_EVERY_WRITES == 0
+            tx = WriteTransaction(
+                writer,
+                lambda conn: self._open_transaction(conn, fence),
+                lambda conn: self._commit(conn, due),
+            )
             try:
-                await self._begin(db)
-            except sqlite3.Error as exc:
-                raise state_error(self.path, "cannot start a write on", exc) from exc
-            except BaseException:
-                # Cancelled while BEGIN ran in the worker thread: never leave the lock held.
-                await self._rollback(db)
-                raise
-            try:
-                await check_fence(db, current_fence())  # a taken-over driver writes nothing
-                yield db
+                # It speaks the aiosqlite API the mixins use (core.state.sqlite_writer).
+                yield cast("aiosqlite.Connection", tx)
             except BaseException as exc:
-                await self._rollback(db)
+                # Queued behind the statement even when we were cancelled while it ran, so a
+                # cancel never leaves the write lock held.
+                await writer.call(_rollback_now)
                 if isinstance(exc, sqlite3.Error):
                     raise state_error(self.path, "write failed on", exc) from exc
                 raise
-            try:
-                await db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                await self._rollback(db)
-                raise state_error(self.path, "commit failed on", exc) from exc
+            await tx.finish()
             self._writes += 1
-            if self._writes % CHECKPOINT_EVERY_WRITES == 0:
-                with contextlib.suppress(sqlite3.Error):  # busy readers only make it partial
-                    await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def _write_batch(self, steps: Sequence[tuple[str, Sequence[Any]]]) -> list[sqlite3.Row]:
+        """Run statements, none needing another's result, in one write transaction and return
+        the rows of the last; on SQLite the whole transaction is one hop to the writer thread."""
+        async with self._write() as db:
+            for sql, params in steps[:-1]:
+                await self._soon(db, sql, params)
+            self._last_step(db)
+            last_sql, last_params = steps[-1]
+            return list(await db.execute_fetchall(last_sql, last_params))
+
+    async def _write_one(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        """One statement in its own write transaction (one hop on SQLite); its rows."""
+        return await self._write_batch([(sql, params)])
 
     @asynccontextmanager
     async def _pg_write(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -465,28 +499,59 @@ class StateDatabase:
         return {"now": utcnow()}
 
     @staticmethod
-    async def _insert_lines(db: aiosqlite.Connection, lines: Sequence[Any]) -> list[LogRecord]:
-        """Insert log lines (run_id, phase_id, level, message[, ts]) on a connection inside a write."""
+    async def _insert_lines(
+        db: aiosqlite.Connection, lines: Sequence[Any]
+    ) -> Callable[[], list[LogRecord]]:
+        """Insert log lines (run_id, phase_id, level, message[, ts]) inside a write; returns how
+        to read the stored records once the write's next statement (or its COMMIT) ran: on
+        SQLite the INSERTs are deferred to ride in that hop (core.state.sqlite_writer)."""
         lines = await fresh_lines(db, lines)  # lines of a taken-over driver are dropped
         if not lines:
-            return []
+            return list
         now = utcnow()
         rows = [(r[0], r[1], r[4] if len(r) > 4 else now, r[2], r[3]) for r in lines]
         if getattr(db, "dialect", "sqlite") == "postgresql":  # ids from RETURNING (pg.py)
-            return cast(list[LogRecord], await cast(Any, db).insert_lines(rows))
-        records: list[LogRecord] = []
-        # One multi-row INSERT per chunk: one round trip to the database thread, and the cursor's
-        # lastrowid numbers the chunk (seq is AUTOINCREMENT, so a chunk's rows are consecutive).
-        for start in range(0, len(rows), _LINES_PER_INSERT):
-            chunk = rows[start : start + _LINES_PER_INSERT]
-            cursor = await db.execute(
+            inserted = cast(list[LogRecord], await cast(Any, db).insert_lines(rows))
+            return lambda: inserted
+        tx = cast(WriteTransaction, db)
+        # One multi-row INSERT per chunk, and the cursor's lastrowid numbers the chunk (seq is
+        # AUTOINCREMENT, so a chunk's rows are consecutive).
+        chunks = [rows[i : i + _LINES_PER_INSERT] for i in range(0, len(rows), _LINES_PER_INSERT)]
+        handles = [
+            tx.defer(
                 "INSERT INTO events (run_id, phase_id, ts, level, message) VALUES "
                 + ",".join("(?,?,?,?,?)" for _ in chunk),
                 [value for row in chunk for value in row],
             )
-            first = int(cursor.lastrowid or 0) - len(chunk) + 1
-            records.extend(LogRecord(first + i, *row) for i, row in enumerate(chunk))
-        return records
+            for chunk in chunks
+        ]
+
+        def stored() -> list[LogRecord]:
+            records: list[LogRecord] = []
+            for chunk, handle in zip(chunks, handles, strict=True):
+                if handle.cursor is None:
+                    raise StateError("log lines read before their INSERT ran")
+                first = int(handle.cursor.lastrowid or 0) - len(chunk) + 1
+                records.extend(LogRecord(first + i, *row) for i, row in enumerate(chunk))
+            return records
+
+        return stored
+
+    @staticmethod
+    async def _soon(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> None:
+        """Run a statement whose result nobody needs: on SQLite it rides in the write's next hop
+        (its errors surface there, still inside the transaction); elsewhere it runs now."""
+        if isinstance(db, WriteTransaction):
+            db.defer(sql, params)
+        else:
+            await db.execute(sql, params)
+
+    @staticmethod
+    def _last_step(db: aiosqlite.Connection, *, if_rows: bool = False) -> None:
+        """Say that the next statement on `db` ends its write: on SQLite the COMMIT rides in the
+        same hop (with `if_rows`, only when it returns rows); elsewhere nothing changes."""
+        if isinstance(db, WriteTransaction):
+            db.commit_with_next(if_rows=if_rows)
 
     @staticmethod
     async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:

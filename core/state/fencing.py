@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -75,14 +76,23 @@ def stale_error(fence: Fence, row: Any) -> LeaseLostError:
     )
 
 
-async def check_fence(db: Any, fence: Fence | None) -> None:
-    """Raise LeaseLostError when `fence` is stale; call inside the write transaction."""
-    if fence is None:
-        return
-    rows = list(await db.execute_fetchall(TOKEN_SQL, (fence.run_id,)))
+def judge_fence(fence: Fence, rows: Sequence[Any]) -> None:
+    """Raise LeaseLostError unless TOKEN_SQL's `rows` hold `fence`'s token."""
     row = rows[0] if rows else None
     if row is None or int(row[0]) != fence.token:
         raise stale_error(fence, row)
+
+
+async def check_fence(db: Any, fence: Fence | None) -> None:
+    """Raise LeaseLostError when `fence` is stale; call inside the write transaction."""
+    if fence is not None:
+        judge_fence(fence, list(await db.execute_fetchall(TOKEN_SQL, (fence.run_id,))))
+
+
+def check_fence_now(conn: sqlite3.Connection, fence: Fence | None) -> None:
+    """check_fence on a sqlite3 connection, for a step that runs on the writer's own thread."""
+    if fence is not None:
+        judge_fence(fence, conn.execute(TOKEN_SQL, (fence.run_id,)).fetchall())
 
 
 async def fresh_lines(db: Any, lines: Sequence[Any]) -> list[Any]:

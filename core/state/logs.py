@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import StateError
+from core.errors import NotFoundError, StateError
 from core.records import Artifact, LogRecord, Usage
 from core.state import schema
 from core.state.db import StateDatabase
@@ -52,7 +52,8 @@ class LogsMixin(StateDatabase):
         if not records:
             return []
         async with self._write() as db:
-            return await self._insert_lines(db, records)
+            stored = await self._insert_lines(db, records)  # on SQLite: with the COMMIT
+        return stored()
 
     async def get_logs(
         self,
@@ -134,22 +135,27 @@ class LogsMixin(StateDatabase):
                 except OSError as exc:
                     raise StateError(f"cannot read artifact {local}: {exc}") from exc
         aid = new_id("a")
-        async with self._write() as db:
-            # The file at this path was just rewritten, so an older row for it would carry a stale hash.
-            await db.execute(
-                "DELETE FROM artifacts WHERE run_id = ? AND path = ?", (run_id, location)
+        rows = await self._write_batch(
+            [
+                # The file at this path was just rewritten, so an older row for it would carry a
+                # stale hash.
+                ("DELETE FROM artifacts WHERE run_id = ? AND path = ?", (run_id, location)),
+                # Inserted only if the run exists: no row back means NotFoundError (a foreign
+                # key's refusal would end a PostgreSQL transaction and word it less well).
+                (
+                    (
+                        "INSERT INTO artifacts (id, run_id, phase_id, name, path, type, size, hash,"
+                        " created_at) SELECT ?,?,?,?,?,?,?,?,? FROM runs WHERE id = ? RETURNING *"
+                    ),
+                    (aid, run_id, phase_id, name, location, type, size, digest, utcnow(), run_id),
+                ),
+            ]
+        )
+        if not rows:
+            raise NotFoundError(
+                f"no run with id {run_id!r} in {self.where}; `orchestrator runs` lists run ids"
             )
-            # No such run: NotFoundError before the insert (a failed statement ends a
-            # PostgreSQL transaction, so the check cannot follow the foreign key's refusal).
-            await self._require(db, "runs", "run", run_id)
-            rows = list(
-                await db.execute_fetchall(
-                    "INSERT INTO artifacts (id, run_id, phase_id, name, path, type, size, hash,"
-                    " created_at) VALUES (?,?,?,?,?,?,?,?,?) RETURNING *",
-                    (aid, run_id, phase_id, name, location, type, size, digest, utcnow()),
-                )
-            )
-            return schema.artifact_from_row(rows[0])
+        return schema.artifact_from_row(rows[0])
 
     async def get_artifacts(self, run_id: str) -> list[Artifact]:
         """A run's artifacts in the order they were registered."""
@@ -178,29 +184,30 @@ class LogsMixin(StateDatabase):
         cost_usd: float = 0.0,
     ) -> None:
         """Add one model call to the token ledger."""
-        async with self._write() as db:
-            await db.execute(
+        await self._write_one(
+            (
                 "INSERT INTO llm_usage (id, run_id, phase_id, execution_id, role, provider, model,"
                 " prompt_tokens, completion_tokens, duration_ms, cached, created_at, attempt,"
-                " cached_tokens, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    new_id("u"),
-                    run_id,
-                    phase_id,
-                    execution_id,
-                    role,
-                    provider,
-                    model,
-                    int(prompt_tokens),
-                    int(completion_tokens),
-                    float(duration_ms),
-                    int(cached),
-                    utcnow(),
-                    attempt,
-                    int(cached_tokens),
-                    float(cost_usd),
-                ),
-            )
+                " cached_tokens, cost_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            ),
+            (
+                new_id("u"),
+                run_id,
+                phase_id,
+                execution_id,
+                role,
+                provider,
+                model,
+                int(prompt_tokens),
+                int(completion_tokens),
+                float(duration_ms),
+                int(cached),
+                utcnow(),
+                attempt,
+                int(cached_tokens),
+                float(cost_usd),
+            ),
+        )
 
     async def usage_by_role(self, run_id: str) -> dict[str, dict[str, int]]:
         """Token totals and call counts per role for a run."""

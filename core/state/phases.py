@@ -143,15 +143,18 @@ class PhasesMixin(StateDatabase):
                 raise StateError(f"phase {phase_id} belongs to run {phase[0]}, not {run_id}")
             if attempt is None:
                 attempt = int(phase[1]) + 1
+            await self._soon(
+                db,
+                "UPDATE phases SET attempts = MAX(attempts, ?) WHERE id = ?",
+                (attempt, phase_id),
+            )
+            self._last_step(db)
             rows = list(
                 await db.execute_fetchall(
                     "INSERT INTO executions (id, phase_id, run_id, attempt_number, status, started_at)"
                     " VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
                     (exec_id, phase_id, run_id, attempt, ExecutionStatus.RUNNING.value, now),
                 )
-            )
-            await db.execute(
-                "UPDATE phases SET attempts = MAX(attempts, ?) WHERE id = ?", (attempt, phase_id)
             )
             return schema.execution_from_row(rows[0])
 

@@ -62,10 +62,12 @@ class TransitionsMixin(StateDatabase):
     ) -> tuple[Run, list[LogRecord]]:
         """Move a run to `status`; `outcome` (the final word's facts) is kept in its metadata."""
         async with self._write() as db:
+            stored = await self._insert_lines(db, lines)  # on SQLite: in the UPDATE's hop
+            self._last_step(db, if_rows=True)
             row = await self._move_run(
                 db, run_id, status, allowed_from, error, outcome, clear_lease
             )
-            return schema.run_from_row(row), await self._insert_lines(db, lines)
+            return schema.run_from_row(row), stored()
 
     async def _move_run(
         self,
@@ -133,6 +135,8 @@ class TransitionsMixin(StateDatabase):
         now = utcnow()
         guard, guard_params = _guard(allowed_from)
         async with self._write() as db:
+            stored = await self._insert_lines(db, lines)  # on SQLite: in the UPDATE's hop
+            self._last_step(db, if_rows=True)
             rows = list(
                 await db.execute_fetchall(
                     "UPDATE phases SET status = ?, error = ?, commit_sha = COALESCE(?, commit_sha),"
@@ -158,7 +162,7 @@ class TransitionsMixin(StateDatabase):
             )
             if not rows:
                 await self._refuse(db, "phases", "phase", phase_id, status)
-            return schema.phase_from_row(rows[0]), await self._insert_lines(db, lines)
+            return schema.phase_from_row(rows[0]), stored()
 
     async def move_execution(
         self,
@@ -174,6 +178,8 @@ class TransitionsMixin(StateDatabase):
         """Close an attempt with its outcome (succeeded or failed)."""
         guard, guard_params = _guard(allowed_from)
         async with self._write() as db:
+            stored = await self._insert_lines(db, lines)  # on SQLite: in the UPDATE's hop
+            self._last_step(db, if_rows=True)
             rows = list(
                 await db.execute_fetchall(
                     "UPDATE executions SET status = ?, error = ?, output = COALESCE(?, output),"
@@ -184,7 +190,7 @@ class TransitionsMixin(StateDatabase):
             )
             if not rows:
                 await self._refuse(db, "executions", "execution", execution_id, status)
-            return schema.execution_from_row(rows[0]), await self._insert_lines(db, lines)
+            return schema.execution_from_row(rows[0]), stored()
 
     async def move_intervention(
         self,
@@ -200,6 +206,8 @@ class TransitionsMixin(StateDatabase):
         status when it was not pending."""
         guard, guard_params = _guard(allowed_from)
         async with self._write() as db:
+            stored = await self._insert_lines(db, lines)  # on SQLite: in the UPDATE's hop
+            self._last_step(db, if_rows=True)
             rows = list(
                 await db.execute_fetchall(
                     "UPDATE manual_interventions SET status = ?, note = ?, resolved_at = ?,"
@@ -211,7 +219,7 @@ class TransitionsMixin(StateDatabase):
                 await self._refuse(
                     db, "manual_interventions", "intervention", intervention_id, status
                 )
-            return schema.intervention_from_row(rows[0]), await self._insert_lines(db, lines)
+            return schema.intervention_from_row(rows[0]), stored()
 
     async def close_run(
         self,
@@ -267,8 +275,8 @@ class TransitionsMixin(StateDatabase):
                     )
                 ]
             closed = ClosedRun(schema.run_from_row(run_row), phases, executions, interventions)
-            records = await self._insert_lines(db, lines_for(closed))
-            return ClosedRun(closed.run, phases, executions, interventions, records)
+            stored = await self._insert_lines(db, lines_for(closed))  # SQLite: with the COMMIT
+        return ClosedRun(closed.run, phases, executions, interventions, stored())
 
     async def _refuse(
         self, db: aiosqlite.Connection, table: str, what: str, id_: str, status: object

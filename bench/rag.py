@@ -61,7 +61,10 @@ def embed_rounds(index: RepoIndex, spec: EmbedderSpec, limit: int | None) -> Non
     raw.embed(["warm up"])  # loaded before timing
     graph = getattr(raw, "graph", None)
     if graph:
-        say("MiniLM graph (rag.minilm_graph)", f"{graph}, batches of {raw.batch_size}")
+        say(
+            "MiniLM graph (rag.minilm_graph)",
+            f"{graph}, batches of {raw.batch_size}, {getattr(raw, 'threads', 1)} at once",
+        )
     raw_seconds = pipe_seconds = raw_cpu = pipe_cpu = 0.0
     done = 0
     last = time.perf_counter()

@@ -98,7 +98,7 @@ class MiniLMEmbedder:
 
     def __init__(
         self,
-        batch_size: int = 16,
+        batch_size: int = 8,
         threads: int | None = None,
         max_tokens: int = MAX_TOKENS,
         model_file: Path | None = None,

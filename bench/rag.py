@@ -105,7 +105,12 @@ def embed_rounds(index: RepoIndex, spec: EmbedderSpec, limit: int | None) -> Non
         "CPU per chunk (all threads): raw / pipeline",
         f"{done / raw_cpu:.1f} / {done / pipe_cpu:.1f} chunks per CPU-second",
     )
-    if pending:
+    if not pending:  # every chunk went through the pipeline: the full vector time
+        say(
+            "full vectors (pipeline rounds only)",
+            f"{pipe_seconds / 60:.1f} min wall, {pipe_cpu / 60:.1f} CPU-min for {done} chunks",
+        )
+    else:
         total = done + pending
         say(
             "chunks left lexical-only (--embed-chunks)",

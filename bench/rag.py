@@ -61,7 +61,10 @@ def embed_rounds(index: RepoIndex, spec: EmbedderSpec, limit: int | None) -> Non
     raw.embed(["warm up"])  # loaded before timing
     graph = getattr(raw, "graph", None)
     if graph:
-        say("MiniLM graph (rag.minilm_graph)", f"{graph}, batches of {raw.batch_size}")
+        say(
+            "MiniLM graph (rag.minilm_graph)",
+            f"{graph}, batches of {raw.batch_size}, {getattr(raw, 'threads', 1)} at once",
+        )
     raw_seconds = pipe_seconds = raw_cpu = pipe_cpu = 0.0
     done = 0
     last = time.perf_counter()
@@ -102,7 +105,12 @@ def embed_rounds(index: RepoIndex, spec: EmbedderSpec, limit: int | None) -> Non
         "CPU per chunk (all threads): raw / pipeline",
         f"{done / raw_cpu:.1f} / {done / pipe_cpu:.1f} chunks per CPU-second",
     )
-    if pending:
+    if not pending:  # every chunk went through the pipeline: the full vector time
+        say(
+            "full vectors (pipeline rounds only)",
+            f"{pipe_seconds / 60:.1f} min wall, {pipe_cpu / 60:.1f} CPU-min for {done} chunks",
+        )
+    else:
         total = done + pending
         say(
             "chunks left lexical-only (--embed-chunks)",

@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -462,54 +463,77 @@ class RepoIndex:
         stop: threading.Event | None = None,
         first: list[str] | None = None,
     ) -> None:
-        """Vectors for chunks without one: from the shared cache, else from the embedder."""
+        """Vectors for chunks without one: from the shared cache, else from the embedder.
+
+        A round's vectors go into Chroma on a writer thread while the next round embeds, so the
+        cores keep doing model work; a round is marked embedded in the catalog only after its
+        upsert returned, and the next round skips the chunks still being written."""
         import numpy as np
 
         _, _, total = self.catalog.counts()
         done = 0
         started = time.perf_counter()
-        while max_seconds is None or time.perf_counter() - started < max_seconds:
-            limit = EMBED_BATCH if max_chunks is None else min(EMBED_BATCH, max_chunks - done)
-            if limit <= 0 or (stop is not None and stop.is_set()):
-                break
-            batch = self.catalog.pending(limit, first)
-            if not batch:
-                break
-            hashes = [h for _, h, _ in batch]
-            cached = self.cache.get_vectors(self.embedder_key, hashes)
-            missing = [(i, h, t) for i, h, t in batch if h not in cached]
-            if missing:
-                fresh = self.embedder.embed([t for _, _, t in missing])
-                self.cache.put_vectors(
-                    self.embedder_key, [(h, fresh[n]) for n, (_, h, _) in enumerate(missing)]
-                )
-                for n, (_, h, _) in enumerate(missing):
-                    cached[h] = fresh[n]
-            stats.embedded += len(missing)
-            stats.reused_vectors += len(batch) - len(missing)
-            ids = [i for i, _, _ in batch]
-            rows = self.catalog.chunks_by_id(ids)
-            gone = [i for i in ids if i not in rows]  # removed by a concurrent file update
-            if gone:
-                self.catalog.mark_embedded(gone)
-                keep = [n for n, i in enumerate(ids) if i in rows]
-                ids, hashes = [ids[n] for n in keep], [hashes[n] for n in keep]
-            if not ids:
-                continue
-            metadatas = [
-                {
-                    "path": rows[i].path,
-                    "language": rows[i].language,
-                    "kind": rows[i].kind,
-                    "symbol": rows[i].symbol or "",
-                    "start_line": rows[i].start_line,
-                    "end_line": rows[i].end_line,
-                }
-                for i in ids
-            ]
-            matrix = np.stack([cached[h] for h in hashes])
-            self.vectors.upsert(ids, matrix, metadatas)
-            self.catalog.mark_embedded(ids)
-            done += len(batch)
-            if progress:
-                progress("embeddings", done, total)
+        writing: tuple[Future[None], list[str]] | None = None  # the previous round's upsert
+        writer = ThreadPoolExecutor(1, thread_name_prefix="rag-upsert")
+        try:
+            while max_seconds is None or time.perf_counter() - started < max_seconds:
+                limit = EMBED_BATCH if max_chunks is None else min(EMBED_BATCH, max_chunks - done)
+                if limit <= 0 or (stop is not None and stop.is_set()):
+                    break
+                skip = set(writing[1]) if writing else set()
+                batch = [
+                    b for b in self.catalog.pending(limit + len(skip), first) if b[0] not in skip
+                ][:limit]
+                if not batch:
+                    break
+                hashes = [h for _, h, _ in batch]
+                cached = self.cache.get_vectors(self.embedder_key, hashes)
+                missing = [(i, h, t) for i, h, t in batch if h not in cached]
+                if missing:
+                    fresh = self.embedder.embed([t for _, _, t in missing])
+                    self.cache.put_vectors(
+                        self.embedder_key, [(h, fresh[n]) for n, (_, h, _) in enumerate(missing)]
+                    )
+                    for n, (_, h, _) in enumerate(missing):
+                        cached[h] = fresh[n]
+                stats.embedded += len(missing)
+                stats.reused_vectors += len(batch) - len(missing)
+                ids = [i for i, _, _ in batch]
+                rows = self.catalog.chunks_by_id(ids)
+                gone = [i for i in ids if i not in rows]  # removed by a concurrent file update
+                if gone:
+                    self.catalog.mark_embedded(gone)
+                    keep = [n for n, i in enumerate(ids) if i in rows]
+                    ids, hashes = [ids[n] for n in keep], [hashes[n] for n in keep]
+                if ids:
+                    metadatas = [
+                        {
+                            "path": rows[i].path,
+                            "language": rows[i].language,
+                            "kind": rows[i].kind,
+                            "symbol": rows[i].symbol or "",
+                            "start_line": rows[i].start_line,
+                            "end_line": rows[i].end_line,
+                        }
+                        for i in ids
+                    ]
+                    matrix = np.stack([cached[h] for h in hashes])
+                    self._finish_write(writing)
+                    upsert = self.vectors.upsert  # Chroma opens here, is written there
+                    writing = (writer.submit(upsert, ids, matrix, metadatas), ids)
+                done += len(batch)
+                if progress:
+                    progress("embeddings", done, total)
+        except BaseException:
+            writer.shutdown(wait=True)
+            if writing is not None and writing[0].exception() is None:
+                self.catalog.mark_embedded(writing[1])  # it landed before the error: keep it
+            raise
+        writer.shutdown(wait=True)
+        self._finish_write(writing)
+
+    def _finish_write(self, writing: tuple[Future[None], list[str]] | None) -> None:
+        """Wait for a round's upsert (its error is raised here), then mark its chunks embedded."""
+        if writing is not None:
+            writing[0].result()
+            self.catalog.mark_embedded(writing[1])

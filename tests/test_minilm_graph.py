@@ -66,3 +66,14 @@ def test_the_int8_variant_is_its_own_space_close_to_the_float_one(tmp_path: Path
         ["How do I reset my password?", "What are the steps to change my password?", "The cat sat."]
     )
     assert float(v[0] @ v[1]) - float(v[0] @ v[2]) > 0.5
+
+
+def test_batches_run_side_by_side_give_each_text_its_own_vector() -> None:
+    texts = [f"{text} {n}" for n in range(5) for text in TEXTS]  # 30 texts: eight batches of 4
+    parallel = MiniLMEmbedder(batch_size=4, threads=2)
+    serial = MiniLMEmbedder(batch_size=4, threads=1)
+    a, b = parallel.embed(texts), serial.embed(texts)
+    assert float(np.abs(a - b).max()) < 1e-6
+    # each row is its text's vector, whatever batch or thread made it
+    assert float(np.abs(serial.embed([texts[17]])[0] - a[17]).max()) < 1e-5
+    assert parallel._pool is not None and serial._pool is None

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import rag.cache
+import rag.index
 from rag.embedders import EmbedderSpec, HashingEmbedder
 from rag.errors import EmbedderError, NotARepositoryError
 from rag.index import IndexSettings, RepoIndex
@@ -375,3 +376,24 @@ def test_the_files_a_task_found_get_their_vectors_first(repo: Path, tmp_path: Pa
     assert stats.embedded == 1 and embedder.texts[0].startswith("shop/prices.py")
     rest = index.embed(first=["shop/prices.py"])
     assert rest.pending == 0 and rest.embedded == rest.chunks - 1
+
+
+def test_a_round_is_written_while_the_next_embeds_and_an_error_keeps_what_landed(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rag.index, "EMBED_BATCH", 2)  # many rounds from the small repository
+    crashing = CountingEmbedder(fail_after=4)  # the third round fails; two were embedded
+    index = open_index(repo, tmp_path, crashing)
+    with pytest.raises(EmbedderError):
+        index.update()
+    _, chunks, pending = index.catalog.counts()
+    assert chunks - pending == 4 == index.vectors.count()  # the second round landed and counts
+    index.close()
+    healthy = CountingEmbedder()
+    again = open_index(repo, tmp_path, healthy)
+    stats = again.update()
+    assert stats.pending == 0 and stats.embedded == len(healthy.texts) == chunks - 4
+    assert again.vectors.count() == chunks
+    assert {r[0] for r in again.catalog.db.execute("SELECT id FROM chunks")} == set(
+        again.vectors.collection.get(include=[])["ids"]
+    )

@@ -1,7 +1,8 @@
 """`orchestrator index` and `orchestrator search`, through the home's search daemon: the same
 answers as an in-process search (also after other processes change the index), one daemon per
-home under concurrency, exit when idle or when the code changed, and a client that loads none of
-the heavy packages. One home and index serve each test's many questions."""
+home under concurrency, exit when idle or when the code changed, and a client (and a re-index
+with no change) that loads none of the heavy packages. One home and index serve each test's many
+questions."""
 
 from __future__ import annotations
 
@@ -35,6 +36,23 @@ heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
 print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """
 HEAVY = ("chromadb", "onnxruntime", "numpy", "bm25s", "tokenizers", "pydantic", "yaml", "textual")
+
+
+def probed(home: Path, heavy: tuple[str, ...], *args: str, **env: str) -> tuple[str, list[str]]:
+    """A CLI command run to success in a fresh interpreter: its stdout and which of `heavy` it
+    imported."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE % (heavy,), *args],
+        cwd=ROOT,
+        env=cli_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0, proc.stdout + proc.stderr
+    return proc.stdout, list(report["heavy"])
 
 
 def daemon_pid(home: Path) -> int | None:
@@ -127,6 +145,9 @@ def test_daemon_answers_as_an_in_process_search(
     stats = json.loads(cli(home, "index", str(repo), "--json", check=True).stdout)
     assert {"files", "chunks", "skipped", "seconds"} <= set(stats)
     assert stats["files"] == 5 and stats["chunks"] >= 5 and stats["pending"] == 0
+    # A re-index with no change loads neither Chroma nor BM25.
+    out, heavy = probed(home, ("chromadb", "bm25s"), "index", str(repo))
+    assert heavy == [] and "0 added, 0 changed, 0 removed; 0 chunks embedded" in out
     # No daemon can start (its folder cannot be made): the search runs in-process.
     (home / "daemon").write_text("not a folder")
     query = "write the inventory to a CSV file"
@@ -187,16 +208,7 @@ def test_daemon_answers_as_an_in_process_search(
     assert daemon_pid(home) == pid, "the same daemon answered every question"
 
     # The search process itself loads none of what the daemon keeps warm.
-    probe = subprocess.run(
-        [sys.executable, "-c", _PROBE % (HEAVY,), "search", "csv", "--repo", str(repo)],
-        cwd=ROOT,
-        env=cli_env(home, **ON),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert json.loads(probe.stderr.strip().splitlines()[-1]) == {"code": 0, "heavy": []}
+    assert probed(home, HEAVY, "search", "csv", "--repo", str(repo), **ON)[1] == []
 
     # A client of other code: the daemon exits and a new one (here told to idle 1 s) answers.
     assert _ask_raw(home / "daemon" / "search.sock", {"version": "other code"}) == {"stale": True}

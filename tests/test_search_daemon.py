@@ -193,7 +193,9 @@ def test_daemon_answers_as_an_in_process_search(
     assert via_daemon(
         home, repo, "csv", "--path-glob", "docs/*", "--lang", "markdown"
     ) == in_process(home, repo, "csv", path_glob="docs/*", language="markdown")
-    glob = search(home, "csv", "--repo", str(repo), "--path-glob", "docs/*", "--lang", "markdown")
+    glob = search(
+        home, "csv", "--repo", str(repo), "--path-glob", "docs/*", "--lang", "markdown", **ON
+    )
     assert glob.stdout.startswith(" 1. docs/guide.md:1-2 Export  [section,"), glob.stdout
     odd = "zzzqqq nothing matches"
     assert via_daemon(home, repo, odd, "--lang", "go") == in_process(home, repo, odd, language="go")

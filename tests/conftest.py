@@ -9,10 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.clirun import precompile
 from tests.fakes.ollama_server import fake_ollama  # noqa: F401  (fixture)
 from tests.pg_support import PgServer, migrated_template, missing_reason, server_for_session
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # once, in the process that starts any xdist workers
+        precompile()
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -220,33 +220,6 @@ def test_a_deleted_vector_store_is_noticed_by_the_next_index(repo: Path, tmp_pat
     assert again.vectors.count() == chunks and stats.pending == 0
 
 
-def test_a_reindex_with_no_change_loads_neither_chroma_nor_bm25(repo: Path, tmp_path: Path) -> None:
-    import json
-    import subprocess
-    import sys
-
-    from tests.clirun import ROOT, cli, cli_env
-
-    home = tmp_path / "home"
-    cli(home, "index", str(repo), check=True)
-    probe = (
-        "import sys, json\nfrom tui.cli import main\ncode = main(sys.argv[1:])\n"
-        "print(json.dumps([code, 'chromadb' in sys.modules, 'bm25s' in sys.modules]), "
-        "file=sys.stderr)"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", probe, "index", str(repo)],
-        cwd=ROOT,
-        env=cli_env(home),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert json.loads(proc.stderr.strip().splitlines()[-1]) == [0, False, False], proc.stderr
-    assert "0 added, 0 changed, 0 removed; 0 chunks embedded" in proc.stdout
-
-
 def test_each_embedder_gets_its_own_collection(repo: Path, tmp_path: Path) -> None:
     small = RepoIndex(repo, tmp_path / "indexes", EmbedderSpec("hash", "64"), SETTINGS)
     large = RepoIndex(repo, tmp_path / "indexes", EmbedderSpec("hash", "256"), SETTINGS)

@@ -1,8 +1,8 @@
-"""Hybrid retrieval: fusion, filters, reranking, formatting within a budget, and the commands."""
+"""Hybrid retrieval: fusion, filters, reranking and formatting within a budget (the `index` and
+`search` commands are tested with the search daemon, tests/test_search_daemon.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,6 @@ from rag.embedders import EmbedderSpec, HashingEmbedder
 from rag.format import Hit, format_context, group_by_file
 from rag.index import IndexSettings
 from rag.retrieve import HybridRetriever, fuse, is_test_path
-from tests.clirun import cli
 from tests.conftest import make_repo
 
 SPEC = EmbedderSpec("hash", "256")
@@ -128,51 +127,3 @@ def test_test_paths() -> None:
         assert is_test_path(path)
     for path in ("src/testing_utils.py", "contest.py", "latest/app.py", "data/test.md"):
         assert not is_test_path(path)
-
-
-def test_index_and_search_commands(repo: Path, home: Path) -> None:
-    out = cli(home, "index", str(repo), "--json", check=True)
-    stats = json.loads(out.stdout)
-    assert {"files", "chunks", "skipped", "seconds"} <= set(stats)
-    assert stats["files"] == 5 and stats["chunks"] >= 5 and stats["pending"] == 0
-
-    found = cli(
-        home,
-        "search",
-        "write the inventory to a CSV file",
-        "--repo",
-        str(repo),
-        "--json",
-        "-k",
-        "3",
-    )
-    results = json.loads(found.stdout)
-    assert len(results) == 3
-    top = results[0]
-    assert {"path", "start_line", "end_line", "symbol", "score", "lexical_only"} <= set(top)
-    assert (top["path"], top["symbol"], top["start_line"], top["end_line"]) == (
-        "inventory/store.py",
-        "InventoryStore",
-        1,
-        8,
-    )
-    assert top["lexical_only"] is False
-    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
-
-    glob = cli(
-        home, "search", "csv", "--repo", str(repo), "--path-glob", "docs/*", "--lang", "markdown"
-    )
-    assert glob.stdout.startswith(" 1. docs/guide.md:1-2 Export  [section,")
-
-    typo = cli(home, "search", "x", "--repo", str(repo), "--lang", "pyhton")
-    assert typo.returncode == 2 and "did you mean 'python'?" in typo.stderr
-    missing = cli(home, "search", "x", "--repo", str(repo.parent / "nope"))
-    assert (
-        missing.returncode == 2
-        and "--repo" in missing.stderr
-        and "no such directory" in missing.stderr
-    )
-    plain = repo.parent / "plain"
-    plain.mkdir()
-    refused = cli(home, "index", str(plain))
-    assert refused.returncode == 2 and "not inside a git repository" in refused.stderr

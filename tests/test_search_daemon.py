@@ -1,6 +1,8 @@
-"""`orchestrator search` through the home's search daemon: the same answers as an in-process
-search (also after other processes change the index), one daemon per home under concurrency,
-exit when idle or when the code changed, and a client that loads none of the heavy packages."""
+"""`orchestrator index` and `orchestrator search`, through the home's search daemon: the same
+answers as an in-process search (also after other processes change the index), one daemon per
+home under concurrency, exit when idle or when the code changed, and a client (and a re-index
+with no change) that loads none of the heavy packages. One home and index serve each test's many
+questions."""
 
 from __future__ import annotations
 
@@ -34,6 +36,23 @@ heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
 print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """
 HEAVY = ("chromadb", "onnxruntime", "numpy", "bm25s", "tokenizers", "pydantic", "yaml", "textual")
+
+
+def probed(home: Path, heavy: tuple[str, ...], *args: str, **env: str) -> tuple[str, list[str]]:
+    """A CLI command run to success in a fresh interpreter: its stdout and which of `heavy` it
+    imported."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE % (heavy,), *args],
+        cwd=ROOT,
+        env=cli_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0, proc.stdout + proc.stderr
+    return proc.stdout, list(report["heavy"])
 
 
 def daemon_pid(home: Path) -> int | None:
@@ -123,12 +142,31 @@ def test_daemon_answers_as_an_in_process_search(
     tmp_path: Path, home: Path, stop_daemons: None
 ) -> None:
     repo = make_repo(tmp_path / "inv", FILES)
-    cli(home, "index", str(repo), check=True)
+    stats = json.loads(cli(home, "index", str(repo), "--json", check=True).stdout)
+    assert {"files", "chunks", "skipped", "seconds"} <= set(stats)
+    assert stats["files"] == 5 and stats["chunks"] >= 5 and stats["pending"] == 0
+    # A re-index with no change loads neither Chroma nor BM25.
+    out, heavy = probed(home, ("chromadb", "bm25s"), "index", str(repo))
+    assert heavy == [] and "0 added, 0 changed, 0 removed; 0 chunks embedded" in out
     # No daemon can start (its folder cannot be made): the search runs in-process.
     (home / "daemon").write_text("not a folder")
-    assert via_daemon(home, repo, "csv") == in_process(home, repo, "csv")
+    query = "write the inventory to a CSV file"
+    results = via_daemon(home, repo, query, "-k", "3")
+    assert results == in_process(home, repo, query, k=3)
     assert not daemons_of(home)
     (home / "daemon").unlink()
+    # What `search --json` answers: the defining chunk first, scores in order, vectors used.
+    assert len(results) == 3
+    top = results[0]
+    assert {"path", "start_line", "end_line", "symbol", "score", "lexical_only"} <= set(top)
+    assert (top["path"], top["symbol"], top["start_line"], top["end_line"]) == (
+        "inventory/store.py",
+        "InventoryStore",
+        1,
+        8,
+    )
+    assert top["lexical_only"] is False
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
     # Concurrent first searches: every one answered, by a single daemon.
     command = [sys.executable, "-m", "tui.cli", "search", "csv file", "--repo", str(repo)]
     procs = [
@@ -150,29 +188,29 @@ def test_daemon_answers_as_an_in_process_search(
     pid = daemon_pid(home)
     assert pid is not None and (home / "daemon").stat().st_mode & 0o777 == 0o700
 
-    query = "write the inventory to a CSV file"
     assert via_daemon(home, repo, query) == in_process(home, repo, query)
     assert via_daemon(home, repo, query, "-k", "2") == in_process(home, repo, query, k=2)
     assert via_daemon(
         home, repo, "csv", "--path-glob", "docs/*", "--lang", "markdown"
     ) == in_process(home, repo, "csv", path_glob="docs/*", language="markdown")
+    glob = search(
+        home, "csv", "--repo", str(repo), "--path-glob", "docs/*", "--lang", "markdown", **ON
+    )
+    assert glob.stdout.startswith(" 1. docs/guide.md:1-2 Export  [section,"), glob.stdout
     odd = "zzzqqq nothing matches"
     assert via_daemon(home, repo, odd, "--lang", "go") == in_process(home, repo, odd, language="go")
     typo = search(home, "x", "--repo", str(repo), "--lang", "pyhton", **ON)
     assert typo.returncode == 2 and "did you mean 'python'?" in typo.stderr
+    missing = search(home, "x", "--repo", str(repo.parent / "nope"), **ON)
+    assert missing.returncode == 2 and "--repo" in missing.stderr
+    assert "no such directory" in missing.stderr
+    (plain := repo.parent / "plain").mkdir()
+    refused = cli(home, "index", str(plain))
+    assert refused.returncode == 2 and "not inside a git repository" in refused.stderr
     assert daemon_pid(home) == pid, "the same daemon answered every question"
 
     # The search process itself loads none of what the daemon keeps warm.
-    probe = subprocess.run(
-        [sys.executable, "-c", _PROBE % (HEAVY,), "search", "csv", "--repo", str(repo)],
-        cwd=ROOT,
-        env=cli_env(home, **ON),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert json.loads(probe.stderr.strip().splitlines()[-1]) == {"code": 0, "heavy": []}
+    assert probed(home, HEAVY, "search", "csv", "--repo", str(repo), **ON)[1] == []
 
     # A client of other code: the daemon exits and a new one (here told to idle 1 s) answers.
     assert _ask_raw(home / "daemon" / "search.sock", {"version": "other code"}) == {"stale": True}

@@ -251,6 +251,12 @@ def test_two_workers_complete_four_submitted_runs_each_claimed_once(
     }
     kept = _rows(home, "SELECT id, metadata FROM runs")
     assert {r["id"]: json.loads(r["metadata"])["last_worker"].split(":")[-1] for r in kept} == drove
+    capsys.readouterr()
+    assert main(["runs", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {r["id"]: r["last_worker"] for r in listed} == drove, "runs --json names the worker"
+    assert main(["show", ids[0]]) == 0
+    assert f"driver: driven by worker {drove[ids[0]]}" in capsys.readouterr().out
     rows = _rows(home, "SELECT id, status, lease_owner, lease_token FROM runs")
     assert {(r["status"], r["lease_owner"], r["lease_token"]) for r in rows} == {
         ("completed", None, 1)

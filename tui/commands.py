@@ -310,6 +310,8 @@ def holder_text(doc: dict[str, Any]) -> str | None:
         return f"{who}, lease until {doc.get('lease_expires_at')}"
     if doc.get("queued") and doc.get("status") not in ("completed", "failed", "cancelled"):
         return "queued for a worker (none holds it yet)"
+    if doc.get("last_worker"):
+        return f"driven by worker {doc['last_worker']} (nobody holds it now)"
     return None
 
 

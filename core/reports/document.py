@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.actors import STARTED_BY
 from core.git.remote_url import is_url
-from core.liveness import worker_name
+from core.liveness import last_worker_owner, worker_name
 from core.records import Run, RunUsage, UsageTotals
 from core.timeutil import parse_ts
 
@@ -154,12 +154,14 @@ def document_of(snap: RunSnapshot) -> dict[str, Any]:
 def holder_fields(run: Run) -> dict[str, Any]:
     """Whether a run waits for a worker and who holds it: `queued` (submitted for a worker),
     `lease_owner` ("host:pid:..." of the process driving it, None when nobody does), `worker`
-    (that process's worker id, when a worker drives it) and when the lease runs out."""
+    (that process's worker id, when a worker drives it), when the lease runs out, and
+    `last_worker` (the id of the last worker that claimed it, kept after its lease is released)."""
     return {
         "queued": run.queued,
         "lease_owner": run.lease_owner,
         "worker": worker_name(run.lease_owner),
         "lease_expires_at": run.lease_expires_at if run.lease_owner else None,
+        "last_worker": worker_name(last_worker_owner(run.metadata)),
     }
 
 

@@ -5,30 +5,25 @@ Enter on a pending row opens its decision modal; rows come from the store, re-re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import ModalScreen, Screen
-from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Label
 
 from core.errors import OrchestratorError
 from core.records import Intervention
 from tui.format import answer_note, local_time, status_text
+from tui.screens.listing import ListSection
 
-if TYPE_CHECKING:
-    from tui.app import OrchestratorApp
-
-REFRESH_SECONDS = 1.0
 # Answered interventions shown below the pending ones, newest first.
 HISTORY = 50
 
 
-class InterventionsScreen(Screen[None]):
+class InterventionsScreen(ListSection[Intervention]):
     """Pending decisions first; Enter answers one, `o` opens its run, `h` shows answered ones."""
 
     SECTION = "Interventions"
@@ -49,21 +44,7 @@ class InterventionsScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.items: list[Intervention] = []
         self.show_history = True
-        self._timer: Timer | None = None
-        self._hidden = False  # another section covers the list
-
-    @property
-    def orchestrator(self) -> OrchestratorApp:
-        return cast("OrchestratorApp", self.app)
-
-    @property
-    def current(self) -> Intervention | None:
-        table = self.query_one(DataTable)
-        if not self.items or not (0 <= table.cursor_row < len(self.items)):
-            return None
-        return self.items[table.cursor_row]
 
     @property
     def current_run_id(self) -> str | None:
@@ -90,35 +71,11 @@ class InterventionsScreen(Screen[None]):
         table.add_column("Reason", key="reason")
         table.add_column("Asked", key="asked")
         table.add_column("Note", key="note")
-        self.reload()
-        self._timer = self.set_interval(REFRESH_SECONDS, self._timed_reload)
+        self._start_refresh()
         table.focus()
-
-    def on_screen_suspend(self) -> None:
-        if self._timer is not None and not isinstance(self.app.screen, ModalScreen):
-            self._timer.pause()
-            self._hidden = True
-
-    def on_screen_resume(self) -> None:
-        if self._timer is not None:
-            self._timer.resume()
-            self._hidden = False
-            self.reload()
-
-    def _timed_reload(self) -> None:
-        if self.orchestrator.poll_due(type(self).__name__):
-            self.reload()
-
-    def store_changed(self) -> None:
-        """Another process committed to the shared store: re-read the list while it shows."""
-        if self._timer is not None and not self._hidden:
-            self.reload()
 
     def run_changed(self, run_id: str) -> None:
         self.reload()
-
-    def reload(self) -> None:
-        self._load()
 
     @work(group="load", exclusive=True)
     async def _load(self) -> None:
@@ -138,25 +95,9 @@ class InterventionsScreen(Screen[None]):
         self._show(items)
 
     def _show(self, items: list[Intervention]) -> None:
-        tables = self.query(DataTable)
-        if not tables:  # not composed yet, or already closing
+        if not self._fill(items, [self._cells(i) for i in items]):
             return
-        table = tables.first()
-        keep = self.current.id if self.current is not None else None
-        rows = [self._cells(i) for i in items]
-        if [i.id for i in items] != [i.id for i in self.items] or rows != getattr(
-            self, "_rows", None
-        ):
-            table.clear()
-            for item, cells in zip(items, rows, strict=True):
-                table.add_row(*cells, key=item.id)
-            ids = [i.id for i in items]
-            if keep in ids:
-                table.move_cursor(row=ids.index(keep), animate=False)
-        self.items = items
-        self._rows = rows
         n = sum(1 for i in items if str(i.status) == "pending")
-        self.set_class(not items, "empty")
         self.query_one("#summary", Label).update(
             f"{n} pending" + (" · answered ones below (h hides them)" if self.show_history else "")
         )
@@ -185,14 +126,6 @@ class InterventionsScreen(Screen[None]):
             self.notify(f"intervention {item.id} was {item.status}" + (f": {note}" if note else ""))
             return
         self.orchestrator.answer(item)
-
-    def action_open_run(self) -> None:
-        run_id = self.current_run_id
-        if run_id is not None:
-            self.orchestrator.open_run(run_id)
-
-    def action_back(self) -> None:
-        self.orchestrator.switch_mode("runs")
 
     def palette_commands(self) -> list[SystemCommand]:
         return [

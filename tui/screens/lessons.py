@@ -8,26 +8,21 @@ forgetting is recorded as (the app's `--as NAME`, else the OS user and git's use
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import ModalScreen, Screen
-from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from core.errors import OrchestratorError
 from core.records import Lesson
 from tui.format import local_time
 from tui.modals.confirm import ConfirmModal
+from tui.screens.listing import ListSection
 
-if TYPE_CHECKING:
-    from tui.app import OrchestratorApp
-
-REFRESH_SECONDS = 2.0
 REPO_WIDTH = 16  # the repository's folder name; the detail shows its whole path
 # Kind names as a person reads them (core/lessons.py LESSON_KINDS).
 KIND_WORDS = {
@@ -67,12 +62,13 @@ def lesson_detail(le: Lesson) -> Text:
     return text
 
 
-class LessonsScreen(Screen[None]):
+class LessonsScreen(ListSection[Lesson]):
     """Every lesson, its detail below; `F` forgets the selected one, `o` opens its newest run."""
 
     SECTION = "Lessons"
     SUB_TITLE = "Lessons"
     AUTO_FOCUS = "#lessons"
+    REFRESH_SECONDS = 2.0
     DEFAULT_CSS = """
     LessonsScreen #bar { height: 1; padding: 0 1; background: $boost; }
     LessonsScreen #summary { width: 1fr; }
@@ -89,25 +85,6 @@ class LessonsScreen(Screen[None]):
         Binding("o", "open_run", "Open run"),
         Binding("escape", "back", "Back", show=False),
     ]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: list[Lesson] = []
-        self._rows: list[tuple[Any, ...]] = []
-        self._timer: Timer | None = None
-        self._hidden = False  # another section covers the list
-
-    @property
-    def orchestrator(self) -> OrchestratorApp:
-        return cast("OrchestratorApp", self.app)
-
-    @property
-    def current(self) -> Lesson | None:
-        """The highlighted lesson, as last read."""
-        table = self.query_one(DataTable)
-        if not self.items or not (0 <= table.cursor_row < len(self.items)):
-            return None
-        return self.items[table.cursor_row]
 
     @property
     def current_run_id(self) -> str | None:
@@ -136,31 +113,7 @@ class LessonsScreen(Screen[None]):
         table.add_column("Runs", key="runs")
         table.add_column("Repository", key="repo")
         table.add_column("Lesson", key="text")
-        self.reload()
-        self._timer = self.set_interval(REFRESH_SECONDS, self._timed_reload)
-
-    def on_screen_suspend(self) -> None:
-        if self._timer is not None and not isinstance(self.app.screen, ModalScreen):
-            self._timer.pause()
-            self._hidden = True
-
-    def on_screen_resume(self) -> None:
-        if self._timer is not None:
-            self._timer.resume()
-            self._hidden = False
-            self.reload()
-
-    def _timed_reload(self) -> None:
-        if self.orchestrator.poll_due(type(self).__name__):
-            self.reload()
-
-    def store_changed(self) -> None:
-        """Another process committed to the shared store: re-read the list while it shows."""
-        if self._timer is not None and not self._hidden:
-            self.reload()
-
-    def reload(self) -> None:
-        self._load()
+        self._start_refresh()
 
     @work(group="load", exclusive=True)
     async def _load(self) -> None:
@@ -188,22 +141,9 @@ class LessonsScreen(Screen[None]):
         )
 
     def _show(self, items: list[Lesson]) -> None:
-        tables = self.query(DataTable)
-        if not tables:  # not composed yet, or already closing
+        if not self._fill(items, [self._cells(le) for le in items]):
             return
-        table = tables.first()
-        keep = self.current.id if self.current is not None else None
-        rows = [self._cells(le) for le in items]
-        if rows != self._rows or [le.id for le in items] != [le.id for le in self.items]:
-            table.clear()
-            for le, cells in zip(items, rows, strict=True):
-                table.add_row(*cells, key=le.id)
-            ids = [le.id for le in items]
-            if keep in ids:
-                table.move_cursor(row=ids.index(keep), animate=False)
-        self.items, self._rows = items, rows
         forgotten = sum(1 for le in items if le.forgotten)
-        self.set_class(not items, "empty")
         self.query_one("#summary", Label).update(
             f"{len(items)} lesson{'s' if len(items) != 1 else ''} · {forgotten} forgotten"
             " · prompts on a repository carry its active ones"
@@ -253,14 +193,6 @@ class LessonsScreen(Screen[None]):
             return
         self.notify(f"lesson {done.id} forgotten by {done.forgotten_by}", title="lesson forgotten")
         self.reload()
-
-    def action_open_run(self) -> None:
-        run_id = self.current_run_id
-        if run_id is not None:
-            self.orchestrator.open_run(run_id)
-
-    def action_back(self) -> None:
-        self.orchestrator.switch_mode("runs")
 
     def palette_commands(self) -> list[SystemCommand]:
         return [

@@ -1,0 +1,113 @@
+"""What the app's list sections share (interventions, lessons): a table of items re-read on a
+timer while it shows (and when another process commits), the highlighted item kept across
+reloads, `o` to open the item's run and Esc back to the runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+
+from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
+from textual.widgets import DataTable
+
+if TYPE_CHECKING:
+    from tui.app import OrchestratorApp
+
+
+class _Keyed(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Keyed)
+
+
+class ListSection(Screen[None], Generic[T]):
+    """A section listing `items` in its one DataTable; subclasses compose it, add its columns,
+    read the items in `_load` and hand them to `_fill`."""
+
+    REFRESH_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[T] = []
+        self._rows: list[tuple[Any, ...]] = []
+        self._timer: Timer | None = None
+        self._hidden = False  # another section covers the list
+
+    @property
+    def orchestrator(self) -> OrchestratorApp:
+        return cast("OrchestratorApp", self.app)
+
+    @property
+    def current(self) -> T | None:
+        """The highlighted item, as last read."""
+        table = self.query_one(DataTable)
+        if not self.items or not (0 <= table.cursor_row < len(self.items)):
+            return None
+        return self.items[table.cursor_row]
+
+    @property
+    def current_run_id(self) -> str | None:
+        """The run `o` opens for the highlighted item."""
+        raise NotImplementedError
+
+    def _start_refresh(self) -> None:
+        """Read the items now and then every REFRESH_SECONDS (on_mount calls it)."""
+        self.reload()
+        self._timer = self.set_interval(self.REFRESH_SECONDS, self._timed_reload)
+
+    def on_screen_suspend(self) -> None:
+        if self._timer is not None and not isinstance(self.app.screen, ModalScreen):
+            self._timer.pause()
+            self._hidden = True
+
+    def on_screen_resume(self) -> None:
+        if self._timer is not None:
+            self._timer.resume()
+            self._hidden = False
+            self.reload()
+
+    def _timed_reload(self) -> None:
+        if self.orchestrator.poll_due(type(self).__name__):
+            self.reload()
+
+    def store_changed(self) -> None:
+        """Another process committed to the shared store: re-read the list while it shows."""
+        if self._timer is not None and not self._hidden:
+            self.reload()
+
+    def reload(self) -> None:
+        self._load()
+
+    def _load(self) -> Any:
+        """Read the items (in a worker: subclasses decorate it with @work) and `_fill` the table."""
+        raise NotImplementedError
+
+    def _fill(self, items: list[T], rows: Sequence[tuple[Any, ...]]) -> bool:
+        """Put the items' rows in the table when they changed, keeping the highlighted item;
+        False when the table is gone (not composed yet, or closing)."""
+        tables = self.query(DataTable)
+        if not tables:
+            return False
+        table = tables.first()
+        keep = self.current.id if self.current is not None else None
+        ids = [item.id for item in items]
+        if list(rows) != self._rows or ids != [item.id for item in self.items]:
+            table.clear()
+            for key, cells in zip(ids, rows, strict=True):
+                table.add_row(*cells, key=key)
+            if keep in ids:
+                table.move_cursor(row=ids.index(keep), animate=False)
+        self.items, self._rows = items, list(rows)
+        self.set_class(not items, "empty")
+        return True
+
+    def action_open_run(self) -> None:
+        run_id = self.current_run_id
+        if run_id is not None:
+            self.orchestrator.open_run(run_id)
+
+    def action_back(self) -> None:
+        self.orchestrator.switch_mode("runs")

@@ -66,6 +66,34 @@ def cli(
     return proc
 
 
+# Runs the CLI's main() in a fresh interpreter, then reports which heavy packages got imported.
+_PROBE = """
+import json, sys
+from tui.cli import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+def probed(home: Path, heavy: tuple[str, ...], *args: str, **env: str) -> tuple[str, list[str]]:
+    """A CLI command run to success in a fresh interpreter: its stdout and which of `heavy` it
+    imported."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE % (heavy,), *args],
+        cwd=ROOT,
+        env=cli_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0, proc.stdout + proc.stderr
+    return proc.stdout, list(report["heavy"])
+
+
 def cli_json(home: Path, *args: str, **extra: str) -> Any:
     return json.loads(cli(home, *args, "--json", check=True, **extra).stdout)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.clirun import ROOT, cli, cli_env
+from tests.clirun import ROOT, cli, cli_env, probed
 from tests.conftest import make_repo
 from tests.test_rag_retrieve import FILES
 from tests.waiting import wait_until
@@ -27,32 +27,7 @@ ON = {"ORCHESTRATOR_SEARCH_DAEMON": "on", "ORCHESTRATOR_SEARCH_DAEMON_IDLE": "12
 OFF = {"ORCHESTRATOR_SEARCH_DAEMON": "off"}
 
 
-_PROBE = """
-import json, sys
-from tui.cli import main
-code = main(sys.argv[1:])
-sys.stdout.flush()
-heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
-print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
-"""
 HEAVY = ("chromadb", "onnxruntime", "numpy", "bm25s", "tokenizers", "pydantic", "yaml", "textual")
-
-
-def probed(home: Path, heavy: tuple[str, ...], *args: str, **env: str) -> tuple[str, list[str]]:
-    """A CLI command run to success in a fresh interpreter: its stdout and which of `heavy` it
-    imported."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE % (heavy,), *args],
-        cwd=ROOT,
-        env=cli_env(home, **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    report = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert report["code"] == 0, proc.stdout + proc.stderr
-    return proc.stdout, list(report["heavy"])
 
 
 def daemon_pid(home: Path) -> int | None:

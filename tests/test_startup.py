@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirun import ROOT, cli_env
+from tests.clirun import ROOT, probed
 from tests.tui.seed import COMPLETED_RUN, seed
 
 HEAVY = (
@@ -26,30 +26,9 @@ HEAVY = (
     "psycopg",
 )
 
-# Runs the CLI's main() in this interpreter, then reports which heavy packages got imported.
-_PROBE = """
-import json, sys
-from tui.cli import main
-code = main(sys.argv[1:])
-sys.stdout.flush()
-heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
-print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
-"""
-
 
 def _heavy_after(home: Path, *args: str, **env: str) -> list[str]:
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE % (HEAVY,), *args],
-        cwd=ROOT,
-        env=cli_env(home, **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    report = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert report["code"] == 0, proc.stdout + proc.stderr
-    return list(report["heavy"])
+    return probed(home, HEAVY, *args, **env)[1]
 
 
 @pytest.fixture(scope="module")

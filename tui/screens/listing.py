@@ -1,6 +1,7 @@
-"""What the app's list sections share (interventions, lessons): a table of items re-read on a
-timer while it shows (and when another process commits), the highlighted item kept across
-reloads, `o` to open the item's run and Esc back to the runs."""
+"""What the app's sections share: re-reading on a timer while they show and when another process
+commits (TimedReload: runs, interventions, lessons), and for the list sections (ListSection:
+interventions, lessons) a table whose highlighted item is kept across reloads, `o` to open the
+item's run and Esc back to the runs."""
 
 from __future__ import annotations
 
@@ -23,38 +24,27 @@ class _Keyed(Protocol):
 T = TypeVar("T", bound=_Keyed)
 
 
-class ListSection(Screen[None], Generic[T]):
-    """A section listing `items` in its one DataTable; subclasses compose it, add its columns,
-    read the items in `_load` and hand them to `_fill`."""
+class TimedReload(Screen[None]):
+    """A section that re-reads what it shows on a timer while it shows (and when another process
+    commits), and stops while another section or a run view hides it; a modal over it leaves it
+    visible, so it keeps updating. Subclasses define `reload` and call `_start_refresh`."""
 
     REFRESH_SECONDS = 1.0
 
     def __init__(self) -> None:
         super().__init__()
-        self.items: list[T] = []
-        self._rows: list[tuple[Any, ...]] = []
         self._timer: Timer | None = None
-        self._hidden = False  # another section covers the list
+        self._hidden = False  # another section or a run view covers it
 
     @property
     def orchestrator(self) -> OrchestratorApp:
         return cast("OrchestratorApp", self.app)
 
-    @property
-    def current(self) -> T | None:
-        """The highlighted item, as last read."""
-        table = self.query_one(DataTable)
-        if not self.items or not (0 <= table.cursor_row < len(self.items)):
-            return None
-        return self.items[table.cursor_row]
-
-    @property
-    def current_run_id(self) -> str | None:
-        """The run `o` opens for the highlighted item."""
+    def reload(self) -> None:
         raise NotImplementedError
 
     def _start_refresh(self) -> None:
-        """Read the items now and then every REFRESH_SECONDS (on_mount calls it)."""
+        """Read now and then every REFRESH_SECONDS (on_mount calls it)."""
         self.reload()
         self._timer = self.set_interval(self.REFRESH_SECONDS, self._timed_reload)
 
@@ -74,9 +64,32 @@ class ListSection(Screen[None], Generic[T]):
             self.reload()
 
     def store_changed(self) -> None:
-        """Another process committed to the shared store: re-read the list while it shows."""
+        """Another process committed to the shared store: re-read while it shows."""
         if self._timer is not None and not self._hidden:
             self.reload()
+
+
+class ListSection(TimedReload, Generic[T]):
+    """A section listing `items` in its one DataTable; subclasses compose it, add its columns,
+    read the items in `_load` and hand them to `_fill`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[T] = []
+        self._rows: list[tuple[Any, ...]] = []
+
+    @property
+    def current(self) -> T | None:
+        """The highlighted item, as last read."""
+        table = self.query_one(DataTable)
+        if not self.items or not (0 <= table.cursor_row < len(self.items)):
+            return None
+        return self.items[table.cursor_row]
+
+    @property
+    def current_run_id(self) -> str | None:
+        """The run `o` opens for the highlighted item."""
+        raise NotImplementedError
 
     def reload(self) -> None:
         self._load()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -19,7 +19,6 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Label
 from textual.widgets.data_table import ColumnKey
@@ -30,12 +29,9 @@ from core.records import Run, RunStatus, RunSummary
 from core.timeutil import parse_ts
 from tui import actions
 from tui.format import duration_text, holder_cell, status_text
-
-if TYPE_CHECKING:
-    from tui.app import OrchestratorApp
+from tui.screens.listing import TimedReload
 
 PAGE = 100
-REFRESH_SECONDS = 1.0
 
 # (column key = engine sort key, header label, width; the task column takes what is left; the
 # worker column, last, shows only while the page holds a run a worker drives or waits for)
@@ -198,7 +194,7 @@ class RunsTable(DataTable[Any]):
         self.post_message(self.Edge("last"))
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(TimedReload):
     """Every run with its status, progress, findings and cost; `/` filters, `s` sorts."""
 
     SECTION = "Runs"
@@ -238,17 +234,11 @@ class RunsScreen(Screen[None]):
         self.task_width = 60
         self.summaries: list[RunSummary] = []
         self._cells: dict[str, tuple[Any, ...]] = {}
-        self._refresh_timer: Timer | None = None
-        self._hidden = False  # another section or a run view covers the table
         self._filter_timer: Timer | None = None
         self._loading: Worker[None] | None = None
         self._offered: tuple[bool | None, ...] = ()
         # The worker column shows while the page holds a run a worker drives or waits for.
         self.worker_shown = False
-
-    @property
-    def orchestrator(self) -> OrchestratorApp:
-        return cast("OrchestratorApp", self.app)
 
     @property
     def current_run_id(self) -> str | None:
@@ -281,7 +271,7 @@ class RunsScreen(Screen[None]):
         self._add_columns(table)
         self.watch(table, "scroll_x", lambda _x: self._label_position(), init=False)
         self.load(0, "first")
-        self._refresh_timer = self.set_interval(REFRESH_SECONDS, self._timed_reload)
+        self._timer = self.set_interval(self.REFRESH_SECONDS, self._timed_reload)
         table.focus()
 
     def shown_columns(self) -> list[tuple[str, str]]:
@@ -301,33 +291,11 @@ class RunsScreen(Screen[None]):
 
     def on_resize(self) -> None:
         width = self._task_width()
-        if self._refresh_timer is not None and width != self.task_width:  # mounted
+        if self._timer is not None and width != self.task_width:  # mounted
             self.task_width = width
             table = self.query_one(RunsTable)
             table.columns[ColumnKey("task")].width = width
             self.summaries = []  # rebuild the rows with the new clipping
-            self.reload()
-
-    def on_screen_suspend(self) -> None:
-        """Stop re-reading while another section or a run view hides the table; a modal over it
-        leaves it visible, so it keeps updating."""
-        if self._refresh_timer is not None and not isinstance(self.app.screen, ModalScreen):
-            self._refresh_timer.pause()
-            self._hidden = True
-
-    def on_screen_resume(self) -> None:
-        if self._refresh_timer is not None:
-            self._refresh_timer.resume()
-            self._hidden = False
-            self.reload()
-
-    def _timed_reload(self) -> None:
-        if self.orchestrator.poll_due(type(self).__name__):
-            self.reload()
-
-    def store_changed(self) -> None:
-        """Another process committed to the shared store: re-read the page while it shows."""
-        if self._refresh_timer is not None and not self._hidden:
             self.reload()
 
     # ---- loading -------------------------------------------------------------------------------

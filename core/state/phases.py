@@ -127,36 +127,48 @@ class PhasesMixin(StateDatabase):
     async def create_execution(
         self, phase_id: str, run_id: str, attempt: int | None = None
     ) -> Execution:
-        """Start an attempt of a phase (next number when `attempt` is None) and count it on the phase."""
+        """Start an attempt of a phase (next number when `attempt` is None) and count it on the
+        phase, in one write (one hop to the writer thread on SQLite)."""
         exec_id, now = new_id("e"), utcnow()
-        async with self._write() as db:
-            # One round trip for the phase check and the last attempt number.
-            phase = await self._one(
-                db,
-                "SELECT p.run_id, (SELECT COALESCE(MAX(attempt_number), 0) FROM executions"
-                " WHERE phase_id = p.id) FROM phases p WHERE p.id = ?",
-                (phase_id,),
-            )
-            if phase is None:
+        # The attempt's number: the one given, else one after the phase's last (both statements
+        # see the executions as they were before the INSERT, so they agree).
+        number = (
+            "COALESCE(?, (SELECT COALESCE(MAX(attempt_number), 0) FROM executions"
+            " WHERE phase_id = ?) + 1)"
+        )
+        rows = await self._write_batch(
+            [
+                (
+                    (
+                        f"UPDATE phases SET attempts = MAX(attempts, {number})"
+                        " WHERE id = ? AND run_id = ?"
+                    ),
+                    (attempt, phase_id, phase_id, run_id),
+                ),
+                (
+                    (
+                        "INSERT INTO executions (id, phase_id, run_id, attempt_number, status,"
+                        f" started_at) SELECT ?, id, run_id, {number}, ?, ? FROM phases"
+                        " WHERE id = ? AND run_id = ? RETURNING *"
+                    ),
+                    (
+                        exec_id,
+                        attempt,
+                        phase_id,
+                        ExecutionStatus.RUNNING.value,
+                        now,
+                        phase_id,
+                        run_id,
+                    ),
+                ),
+            ]
+        )
+        if not rows:
+            owner = await self._fetch("SELECT run_id FROM phases WHERE id = ?", (phase_id,))
+            if not owner:
                 raise NotFoundError(f"no phase with id {phase_id!r} in {self.where}; check the id")
-            if phase[0] != run_id:
-                raise StateError(f"phase {phase_id} belongs to run {phase[0]}, not {run_id}")
-            if attempt is None:
-                attempt = int(phase[1]) + 1
-            await self._soon(
-                db,
-                "UPDATE phases SET attempts = MAX(attempts, ?) WHERE id = ?",
-                (attempt, phase_id),
-            )
-            self._last_step(db)
-            rows = list(
-                await db.execute_fetchall(
-                    "INSERT INTO executions (id, phase_id, run_id, attempt_number, status, started_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
-                    (exec_id, phase_id, run_id, attempt, ExecutionStatus.RUNNING.value, now),
-                )
-            )
-            return schema.execution_from_row(rows[0])
+            raise StateError(f"phase {phase_id} belongs to run {owner[0][0]}, not {run_id}")
+        return schema.execution_from_row(rows[0])
 
     async def _finish_execution(
         self,

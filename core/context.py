@@ -58,6 +58,9 @@ class RunContext:
     origin: str | None = None
     # Fingerprints of the run's baseline findings, read once: they are stored before any phase runs.
     baseline_fingerprints: set[str] | None = None
+    # How many findings this process stored for the run's phases (the driver's threshold check
+    # reads the findings again only when this moved since a check that found none open).
+    findings_stored: int = 0
 
     @property
     def run_id(self) -> str:

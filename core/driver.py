@@ -76,6 +76,9 @@ class RunDriver:
         self._status = RunStatus.PENDING  # the run's status as this driver last set it
         self._before_waiting = RunStatus.EXECUTING
         self._learned = False  # lessons were derived before the run's end was written
+        # ctx.findings_stored when a threshold check last found no open finding at all: until
+        # a phase stores one, no threshold can be passed, so the check after a phase is free.
+        self._none_open_at: int | None = None
 
     @property
     def lease_lost(self) -> bool:
@@ -214,6 +217,7 @@ class RunDriver:
     async def _execute(self, run: Run) -> list[str]:
         """Plan (once), execute every phase, check the end thresholds; returns the failed phases."""
         ctx = await self._context(run)
+        self._none_open_at = None  # counted on this context's findings_stored
         try:
             phases = await self.store.get_phases_for_run(run.id)
             if not phases:
@@ -395,7 +399,10 @@ class RunDriver:
     async def _check_thresholds(self, ctx: RunContext, phase: Phase | None) -> None:
         """After a phase's last attempt (and once at the end, phase None): abort, ask or warn when
         open findings (baseline excluded) pass a threshold."""
-        severities, categories = await self._settled_open_findings(ctx.run_id)
+        if phase is not None and self._none_open_at == ctx.findings_stored:
+            return
+        stored = ctx.findings_stored
+        severities, categories = await self._settled_open_findings(ctx.run_id, stored)
         breaches = breaches_of(ctx.config.thresholds, severities, categories)
         if not breaches:
             return  # the usual case after a phase: no read of the run's questions
@@ -425,8 +432,11 @@ class RunDriver:
                 if answer.status is InterventionStatus.REJECTED:
                     raise RunAborted(f"threshold exceeded and rejected: {text}")
 
-    async def _settled_open_findings(self, run_id: str) -> tuple[dict[str, int], dict[str, int]]:
-        """Open findings by severity and category, of phases past their last attempt only."""
+    async def _settled_open_findings(
+        self, run_id: str, stored: int
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Open findings by severity and category, of phases past their last attempt only;
+        `stored` is ctx.findings_stored as the read began (remembered when none is open)."""
         severities = {"major": 0, "medium": 0, "minor": 0}
         categories: dict[str, int] = {}
         open_findings = [
@@ -435,7 +445,9 @@ class RunDriver:
             if f.status in (FindingStatus.NEW, FindingStatus.OPEN)
         ]
         if not open_findings:
+            self._none_open_at = stored
             return severities, categories
+        self._none_open_at = None
         settled = {
             p.id
             for p in await self.store.get_phases_for_run(run_id)

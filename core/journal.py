@@ -209,4 +209,5 @@ class Journal:
 
 def _fields(event: Event) -> dict[str, object]:
     """The event's fields for the structured log file, without the run id it already carries."""
-    return {k: v for k, v in dataclasses.asdict(event).items() if k != "run_id"}
+    # Shallow: the fields are plain values, lists and dicts of them (asdict copies them deeply).
+    return {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "run_id"}

@@ -77,10 +77,14 @@ def _root_commit(path: str) -> str | None:
 
 async def repo_key(repo: Path | str) -> str | None:
     """The identity lessons are kept under: the repository's root commit (cached per path)."""
+    raw = str(repo)
+    if raw in _ROOTS:  # known under the name the caller uses: no resolving, no thread
+        return _ROOTS[raw]
     path = str(Path(repo).expanduser().resolve())
-    if path in _ROOTS:  # known: no trip to a thread
-        return _ROOTS[path]
-    return await asyncio.to_thread(_root_commit, path)
+    key = _ROOTS[path] if path in _ROOTS else await asyncio.to_thread(_root_commit, path)
+    if key is not None:
+        _ROOTS[raw] = key
+    return key
 
 
 def _words(*texts: str) -> set[str]:

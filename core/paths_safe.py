@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from core.errors import UnsafePathError
@@ -21,9 +23,23 @@ def inside(base: Path, *parts: str) -> Path:
                 "path component; this is a bug in the orchestrator or a corrupt database row"
             )
     root = Path(os.path.realpath(base))
-    target = Path(os.path.realpath(root.joinpath(*parts)))
+    target = Path(resolved_below(str(root), parts))
     if target == root or not target.is_relative_to(root):
         raise UnsafePathError(
             f"refusing {os.path.join(base, *parts)}: it resolves to {target}, outside {root}"
         )
     return base.joinpath(*parts)
+
+
+def resolved_below(root: str, parts: Sequence[str]) -> str:
+    """os.path.realpath(root/parts) for a `root` that is already resolved: only the parts below
+    it are looked at (one lstat each), and a symlink among them is resolved whole."""
+    current = root
+    for i, part in enumerate(parts):
+        step = os.path.join(current, part)
+        try:
+            mode = os.lstat(step).st_mode
+        except OSError:  # missing from here on: nothing below can be a link
+            return os.path.join(step, *parts[i + 1 :])
+        current = os.path.realpath(step) if stat.S_ISLNK(mode) else step
+    return current

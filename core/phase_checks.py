@@ -171,6 +171,7 @@ class PhaseChecks:
                 continue
             fresh.append(finding_in(vf, fp))
         stored = await ctx.store.add_findings(ctx.run_id, self.phase.id, execution.id, fresh)
+        ctx.findings_stored += len(stored)
         for finding in stored:
             await ctx.emit(
                 FindingRecorded(

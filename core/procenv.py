@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ _SECRET_NAMES = frozenset({"OLLAMA_API_KEY", "GITHUB_TOKEN"})
 _MIN_REDACT_LENGTH = 6
 
 
+@functools.lru_cache(maxsize=4096)  # a phase copies the environment several times
 def is_secret_name(name: str) -> bool:
     """Tell whether an environment variable is kept from child processes (secrets and our own settings)."""
     upper = name.upper()

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from core.errors import EditError
+from core.paths_safe import resolved_below
 
 _SEARCH = re.compile(r"^\s*<{5,9}\s*SEARCH\s*$")
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")
@@ -155,17 +156,19 @@ def parse_edit_blocks(text: str) -> list[EditBlock]:
     return blocks
 
 
-def _within(root: Path, real: str) -> bool:
+def _within(root: str, real: str) -> bool:
     """True when the resolved path `real` is `root` or below it, and not inside its .git."""
-    try:
-        rel = Path(real).relative_to(root)
-    except ValueError:
+    if real == root:
+        return True
+    if not real.startswith(root.rstrip(os.sep) + os.sep):
         return False
-    return not any(part.lower() == ".git" for part in rel.parts)
+    rest = real[len(root.rstrip(os.sep)) + 1 :]
+    return not any(part.lower() == ".git" for part in rest.split(os.sep))
 
 
-def safe_target(worktree: Path, rel: str) -> Path:
-    """The absolute path for `rel` inside the worktree; raises EditError for anything that escapes it."""
+def safe_target(worktree: Path, rel: str, root: str | None = None) -> Path:
+    """The absolute path for `rel` inside the worktree; raises EditError for anything that
+    escapes it. `root` is os.path.realpath(worktree) when the caller already has it."""
     raw = rel.strip()
     if not raw:
         raise EditError("empty file path")
@@ -178,16 +181,10 @@ def safe_target(worktree: Path, rel: str) -> Path:
         )
     if any(p.lower() == ".git" for p in parts):
         raise EditError(f"{raw}: files inside .git/ may not be edited")
-    root = Path(os.path.realpath(worktree))
-    target = root.joinpath(*parts)
-    parent = target.parent
-    while not parent.exists() and parent != root and parent != parent.parent:
-        parent = parent.parent
-    if not _within(root, os.path.realpath(parent)):
+    root = root or os.path.realpath(worktree)
+    if not _within(root, resolved_below(root, parts)):
         raise EditError(f"{raw}: resolves outside the worktree (through a symlink)")
-    if os.path.lexists(target) and not _within(root, os.path.realpath(target)):
-        raise EditError(f"{raw}: resolves outside the worktree (through a symlink)")
-    return target
+    return Path(root).joinpath(*parts)
 
 
 def _preview(search: str, n: int = 3) -> str:
@@ -336,9 +333,10 @@ def apply_edit_blocks(worktree: Path, blocks: Iterable[EditBlock]) -> ApplyRepor
     staged: dict[str, tuple[Path, str | None, str]] = {}  # rel -> (target, original, new text)
     failures: list[str] = []
     order: list[str] = []
+    root = os.path.realpath(worktree)
     for block in blocks:
         try:
-            target = safe_target(worktree, block.path)
+            target = safe_target(worktree, block.path, root)
         except EditError as exc:
             failures.append(f"{block.path}: refused: {exc}")
             continue

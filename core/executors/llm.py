@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,17 +29,21 @@ def _read_files(
     """Contents of the relevant files that exist, are text and are small enough; plus skip notes."""
     files: dict[str, str] = {}
     skipped: list[str] = []
+    root = os.path.realpath(worktree)
     for rel in paths:
         try:
-            target = safe_target(worktree, rel)
+            target = safe_target(worktree, rel, root)
         except EditError as exc:
             skipped.append(f"{rel}: {exc}")
             continue
-        if not target.is_file():
+        try:
+            info = os.stat(target)
+        except OSError:
+            continue  # gone since retrieval indexed it
+        if not stat.S_ISREG(info.st_mode):
             continue
-        size = target.stat().st_size
-        if size > max_bytes:
-            skipped.append(f"{rel}: {size} bytes is over the {max_bytes}-byte limit")
+        if info.st_size > max_bytes:
+            skipped.append(f"{rel}: {info.st_size} bytes is over the {max_bytes}-byte limit")
             continue
         data = target.read_bytes()
         if b"\0" in data:

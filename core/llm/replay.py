@@ -307,6 +307,10 @@ class ReplayProvider:
         self.path = Path(path)
         self.strict = strict
         self._entries = [e for e in load_cassette(self.path) if not e.round]
+        # Entries by (role, phase, repair), in cassette order: a call looks at its own only.
+        self._by_key: dict[tuple[Any, ...], list[_Entry]] = {}
+        for entry in self._entries:
+            self._by_key.setdefault((entry.role, entry.phase, entry.repair), []).append(entry)
         self._used: set[int] = set()  # lines already answered (strict replay goes in order)
 
     def __len__(self) -> int:
@@ -344,13 +348,7 @@ class ReplayProvider:
 
     def _match(self, request: ChatRequest) -> _Entry | None:
         best: _Entry | None = None
-        for entry in self._entries:
-            if (entry.role, entry.phase, entry.repair) != (
-                request.role,
-                request.phase,
-                request.repair,
-            ):
-                continue
+        for entry in self._by_key.get((request.role, request.phase, request.repair), ()):
             if not _attempt_fits(entry.attempt, request.attempt):
                 continue
             # Highest recorded attempt wins; on a tie the later line wins.

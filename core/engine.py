@@ -16,7 +16,7 @@ from core.errors import InputError, RunCancelled, RunLockedError, TransitionErro
 from core.events import RunCreated
 from core.journal import Journal
 from core.lifecycle import Lifecycle
-from core.liveness import lease_held, owner_lives, owner_pid
+from core.liveness import lease_held, lease_overdue, owner_lives, owner_pid
 from core.logs import setup_deferred_logging, setup_logging, shutdown_logging
 from core.procenv import redact
 from core.records import (
@@ -40,7 +40,7 @@ from core.records import (
 from core.reports.document import run_document
 from core.reports.export import export_text
 from core.state.store import StateStore
-from core.timeutil import parse_ts, utcnow
+from core.timeutil import utcnow
 
 if TYPE_CHECKING:
     from config.loader import LoadedConfig
@@ -637,8 +637,7 @@ class Engine:
     def _lease_live(run: Run) -> bool:
         """True while another process holds the run: its owner lives on this host, or its lease
         has not expired and its owner is not known to be gone (core.liveness)."""
-        expires = parse_ts(run.lease_expires_at) if run.lease_expires_at else None
-        return lease_held(run.lease_owner, expires, parse_ts(utcnow()))
+        return lease_held(run.lease_owner, run.lease_expires_at, utcnow())
 
     @staticmethod
     def _still_driven(run: Run) -> str:
@@ -649,12 +648,12 @@ class Engine:
             return f"run {run.id} is still running in {owner}; {watch}"
         pid = owner_pid(owner)
         late = (
-            f" (its heartbeat is late: lease overdue since {run.lease_expires_at})"
-            if run.lease_expires_at and run.lease_expires_at < utcnow()
+            f"; its heartbeat is late (lease overdue since {run.lease_expires_at}) but it lives"
+            if lease_overdue(owner, run.lease_expires_at, utcnow())
             else ""
         )
         return (
-            f"run {run.id} is still driven by process {pid} on this machine ({owner}){late};"
+            f"run {run.id} is still driven by process {pid} on this machine ({owner}){late}:"
             f" {watch}, or stop that process (`kill {pid}`) and resume it then"
         )
 

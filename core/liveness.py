@@ -16,7 +16,6 @@ from __future__ import annotations
 import enum
 import os
 import socket
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 
@@ -149,9 +148,10 @@ def owner_lives(owner: str | None) -> int:
     return int(bool(owner) and owner_state(str(owner)) is OwnerState.ALIVE)
 
 
-def lease_held(owner: str | None, expires_at: datetime | None, now: datetime) -> bool:
-    """Whether a process holds a lease (Python's LEASE_FREE, negated): its owner lives here, or
-    it has not expired and its owner is not known to be gone."""
+def lease_held(owner: str | None, expires_at: str | None, now: str) -> bool:
+    """Whether a process holds a lease (LEASE_FREE's negation, in Python; times are ISO-8601 UTC
+    as core.timeutil.utcnow writes them): its owner lives here, or it has not expired and its
+    owner is not known to be gone."""
     if not owner:
         return False
     state = owner_state(owner)
@@ -160,6 +160,6 @@ def lease_held(owner: str | None, expires_at: datetime | None, now: datetime) ->
     return expires_at is not None and expires_at > now
 
 
-def lease_overdue(owner: str | None, expires_at: datetime | None, now: datetime) -> bool:
+def lease_overdue(owner: str | None, expires_at: str | None, now: str) -> bool:
     """Whether a lease expired while its owner's process still lives here (a late heartbeat)."""
-    return bool(owner) and expires_at is not None and expires_at < now and bool(owner_lives(owner))
+    return bool(owner and expires_at and expires_at < now and owner_lives(owner))

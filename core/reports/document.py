@@ -159,9 +159,7 @@ def holder_fields(run: Run) -> dict[str, Any]:
     heartbeat is late, the run goes on), and `last_worker` (the id of the last worker that
     claimed it, kept after its lease is released)."""
     expires = run.lease_expires_at if run.lease_owner else None
-    overdue = not run.lost and lease_overdue(
-        run.lease_owner, parse_ts(expires) if expires else None, parse_ts(utcnow())
-    )
+    overdue = not run.lost and lease_overdue(run.lease_owner, expires, utcnow())
     return {
         "queued": run.queued,
         "lease_owner": run.lease_owner,

@@ -224,3 +224,18 @@ async def test_a_writing_command_leaves_a_late_but_live_run_alone(
             assert (await engine.get_run(run.id)).status.value == "interrupted"
     finally:
         _stop(sleeper)
+
+
+async def test_a_postgresql_database_made_before_owner_lives_gets_it_on_open(
+    tmp_path: Path, pg_url: str
+) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP FUNCTION owner_lives(text)")  # as an older version created it
+    async with await StateStore.open(tmp_path / "state.db", url=pg_url) as store:
+        run = await store.create_run("task", str(tmp_path), {})
+        assert await store.acquire_lease(run.id, process_owner(), -1) == 1
+        await store.update_run_status(run.id, RunStatus.EXECUTING)
+        # PostgreSQL cannot see this host's processes: an expired lease is lost there
+        assert (await store.get_run(run.id)).status is RunStatus.INTERRUPTED

@@ -35,10 +35,7 @@ LEASE_FREE = (
 
 # True for a runs row (unqualified columns) whose driving process is gone; needs the parameter
 # :now (utcnow) and the SQL functions owner_gone and owner_lives.
-LOST_RUN = (
-    f"(status IN {ACTIVE} AND lease_owner IS NOT NULL AND (owner_gone(lease_owner)"
-    " OR ((lease_expires_at IS NULL OR lease_expires_at < :now) AND NOT owner_lives(lease_owner))))"
-)
+LOST_RUN = f"(status IN {ACTIVE} AND lease_owner IS NOT NULL AND (owner_gone(lease_owner) OR {LEASE_FREE}))"
 
 # The columns a read adds to `runs.*`: the status, error and end time a person should see.
 SEEN_RUN_COLUMNS = (

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +21,7 @@ from core.git import repo as gitrepo
 from core.journal import Journal
 from core.lessons import learn_from_run, lessons_line, prompt_lessons
 from core.lifecycle import Lifecycle
+from core.liveness import process_owner
 from core.objstore import open_artifact_store
 from core.phase_runner import PhaseRunner
 from core.planner import make_plan
@@ -46,7 +45,7 @@ from core.verification import breaches_of
 if TYPE_CHECKING:
     from config.schema import ExecutionConfig
 
-LEASE_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+LEASE_OWNER = process_owner()  # "host:pid@start", so liveness can tell this very process
 
 
 class RunDriver:

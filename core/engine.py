@@ -16,7 +16,7 @@ from core.errors import InputError, RunCancelled, RunLockedError, TransitionErro
 from core.events import RunCreated
 from core.journal import Journal
 from core.lifecycle import Lifecycle
-from core.liveness import owner_alive
+from core.liveness import lease_held, lease_overdue, owner_lives, owner_pid
 from core.logs import setup_deferred_logging, setup_logging, shutdown_logging
 from core.procenv import redact
 from core.records import (
@@ -40,7 +40,7 @@ from core.records import (
 from core.reports.document import run_document
 from core.reports.export import export_text
 from core.state.store import StateStore
-from core.timeutil import parse_ts, utcnow
+from core.timeutil import utcnow
 
 if TYPE_CHECKING:
     from config.loader import LoadedConfig
@@ -261,9 +261,7 @@ class Engine:
         if run.status is RunStatus.CANCELLED:
             raise InputError(f"run {run_id} was cancelled; start a new run instead")
         if self._lease_live(run):
-            raise RunLockedError(
-                f"run {run_id} is still running in {run.lease_owner}; watch it with `orchestrator show {run_id}`"
-            )
+            raise RunLockedError(self._still_driven(run))
         await self.recover(run)
         await self.record_action(run_id, "resumed", "with --yes" if auto_approve else None)
         return await self.execute_run(run_id, auto_approve=auto_approve)
@@ -637,10 +635,27 @@ class Engine:
 
     @staticmethod
     def _lease_live(run: Run) -> bool:
-        """True while another process holds the run: an unexpired lease whose owner is not known dead."""
-        if not run.lease_owner or not run.lease_expires_at:
-            return False
-        return parse_ts(run.lease_expires_at) > parse_ts(utcnow()) and owner_alive(run.lease_owner)
+        """True while another process holds the run: its owner lives on this host, or its lease
+        has not expired and its owner is not known to be gone (core.liveness)."""
+        return lease_held(run.lease_owner, run.lease_expires_at, utcnow())
+
+    @staticmethod
+    def _still_driven(run: Run) -> str:
+        """Why a run held by another process cannot be taken, and what to do instead."""
+        owner = run.lease_owner or "unknown"
+        watch = f"watch it with `orchestrator show {run.id}`"
+        if not owner_lives(owner):
+            return f"run {run.id} is still running in {owner}; {watch}"
+        pid = owner_pid(owner)
+        late = (
+            f"; its heartbeat is late (lease overdue since {run.lease_expires_at}) but it lives"
+            if lease_overdue(owner, run.lease_expires_at, utcnow())
+            else ""
+        )
+        return (
+            f"run {run.id} is still driven by process {pid} on this machine ({owner}){late}:"
+            f" {watch}, or stop that process (`kill {pid}`) and resume it then"
+        )
 
 
 async def _read_text(location: str) -> str | None:

@@ -1,6 +1,6 @@
 """A worker: claims queued runs and drives each with the same driver as `orchestrator run`.
 
-The worker holds each run's lease under the owner "host:pid:worker:NAME" and drives it with
+The worker holds each run's lease under the owner "host:pid@start:worker:NAME" (core.liveness) and drives it with
 core.driver.RunDriver, which heartbeats the lease and fences every write with the lease's token
 (core.state.fencing). It first takes back at once the runs an earlier process with the same id
 left (that process is gone), then claims the oldest queued run nobody holds whenever it has room
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError, OrchestratorError, RunLockedError, StateError
-from core.liveness import LAST_WORKER
+from core.liveness import LAST_WORKER, process_owner
 from core.queue import prepare_inputs
 from core.records import Run, RunStatus
 from core.state.claims import Claim, worker_owner_like
@@ -66,7 +65,7 @@ class Worker:
         self.engine = engine
         self.name = check_worker_id(name)
         self.host = socket.gethostname()
-        self.owner = f"{self.host}:{os.getpid()}:worker:{name}"
+        self.owner = f"{process_owner()}:worker:{name}"  # host:pid@start, core.liveness
         self.max_parallel = max_parallel
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds

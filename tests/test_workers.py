@@ -356,6 +356,16 @@ def test_a_paused_worker_whose_run_was_taken_over_writes_nothing_for_it(tmp_path
             lambda: _rows(home, "SELECT lease_expires_at FROM runs")[0][0] < utcnow(),
             what="worker A's lease to expire",
         )
+        # Paused on this machine, worker A still lives: its run is not free for anyone.
+        idle = cli(home, "worker", "--id", "wb", "--until-idle", "--poll", "0.2", **FAST)
+        assert idle.returncode == 0, idle.stdout + idle.stderr
+        assert "driving 0 run(s)" in idle.stdout and "claimed" not in idle.stdout
+        # Seen as held from another machine (whose processes nobody here can see), its expired
+        # lease is free: worker B takes the run over.
+        with sqlite3.connect(db) as conn:
+            conn.execute(
+                "UPDATE runs SET lease_owner = 'elsewhere' || substr(lease_owner, instr(lease_owner, ':'))"
+            )
         taker = cli(home, "worker", "--id", "wb", "--until-idle", "--poll", "0.2", **FAST)
         assert taker.returncode == 0, taker.stdout + taker.stderr
         assert f"claimed run {run_id} (lease token 2)" in taker.stdout

@@ -307,6 +307,11 @@ def holder_text(doc: dict[str, Any]) -> str | None:
     owner, worker = doc.get("lease_owner"), doc.get("worker")
     if owner:
         who = f"worker {worker} ({owner})" if worker else f"process {owner}"
+        if doc.get("lease_overdue"):
+            return (
+                f"{who}, lease overdue since {doc.get('lease_expires_at')}, its process"
+                f" {doc.get('owner_pid')} is alive (its heartbeat is late; the run goes on)"
+            )
         return f"{who}, lease until {doc.get('lease_expires_at')}"
     if doc.get("queued") and doc.get("status") not in ("completed", "failed", "cancelled"):
         return "queued for a worker (none holds it yet)"

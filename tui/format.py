@@ -6,9 +6,9 @@ from datetime import datetime
 
 from rich.text import Text
 
-from core.liveness import last_worker_owner, worker_name
+from core.liveness import last_worker_owner, lease_overdue, worker_name
 from core.records import ACTIVE_RUN_STATUSES, FINISHED_RUN_STATUSES, Intervention, Run
-from core.timeutil import parse_ts
+from core.timeutil import parse_ts, utcnow
 
 STATUS_STYLES = {
     "pending": "dim",
@@ -87,6 +87,11 @@ def holder_words(run: Run) -> str | None:
         host = owner.split(":", 1)[0]
         if run.lost:
             return f"worker {worker} on {host} (gone: its lease ran out)"
+        if lease_overdue(owner, run.lease_expires_at, utcnow()):
+            return (
+                f"worker {worker} on {host}, lease overdue since"
+                f" {local_time(run.lease_expires_at)} (its process lives; its heartbeat is late)"
+            )
         return f"worker {worker} on {host}, lease until {local_time(run.lease_expires_at)}"
     if run.queued and run.status not in FINISHED_RUN_STATUSES:
         return "queued for a worker (none holds it yet)"

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from core.actors import STARTED_BY
 from core.git.remote_url import is_url
-from core.liveness import last_worker_owner, worker_name
+from core.liveness import last_worker_owner, lease_overdue, owner_pid, worker_name
 from core.records import Run, RunUsage, UsageTotals
-from core.timeutil import parse_ts
+from core.timeutil import parse_ts, utcnow
 
 if TYPE_CHECKING:
     from core.state.snapshot import RunSnapshot
@@ -154,13 +154,19 @@ def document_of(snap: RunSnapshot) -> dict[str, Any]:
 def holder_fields(run: Run) -> dict[str, Any]:
     """Whether a run waits for a worker and who holds it: `queued` (submitted for a worker),
     `lease_owner` ("host:pid:..." of the process driving it, None when nobody does), `worker`
-    (that process's worker id, when a worker drives it), when the lease runs out, and
-    `last_worker` (the id of the last worker that claimed it, kept after its lease is released)."""
+    (that process's worker id, when a worker drives it), when the lease runs out,
+    `lease_overdue` (true when it ran out but that process still lives on this machine: its
+    heartbeat is late, the run goes on), and `last_worker` (the id of the last worker that
+    claimed it, kept after its lease is released)."""
+    expires = run.lease_expires_at if run.lease_owner else None
+    overdue = not run.lost and lease_overdue(run.lease_owner, expires, utcnow())
     return {
         "queued": run.queued,
         "lease_owner": run.lease_owner,
         "worker": worker_name(run.lease_owner),
-        "lease_expires_at": run.lease_expires_at if run.lease_owner else None,
+        "lease_expires_at": expires,
+        "lease_overdue": overdue,
+        "owner_pid": owner_pid(run.lease_owner) if run.lease_owner else None,
         "last_worker": worker_name(last_worker_owner(run.metadata)),
     }
 

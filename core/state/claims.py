@@ -1,7 +1,8 @@
 """The queue's side of the store: submitted runs, what they brought along, and claiming them.
 
 A submitted run is `queued`; a worker claims the oldest queued run that nobody holds (pending,
-interrupted, or active with an expired lease) in ONE statement: the lease, its expiry and a new
+interrupted, or active with an expired lease whose owner does not live on this host,
+core.liveness) in ONE statement: the lease, its expiry and a new
 fencing token (core.state.fencing) are set on the row the subquery picks, and the row comes back.
 On SQLite that statement runs inside the writer's `BEGIN IMMEDIATE`, so two workers never pick
 the same row; on PostgreSQL the subquery locks its row `FOR UPDATE SKIP LOCKED`, so concurrent
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.liveness import owner_alive
+from core.liveness import LEASE_FREE, owner_alive
 from core.records import Run
 from core.state import schema
 from core.state.db import StateDatabase
@@ -25,7 +26,7 @@ from core.timeutil import utcnow
 
 # Statuses a worker may (re)take a queued run in; terminal ones are never claimed.
 CLAIMABLE = "('pending', 'planning', 'executing', 'waiting', 'interrupted')"
-_FREE = "(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < :now)"
+_FREE = LEASE_FREE  # an expired lease whose owner still lives on this host is not free
 _PICK = (
     f"SELECT id FROM runs WHERE queued = 1 AND status IN {CLAIMABLE} AND {_FREE}"
     " ORDER BY created_at, id LIMIT 1"

@@ -28,7 +28,7 @@ from core.errors import (
     ReadOnlyHomeError,
     StateError,
 )
-from core.liveness import OWNER_GONE, owner_gone
+from core.liveness import OWNER_GONE, OWNER_LIVES, owner_gone, owner_lives
 from core.records import LogRecord
 from core.state import schema
 from core.state.fencing import Fence, check_fence, check_fence_now, current_fence, fresh_lines
@@ -219,6 +219,7 @@ class StateDatabase:
             writer = await SqliteWriter.connect(path, BUSY_TIMEOUT_MS / 1000, _pragmas(False))
             try:
                 await writer.create_function(OWNER_GONE, 1, owner_gone)  # core.liveness's SQL
+                await writer.create_function(OWNER_LIVES, 1, owner_lives)
                 reader = await cls._connect(path, query_only=True)
             except BaseException:
                 await writer.close()
@@ -301,6 +302,7 @@ class StateDatabase:
         for pragma in _pragmas(query_only):
             await db.execute(pragma)
         await db.create_function(OWNER_GONE, 1, owner_gone)  # core.liveness's SQL uses it
+        await db.create_function(OWNER_LIVES, 1, owner_lives)
         return db
 
     @property

@@ -10,10 +10,11 @@ What differs and how PostgreSQL gets it:
 - DDL: `INTEGER PRIMARY KEY AUTOINCREMENT` -> an identity column, INTEGER -> BIGINT, REAL ->
   DOUBLE PRECISION, BLOB -> BYTEA, and every table gets a `rowid` identity column, so the reads'
   `ORDER BY created_at, rowid` keep insertion order;
-- the SQL functions SQLite gets from Python or has built in (`owner_gone`, `julianday`,
-  `json_set`/`json_remove` on one `$.key`) are created by PG_FUNCTIONS. `owner_gone` is false on
-  PostgreSQL: the server cannot see the client's processes, so a lease held by a process that
-  died is lost only once it expires (writing commands on the same host still check the pid);
+- the SQL functions SQLite gets from Python or has built in (`owner_gone`, `owner_lives`,
+  `julianday`, `json_set`/`json_remove` on one `$.key`) are created by PG_FUNCTIONS. `owner_gone`
+  and `owner_lives` are false on PostgreSQL: the server cannot see the clients' processes, so a
+  lease is lost (and free to claim) exactly when it expires (writing commands on the same host
+  still check the process);
 - a multi-row insert's ids come from `RETURNING` (SQLite: the cursor's lastrowid);
 - every write transaction first takes one advisory lock (WRITE_LOCK_SQL), so writes stay
   serialised across processes as SQLite's BEGIN IMMEDIATE serialises them;
@@ -37,6 +38,8 @@ SKIP_LOCKED = {SQLITE: "", POSTGRESQL: " FOR UPDATE SKIP LOCKED"}
 # The functions SQLite registers from Python or has built in, for PostgreSQL (idempotent).
 PG_FUNCTIONS = [
     """CREATE OR REPLACE FUNCTION owner_gone(owner text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE AS $$ SELECT false $$""",
+    """CREATE OR REPLACE FUNCTION owner_lives(owner text) RETURNS boolean
     LANGUAGE sql IMMUTABLE AS $$ SELECT false $$""",
     """CREATE OR REPLACE FUNCTION julianday(ts text) RETURNS double precision
     LANGUAGE sql IMMUTABLE AS

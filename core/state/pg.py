@@ -438,8 +438,8 @@ async def migrate(db: PgConnection, *, read_only: bool = False) -> int:
         if not read_only:
             await db.execute(_LEDGER)
             pending = [name for name in known if name not in applied]
-            present = await db.execute_fetchall(
-                "SELECT to_regprocedure('json_remove(text,text)') IS NOT NULL"
+            present = await db.execute_fetchall(  # the newest of PG_FUNCTIONS
+                "SELECT to_regprocedure('owner_lives(text)') IS NOT NULL"
             )
             if pending or not present[0][0]:  # created with the schema, not on every open
                 for statement in PG_FUNCTIONS:

@@ -9,7 +9,7 @@ from typing import Any
 
 from core.errors import InputError, NotFoundError
 from core.git.remote_url import is_url
-from core.liveness import LOST_RUN, SEEN_RUN_COLUMNS
+from core.liveness import LEASE_FREE, LOST_RUN, SEEN_RUN_COLUMNS
 from core.records import FINISHED_RUN_STATUSES, Run, RunStatus, RunSummary
 from core.state import schema
 from core.state.db import StateDatabase
@@ -211,7 +211,8 @@ class RunsMixin(StateDatabase):
     # -- leases and cancellation -----------------------------------------------------------------
 
     async def acquire_lease(self, run_id: str, owner: str, ttl_seconds: float) -> int | None:
-        """Take the run's heartbeat lease if it is free, ours already, or expired; returns its
+        """Take the run's heartbeat lease if it is free, ours already, or expired (and its owner
+        does not live on this host, core.liveness); returns its
         fencing token (one more when the owner changes, core.state.fencing), None when taken."""
         now = utcnow()
         expires = _later(now, ttl_seconds)
@@ -219,11 +220,11 @@ class RunsMixin(StateDatabase):
             await self._require(db, "runs", "run", run_id)
             rows = list(
                 await db.execute_fetchall(
-                    "UPDATE runs SET lease_token = CASE WHEN lease_owner = ? THEN lease_token"
-                    " ELSE lease_token + 1 END, lease_owner = ?, lease_expires_at = ?"
-                    " WHERE id = ? AND (lease_owner IS NULL OR lease_owner = ?"
-                    " OR lease_expires_at IS NULL OR lease_expires_at < ?) RETURNING lease_token",
-                    (owner, owner, expires, run_id, owner, now),
+                    "UPDATE runs SET lease_token = CASE WHEN lease_owner = :owner THEN lease_token"
+                    " ELSE lease_token + 1 END, lease_owner = :owner, lease_expires_at = :expires"
+                    f" WHERE id = :id AND (lease_owner = :owner OR {LEASE_FREE})"
+                    " RETURNING lease_token",
+                    {"owner": owner, "expires": expires, "id": run_id, "now": now},
                 )
             )
             return int(rows[0][0]) if rows else None
@@ -256,13 +257,13 @@ class RunsMixin(StateDatabase):
         return [schema.run_from_row(r) for r in rows]
 
     async def get_recoverable_runs(self) -> list[Run]:
-        """Runs marked interrupted, or active runs whose lease is missing or expired."""
+        """Runs marked interrupted, or active runs whose lease is missing or expired (and whose
+        owner does not live on this host)."""
         rows = await self._fetch(
             "SELECT * FROM runs WHERE status = 'interrupted' OR"
-            " (status IN ('pending', 'planning', 'executing', 'waiting') AND"
-            "  (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?))"
+            f" (status IN ('pending', 'planning', 'executing', 'waiting') AND {LEASE_FREE})"
             " ORDER BY created_at, rowid",
-            (utcnow(),),
+            await self._liveness(),
         )
         return [schema.run_from_row(r) for r in rows]
 

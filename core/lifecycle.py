@@ -11,7 +11,7 @@ API (all async; each returns the stored row):
     lc = Lifecycle(store, journal)                       # Engine.lifecycle, RunContext.lifecycle
     await lc.run_to(run_id, RunStatus.EXECUTING)         # planning, executing, waiting, ...
     await lc.phase_to(phase, PhaseStatus.COMPLETED, commit=sha)   # phase: the stored Phase
-    await lc.start_execution(phase)                      # a new attempt, `running`
+    await lc.start_execution(phase, context)             # a new attempt, `running`
     await lc.execution_to(execution, ExecutionStatus.FAILED, error="...")
     await lc.intervention_to(intervention_id, InterventionStatus.APPROVED, note="...")
     await lc.end_run(run_id, exc_or_status, error="...") # every way out of a run
@@ -66,6 +66,7 @@ from core.records import (
     Run,
     RunStatus,
 )
+from core.state.contexts import PromptContext
 from core.state.store import ClosedRun, LogLine, StateStore
 
 R = RunStatus
@@ -361,9 +362,12 @@ class Lifecycle:
 
     # ---- executions ----------------------------------------------------------------------------
 
-    async def start_execution(self, phase: Phase) -> Execution:
-        """Create the next attempt of a phase as `running` and announce it."""
-        execution = await self.store.create_execution(phase.id, phase.run_id)
+    async def start_execution(
+        self, phase: Phase, context: PromptContext | None = None
+    ) -> Execution:
+        """Create the next attempt of a phase as `running` (with the context retrieved for its
+        prompt, in the same write) and announce it."""
+        execution = await self.store.create_execution(phase.id, phase.run_id, context=context)
         await self.journal.emit(
             ExecutionStarted(
                 run_id=phase.run_id,

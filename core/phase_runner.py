@@ -25,6 +25,8 @@ from core.records import (
     Phase,
     PhaseStatus,
 )
+from core.retrieval import RetrievedContext
+from core.state.contexts import PromptContext
 
 
 class PhaseRunner:
@@ -168,11 +170,19 @@ class PhaseRunner:
             if attempts > 0:
                 await asyncio.sleep(self._backoff(attempts))
             await asyncio.to_thread(gitrepo.reset_hard, self.worktree, base)
-            execution = await ctx.lifecycle.start_execution(self.phase)
+            # Retrieved on the reset tree before the attempt is stored: its context rides in the
+            # same write as the attempt.
+            query = f"{ctx.run.task}\n{self.phase.name}\n{self.phase.description}"
+            retrieved = await ctx.retriever.retrieve(
+                query, repo=self.worktree, budget_tokens=ctx.config.rag.max_context_tokens
+            )
+            execution = await ctx.lifecycle.start_execution(
+                self.phase, PromptContext(query, retrieved.text, retrieved.sources)
+            )
             attempts = execution.attempt
             ctx.executions[(self.phase.plan_id, execution.attempt)] = execution.id
             ctx.log(self.phase.id, f"attempt {execution.attempt} of {self.phase.plan_id} started")
-            sha, error, retriable = await self._attempt(execution, previous_failure)
+            sha, error, retriable = await self._attempt(execution, retrieved, previous_failure)
             if sha is not None:
                 return sha
             await self._agent_budget()  # before another attempt (or giving up) spends more
@@ -183,17 +193,11 @@ class PhaseRunner:
                     return None
 
     async def _attempt(
-        self, execution: Execution, previous_failure: str | None
+        self, execution: Execution, retrieved: RetrievedContext, previous_failure: str | None
     ) -> tuple[str | None, str, bool]:
-        """One attempt: execute, verify, commit. Returns (commit, error, retriable)."""
+        """One attempt with its retrieved context: execute, verify, commit. Returns (commit,
+        error, retriable)."""
         ctx, phase = self.ctx, self.phase
-        query = f"{ctx.run.task}\n{phase.name}\n{phase.description}"
-        retrieved = await ctx.retriever.retrieve(
-            query, repo=self.worktree, budget_tokens=ctx.config.rag.max_context_tokens
-        )
-        await ctx.store.record_context(
-            ctx.run_id, execution.id, "execute", query, retrieved.text, retrieved.sources
-        )
         lessons, used = await prompt_lessons(
             ctx.store,
             ctx.config.lessons,

@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from core.state.db import StateDatabase
 from core.state.schema import dumps
 from core.timeutil import new_id, utcnow
+
+# One prompt's context row; its parameters come from context_row.
+CONTEXT_COLUMNS = "id, run_id, execution_id, purpose, query, text, sources, created_at"
+CONTEXT_INSERT = f"INSERT INTO contexts ({CONTEXT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+@dataclass(frozen=True)
+class PromptContext:
+    """What a prompt was given from the repository: the query, the text, what it shows."""
+
+    query: str
+    text: str
+    sources: list[dict[str, Any]]
+
+
+def context_row(
+    context_id: str,
+    run_id: str,
+    execution_id: str | None,
+    purpose: str,
+    query: str,
+    text: str,
+    sources: list[dict[str, Any]],
+) -> tuple[Any, ...]:
+    """CONTEXT_INSERT's parameters."""
+    return (context_id, run_id, execution_id, purpose, query, text, dumps(sources), utcnow())
 
 
 class ContextsMixin(StateDatabase):
@@ -25,20 +52,8 @@ class ContextsMixin(StateDatabase):
         """Store one prompt's context (purpose: plan or execute); returns its id."""
         context_id = new_id()
         await self._write_one(
-            (
-                "INSERT INTO contexts (id, run_id, execution_id, purpose, query, text, sources,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            ),
-            (
-                context_id,
-                run_id,
-                execution_id,
-                purpose,
-                query,
-                text,
-                dumps(sources),
-                utcnow(),
-            ),
+            CONTEXT_INSERT,
+            context_row(context_id, run_id, execution_id, purpose, query, text, sources),
         )
         return context_id
 

@@ -10,6 +10,7 @@ from core.errors import NotFoundError, StateError
 from core.liveness import LOST_RUN_OF
 from core.records import Execution, ExecutionStatus, Phase, PhaseStatus
 from core.state import schema
+from core.state.contexts import CONTEXT_COLUMNS, PromptContext, context_row
 from core.state.db import StateDatabase
 from core.state.schema import dumps
 from core.timeutil import new_id, utcnow
@@ -125,10 +126,16 @@ class PhasesMixin(StateDatabase):
     # -- executions ------------------------------------------------------------------------------
 
     async def create_execution(
-        self, phase_id: str, run_id: str, attempt: int | None = None
+        self,
+        phase_id: str,
+        run_id: str,
+        attempt: int | None = None,
+        *,
+        context: PromptContext | None = None,
     ) -> Execution:
         """Start an attempt of a phase (next number when `attempt` is None) and count it on the
-        phase, in one write (one hop to the writer thread on SQLite)."""
+        phase, with the context retrieved for its prompt when given: one write, one hop to the
+        writer thread on SQLite."""
         exec_id, now = new_id("e"), utcnow()
         # The attempt's number: the one given, else one after the phase's last (both statements
         # see the executions as they were before the INSERT, so they agree).
@@ -136,33 +143,37 @@ class PhasesMixin(StateDatabase):
             "COALESCE(?, (SELECT COALESCE(MAX(attempt_number), 0) FROM executions"
             " WHERE phase_id = ?) + 1)"
         )
-        rows = await self._write_batch(
-            [
-                (
-                    (
-                        f"UPDATE phases SET attempts = MAX(attempts, {number})"
-                        " WHERE id = ? AND run_id = ?"
-                    ),
-                    (attempt, phase_id, phase_id, run_id),
-                ),
-                (
-                    (
-                        "INSERT INTO executions (id, phase_id, run_id, attempt_number, status,"
-                        f" started_at) SELECT ?, id, run_id, {number}, ?, ? FROM phases"
-                        " WHERE id = ? AND run_id = ? RETURNING *"
-                    ),
-                    (
-                        exec_id,
-                        attempt,
-                        phase_id,
-                        ExecutionStatus.RUNNING.value,
-                        now,
-                        phase_id,
-                        run_id,
-                    ),
-                ),
-            ]
+        update = (
+            f"UPDATE phases SET attempts = MAX(attempts, {number}) WHERE id = ? AND run_id = ?",
+            (attempt, phase_id, phase_id, run_id),
         )
+        insert_sql = (
+            "INSERT INTO executions (id, phase_id, run_id, attempt_number, status, started_at)"
+            f" SELECT ?, id, run_id, {number}, ?, ? FROM phases WHERE id = ? AND run_id = ?"
+        )
+        insert = (
+            insert_sql,
+            (exec_id, attempt, phase_id, ExecutionStatus.RUNNING.value, now, phase_id, run_id),
+        )
+        if context is None:
+            steps = [update, (insert_sql + " RETURNING *", insert[1])]
+        else:
+            row = context_row(
+                new_id(), run_id, exec_id, "execute", context.query, context.text, context.sources
+            )
+            steps = [
+                update,
+                insert,
+                (  # only when the attempt was inserted (its id is the context's reference)
+                    (
+                        f"INSERT INTO contexts ({CONTEXT_COLUMNS})"
+                        f" SELECT {', '.join('?' * len(row))} FROM executions WHERE id = ?"
+                    ),
+                    (*row, exec_id),
+                ),
+                ("SELECT * FROM executions WHERE id = ?", (exec_id,)),
+            ]
+        rows = await self._write_batch(steps)
         if not rows:
             owner = await self._fetch("SELECT run_id FROM phases WHERE id = ?", (phase_id,))
             if not owner:

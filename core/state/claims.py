@@ -160,11 +160,13 @@ class ClaimsMixin(StateDatabase):
 
     async def ensure_fence(self) -> None:
         """Raise LeaseLostError when this task's lease was taken over (before a git commit,
-        merge or push, which the database cannot roll back)."""
+        merge or push, which the database cannot roll back); a write of this task that found
+        the lease held less than FRESH_CONFIRMATION_SECONDS ago stands for the check."""
         fence = current_fence()
-        if fence is None:
+        if fence is None or self._recently_confirmed(fence):  # a write of this task just did
             return
         rows = await self._fetch(TOKEN_SQL, (fence.run_id,))
         row = rows[0] if rows else None
         if row is None or int(row[0]) != fence.token:
             raise stale_error(fence, row)
+        self._confirm(fence)

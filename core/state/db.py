@@ -31,7 +31,14 @@ from core.errors import (
 from core.liveness import OWNER_GONE, OWNER_LIVES, owner_gone, owner_lives
 from core.records import LogRecord
 from core.state import schema
-from core.state.fencing import Fence, check_fence, check_fence_now, current_fence, fresh_lines
+from core.state.fencing import (
+    FRESH_CONFIRMATION_SECONDS,
+    Fence,
+    check_fence,
+    check_fence_now,
+    current_fence,
+    fresh_lines,
+)
 from core.state.sqlite_writer import SqliteWriter, WriteTransaction
 from core.state.wal_copy import copy_with_wal, has_wal_content
 from core.timeutil import utcnow
@@ -183,6 +190,9 @@ class StateDatabase:
         self._reader: aiosqlite.Connection | None = reader
         self._lock = asyncio.Lock()
         self._writes = 0
+        # Leases a write of this store found still held, with when (time.monotonic()): a git
+        # step right after such a write needs no read of its own (ensure_fence).
+        self._confirmed: dict[Fence, float] = {}
         # The private copy a read-only store reads (wal_copy.py), removed on close.
         self._scratch: Path | None = None
 
@@ -365,6 +375,18 @@ class StateDatabase:
             )
         return StateError(f"state database {self.where} is closed; open the store again")
 
+    def _confirm(self, fence: Fence | None) -> None:
+        """Remember that `fence`'s lease was found held just now (on any thread)."""
+        if fence is not None:
+            if len(self._confirmed) > 64:  # leases of runs long gone
+                self._confirmed = {}
+            self._confirmed[fence] = time.monotonic()
+
+    def _recently_confirmed(self, fence: Fence) -> bool:
+        """Whether a check of `fence` passed less than FRESH_CONFIRMATION_SECONDS ago."""
+        seen = self._confirmed.get(fence)
+        return seen is not None and time.monotonic() - seen < FRESH_CONFIRMATION_SECONDS
+
     def _open_transaction(self, conn: sqlite3.Connection, fence: Fence | None) -> None:
         """BEGIN IMMEDIATE (retried while another process holds the write lock), then the fence
         check; on the writer's thread, in the hop of the transaction's first statement. A
@@ -378,6 +400,7 @@ class StateDatabase:
         except BaseException:
             _rollback_now(conn)
             raise
+        self._confirm(fence)
 
     def _commit(self, conn: sqlite3.Connection, checkpoint: bool) -> None:
         """COMMIT, and the PASSIVE checkpoint when it is due; a failed COMMIT is rolled back
@@ -444,7 +467,9 @@ class StateDatabase:
                 raise self._closed_error()
             try:
                 async with self._pg.write() as db:
-                    await check_fence(db, current_fence())  # a taken-over driver writes nothing
+                    fence = current_fence()
+                    await check_fence(db, fence)  # a taken-over driver writes nothing
+                    self._confirm(fence)
                     # The adapter speaks the aiosqlite API the mixins use (core.state.pg).
                     yield cast("aiosqlite.Connection", db)
             except sqlite3.Error as exc:  # the mixins handled the ones they expect inside

@@ -9,6 +9,10 @@ remember the fence they were logged under (core.journal) and are checked where t
 whoever flushes them; lines of a stale fence are dropped there. Every backend's write path does
 both: `check_fence(db, current_fence())` first in each write transaction, and `fresh_lines` on
 the log lines it inserts (core.state.db for SQLite).
+
+Git steps the database cannot roll back (commit, merge, push) ask `ensure_fence` first; a write
+of the same task that passed its check less than FRESH_CONFIRMATION_SECONDS before stands for
+that read.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ FENCE: ContextVar[Fence | None] = ContextVar("orchestrator_fence", default=None)
 
 # The token check, run inside the write transaction (portable SQL).
 TOKEN_SQL = "SELECT lease_token, lease_owner FROM runs WHERE id = ?"
+
+# How long a passed check stands for the check before a git commit, merge or push
+# (`ensure_fence`): one made again at once would leave the same window before the git step, which
+# itself takes longer than this.
+FRESH_CONFIRMATION_SECONDS = 0.1
 
 
 @contextlib.contextmanager

@@ -11,9 +11,10 @@ What differs and how PostgreSQL gets it:
   DOUBLE PRECISION, BLOB -> BYTEA, and every table gets a `rowid` identity column, so the reads'
   `ORDER BY created_at, rowid` keep insertion order;
 - the SQL functions SQLite gets from Python or has built in (`owner_gone`, `julianday`,
-  `json_set`/`json_remove` on one `$.key`) are created by PG_FUNCTIONS. `owner_gone` is false on
-  PostgreSQL: the server cannot see the client's processes, so a lease held by a process that
-  died is lost only once it expires (writing commands on the same host still check the pid);
+  `json_set`/`json_remove` on one `$.key`, `instr`) are created by PG_FUNCTIONS. `owner_gone`
+  is false on PostgreSQL: the server cannot see the client's processes, so a lease held by a
+  process that died is lost only once it expires (writing commands on the same host still
+  check the pid);
 - a multi-row insert's ids come from `RETURNING` (SQLite: the cursor's lastrowid);
 - every write transaction first takes one advisory lock (WRITE_LOCK_SQL), so writes stay
   serialised across processes as SQLite's BEGIN IMMEDIATE serialises them;
@@ -47,7 +48,12 @@ PG_FUNCTIONS = [
     """CREATE OR REPLACE FUNCTION json_remove(doc text, path text) RETURNS text
     LANGUAGE sql IMMUTABLE AS
     $$ SELECT (doc::jsonb #- string_to_array(substr(path, 3), '.'))::text $$""",
+    """CREATE OR REPLACE FUNCTION instr(s text, sub text) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT strpos(s, sub) $$""",
 ]
+# True when the last of PG_FUNCTIONS exists (then all do): a database made by a version with
+# fewer functions gets the new ones on its next migrate.
+PG_FUNCTIONS_PRESENT = "SELECT to_regprocedure('instr(text,text)') IS NOT NULL"
 
 # Migrations whose PostgreSQL statements cannot be translated from the portable ones, by name.
 PG_OVERRIDES: dict[str, list[str]] = {}

@@ -57,7 +57,7 @@ WIDTHS = {
     "worker": 12,
 }
 MIN_TASK_WIDTH = 20
-# The store sorts by every column (core.state.runs.RUN_SORT_KEYS); these start ascending, the
+# The store sorts by every column (the engine's runs_page); these start ascending, the
 # others descending.
 ASCENDING_FIRST = ("task", "repo", "status", "worker")
 # The actions offered only for runs they can act on (see tui.actions.applies).

@@ -423,7 +423,7 @@ class Engine:
         offset: int = 0,
     ) -> list[RunSummary]:
         """One page of runs matching `query` (id, task, repository or status), sorted by `sort`:
-        started, task, repo, status, duration, phases, findings or cost (tokens)."""
+        started, task, repo, status, duration, phases, findings, cost (tokens) or worker."""
         return await self.store.list_runs_page(
             query=query, status=status, sort=sort, descending=descending, limit=limit, offset=offset
         )

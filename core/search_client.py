@@ -6,7 +6,9 @@ it runs in the short-lived CLI process. Any failure to reach a daemon returns No
 caller searches in-process, as it always could. No secret crosses to the daemon: it is started
 without them, and a question carries only the variables loading the configuration reads.
 `ORCHESTRATOR_SEARCH_DAEMON=off` turns the daemon off; `ORCHESTRATOR_SEARCH_DAEMON_IDLE` sets
-how many seconds a daemon this starts waits for the next question before it exits.
+how many seconds a daemon this starts waits for the next question before it exits. The daemon
+it starts gets the logging section's variables (ORCHESTRATOR__LOGGING__*) and the user config's
+folder, for its own rotated log file.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ SOCKET_NAME = "search.sock"
 START_SECONDS = 60.0  # how long a client waits for a daemon it started to listen
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _CODE_FOLDERS = ("core", "rag", "config")
+_LOGGING_ENV = "ORCHESTRATOR__LOGGING__"
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; longer paths go through /proc/self/fd
 
 
@@ -97,18 +100,28 @@ def _connect(folder: Path) -> socket.socket | None:
     return sock
 
 
-def _spawn(home: Path) -> subprocess.Popen[bytes] | None:
+def log_settings_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables that set the logging section (ORCHESTRATOR__LOGGING__*): a daemon reads its
+    log file's level, size limit and backups from them and the home's configuration."""
+    return {name: value for name, value in env.items() if name.upper().startswith(_LOGGING_ENV)}
+
+
+def _spawn(home: Path, config_dir: str | None) -> subprocess.Popen[bytes] | None:
     """Start a daemon for the home, detached (its own session, no terminal, our code first on
     its path); None when it cannot be started (e.g. a read-only home)."""
     env = safe_env()  # questions bring the settings; keys and tokens stay with the client
+    env.update(log_settings_env(os.environ))
     env["PYTHONPATH"] = os.pathsep.join(
         [str(_PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     idle = os.environ.get(IDLE_ENV) or str(IDLE_SECONDS)
+    command = [sys.executable, "-m", "core.search_daemon", "--home", str(home), "--idle", idle]
+    if config_dir:
+        command += ["--config-dir", config_dir]
     try:
         daemon_folder(home).mkdir(mode=0o700, parents=True, exist_ok=True)
         return subprocess.Popen(
-            [sys.executable, "-m", "core.search_daemon", "--home", str(home), "--idle", idle],
+            command,
             cwd="/",
             env=env,
             stdin=subprocess.DEVNULL,
@@ -163,12 +176,13 @@ def ask(home: Path, request: dict[str, Any]) -> dict[str, Any] | None:
         return None
     folder = daemon_folder(home)
     request = {**request, "env": search_env(os.environ), "version": code_version()}
+    config_dir = None if request.get("explicit") else request.get("config_dir")
     child: subprocess.Popen[bytes] | None = None
     for _ in range(3):  # a stale daemon or one that exited mid-answer: start another
         sock = _connect(folder)
         if sock is None:
             if child is None or child.poll() is not None:
-                child = _spawn(home)
+                child = _spawn(home, config_dir)
             if child is None:
                 return None
             sock = _wait_for(folder, child)

@@ -7,7 +7,9 @@ order, with exactly what an in-process search would give (the same config loadin
 `hybrid_retriever` and `search_repository`), and exits after `--idle` seconds without a
 question, or when a client runs other code (its reply is then "stale"). One daemon per home: it
 holds an exclusive lock on `HOME/daemon/search.lock` (which holds its pid) for its life. Before each question it
-reopens what other processes changed (HybridRetriever.reopen_changed).
+reopens what other processes changed (HybridRetriever.reopen_changed). It logs to
+`HOME/logs/search-daemon.log`, rotated by size with the main log's settings (core.logfile);
+its stdout and stderr go nowhere.
 """
 
 from __future__ import annotations
@@ -22,14 +24,20 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from core.logfile import SharedRotatingFileHandler
 from core.search_client import code_version, daemon_folder, socket_address
+
+if TYPE_CHECKING:
+    from config.schema import LoggingConfig
 
 log = logging.getLogger("orchestrator.search_daemon")
 
 MAX_REQUEST_BYTES = 16 << 20
 LOCK_WAIT_SECONDS = 5.0  # a daemon told to exit (stale) gives way to its successor in this time
+LOG_NAME = "search-daemon.log"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class _Collect(logging.Handler):
@@ -174,18 +182,50 @@ def serve(home: Path, idle_seconds: float) -> int:
         lock.close()
 
 
+def _log_settings(home: Path, config_dir: Path | None) -> LoggingConfig:
+    """The logging section (config.schema.LoggingConfig) of the home's configuration and the
+    ORCHESTRATOR__LOGGING__* variables the spawner passed; the defaults when the configuration
+    is invalid (each question then reports what is wrong with it)."""
+    from config.loader import load_config
+    from config.paths import Paths
+    from config.schema import LoggingConfig
+    from core.errors import OrchestratorError
+
+    paths = Paths(home=home, explicit=config_dir is None, config_dir=config_dir)
+    try:
+        return load_config(paths, env=os.environ).config.logging
+    except OrchestratorError:
+        return LoggingConfig()
+
+
+def _log_to_file(home: Path, config_dir: Path | None) -> None:
+    """Send every logger's records (and Python's warnings) to HOME/logs/search-daemon.log,
+    rotated by size as the main log is: the logging section's level, max_bytes, backup_count."""
+    settings = _log_settings(home, config_dir)
+    logs = home / "logs"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        handler = SharedRotatingFileHandler(
+            logs / LOG_NAME, max_bytes=settings.max_bytes, backup_count=settings.backup_count
+        )
+    except OSError:
+        return  # a home whose logs cannot be written: the daemon still serves, unlogged
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(settings.level)
+    logging.captureWarnings(True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.search_daemon")
     parser.add_argument("--home", required=True, type=Path)
     parser.add_argument("--idle", type=float, default=600.0, help="seconds without a question")
-    args = parser.parse_args(argv)
-    logs = args.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=logs / "search-daemon.log",
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    parser.add_argument(
+        "--config-dir", type=Path, default=None, help="the user config's folder, if not the home"
     )
+    args = parser.parse_args(argv)
+    _log_to_file(args.home, args.config_dir)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # runs serve's finally: socket removed
     try:
         return serve(args.home, args.idle)

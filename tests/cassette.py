@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.llm.replay import cassette_lines
+
 
 def phase(
     pid: str, deps: list[str] | None = None, risk: str = "low", name: str | None = None
@@ -64,7 +66,6 @@ def write_cassette(
 
 
 def recorded(path: Path) -> list[dict[str, Any]]:
-    """The entries a `--record` cassette holds (each call's answer, error or round), without the
-    line each call writes when it starts."""
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    return [line for line in lines if not line.get("started")]
+    """The entries a `--record` cassette holds (each call's answer, error or round, with the
+    request of its call's started line), without the started lines themselves."""
+    return [obj for _, obj in cassette_lines(path) if not obj.get("started")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from core.lessons import (
     render_section,
 )
 from core.llm.base import estimate_tokens
+from core.llm.replay import cassette_lines
 from core.records import (
     Category,
     FindingIn,
@@ -65,8 +65,7 @@ def _run_demo(home: Path, repo: Path, record: Path, *extra: str) -> str:
 def _requests(record: Path) -> dict[tuple[str, str | None, int | None], str]:
     """The user message of each recorded request, by (role, phase, attempt)."""
     out = {}
-    for line in record.read_text().splitlines():
-        entry = json.loads(line)
+    for _, entry in cassette_lines(record):
         user = [m["content"] for m in entry["request"]["messages"] if m["role"] == "user"]
         out[(entry["role"], entry["phase"], entry["attempt"])] = user[-1]
     return out

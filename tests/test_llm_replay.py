@@ -81,7 +81,17 @@ async def test_record_then_replay_round_trip(fake_ollama: FakeOllama, tmp_path: 
     await recorder.chat(exec_req, on_text=lambda _t: None)
     await recorder.aclose()
 
-    lines = recorded(cassette)
+    # Each request is written once, on its call's started line; the entry refers to it by id.
+    raw = [json.loads(line) for line in cassette.read_text().splitlines()]
+    assert [(line["role"], "request" in line, bool(line.get("started"))) for line in raw] == [
+        ("planner", True, True),
+        ("planner", False, False),
+        ("executor", True, True),
+        ("executor", False, False),
+    ]
+    assert raw[0]["call"] == raw[1]["call"] != raw[2]["call"] == raw[3]["call"]
+    assert cassette.read_text().count("do phase 1") == 1
+    lines = recorded(cassette)  # the entries, each joined to its started line's request
     assert len(lines) == 2
     assert set(lines[0]) == {
         "call",
@@ -200,27 +210,37 @@ async def test_registry(tmp_path: Path, fake_ollama: FakeOllama) -> None:
 async def test_old_entries_calls_with_ids_and_an_unfinished_call_replay_together(
     tmp_path: Path,
 ) -> None:
-    """A cassette begun by older code (entries without call ids) and resumed by today's, whose
-    last call only started: old and new entries answer, the unfinished call stops replay."""
+    """A cassette begun by the oldest code (entries without call ids), continued by older code
+    (entries repeating their started line's request) and by today's (entries without it), whose
+    last call only started: every entry answers, the unfinished call stops replay."""
     started = {"call": "c1", "started": True, **entry("executor", "", "phase-001", 1)}
     del started["response"]
     unfinished = {**started, "call": "c2", "phase": "phase-002", "provider": "openai"}
+    today = {**started, "call": "c3", "phase": "phase-003", **entry("executor", "", text="q3")}
+    del today["response"]
+    answer = {"call": "c3", **entry("executor", "more edits", "phase-003", 1)}
+    del answer["request"]
     cassette = write(
         tmp_path / "mixed.jsonl",
         [
             entry("planner", "the plan"),
             started,
             {"call": "c1", **entry("executor", "edits", "phase-001", 1)},
+            {**today, "phase": "phase-003", "attempt": 1},
+            answer,
             unfinished,
         ],
     )
     for strict in (False, True):
         replay = ReplayProvider(cassette, strict=strict)
-        assert len(replay) == 3
+        assert len(replay) == 4
         assert (await replay.chat(req("planner", "q"))).content == "the plan"
         assert (await replay.chat(req("executor", "q", "phase-001", 1))).content == "edits"
+        # Strict replay matches today's entry by the request its started line holds.
+        third = await replay.chat(req("executor", "q3", "phase-003", 1))
+        assert third.content == "more edits" and third.raw == {"cassette_line": 5}
         with pytest.raises(LLMCallStoppedError) as stopped:
             await replay.chat(req("executor", "q", "phase-002", 1))
         message = str(stopped.value)
-        assert f"started at line 4 of cassette {cassette} has no answer" in message
+        assert f"started at line 6 of cassette {cassette} has no answer" in message
         assert "openai (executor, phase phase-002, attempt 1, model test-model)" in message

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from core.search_client import code_version, search_env
 from tests.clirun import ROOT, cli, cli_env, probed
 from tests.conftest import make_repo
 from tests.test_rag_retrieve import FILES
@@ -25,6 +26,11 @@ from tests.waiting import wait_until
 
 ON = {"ORCHESTRATOR_SEARCH_DAEMON": "on", "ORCHESTRATOR_SEARCH_DAEMON_IDLE": "120"}
 OFF = {"ORCHESTRATOR_SEARCH_DAEMON": "off"}
+TINY_LOG = {
+    "ORCHESTRATOR__LOGGING__LEVEL": "DEBUG",
+    "ORCHESTRATOR__LOGGING__MAX_BYTES": "600",
+    "ORCHESTRATOR__LOGGING__BACKUP_COUNT": "2",
+}
 
 
 HEAVY = ("chromadb", "onnxruntime", "numpy", "bm25s", "tokenizers", "pydantic", "yaml", "textual")
@@ -202,7 +208,8 @@ def test_daemon_sees_what_other_processes_changed(
     repo = make_repo(tmp_path / "inv", FILES)
     cli(home, "index", str(repo), "--lexical", check=True)
     query = "write the inventory to a CSV file"
-    assert all(hit["lexical_only"] for hit in via_daemon(home, repo, query))
+    # The daemon this starts logs every question (DEBUG) to a log rotated past 600 bytes.
+    assert all(hit["lexical_only"] for hit in via_daemon(home, repo, query, **TINY_LOG))
 
     cli(home, "index", str(repo), check=True)  # another process adds every vector
     after = via_daemon(home, repo, query)
@@ -218,6 +225,27 @@ def test_daemon_sees_what_other_processes_changed(
     (repo / "inventory" / "ledger.py").write_text("def ledger_total(entries):\n    return 1\n")
     cli(home, "index", str(repo), "--full", check=True)  # the catalog file is replaced
     assert via_daemon(home, repo, "ledger total") == in_process(home, repo, "ledger total")
+
+    # The daemon's log rotates as the main log does: the settings' size and backups kept.
+    question = {
+        "home": str(home),
+        "explicit": True,
+        "config_dir": None,
+        "repo": str(repo),
+        "query": "ledger",
+        "k": 1,
+        "env": search_env(cli_env(home)),
+        "version": code_version(),
+    }
+    for _ in range(12):
+        assert _ask_raw(home / "daemon" / "search.sock", question)["ok"] is True  # type: ignore[index]
+    logs = home / "logs"
+    files = sorted(p.name for p in logs.glob("search-daemon.log*") if not p.name.endswith(".lock"))
+    assert files == ["search-daemon.log", "search-daemon.log.1", "search-daemon.log.2"]
+    for name in files:
+        text = (logs / name).read_text()
+        assert 0 < len(text.encode()) <= 600 and text.endswith("\n"), name
+    assert "answered in" in (logs / "search-daemon.log").read_text()
 
 
 def _ask_raw(sock_path: Path, request: dict[str, object]) -> object:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import AlreadyAnsweredError, NotFoundError, StateError, TransitionError
+from core.liveness import LAST_WORKER
 from core.records import (
     Category,
     ExecutionStatus,
@@ -31,6 +32,7 @@ from core.reports.document import run_document
 from core.reports.export import export_text
 from core.state import schema
 from core.state.store import StateStore
+from tui.format import holder_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -239,6 +241,30 @@ async def test_list_runs_newest_first_with_counts(store: StateStore, tmp_path: P
     assert [s.run.id for s in await store.list_runs(limit=1, offset=1)] == [first.id]
     assert await store.count_runs() == 2
     assert await store.count_runs(RunStatus.PENDING) == 1
+
+
+async def test_runs_page_sorts_by_worker_cell(store: StateStore, tmp_path: Path) -> None:
+    """The worker sort orders by what the runs table's worker cell shows, A to Z or back, and
+    puts the runs no worker touched last either way."""
+    held = await store.create_run("held by zed", str(tmp_path), {})
+    await store.queue_run(held.id)
+    assert await store.claim_next("far:1:worker:zed", 600) is not None
+    other = await store.create_run("held by bob", str(tmp_path), {})
+    await store.queue_run(other.id)
+    assert await store.claim_next("far:2:worker:bob", 600) is not None
+    waiting = await store.create_run("queued", str(tmp_path), {})
+    await store.queue_run(waiting.id)
+    done = await store.create_run("driven by amy", str(tmp_path), {})
+    await store.set_run_metadata(done.id, **{LAST_WORKER: "far:3:worker:amy", "z": "x:worker:y"})
+    await store.update_run_status(done.id, RunStatus.COMPLETED)
+    await store.create_run("local", str(tmp_path), {})
+
+    async def cells(descending: bool) -> list[str]:
+        page = await store.list_runs_page(sort="worker", descending=descending)
+        return [holder_cell(s.run, 12).plain for s in page]
+
+    assert await cells(False) == ["amy", "bob", "queued", "zed", ""]
+    assert await cells(True) == ["zed", "queued", "bob", "amy", ""]
 
 
 async def test_delete_run_removes_everything(store: StateStore, tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
 """Record chat calls to a JSONL cassette and replay them offline (demo, tests, bug reports).
 
-A recorded call writes a "started" line (its request) when it begins and its entry (the same
-request with the answer or the error) when it ends, both carrying the call's id; a started line
-with no entry is a call the recording process did not live through (kill -9), which replays as
-stopped. Cassettes written before calls had ids hold entries only and replay as they did.
+A recorded call writes a "started" line (its request) when it begins and its entry (the answer
+or the error, without the request again) when it ends, both carrying the call's id, by which
+the entry is joined to its request on reading; a started line with no entry is a call the
+recording process did not live through (kill -9), which replays as stopped. Cassettes of older
+versions replay as they did: entries only (before calls had ids), or entries that repeat their
+started line's request.
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ def started_entry(request: ChatRequest, provider: str, call: str) -> dict[str, A
     entry = cassette_entry(request, None)
     del entry["response"]
     return {"call": call, "started": True, **entry, "provider": provider}
+
+
+def finished_entry(call: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The line written when a call ends: its entry under the call's id, without the request
+    its started line already holds (cassette_lines joins them again)."""
+    return {"call": call, **{key: value for key, value in entry.items() if key != "request"}}
 
 
 def stopped_entry(
@@ -137,14 +145,14 @@ class CassetteRecorder:
             answer = spent if isinstance(spent, ChatResponse) else None
             entry = cassette_entry(request, answer, error=error)
             entry["provider"] = entry["provider"] or self.name
-            self._append({"call": call_id, **entry})
+            self._append(finished_entry(call_id, entry))
             raise
         except BaseException as stop:  # cancelled, interrupted, or an error no provider mapped
             seconds = time.monotonic() - started
             entry = stopped_entry(request, self.name, stop, "".join(heard), seconds)
-            self._append({"call": call_id, **entry})
+            self._append(finished_entry(call_id, entry))
             raise
-        self._append({"call": call_id, **cassette_entry(request, response)})
+        self._append(finished_entry(call_id, cassette_entry(request, response)))
         return response
 
     def _append(self, entry: dict[str, Any]) -> None:
@@ -198,8 +206,10 @@ class _Entry:
     truncated: bool = False
 
 
-def load_cassette(path: str | Path) -> list[_Entry]:
-    """Read and check a cassette; any problem is an InputError naming the file and line."""
+def cassette_lines(path: str | Path) -> list[tuple[int, Any]]:
+    """A cassette's lines as (line number, JSON value), each call's entry holding the request
+    of its started line again when it does not carry one; any unreadable line is an
+    InputError naming the file and line."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -218,6 +228,26 @@ def load_cassette(path: str | Path) -> list[_Entry]:
                 f"Replay cassette {file} line {number} is not valid JSON: {error.msg} "
                 f"(column {error.colno})"
             ) from error
+    asked = {
+        obj["call"]: obj.get("request")
+        for _, obj in lines
+        if isinstance(obj, dict) and obj.get("started") and obj.get("call")
+    }
+    return [
+        (number, {**obj, "request": asked[obj["call"]]})
+        if isinstance(obj, dict)
+        and "request" not in obj
+        and not obj.get("started")
+        and obj.get("call") in asked
+        else (number, obj)
+        for number, obj in lines
+    ]
+
+
+def load_cassette(path: str | Path) -> list[_Entry]:
+    """Read and check a cassette; any problem is an InputError naming the file and line."""
+    file = Path(path)
+    lines = cassette_lines(file)
     # A call whose entry follows its started line replays from that entry.
     ended = {
         obj.get("call")

@@ -11,10 +11,10 @@ What differs and how PostgreSQL gets it:
   DOUBLE PRECISION, BLOB -> BYTEA, and every table gets a `rowid` identity column, so the reads'
   `ORDER BY created_at, rowid` keep insertion order;
 - the SQL functions SQLite gets from Python or has built in (`owner_gone`, `owner_lives`,
-  `julianday`, `json_set`/`json_remove` on one `$.key`) are created by PG_FUNCTIONS. `owner_gone`
-  and `owner_lives` are false on PostgreSQL: the server cannot see the clients' processes, so a
-  lease is lost (and free to claim) exactly when it expires (writing commands on the same host
-  still check the process);
+  `julianday`, `json_set`/`json_remove` on one `$.key`, `instr`) are created by PG_FUNCTIONS.
+  `owner_gone` and `owner_lives` are false on PostgreSQL: the server cannot see the clients'
+  processes, so a lease is lost (and free to claim) exactly when it expires (writing commands on
+  the same host still check the process);
 - a multi-row insert's ids come from `RETURNING` (SQLite: the cursor's lastrowid);
 - every write transaction first takes one advisory lock (WRITE_LOCK_SQL), so writes stay
   serialised across processes as SQLite's BEGIN IMMEDIATE serialises them;
@@ -50,7 +50,17 @@ PG_FUNCTIONS = [
     """CREATE OR REPLACE FUNCTION json_remove(doc text, path text) RETURNS text
     LANGUAGE sql IMMUTABLE AS
     $$ SELECT (doc::jsonb #- string_to_array(substr(path, 3), '.'))::text $$""",
+    """CREATE OR REPLACE FUNCTION instr(s text, sub text) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT strpos(s, sub) $$""",
 ]
+# True when the last of PG_FUNCTIONS exists (then all do): a database made by a version with
+# fewer functions gets the new ones on its next migrate.
+# True when every function PG_FUNCTIONS creates exists (a database made by an older version lacks
+# the newer ones until a writing open creates them).
+PG_FUNCTIONS_PRESENT = (
+    "SELECT to_regprocedure('owner_lives(text)') IS NOT NULL"
+    " AND to_regprocedure('instr(text,text)') IS NOT NULL"
+)
 
 # Migrations whose PostgreSQL statements cannot be translated from the portable ones, by name.
 PG_OVERRIDES: dict[str, list[str]] = {}

@@ -31,6 +31,7 @@ from core.records import LogRecord
 from core.state import schema
 from core.state.dialect import (
     PG_FUNCTIONS,
+    PG_FUNCTIONS_PRESENT,
     WRITE_LOCK_SQL,
     ddl_to_postgres,
     migration_for_postgres,
@@ -438,9 +439,7 @@ async def migrate(db: PgConnection, *, read_only: bool = False) -> int:
         if not read_only:
             await db.execute(_LEDGER)
             pending = [name for name in known if name not in applied]
-            present = await db.execute_fetchall(  # the newest of PG_FUNCTIONS
-                "SELECT to_regprocedure('owner_lives(text)') IS NOT NULL"
-            )
+            present = await db.execute_fetchall(PG_FUNCTIONS_PRESENT)
             if pending or not present[0][0]:  # created with the schema, not on every open
                 for statement in PG_FUNCTIONS:
                     await db.execute(statement)

@@ -300,7 +300,26 @@ class RunsMixin(StateDatabase):
         return bool((await self._get("runs", "run", run_id))["cancel_requested"])
 
 
-# Sort keys of list_runs_page and the SQL they order by; the last three are computed per run.
+def _after(expr: str, marker: str) -> str:
+    """SQL: the text after the first `marker` in `expr` (instr is SQLite's; PG_FUNCTIONS)."""
+    return f"substr({expr}, instr({expr}, '{marker}') + {len(marker)})"
+
+
+_FINISHED = ", ".join(sorted(f"'{s.value}'" for s in FINISHED_RUN_STATUSES))
+# What the runs table's worker cell shows (tui.format.holder_cell): the lease holder's worker
+# id, "queued" while a submitted run waits for one, the last worker's id (the metadata JSON holds
+# "last_worker": "host:pid:worker:ID", and an id holds no quote), else ''.
+_LAST_WORKER = _after(_after("metadata", '"last_worker"'), ":worker:")
+_WORKER_CELL = (
+    f"CASE WHEN lease_owner LIKE '%:worker:%' THEN {_after('lease_owner', ':worker:')}"
+    f" WHEN queued = 1 AND seen_status NOT IN ({_FINISHED}) THEN 'queued'"
+    f" WHEN instr(metadata, '\"last_worker\"') > 0"
+    f" THEN substr({_LAST_WORKER}, 1, instr({_LAST_WORKER}, '\"') - 1) ELSE '' END"
+)
+
+# Sort keys of list_runs_page and the SQL they order by; phases, findings and cost are computed
+# per run. The worker sort puts runs no worker touched last in both directions (its first term
+# takes no direction).
 RUN_SORT_KEYS: dict[str, str] = {
     "started": "COALESCE(started_at, created_at)",
     "task": "task COLLATE NOCASE",
@@ -311,6 +330,7 @@ RUN_SORT_KEYS: dict[str, str] = {
     "phases": "CAST(n_done AS REAL) / MAX(n_phases, 1)",
     "findings": "n_major * 1000000 + n_medium * 1000 + n_minor",
     "cost": "cost_usd * 1000000000 + n_tokens",
+    "worker": f"CASE WHEN {_WORKER_CELL} = '' THEN 1 ELSE 0 END, {_WORKER_CELL}",
 }
 _COUNT_SORTS = frozenset({"phases", "findings", "cost"})
 

@@ -14,7 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from textual.coordinate import Coordinate
 from textual.pilot import Pilot
+from textual.widgets import Label
+from textual.widgets.data_table import ColumnKey
 
 from config.paths import Paths
 from core.liveness import LAST_WORKER
@@ -29,6 +32,7 @@ from tui.screens.runs import RunsScreen, RunsTable
 
 WORKER_OWNER = "buildbox-2:4242:worker:build-2"
 LEASE_UNTIL = "2099-11-20T09:31:00.000000Z"  # the liveness check compares with the real clock
+WORKERS = ["build-1", "build-2", "queued"]  # the worker cells of the seeded runs, A to Z
 
 
 def app_with_workers(home: Path, *, workers: bool = True) -> ShellApp:
@@ -90,6 +94,28 @@ async def test_worker_column_and_run_header(home: Path) -> None:
         view = await open_main_run(pilot, runs)
         head = str(view.query_one("#run-head").render())
         assert "worker build-2 on buildbox-2, lease until 2099-11-20 09:31" in head
+
+
+async def test_the_worker_column_sorts_by_keyboard(home: Path) -> None:
+    app = app_with_workers(home)
+    async with app.run_test(size=(140, 34)) as pilot:
+        runs = await runs_shown(pilot)
+        table = runs.query_one(RunsTable)
+        sorting = runs.query_one("#sorting", Label)
+
+        def order() -> list[str]:
+            return [str(table.get_cell_at(Coordinate(row, 8))) for row in range(table.row_count)]
+
+        await pilot.press("s", "s")  # started -> duration -> worker, A to Z, unheld runs last
+        await wait_for(pilot, lambda: order()[:3] == WORKERS, what="rows in worker order")
+        assert order()[3:] == ["", ""]
+        assert str(sorting.render()) == "sorted by worker ↑"
+        assert str(table.columns[ColumnKey("worker")].label) == "Worker ↑"
+        await pilot.press("S")
+        await wait_for(pilot, lambda: order()[:3] == WORKERS[::-1], what="the reversed order")
+        assert order()[3:] == ["", ""] and str(sorting.render()) == "sorted by worker ↓"
+        await pilot.press("s")  # the worker column is the last: `s` goes round to the task
+        await wait_for(pilot, lambda: runs.sort == "task", what="sorting by task")
 
 
 async def test_worker_column_scrolls_into_view_at_80_columns(home: Path) -> None:

@@ -165,6 +165,55 @@ async def test_browse_read_and_forget_a_lesson_as_the_app_user(home: Path) -> No
         assert top(app, RunScreen).run_id == COMPLETED_RUN
 
 
+def summary(screen: LessonsScreen) -> str:
+    return str(screen.query_one("#summary").render())
+
+
+def shown_ids(screen: LessonsScreen) -> list[str]:
+    return [le.id for le in screen.items]
+
+
+async def test_filter_lessons_by_keyboard(home: Path) -> None:
+    app = app_with_lessons(home)
+    async with app.run_test(size=(120, 34)) as pilot:
+        screen = await lessons_shown(pilot)
+        await pilot.press("slash", *"CSV")  # the lesson's text, any case
+        await wait_for(pilot, lambda: shown_ids(screen) == [PHASE_LESSON], what="the csv lesson")
+        assert summary(screen).startswith('1 of 3 match filter "CSV" · 3 lessons · 1 forgotten')
+        assert "Attempt 2 passed (csv.writer quotes fields)." in detail(screen)
+        await pilot.press("enter")  # back to the table, the filter kept
+        assert screen.query_one("#lessons").has_focus
+        await pilot.press("slash", "ctrl+u", *"readiness probe")  # a phase named in the lesson
+        await wait_for(pilot, lambda: shown_ids(screen) == [FLAKY_LESSON], what="the flaky one")
+        await pilot.press("ctrl+u", *"ruff e501 export")  # every word, anywhere in the lesson
+        await wait_for(pilot, lambda: shown_ids(screen) == [FINDING_LESSON], what="the finding")
+        await pilot.press("ctrl+u", *"inventory-service forgotten")  # repository and status
+        await wait_for(pilot, lambda: shown_ids(screen) == [FLAKY_LESSON], what="forgotten one")
+        await pilot.press("ctrl+u", *"nothing like this")
+        await wait_for(pilot, lambda: shown_ids(screen) == [], what="no lesson to match")
+        assert summary(screen).startswith('none match filter "nothing like this"')
+        assert not screen.has_class("empty") and detail(screen) == ""
+        await pilot.press("escape")  # out of the field, the filter kept
+        assert screen.query_one("#lessons").has_focus and shown_ids(screen) == []
+        await pilot.press("escape")  # the filter cleared
+        await wait_for(pilot, lambda: len(shown_ids(screen)) == 3, what="every lesson again")
+        assert summary(screen).startswith("3 lessons") and not screen.has_class("filtering")
+        await pilot.press("escape")  # then back to the runs, as before
+        await wait_for(pilot, lambda: app.screen is not screen, what="the runs section")
+
+
+def test_lessons_filtered(snap_compare: Any, home: Path) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await lessons_shown(pilot)
+        await pilot.press("slash", *"csv")
+        await wait_for(pilot, lambda: shown_ids(screen) == [PHASE_LESSON], what="the filter")
+        await pilot.press("enter")  # the table again, under the field that keeps the filter
+        await wait_for(pilot, lambda: screen.query_one("#lessons").has_focus, what="the table")
+        await wait_settled(pilot)
+
+    assert snap_compare(app_with_lessons(home), run_before=run_before, terminal_size=(120, 34))
+
+
 def test_lessons_section(snap_compare: Any, home: Path) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await lessons_shown(pilot)

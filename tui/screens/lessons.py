@@ -1,8 +1,10 @@
 """Section 5: the lessons earlier runs taught (every repository's), one lesson's detail, forgetting.
 
 Rows come from the engine (newest first, forgotten ones too, dimmed); the highlighted lesson's
-whole text and provenance show below the table. `F` forgets it after a confirm that says who the
-forgetting is recorded as (the app's `--as NAME`, else the OS user and git's user.name).
+whole text and provenance show below the table. `/` filters the rows (every word must match the
+lesson's text, repository, subject such as its phase, kind, status, task or id). `F` forgets the
+highlighted lesson after a confirm that says who the forgetting is recorded as (the app's
+`--as NAME`, else the OS user and git's user.name).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
 from core.errors import OrchestratorError
 from core.records import Lesson
@@ -39,6 +41,15 @@ def _tail(text: str, width: int) -> str:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def lesson_matches(le: Lesson, query: str) -> bool:
+    """Whether every word of the filter occurs (ignoring case) in what the row and its detail
+    show: the text, repository, subject (e.g. the phase), kind, status, task or id."""
+    status = "forgotten" if le.forgotten else "active"
+    kind = KIND_WORDS.get(le.kind, le.kind)
+    shown = f"{le.text} {le.repo} {le.subject} {kind} {status} {le.task} {le.id}".casefold()
+    return all(word in shown for word in query.casefold().split())
 
 
 def lesson_detail(le: Lesson) -> Text:
@@ -71,6 +82,8 @@ class LessonsScreen(ListSection[Lesson]):
     REFRESH_SECONDS = 2.0
     DEFAULT_CSS = """
     LessonsScreen #bar { height: 1; padding: 0 1; background: $boost; }
+    LessonsScreen #filter { display: none; margin: 0 1; }
+    LessonsScreen.filtering #filter { display: block; }
     LessonsScreen #summary { width: 1fr; }
     LessonsScreen DataTable { height: 1fr; }
     LessonsScreen #detail {
@@ -81,10 +94,18 @@ class LessonsScreen(ListSection[Lesson]):
     LessonsScreen.empty DataTable, LessonsScreen.empty #detail { display: none; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter"),
         Binding("F", "forget", "Forget"),
         Binding("o", "open_run", "Open run"),
         Binding("escape", "back", "Back", show=False),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_text = ""
+        self.every: list[
+            Lesson
+        ] = []  # all lessons as last read; `items` are those the filter keeps
 
     @property
     def current_run_id(self) -> str | None:
@@ -95,6 +116,11 @@ class LessonsScreen(ListSection[Lesson]):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Input(
+            placeholder="filter: words in the lesson, repository, phase, kind or status",
+            id="filter",
+            disabled=True,  # enabled while shown, so the hidden field never takes focus
+        )
         with Horizontal(id="bar"):
             yield Label("", id="summary")
         yield DataTable(id="lessons", cursor_type="row", zebra_stripes=True)
@@ -140,14 +166,21 @@ class LessonsScreen(ListSection[Lesson]):
             Text(_clip(line, width), style),
         )
 
-    def _show(self, items: list[Lesson]) -> None:
+    def _show(self, every: list[Lesson]) -> None:
+        self.every = every
+        items = [le for le in every if lesson_matches(le, self.query_text)]
         if not self._fill(items, [self._cells(le) for le in items]):
             return
-        forgotten = sum(1 for le in items if le.forgotten)
-        self.query_one("#summary", Label).update(
-            f"{len(items)} lesson{'s' if len(items) != 1 else ''} · {forgotten} forgotten"
+        self.set_class(not every, "empty")  # a filter that matches nothing keeps the table
+        forgotten = sum(1 for le in every if le.forgotten)
+        text = (
+            f"{len(every)} lesson{'s' if len(every) != 1 else ''} · {forgotten} forgotten"
             " · prompts on a repository carry its active ones"
         )
+        if self.query_text:
+            shown = f"{len(items)} of {len(every)}" if items else "none"
+            text = f'{shown} match filter "{self.query_text}" · {text}'
+        self.query_one("#summary", Label).update(text)
         self._show_detail()
 
     @on(DataTable.RowHighlighted)
@@ -157,6 +190,38 @@ class LessonsScreen(ListSection[Lesson]):
     def _show_detail(self) -> None:
         item = self.current
         self.query_one("#detail", Static).update(lesson_detail(item) if item else "")
+
+    # ---- filter --------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        self.add_class("filtering")
+        field = self.query_one("#filter", Input)
+        field.disabled = False
+        field.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        self._show(self.every)  # the lessons are all read: filtering needs no new read
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.query_one(DataTable).focus()
+
+    def action_back(self) -> None:
+        """Esc: leave the filter field, then clear the filter, then back to the runs."""
+        field = self.query_one("#filter", Input)
+        if field.has_focus and field.value:
+            self.query_one(DataTable).focus()
+        elif self.query_text or field.has_focus:
+            field.value = ""
+            self.query_text = ""
+            self.remove_class("filtering")
+            field.disabled = True
+            self.query_one(DataTable).focus()
+            self._show(self.every)
+        else:
+            super().action_back()
 
     # ---- actions -------------------------------------------------------------------------------
 
@@ -196,6 +261,11 @@ class LessonsScreen(ListSection[Lesson]):
 
     def palette_commands(self) -> list[SystemCommand]:
         return [
+            SystemCommand(
+                "Filter lessons",
+                "Type words of the lesson, repository, phase, kind or status (/)",
+                self.action_filter,
+            ),
             SystemCommand(
                 "Forget the selected lesson",
                 "Later prompts leave it out; asks first (F)",

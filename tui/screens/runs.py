@@ -57,8 +57,9 @@ WIDTHS = {
     "worker": 12,
 }
 MIN_TASK_WIDTH = 20
-# The store sorts by these; the worker column (who holds the lease right now) is not one of them.
-SORT_KEYS = [key for key, _ in COLUMNS if key != "worker"]
+# The store sorts by every column (the engine's runs_page); these start ascending, the
+# others descending.
+ASCENDING_FIRST = ("task", "repo", "status", "worker")
 # The actions offered only for runs they can act on (see tui.actions.applies).
 _RUN_ACTIONS = ("resume", "cancel", "apply", "clean")
 
@@ -468,13 +469,10 @@ class RunsScreen(TimedReload):
     @on(DataTable.HeaderSelected)
     def _header(self, event: DataTable.HeaderSelected) -> None:
         key = str(event.column_key.value)
-        if key not in SORT_KEYS:
-            self.notify("the worker column does not sort; `s` cycles the others")
-            return
         if key == self.sort:
             self.descending = not self.descending
         else:
-            self.sort, self.descending = key, key not in ("task", "repo", "status")
+            self.sort, self.descending = key, key not in ASCENDING_FIRST
         self._resort()
 
     # ---- filter and sort -----------------------------------------------------------------------
@@ -510,9 +508,11 @@ class RunsScreen(TimedReload):
             self.load(0, "first")
 
     def action_sort_next(self) -> None:
-        i = SORT_KEYS.index(self.sort)
-        self.sort = SORT_KEYS[(i + 1) % len(SORT_KEYS)]
-        self.descending = self.sort not in ("task", "repo", "status")
+        """`s`: sort by the next column the table shows (the worker column only while shown)."""
+        keys = [key for key, _ in self.shown_columns()]
+        i = keys.index(self.sort) if self.sort in keys else -1
+        self.sort = keys[(i + 1) % len(keys)]
+        self.descending = self.sort not in ASCENDING_FIRST
         self._resort()
 
     def action_sort_reverse(self) -> None:
@@ -522,9 +522,7 @@ class RunsScreen(TimedReload):
     def sort_by(self, key: str, *, descending: bool | None = None) -> None:
         """Sort by one column (a key of COLUMNS)."""
         self.sort = key
-        self.descending = (
-            key not in ("task", "repo", "status") if descending is None else descending
-        )
+        self.descending = key not in ASCENDING_FIRST if descending is None else descending
         self._resort()
 
     def _resort(self) -> None:
@@ -540,7 +538,6 @@ class RunsScreen(TimedReload):
                 lambda key=key: self.sort_by(key),
             )
             for key, label in COLUMNS
-            if key in SORT_KEYS
         ]
         cmds.append(
             SystemCommand("Filter runs", "Type words or status:NAME (/)", self.action_filter)

@@ -4,17 +4,59 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.events import ArtifactRecorded
 from core.journal import Journal
 from core.procenv import redact
 from core.records import Artifact
+from core.state.logs import artifact_steps
 from core.state.store import StateStore
 
 if TYPE_CHECKING:
     from core.objstore import ArtifactStore
+
+
+@dataclass(frozen=True)
+class StagedArtifact:
+    """An artifact whose file is written and whose row is not stored yet: a transition stores it
+    in its own write (`steps`, Lifecycle's `artifacts=`), then announces it (`event`)."""
+
+    artifact: Artifact
+    steps: list[tuple[str, Sequence[Any]]]
+
+    def event(self) -> ArtifactRecorded:
+        """The announcement once the row is stored."""
+        a = self.artifact
+        return ArtifactRecorded(run_id=a.run_id, artifact_id=a.id, name=a.name, type=a.type)
+
+
+async def stage_artifact(
+    artifacts: ArtifactStore,
+    home: Path,
+    run_id: str,
+    phase_id: str | None,
+    path: Path,
+    text: str,
+    kind: str,
+) -> StagedArtifact:
+    """Write the artifact with secrets redacted at the key its home path names (`artifacts/<run>/..`,
+    `reports/<run>/..`); its row (location, size, hash) is left for a write to carry."""
+    data = redact(text).encode("utf-8")
+    location = await artifacts.put(artifact_key(home, path), data)
+    artifact, steps = artifact_steps(
+        run_id, phase_id, path.name, location, kind, len(data), hashlib.sha256(data).hexdigest()
+    )
+    return StagedArtifact(artifact, steps)
+
+
+async def record_staged(store: StateStore, journal: Journal, staged: StagedArtifact) -> None:
+    """Store a staged artifact's row in a write of its own and announce it."""
+    await store.add_artifact_rows(staged.steps)
+    await journal.emit(staged.event())
 
 
 async def save_artifact(
@@ -27,24 +69,11 @@ async def save_artifact(
     path: Path,
     text: str,
     kind: str,
-) -> Artifact:
-    """Write the artifact with secrets redacted at the key its home path names (`artifacts/<run>/..`,
-    `reports/<run>/..`), record its location with its size and hash, announce it."""
-    data = redact(text).encode("utf-8")
-    location = await artifacts.put(artifact_key(home, path), data)
-    artifact = await store.add_artifact(
-        run_id,
-        phase_id,
-        path.name,
-        location,
-        kind,
-        size=len(data),
-        digest=hashlib.sha256(data).hexdigest(),
-    )
-    await journal.emit(
-        ArtifactRecorded(run_id=run_id, artifact_id=artifact.id, name=artifact.name, type=kind)
-    )
-    return artifact
+) -> None:
+    """Write the artifact (stage_artifact), record its location with its size and hash, and
+    announce it."""
+    staged = await stage_artifact(artifacts, home, run_id, phase_id, path, text, kind)
+    await record_staged(store, journal, staged)
 
 
 def artifact_key(home: Path, path: Path) -> str:

@@ -11,7 +11,7 @@ from config.catalog import ModelDef, ModelsCatalog
 from config.paths import Paths
 from config.schema import OrchestratorConfig
 from core import run_paths
-from core.artifacts import save_artifact
+from core.artifacts import StagedArtifact, record_staged, stage_artifact
 from core.budget import BudgetGuard
 from core.events import Event
 from core.executors.base import Executor
@@ -77,17 +77,22 @@ class RunContext:
     async def save_artifact(self, phase_id: str | None, path: Path, text: str, kind: str) -> None:
         """Write a file the run produced (secrets redacted) to the artifact store, record it, and
         announce it; path is where it lies in the home's layout (core.run_paths)."""
-        await save_artifact(
-            self.store,
-            self.journal,
-            self.artifacts,
-            self.paths.home,
-            self.run.id,
-            phase_id,
-            path,
-            text,
-            kind,
+        await record_staged(
+            self.store, self.journal, await self.stage_artifact(phase_id, path, text, kind)
         )
+
+    async def stage_artifact(
+        self, phase_id: str | None, path: Path, text: str, kind: str
+    ) -> StagedArtifact:
+        """Write a file the run produced like save_artifact, leaving its row for a transition to
+        store (Lifecycle's `artifacts=`)."""
+        return await stage_artifact(
+            self.artifacts, self.paths.home, self.run.id, phase_id, path, text, kind
+        )
+
+    async def record_staged(self, staged: StagedArtifact) -> None:
+        """Store a staged artifact's row on its own and announce it."""
+        await record_staged(self.store, self.journal, staged)
 
     async def save_outputs(self, folder: Path) -> None:
         """Copy a folder of verification outputs (already redacted) to the artifact store when it

@@ -29,11 +29,12 @@ final word needs (error type, exit code, whether resume can help) are stored wit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.artifacts import StagedArtifact
 from core.error_map import as_orchestrator_error
 from core.errors import (
     AlreadyAnsweredError,
@@ -329,8 +330,10 @@ class Lifecycle:
         base_commit: str | None = None,
         branch: str | None = None,
         worktree: str | Path | None = None,
+        artifacts: Sequence[StagedArtifact] = (),
     ) -> Phase:
-        """Move a phase to `status` (git fields are recorded once, the commit when it completes)."""
+        """Move a phase to `status` (git fields are recorded once, the commit when it completes),
+        storing the rows of `artifacts` in the same write and announcing them first."""
         text = f"phase {phase.plan_id} {status}" + (f": {error[:300]}" if error else "")
         line = self.journal.line(phase.run_id, phase.id, "info", text)
 
@@ -345,17 +348,19 @@ class Lifecycle:
                 branch=branch,
                 worktree=worktree,
                 lines=[*lines, line],
+                steps=[step for a in artifacts for step in a.steps],
             )
 
         def events(row: Phase) -> list[Event]:
             return [
+                *(a.event() for a in artifacts),
                 PhaseStatusChanged(
                     run_id=row.run_id,
                     phase_id=row.id,
                     plan_id=row.plan_id,
                     status=str(status),
                     error=error,
-                )
+                ),
             ]
 
         return await self.journal.record(write, events)
@@ -388,8 +393,10 @@ class Lifecycle:
         context: str | None = None,
         say: str | None = None,
         level: str = "info",
+        artifacts: Sequence[StagedArtifact] = (),
     ) -> Execution:
-        """Close an attempt as succeeded or failed; `say` words its log line."""
+        """Close an attempt as succeeded or failed; `say` words its log line; the rows of
+        `artifacts` (its verification report) are stored in the same write, announced first."""
         text = say or f"attempt {execution.attempt} {status}" + (f": {error}" if error else "")
         line = self.journal.line(execution.run_id, execution.phase_id, level, text)
 
@@ -402,10 +409,12 @@ class Lifecycle:
                 output=output,
                 context=context,
                 lines=[*lines, line],
+                steps=[step for a in artifacts for step in a.steps],
             )
 
         def events(row: Execution) -> list[Event]:
             return [
+                *(a.event() for a in artifacts),
                 ExecutionFinished(
                     run_id=row.run_id,
                     phase_id=row.phase_id,
@@ -413,7 +422,7 @@ class Lifecycle:
                     attempt=row.attempt,
                     status=str(status),
                     error=error,
-                )
+                ),
             ]
 
         return await self.journal.record(write, events)

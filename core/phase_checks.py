@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 from core import run_paths
+from core.artifacts import StagedArtifact
 from core.attempt_host import AGENT_WATCH_TOOL
 from core.context import RunContext
 from core.events import FindingRecorded, VerificationCompleted
@@ -61,6 +62,8 @@ class PhaseChecks:
         self.ctx = ctx
         self.phase = phase
         self.worktree = worktree
+        # The last run's report, being written (PhaseRunner stores its row with the attempt).
+        self.pending_report: asyncio.Task[StagedArtifact] | None = None
 
     async def run(self, execution: Execution) -> list[str]:
         """Run the checks; store findings by fingerprint; return the blocking (new major) ones."""
@@ -217,7 +220,10 @@ class PhaseChecks:
                 f"in {r.duration_seconds:.2f}s; parsed as {o.parser or 'nothing'}; "
                 f"{o.findings} finding(s); output kept in {o.output_file}\n{r.output}"
             )
-        await ctx.save_artifact(self.phase.id, path, "\n\n".join(parts), "report")
+        # Written while the attempt goes on; its row is stored with the attempt's end.
+        self.pending_report = asyncio.create_task(
+            ctx.stage_artifact(self.phase.id, path, "\n\n".join(parts), "report")
+        )
 
 
 def _where(path: str | None, line: int | None) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 
 from core import run_paths
+from core.artifacts import StagedArtifact
 from core.attempt_host import RunAttemptHost
 from core.context import RunContext
-from core.errors import GitError, MergeConflictError, RunAborted
+from core.errors import GitError, MergeConflictError, OrchestratorError, RunAborted
 from core.executors.base import AttemptResult, PhaseJob
 from core.git import remote, worktrees
 from core.git import repo as gitrepo
@@ -234,6 +236,17 @@ class PhaseRunner:
             error = result.error or "the executor failed"
             await self._fail(execution, error, result.summary, retrieved.text)
             return None, error, result.retriable
+        try:
+            return await self._check_and_commit(execution, result, retrieved)
+        except BaseException:
+            await self._report_alone()
+            raise
+
+    async def _check_and_commit(
+        self, execution: Execution, result: AttemptResult, retrieved: RetrievedContext
+    ) -> tuple[str | None, str, bool]:
+        """Verify an attempt whose executor succeeded and commit it; _attempt's result."""
+        ctx, phase = self.ctx, self.phase
         failures = await self.checks.run(execution)
         # Only a failed check and the retry right after it can make a flaky pair (core/lessons.py),
         # so a first attempt that passes records no tree: a git add and write-tree saved.
@@ -263,8 +276,35 @@ class PhaseRunner:
             output=result.summary,
             context=retrieved.text,
             say=f"attempt {execution.attempt} succeeded: commit {sha[:10]}",
+            artifacts=await self._report(),
         )
         return sha, "", True
+
+    async def _report(self) -> list[StagedArtifact]:
+        """The attempt's verification report once its file is written (none when no check ran),
+        for the attempt's end to store."""
+        task, self.checks.pending_report = self.checks.pending_report, None
+        return await self._staged(task)
+
+    async def _report_alone(self) -> None:
+        """After an error between the checks and the attempt's end: the report's row on its own,
+        so the report of a failed attempt stays listed."""
+        task, self.checks.pending_report = self.checks.pending_report, None
+        await self._record_alone(task)
+
+    @staticmethod
+    async def _staged(task: asyncio.Task[StagedArtifact] | None) -> list[StagedArtifact]:
+        """What a background artifact write staged, once it is done (none for no task)."""
+        return [] if task is None else [await task]
+
+    async def _record_alone(self, task: asyncio.Task[StagedArtifact] | None) -> None:
+        """Store a background artifact write's row in a write of its own, when no transition
+        will carry it; a failure here is logged, not raised over the error being handled."""
+        try:
+            for staged in await self._staged(task):
+                await self.ctx.record_staged(staged)
+        except OrchestratorError as exc:  # the store or the artifact store refused
+            self.ctx.log(self.phase.id, f"an artifact was not recorded: {exc}", "warning")
 
     async def _record_tree(self, execution: Execution) -> None:
         """Store the tree the checks saw (they ran on it just now), so a check that fails and then
@@ -286,6 +326,7 @@ class PhaseRunner:
             context=context,
             say=f"attempt {execution.attempt} failed: {error}",
             level="warning",
+            artifacts=await self._report(),
         )
 
     def _backoff(self, attempts_done: int) -> float:
@@ -334,39 +375,50 @@ class PhaseRunner:
     # ---- delivery ----------------------------------------------------------------------------------
 
     async def _deliver(self, sha: str) -> PhaseStatus:
-        """Merge the phase branch into the run branch and mark the phase completed with its commit."""
+        """Merge the phase branch into the run branch and mark the phase completed with its
+        commit (and its diff, written while the merge runs)."""
         ctx = self.ctx
-        async with ctx.git_lock:
-            await ctx.store.ensure_fence()  # nor merges into the run branch
-            try:
-                await asyncio.to_thread(
-                    worktrees.merge_branch,
-                    ctx.run_worktree,
-                    self.branch,
-                    f"Merge {self.phase.plan_id} '{self.phase.name}' into the run branch",
-                    ctx.config.git.author_name,
-                    ctx.config.git.author_email,
-                )
-            except MergeConflictError as conflict:
-                if not await self._resolve_conflict(sha, conflict):
-                    return PhaseStatus.FAILED
-            if ctx.origin is not None and ctx.run.branch:
-                # Pushed before the phase is recorded done: a run continued on another machine
-                # starts from what the origin has, so no recorded phase is ever missing there.
-                await asyncio.to_thread(
-                    remote.push_branch, ctx.repo, ctx.origin, ctx.run.branch, ctx.run_id
-                )
-                ctx.log(self.phase.id, f"pushed {ctx.run.branch} to {ctx.origin}")
-        if ctx.config.artifacts.save_diffs:
-            diff = await asyncio.to_thread(gitrepo.diff_of_commit, self.worktree, sha)
-            await ctx.save_artifact(
-                self.phase.id,
-                run_paths.phase_diff(ctx.paths, ctx.run_id, self.phase.plan_id),
-                diff,
-                "diff",
+        diff = await self._start_diff(sha)
+        try:
+            async with ctx.git_lock:
+                await ctx.store.ensure_fence()  # nor merges into the run branch
+                try:
+                    await asyncio.to_thread(
+                        worktrees.merge_branch,
+                        ctx.run_worktree,
+                        self.branch,
+                        f"Merge {self.phase.plan_id} '{self.phase.name}' into the run branch",
+                        ctx.config.git.author_name,
+                        ctx.config.git.author_email,
+                    )
+                except MergeConflictError as conflict:
+                    if not await self._resolve_conflict(sha, conflict):
+                        return PhaseStatus.FAILED
+                if ctx.origin is not None and ctx.run.branch:
+                    # Pushed before the phase is recorded done: a run continued on another
+                    # machine starts from what the origin has, so no recorded phase is ever
+                    # missing there.
+                    await asyncio.to_thread(
+                        remote.push_branch, ctx.repo, ctx.origin, ctx.run.branch, ctx.run_id
+                    )
+                    ctx.log(self.phase.id, f"pushed {ctx.run.branch} to {ctx.origin}")
+            done, diff = diff, None
+            await self._set_status(
+                PhaseStatus.COMPLETED, commit=sha, artifacts=await self._staged(done)
             )
-        await self._set_status(PhaseStatus.COMPLETED, commit=sha)
+        finally:
+            await self._record_alone(diff)  # a phase failed at its merge keeps its diff listed
         return PhaseStatus.COMPLETED
+
+    async def _start_diff(self, sha: str) -> asyncio.Task[StagedArtifact] | None:
+        """The phase commit's diff, being written to the artifact store (None when
+        artifacts.save_diffs is off); the caller stores its row."""
+        ctx = self.ctx
+        if not ctx.config.artifacts.save_diffs:
+            return None
+        text = await asyncio.to_thread(gitrepo.diff_of_commit, self.worktree, sha)
+        path = run_paths.phase_diff(ctx.paths, ctx.run_id, self.phase.plan_id)
+        return asyncio.create_task(ctx.stage_artifact(self.phase.id, path, text, "diff"))
 
     async def _resolve_conflict(self, sha: str, conflict: MergeConflictError) -> bool:
         ctx = self.ctx
@@ -402,8 +454,9 @@ class PhaseRunner:
         *,
         error: str | None = None,
         commit: str | None = None,
+        artifacts: Sequence[StagedArtifact] = (),
         **git: str,
     ) -> None:
         self.phase = await self.ctx.lifecycle.phase_to(
-            self.phase, status, error=error, commit=commit, **git
+            self.phase, status, error=error, commit=commit, artifacts=artifacts, **git
         )

@@ -122,40 +122,28 @@ class LogsMixin(StateDatabase):
     ) -> Artifact:
         """Register a file the run produced by its location (a local path, made absolute, or an
         object's s3:// URL), with its size and sha256 (read from a local file unless given)."""
-        if isinstance(path, str) and "://" in path:
-            location = path
-            if size is None or digest is None:
-                raise StateError(f"artifact {path}: give its size and hash (it is not read back)")
+        location = artifact_location(path)
+        if size is not None and digest is not None:
+            measured = size, digest
+        elif "://" in location:
+            raise StateError(f"artifact {path}: give its size and hash (it is not read back)")
         else:
-            local = Path(path).absolute()
-            location = str(local)
-            if size is None or digest is None:
-                try:
-                    size, digest = await asyncio.to_thread(_file_digest, local)
-                except OSError as exc:
-                    raise StateError(f"cannot read artifact {local}: {exc}") from exc
-        aid = new_id("a")
-        rows = await self._write_batch(
-            [
-                # The file at this path was just rewritten, so an older row for it would carry a
-                # stale hash.
-                ("DELETE FROM artifacts WHERE run_id = ? AND path = ?", (run_id, location)),
-                # Inserted only if the run exists: no row back means NotFoundError (a foreign
-                # key's refusal would end a PostgreSQL transaction and word it less well).
-                (
-                    (
-                        "INSERT INTO artifacts (id, run_id, phase_id, name, path, type, size, hash,"
-                        " created_at) SELECT ?,?,?,?,?,?,?,?,? FROM runs WHERE id = ? RETURNING *"
-                    ),
-                    (aid, run_id, phase_id, name, location, type, size, digest, utcnow(), run_id),
-                ),
-            ]
-        )
+            try:
+                measured = await asyncio.to_thread(_file_digest, Path(location))
+            except OSError as exc:
+                raise StateError(f"cannot read artifact {location}: {exc}") from exc
+        _, steps = artifact_steps(run_id, phase_id, name, location, type, *measured)
+        insert_sql, insert_params = steps[-1]
+        rows = await self._write_batch([*steps[:-1], (insert_sql + " RETURNING *", insert_params)])
         if not rows:
             raise NotFoundError(
                 f"no run with id {run_id!r} in {self.where}; `orchestrator runs` lists run ids"
             )
         return schema.artifact_from_row(rows[0])
+
+    async def add_artifact_rows(self, steps: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Store artifact rows artifact_steps made, in one write of their own."""
+        await self._write_batch(list(steps))
 
     async def get_artifacts(self, run_id: str) -> list[Artifact]:
         """A run's artifacts in the order they were registered."""
@@ -260,3 +248,51 @@ class LogsMixin(StateDatabase):
                 " DO UPDATE SET response = excluded.response, created_at = excluded.created_at",
                 (key, value, utcnow()),
             )
+
+
+def artifact_location(path: Path | str) -> str:
+    """What an artifact row records: an object's URL as given, a local path made absolute."""
+    if isinstance(path, str) and "://" in path:
+        return path
+    return str(Path(path).absolute())
+
+
+def artifact_steps(
+    run_id: str,
+    phase_id: str | None,
+    name: str,
+    path: Path | str,
+    type: str,
+    size: int,
+    digest: str,
+) -> tuple[Artifact, list[tuple[str, Sequence[Any]]]]:
+    """The statements that register an artifact by its location (a transition can carry them
+    in its own write), and the row they store."""
+    location = artifact_location(path)
+    artifact = Artifact(new_id("a"), run_id, phase_id, name, location, type, size, digest, utcnow())
+    steps: list[tuple[str, Sequence[Any]]] = [
+        # The file at this location was just rewritten, so an older row for it would carry a
+        # stale hash.
+        ("DELETE FROM artifacts WHERE run_id = ? AND path = ?", (run_id, location)),
+        # Inserted only if the run exists (a foreign key's refusal would end a PostgreSQL
+        # transaction and word it less well).
+        (
+            (
+                "INSERT INTO artifacts (id, run_id, phase_id, name, path, type, size, hash,"
+                " created_at) SELECT ?,?,?,?,?,?,?,?,? FROM runs WHERE id = ?"
+            ),
+            (
+                artifact.id,
+                run_id,
+                phase_id,
+                name,
+                location,
+                type,
+                size,
+                digest,
+                artifact.created_at,
+                run_id,
+            ),
+        ),
+    ]
+    return artifact, steps

@@ -130,11 +130,16 @@ class TransitionsMixin(StateDatabase):
         branch: str | None = None,
         worktree: str | Path | None = None,
         lines: Sequence[Line] = (),
+        steps: Sequence[tuple[str, Sequence[Any]]] = (),
     ) -> tuple[Phase, list[LogRecord]]:
-        """Move a phase to `status`; `commit` records its commit; git fields are kept once set."""
+        """Move a phase to `status`; `commit` records its commit; git fields are kept once set;
+        `steps` (rows that belong with the change, e.g. core.state.logs.artifact_steps) are
+        written in the same transaction."""
         now = utcnow()
         guard, guard_params = _guard(allowed_from)
         async with self._write() as db:
+            for sql, params in steps:
+                await self._soon(db, sql, params)
             stored = await self._insert_lines(db, lines)  # on SQLite: in the UPDATE's hop
             self._last_step(db, if_rows=True)
             rows = list(
@@ -174,10 +179,13 @@ class TransitionsMixin(StateDatabase):
         output: str | None = None,
         context: str | None = None,
         lines: Sequence[Line] = (),
+        steps: Sequence[tuple[str, Sequence[Any]]] = (),
     ) -> tuple[Execution, list[LogRecord]]:
-        """Close an attempt with its outcome (succeeded or failed)."""
+        """Close an attempt with its outcome (succeeded or failed), with `steps` as move_phase."""
         guard, guard_params = _guard(allowed_from)
         async with self._write() as db:
+            for sql, params in steps:
+                await self._soon(db, sql, params)
             stored = await self._insert_lines(db, lines)  # on SQLite: in the UPDATE's hop
             self._last_step(db, if_rows=True)
             rows = list(

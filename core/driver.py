@@ -348,9 +348,11 @@ class RunDriver:
         # Only this driver changes the run's phases while it holds the lease, so it keeps the rows
         # in memory and re-reads just the phase that finished.
         phases = {p.plan_id: p for p in await self.store.get_phases_for_run(ctx.run_id)}
+        skip_check = True  # at the start, and after a phase ended other than completed
         try:
             while True:
-                await self._skip_blocked(ctx, phases)
+                if skip_check:
+                    await self._skip_blocked(ctx, phases)
                 for plan_id, phase in phases.items():
                     if len(running) >= limit:
                         break
@@ -365,11 +367,14 @@ class RunDriver:
                 if not running:
                     return
                 done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
-                for plan_id in [k for k, t in running.items() if t in done]:
+                ended = [k for k, t in running.items() if t in done]
+                for plan_id in ended:
                     task = running.pop(plan_id)
                     task.result()  # re-raises RunAborted and friends
                     phases[plan_id] = runners.pop(plan_id).phase  # the runner keeps its stored row
                     await self._check_thresholds(ctx, phases[plan_id])
+                # Only a phase that ended other than completed can block the ones after it.
+                skip_check = any(phases[p].status is not PhaseStatus.COMPLETED for p in ended)
         finally:
             for task in running.values():
                 task.cancel()

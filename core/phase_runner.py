@@ -24,6 +24,7 @@ from core.records import (
     ExecutionStatus,
     InterventionKind,
     InterventionStatus,
+    Lesson,
     Phase,
     PhaseStatus,
 )
@@ -178,13 +179,18 @@ class PhaseRunner:
             retrieved = await ctx.retriever.retrieve(
                 query, repo=self.worktree, budget_tokens=ctx.config.rag.max_context_tokens
             )
-            execution = await ctx.lifecycle.start_execution(
-                self.phase, PromptContext(query, retrieved.text, retrieved.sources)
+            execution, lessons = await asyncio.gather(  # a write and a read, side by side
+                ctx.lifecycle.start_execution(
+                    self.phase, PromptContext(query, retrieved.text, retrieved.sources)
+                ),
+                self._lessons(),
             )
             attempts = execution.attempt
             ctx.executions[(self.phase.plan_id, execution.attempt)] = execution.id
             ctx.log(self.phase.id, f"attempt {execution.attempt} of {self.phase.plan_id} started")
-            sha, error, retriable = await self._attempt(execution, retrieved, previous_failure)
+            sha, error, retriable = await self._attempt(
+                execution, retrieved, lessons, previous_failure
+            )
             if sha is not None:
                 return sha
             await self._agent_budget()  # before another attempt (or giving up) spends more
@@ -194,21 +200,30 @@ class PhaseRunner:
                 if not await self._on_exhausted(attempts, error):
                     return None
 
-    async def _attempt(
-        self, execution: Execution, retrieved: RetrievedContext, previous_failure: str | None
-    ) -> tuple[str | None, str, bool]:
-        """One attempt with its retrieved context: execute, verify, commit. Returns (commit,
-        error, retriable)."""
-        ctx, phase = self.ctx, self.phase
-        lessons, used = await prompt_lessons(
+    async def _lessons(self) -> tuple[str, list[Lesson]]:
+        """The Lessons section of the phase's prompt and the lessons in it."""
+        ctx = self.ctx
+        return await prompt_lessons(
             ctx.store,
             ctx.config.lessons,
             repo=ctx.repo,
             run_id=ctx.run_id,
             task=ctx.run.task,
-            phase_name=phase.name,
-            phase_text=phase.description,
+            phase_name=self.phase.name,
+            phase_text=self.phase.description,
         )
+
+    async def _attempt(
+        self,
+        execution: Execution,
+        retrieved: RetrievedContext,
+        lessons_part: tuple[str, list[Lesson]],
+        previous_failure: str | None,
+    ) -> tuple[str | None, str, bool]:
+        """One attempt with its retrieved context and lessons: execute, verify, commit. Returns
+        (commit, error, retriable)."""
+        ctx, phase = self.ctx, self.phase
+        lessons, used = lessons_part
         if used:
             ctx.log(phase.id, lessons_line(used))
         job = PhaseJob(

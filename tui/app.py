@@ -31,7 +31,7 @@ from textual.screen import ModalScreen, Screen
 from textual.worker import Worker
 
 from core.errors import OrchestratorError
-from core.records import Intervention, Run, RunStatus
+from core.records import FINISHED_RUN_STATUSES, Intervention, Run, RunStatus
 from tui import actions
 from tui.bridge import InterventionsChanged, RunChanged, pump
 from tui.decisions import DecisionQueue
@@ -384,10 +384,14 @@ class OrchestratorApp(App[int]):
             )
 
     async def action_quit(self) -> None:
-        """Quit; when this app is driving runs, confirm first (quitting interrupts them)."""
-        busy = self.engine_busy()
+        """Quit; when this app is driving runs, confirm first (quitting interrupts them). A run
+        that already ended is only writing its summary: the app waits for it, then quits."""
+        busy = [name for name in self.engine_busy() if not await self._has_ended(name)]
         if not busy:
-            self.exit(self.exit_code_for_initial())
+            if not self.engine_busy():
+                self.exit(self.exit_code_for_initial())
+            elif self._quitting is None:
+                self._quitting = self.run_worker(self._finish_and_exit, group="quit")
             return
         if isinstance(self.screen, ConfirmModal):
             return
@@ -408,6 +412,21 @@ class OrchestratorApp(App[int]):
             ),
             confirmed,
         )
+
+    async def _has_ended(self, worker_name: str) -> bool:
+        """Whether the run an engine worker ("run ID") drives is stored as ended."""
+        try:
+            run = await self.engine.get_run(worker_name.removeprefix("run "))
+        except OrchestratorError:
+            return False
+        return run.status in FINISHED_RUN_STATUSES
+
+    async def _finish_and_exit(self) -> None:
+        """Let the drivers of ended runs finish (summary, log artifact), then quit."""
+        await self.workers.wait_for_complete(
+            [w for w in self.workers if w.group == "engine" and not w.is_finished]
+        )
+        self.exit(self.exit_code_for_initial())
 
     async def _interrupt_and_exit(self) -> None:
         """Cancel the engine workers and wait until their runs are stored as interrupted."""

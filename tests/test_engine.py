@@ -347,3 +347,43 @@ async def test_ollama_provider_end_to_end(home: Path, tmp_path: Path, fake_ollam
     assert doc["usage"]["executor"]["calls"] == 1
     assert git(repo, "show", f"{doc['branch']}:hello.txt") == "hi"
     assert os.environ.get("OLLAMA_HOST") is None
+
+
+async def test_reports_and_diffs_are_listed_even_when_a_commit_is_refused(
+    home: Path, tmp_path: Path
+) -> None:
+    """An attempt's report and a phase's diff are written while git works and stored with the
+    attempt's and the phase's end; a commit a hook refuses still leaves its attempt's report."""
+    repo = make_repo(tmp_path / "repo", {"README.md": "demo\n"})
+    hook = repo / ".git" / "hooks" / "pre-commit"  # worktrees share the repository's hooks
+    hook.write_text("#!/bin/sh\ngit diff --cached --name-only | grep -qx b.txt && exit 1\nexit 0\n")
+    hook.chmod(0o755)
+    cassette = write_cassette(
+        tmp_path / "c.jsonl",
+        [phase("phase-001"), phase("phase-002", deps=["phase-001"])],
+        {
+            ("phase-001", 1): new_file("a.txt", "a\n"),
+            ("phase-002", 1): new_file("b.txt", "b\n"),
+        },
+    )
+    async with await _engine(home) as engine:
+        loaded = _loaded(home, repo, cassette, **{"verification.test": ["true"]})
+        run = await engine.start_run("Make two files", repo, loaded)
+        doc = await engine.run_document(run.id)
+
+    assert run.status is RunStatus.FAILED and "git commit" in (run.error or ""), run.error
+    listed = {
+        Path(a["path"]).relative_to(home).as_posix().replace(run.id, "RUN"): Path(a["path"])
+        for a in doc["artifacts"]
+        if a["type"] in ("report", "diff")
+    }
+    assert sorted(listed) == [
+        "artifacts/RUN/phase-001.diff",
+        "reports/RUN/phase-001-attempt-1.txt",
+        "reports/RUN/phase-002-attempt-1.txt",  # its commit was refused after the checks ran
+    ]
+    assert "+a" in listed["artifacts/RUN/phase-001.diff"].read_text()
+    assert all(
+        listed[f"reports/RUN/{p}-attempt-1.txt"].read_text().startswith("$ true\nexit: 0")
+        for p in ("phase-001", "phase-002")
+    )

@@ -17,13 +17,14 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
 from core.errors import OrchestratorError
 from core.records import Lesson
 from tui.format import local_time
 from tui.modals.confirm import ConfirmModal
-from tui.screens.listing import ListSection
+from tui.screens.listing import FilterField, ListSection
 
 REPO_WIDTH = 16  # the repository's folder name; the detail shows its whole path
 # Kind names as a person reads them (core/lessons.py LESSON_KINDS).
@@ -73,7 +74,7 @@ def lesson_detail(le: Lesson) -> Text:
     return text
 
 
-class LessonsScreen(ListSection[Lesson]):
+class LessonsScreen(ListSection[Lesson], FilterField):
     """Every lesson, its detail below; `F` forgets the selected one, `o` opens its newest run."""
 
     SECTION = "Lessons"
@@ -102,7 +103,6 @@ class LessonsScreen(ListSection[Lesson]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.query_text = ""
         self.every: list[
             Lesson
         ] = []  # all lessons as last read; `items` are those the filter keeps
@@ -193,34 +193,15 @@ class LessonsScreen(ListSection[Lesson]):
 
     # ---- filter --------------------------------------------------------------------------------
 
-    def action_filter(self) -> None:
-        self.add_class("filtering")
-        field = self.query_one("#filter", Input)
-        field.disabled = False
-        field.focus()
+    def filter_list(self) -> Widget:
+        return self.query_one(DataTable)
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.query_text = event.value.strip()
+    def refilter(self) -> None:
         self._show(self.every)  # the lessons are all read: filtering needs no new read
-
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self, event: Input.Submitted) -> None:
-        self.query_one(DataTable).focus()
 
     def action_back(self) -> None:
         """Esc: leave the filter field, then clear the filter, then back to the runs."""
-        field = self.query_one("#filter", Input)
-        if field.has_focus and field.value:
-            self.query_one(DataTable).focus()
-        elif self.query_text or field.has_focus:
-            field.value = ""
-            self.query_text = ""
-            self.remove_class("filtering")
-            field.disabled = True
-            self.query_one(DataTable).focus()
-            self._show(self.every)
-        else:
+        if not self.leave_filter():
             super().action_back()
 
     # ---- actions -------------------------------------------------------------------------------

@@ -1,16 +1,18 @@
 """What the app's sections share: re-reading on a timer while they show and when another process
-commits (TimedReload: runs, interventions, lessons), and for the list sections (ListSection:
+commits (TimedReload: runs, interventions, lessons), for the list sections (ListSection:
 interventions, lessons) a table whose highlighted item is kept across reloads, `o` to open the
-item's run and Esc back to the runs."""
+item's run and Esc back to the runs, and the `/` filter field (FilterField: runs, lessons)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
+from textual import on
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import DataTable
+from textual.widget import Widget
+from textual.widgets import DataTable, Input
 
 if TYPE_CHECKING:
     from tui.app import OrchestratorApp
@@ -22,6 +24,53 @@ class _Keyed(Protocol):
 
 
 T = TypeVar("T", bound=_Keyed)
+
+
+class FilterField(Screen[None]):
+    """A section's `/` filter: an Input with id `filter`, hidden (class `filtering` unset) and
+    disabled until asked, whose text is `query_text`. Subclasses name the widget that holds the
+    list (`filter_list`), show it again for new text (`refilter`), and call `leave_filter` on Esc."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_text = ""
+
+    def filter_list(self) -> Widget:
+        raise NotImplementedError
+
+    def refilter(self) -> None:
+        raise NotImplementedError
+
+    def action_filter(self) -> None:
+        self.add_class("filtering")
+        field = self.query_one("#filter", Input)
+        field.disabled = False
+        field.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        self.refilter()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.filter_list().focus()
+
+    def leave_filter(self) -> bool:
+        """Esc: leave the filter field, then clear the filter; False when there was neither."""
+        field = self.query_one("#filter", Input)
+        if field.has_focus and field.value:
+            self.filter_list().focus()
+        elif self.query_text or field.has_focus:
+            field.value = ""
+            self.query_text = ""
+            self.remove_class("filtering")
+            field.disabled = True
+            self.filter_list().focus()
+            self.refilter()
+        else:
+            return False
+        return True
 
 
 class TimedReload(Screen[None]):

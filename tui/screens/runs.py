@@ -20,6 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, Label
 from textual.widgets.data_table import ColumnKey
 from textual.worker import Worker
@@ -29,7 +30,7 @@ from core.records import Run, RunStatus, RunSummary
 from core.timeutil import parse_ts
 from tui import actions
 from tui.format import duration_text, holder_cell, status_text
-from tui.screens.listing import TimedReload
+from tui.screens.listing import FilterField, TimedReload
 
 PAGE = 100
 
@@ -195,7 +196,7 @@ class RunsTable(DataTable[Any]):
         self.post_message(self.Edge("last"))
 
 
-class RunsScreen(TimedReload):
+class RunsScreen(TimedReload, FilterField):
     """Every run with its status, progress, findings and cost; `/` filters, `s` sorts."""
 
     SECTION = "Runs"
@@ -231,7 +232,6 @@ class RunsScreen(TimedReload):
         self.total = 0
         self.sort = "started"
         self.descending = True
-        self.query_text = ""
         self.task_width = 60
         self.summaries: list[RunSummary] = []
         self._cells: dict[str, tuple[Any, ...]] = {}
@@ -477,35 +477,18 @@ class RunsScreen(TimedReload):
 
     # ---- filter and sort -----------------------------------------------------------------------
 
-    def action_filter(self) -> None:
-        self.add_class("filtering")
-        field = self.query_one("#filter", Input)
-        field.disabled = False
-        field.focus()
+    def filter_list(self) -> Widget:
+        return self.query_one(RunsTable)
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.query_text = event.value.strip()
+    def refilter(self) -> None:
+        """Read the first page for the new filter once typing pauses."""
         if self._filter_timer is not None:
             self._filter_timer.stop()
         self._filter_timer = self.set_timer(0.15, lambda: self.load(0, "first"))
 
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self, event: Input.Submitted) -> None:
-        self.query_one(RunsTable).focus()
-
     def action_back(self) -> None:
         """Esc: leave the filter field, then clear the filter."""
-        field = self.query_one("#filter", Input)
-        if field.has_focus and field.value:
-            self.query_one(RunsTable).focus()
-        elif self.query_text or field.has_focus:
-            field.value = ""
-            self.query_text = ""
-            self.remove_class("filtering")
-            field.disabled = True
-            self.query_one(RunsTable).focus()
-            self.load(0, "first")
+        self.leave_filter()
 
     def action_sort_next(self) -> None:
         """`s`: sort by the next column the table shows (the worker column only while shown)."""

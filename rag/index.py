@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,13 +119,17 @@ class RepoIndex:
 
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.cache = SharedCache(self.indexes / "cache.sqlite")
-        try:
-            self.catalog = Catalog(self.folder / "catalog.sqlite")
-        except IndexCorruptError as exc:
-            self._rebuild_notice(str(exc))
-            self._wipe_catalog()
-            self.catalog = Catalog(self.folder / "catalog.sqlite")
+        # One process at a time opens (and on first use creates) the shared cache and a
+        # catalog: switching a new file to WAL while another process opens it fails with
+        # "database is locked" without waiting, which is no damage and must never be taken for it.
+        with _flocked(self.indexes / "open.lock"):
+            self.cache = SharedCache(self.indexes / "cache.sqlite")
+            try:
+                self.catalog = Catalog(self.folder / "catalog.sqlite")
+            except IndexCorruptError as exc:
+                self._rebuild_notice(str(exc))
+                self._wipe_catalog()
+                self.catalog = Catalog(self.folder / "catalog.sqlite")
         self._vectors: VectorStore | None = None
         self._vectors_seen: tuple[int, float] = (0, 0.0)
         self._catalog_identity = _identity(self.folder / "catalog.sqlite")
@@ -157,16 +161,10 @@ class RepoIndex:
             (self.folder / name).unlink(missing_ok=True)
         shutil.rmtree(self.folder / "lexical", ignore_errors=True)
 
-    @contextmanager
-    def _locked(self, what: str) -> Iterator[None]:
+    def _locked(self, what: str) -> AbstractContextManager[None]:
         """One updater of the files ("update") and one embedder ("embed") per index at a time,
         across processes; a lexical update never waits for a long embedding."""
-        with (self.folder / f"{what}.lock").open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return _flocked(self.folder / f"{what}.lock")
 
     def close(self) -> None:
         self.catalog.close()
@@ -537,3 +535,14 @@ class RepoIndex:
         if writing is not None:
             writing[0].result()
             self.catalog.mark_embedded(writing[1])
+
+
+@contextmanager
+def _flocked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (made when missing) for the block, across processes."""
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -331,7 +331,7 @@ async def test_concurrency_limit_is_per_provider_and_process_wide(target: Target
     ]
     await asyncio.gather(*(c.chat(req()) for c in clients))
     assert len(target.chats()) == 3
-    assert target.server.max_active == 1, "two providers, three clients, one slot in the process"
+    assert target.server.max_stalled == 1, "two providers, three clients, one slot in the process"
     await first.aclose()
     await second.aclose()
 

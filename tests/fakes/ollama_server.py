@@ -46,6 +46,8 @@ class FakeOllama:
         self.capabilities: dict[str, list[str]] = {}  # per model; ["completion"] when absent
         self.max_active = 0  # the most chat requests answered at once
         self._active = 0
+        self.max_stalled = 0  # the most scripted stalls under way at once (wait_stall)
+        self._stalled = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._server = ScriptedHTTPServer(("127.0.0.1", 0), _Handler)
@@ -98,8 +100,17 @@ class FakeOllama:
         return dict(answer)
 
     def wait_stall(self, seconds: float) -> None:
-        """Block the handler thread for a scripted stall, ending early when the server stops."""
-        self._stop.wait(seconds)
+        """Block the handler thread for a scripted stall, ending early when the server stops;
+        `max_stalled` counts the stalls under way at once (a client cannot have seen the answer
+        of a request still stalling, so this is what a concurrency limit bounds)."""
+        with self._lock:
+            self._stalled += 1
+            self.max_stalled = max(self.max_stalled, self._stalled)
+        try:
+            self._stop.wait(seconds)
+        finally:
+            with self._lock:
+                self._stalled -= 1
 
     def wait_until(self, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
         """Poll a condition from a handler thread until it holds, the server stops, or timeout."""

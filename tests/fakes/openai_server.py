@@ -110,7 +110,7 @@ class _Handler(ScriptedHandler):
             return
         answer = fake.next_answer(body)
         if "stall" in answer:
-            fake.wait(float(answer["stall"]))
+            fake.stall(float(answer["stall"]))
         if "status" in answer:
             message = str(answer.get("error", "fake error"))
             if answer.get("echo_key"):

@@ -57,6 +57,8 @@ class ScriptedServer:
         self.stream_pieces = 4
         self.active = 0  # chat requests being answered right now
         self.max_active = 0  # the most answered at once
+        self.stalled = 0  # scripted stalls under way right now
+        self.max_stalled = 0  # the most at once
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._server = ScriptedHTTPServer(("127.0.0.1", 0), self.handler)
@@ -114,6 +116,19 @@ class ScriptedServer:
     def wait(self, seconds: float) -> None:
         """Block a handler thread, ending early when the server stops."""
         self._stop.wait(seconds)
+
+    def stall(self, seconds: float) -> None:
+        """A scripted stall (wait); `max_stalled` counts the stalls under way at once (a client
+        cannot have seen the answer of a request still stalling, so this is what a concurrency
+        limit bounds)."""
+        with self._lock:
+            self.stalled += 1
+            self.max_stalled = max(self.max_stalled, self.stalled)
+        try:
+            self.wait(seconds)
+        finally:
+            with self._lock:
+                self.stalled -= 1
 
     def wait_until(self, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
         """Poll a condition from a handler thread until it holds, the server stops, or timeout."""

@@ -54,26 +54,10 @@ async def stage_artifact(
 
 
 async def record_staged(store: StateStore, journal: Journal, staged: StagedArtifact) -> None:
-    """Store a staged artifact's row in a write of its own and announce it."""
+    """Store a staged artifact's row in a write of its own and announce it (stage_artifact then
+    this is how a file the run produced is saved on its own)."""
     await store.add_artifact_rows(staged.steps)
     await journal.emit(staged.event())
-
-
-async def save_artifact(
-    store: StateStore,
-    journal: Journal,
-    artifacts: ArtifactStore,
-    home: Path,
-    run_id: str,
-    phase_id: str | None,
-    path: Path,
-    text: str,
-    kind: str,
-) -> None:
-    """Write the artifact (stage_artifact), record its location with its size and hash, and
-    announce it."""
-    staged = await stage_artifact(artifacts, home, run_id, phase_id, path, text, kind)
-    await record_staged(store, journal, staged)
 
 
 def artifact_key(home: Path, path: Path) -> str:

@@ -74,18 +74,12 @@ class RunContext:
         """Publish a state event whose change is already stored."""
         await self.journal.emit(event)
 
-    async def save_artifact(self, phase_id: str | None, path: Path, text: str, kind: str) -> None:
-        """Write a file the run produced (secrets redacted) to the artifact store, record it, and
-        announce it; path is where it lies in the home's layout (core.run_paths)."""
-        await record_staged(
-            self.store, self.journal, await self.stage_artifact(phase_id, path, text, kind)
-        )
-
     async def stage_artifact(
         self, phase_id: str | None, path: Path, text: str, kind: str
     ) -> StagedArtifact:
-        """Write a file the run produced like save_artifact, leaving its row for a transition to
-        store (Lifecycle's `artifacts=`)."""
+        """Write a file the run produced (secrets redacted) to the artifact store at the place
+        its home path names (core.run_paths), leaving its row for a transition to store
+        (Lifecycle's `artifacts=`) or for record_staged."""
         return await stage_artifact(
             self.artifacts, self.paths.home, self.run.id, phase_id, path, text, kind
         )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from config.loader import config_from_snapshot
 from config.paths import Paths
 from core import run_paths
-from core.artifacts import save_artifact
+from core.artifacts import record_staged, stage_artifact
 from core.baseline import record_baseline
 from core.context import RunContext
 from core.diskfull import disk_full_error, is_disk_full, release_reserve
@@ -38,6 +38,7 @@ from core.records import (
 from core.reports.document import run_document
 from core.reports.markdown import render_markdown
 from core.setup import build_clients
+from core.state.contexts import PromptContext
 from core.state.fencing import fenced
 from core.state.store import StateStore
 from core.verification import breaches_of
@@ -308,7 +309,7 @@ class RunDriver:
             ctx.run.task, repo=ctx.run_worktree, budget_tokens=ctx.config.rag.max_context_tokens
         )
         await self.store.record_context(
-            ctx.run_id, None, "plan", ctx.run.task, retrieved.text, retrieved.sources
+            ctx.run_id, None, "plan", PromptContext(ctx.run.task, retrieved.text, retrieved.sources)
         )
         lessons = await self._lessons(ctx)
         model = ctx.planner_model
@@ -474,17 +475,10 @@ class RunDriver:
         folder = run_paths.run_artifacts(self.paths, self.run_id)
         doc = await run_document(self.store, self.run_id)
         summary = folder / "summary.md"
-        await save_artifact(
-            self.store,
-            self.journal,
-            artifacts,
-            home,
-            self.run_id,
-            None,
-            summary,
-            render_markdown(doc),
-            "summary",
+        staged = await stage_artifact(
+            artifacts, home, self.run_id, None, summary, render_markdown(doc), "summary"
         )
+        await record_staged(self.store, self.journal, staged)
         log_path = folder / "run.log"
         lines: list[str] = []
         after = 0
@@ -492,6 +486,5 @@ class RunDriver:
             lines.extend(f"{r.ts} {r.level:<7} {r.message}" for r in batch)
             after = batch[-1].seq
         text = "\n".join(lines) + "\n"
-        await save_artifact(
-            self.store, self.journal, artifacts, home, self.run_id, None, log_path, text, "log"
-        )
+        staged = await stage_artifact(artifacts, home, self.run_id, None, log_path, text, "log")
+        await record_staged(self.store, self.journal, staged)

@@ -25,35 +25,31 @@ class PromptContext:
 
 
 def context_row(
-    context_id: str,
-    run_id: str,
-    execution_id: str | None,
-    purpose: str,
-    query: str,
-    text: str,
-    sources: list[dict[str, Any]],
+    context_id: str, run_id: str, execution_id: str | None, purpose: str, context: PromptContext
 ) -> tuple[Any, ...]:
     """CONTEXT_INSERT's parameters."""
-    return (context_id, run_id, execution_id, purpose, query, text, dumps(sources), utcnow())
+    return (
+        context_id,
+        run_id,
+        execution_id,
+        purpose,
+        context.query,
+        context.text,
+        dumps(context.sources),
+        utcnow(),
+    )
 
 
 class ContextsMixin(StateDatabase):
     """The retrieved context of the planner's prompt and of every execution attempt."""
 
     async def record_context(
-        self,
-        run_id: str,
-        execution_id: str | None,
-        purpose: str,
-        query: str,
-        text: str,
-        sources: list[dict[str, Any]],
+        self, run_id: str, execution_id: str | None, purpose: str, context: PromptContext
     ) -> str:
         """Store one prompt's context (purpose: plan or execute); returns its id."""
         context_id = new_id()
         await self._write_one(
-            CONTEXT_INSERT,
-            context_row(context_id, run_id, execution_id, purpose, query, text, sources),
+            CONTEXT_INSERT, context_row(context_id, run_id, execution_id, purpose, context)
         )
         return context_id
 

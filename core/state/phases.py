@@ -158,9 +158,7 @@ class PhasesMixin(StateDatabase):
         if context is None:
             steps = [update, (insert_sql + " RETURNING *", insert[1])]
         else:
-            row = context_row(
-                new_id(), run_id, exec_id, "execute", context.query, context.text, context.sources
-            )
+            row = context_row(new_id(), run_id, exec_id, "execute", context)
             steps = [
                 update,
                 insert,

@@ -239,3 +239,26 @@ async def test_a_postgresql_database_made_before_owner_lives_gets_it_on_open(
         await store.update_run_status(run.id, RunStatus.EXECUTING)
         # PostgreSQL cannot see this host's processes: an expired lease is lost there
         assert (await store.get_run(run.id)).status is RunStatus.INTERRUPTED
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        [(created,)] = conn.execute("SELECT to_regprocedure('owner_lives(text)') IS NOT NULL")
+    assert created, "the writing open created the function again, for older versions' SQL"
+
+
+async def test_a_read_only_open_of_an_older_postgresql_database_reads_and_sorts(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Reads write the liveness functions and instr inline on PostgreSQL, so a database whose
+    functions predate this version (no writing open has migrated it) is read all the same."""
+    import psycopg
+
+    async with await StateStore.open(tmp_path / "state.db", url=pg_url) as store:
+        run = await store.create_run("task", str(tmp_path), {})
+        assert await store.acquire_lease(run.id, process_owner(), -1) == 1
+        await store.update_run_status(run.id, RunStatus.EXECUTING)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for function in ("owner_lives(text)", "owner_gone(text)", "instr(text, text)"):
+            conn.execute(f"DROP FUNCTION {function}")  # as an older version left the database
+    async with await StateStore.open(tmp_path / "state.db", url=pg_url, read_only=True) as store:
+        assert (await store.get_run(run.id)).status is RunStatus.INTERRUPTED
+        page = await store.list_runs_page(sort="worker")
+        assert [(s.run.id, s.run.status) for s in page] == [(run.id, RunStatus.INTERRUPTED)]

@@ -14,7 +14,8 @@ What differs and how PostgreSQL gets it:
   `julianday`, `json_set`/`json_remove` on one `$.key`, `instr`) are created by PG_FUNCTIONS.
   `owner_gone` and `owner_lives` are false on PostgreSQL: the server cannot see the clients'
   processes, so a lease is lost (and free to claim) exactly when it expires (writing commands on
-  the same host still check the process);
+  the same host still check the process). Statements write those two as FALSE and `instr` as
+  `strpos` inline, so reads work on a database whose functions are older than this version;
 - a multi-row insert's ids come from `RETURNING` (SQLite: the cursor's lastrowid);
 - every write transaction first takes one advisory lock (WRITE_LOCK_SQL), so writes stay
   serialised across processes as SQLite's BEGIN IMMEDIATE serialises them;
@@ -53,10 +54,8 @@ PG_FUNCTIONS = [
     """CREATE OR REPLACE FUNCTION instr(s text, sub text) RETURNS integer
     LANGUAGE sql IMMUTABLE AS $$ SELECT strpos(s, sub) $$""",
 ]
-# True when the last of PG_FUNCTIONS exists (then all do): a database made by a version with
-# fewer functions gets the new ones on its next migrate.
 # True when every function PG_FUNCTIONS creates exists (a database made by an older version lacks
-# the newer ones until a writing open creates them).
+# the newer ones until a writing open creates them; reads never need them, see _code_rewrites).
 PG_FUNCTIONS_PRESENT = (
     "SELECT to_regprocedure('owner_lives(text)') IS NOT NULL"
     " AND to_regprocedure('instr(text,text)') IS NOT NULL"
@@ -75,6 +74,12 @@ def _code_rewrites(code: str) -> str:
     code = re.sub(r"\bINSERT\s+OR\s+IGNORE\s+INTO\b", "INSERT INTO", code, flags=re.IGNORECASE)
     code = re.sub(r"\bLIKE\b", "ILIKE", code)
     code = re.sub(r"([\w.]+)\s+COLLATE\s+NOCASE", r"lower(\1)", code, flags=re.IGNORECASE)
+    # The liveness functions are false on PostgreSQL (the server cannot see the clients'
+    # processes) and instr is strpos: written inline, so no statement of this version needs
+    # PG_FUNCTIONS' copies (kept for older versions sharing the database), not even a read on a
+    # database no writing open has migrated yet.
+    code = re.sub(r"(?<!FUNCTION )\bowner_(?:gone|lives)\(\s*[\w.]+\s*\)", "FALSE", code)
+    code = re.sub(r"(?<!FUNCTION )\binstr\(", "strpos(", code)
     code = re.sub(
         r"\bjson_each\(\s*\?\s*\)",
         "json_array_elements_text(CAST(? AS json))",

@@ -19,6 +19,8 @@ from core.engine import Engine
 from tests.tui.seed import SEED_NOW
 from tests.waiting import DEFAULT_TIMEOUT, eventually
 from tui.app import OrchestratorApp
+from tui.modals.intervention import InterventionModal
+from tui.screens.runs import RunsScreen
 
 S = TypeVar("S", bound=Screen[Any])
 
@@ -97,6 +99,17 @@ async def wait_for_modal(pilot: Pilot[Any], kind: type[S], *, focus: str | None 
             what=f"focus on #{focus}",
         )
     return cast(S, app.screen)
+
+
+async def seeded_runs(pilot: Pilot[Any]) -> RunsScreen:
+    """Set the seeded home's start-up intervention modal aside and wait for the runs table to
+    hold its five runs (tests/tui/seed.py)."""
+    await wait_for_modal(pilot, InterventionModal, focus="approve")
+    await pilot.press("escape")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
+    runs = top(pilot.app, RunsScreen)  # type: ignore[arg-type]
+    await wait_for(pilot, lambda: len(runs.summaries) == 5, what="five runs")
+    return runs
 
 
 async def wait_for_palette_hit(pilot: Pilot[Any], text: str) -> None:

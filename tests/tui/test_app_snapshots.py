@@ -17,7 +17,7 @@ from textual.widgets import Input
 from config.paths import Paths
 from tests.tui.seed import FAILED_RUN, seed
 from tests.tui.settle import wait_settled
-from tests.tui.shell_support import ShellApp, wait_for, wait_for_modal
+from tests.tui.shell_support import ShellApp, seeded_runs, wait_for, wait_for_modal
 from tui.modals.intervention import InterventionModal
 from tui.modals.run_stopped import RunStoppedModal
 from tui.screens.interventions import InterventionsScreen
@@ -36,22 +36,11 @@ def app_on(home: Path) -> ShellApp:
     return app
 
 
-async def runs_ready(pilot: Pilot[Any]) -> RunsScreen:
-    """Set the start-up modal aside and wait for the runs table to hold the five runs."""
-    await wait_for_modal(pilot, InterventionModal, focus="approve")
-    await pilot.press("escape")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
-    runs = pilot.app.screen
-    assert isinstance(runs, RunsScreen)
-    await wait_for(pilot, lambda: len(runs.summaries) == 5, what="five runs")
-    return runs
-
-
 def then(*keys: str, until: Callable[[Pilot[Any]], bool] | None = None) -> Before:
     """run_before: runs ready, then press `keys`, then wait for `until`."""
 
     async def before(pilot: Pilot[Any]) -> None:
-        await runs_ready(pilot)
+        await seeded_runs(pilot)
         await pilot.press(*keys)
         if until is not None:
             await wait_for(pilot, lambda: until(pilot), what="the screen after the keys")
@@ -66,7 +55,7 @@ def test_runs_screen(snap_compare: Any, home: Path) -> None:
 
 def test_runs_screen_filtered(snap_compare: Any, home: Path) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await runs_ready(pilot)
+        await seeded_runs(pilot)
         await pilot.press("slash", *"inventory", "enter", "down")
         await wait_for(pilot, lambda: filtered_to(pilot, 4), what="the filter")
         await wait_settled(pilot)
@@ -144,7 +133,7 @@ def test_help_modal(snap_compare: Any, home: Path) -> None:
 
 def test_run_stopped_modal(snap_compare: Any, home: Path) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await runs_ready(pilot)
+        await seeded_runs(pilot)
         app = pilot.app
         assert isinstance(app, ShellApp)
         # The modal a run driven here shows when it fails; the seeded failed run stands in.

@@ -24,9 +24,8 @@ from core.liveness import LAST_WORKER
 from core.records import Run, RunStatus
 from tests.tui.seed import COMPLETED_RUN, FAILED_RUN, INTERRUPTED_RUN, MAIN_RUN, seed
 from tests.tui.settle import wait_settled
-from tests.tui.shell_support import ShellApp, top, wait_for, wait_for_modal
+from tests.tui.shell_support import ShellApp, seeded_runs, top, wait_for
 from tui.format import holder_cell, holder_words
-from tui.modals.intervention import InterventionModal
 from tui.screens.run_view import RunScreen
 from tui.screens.runs import RunsScreen, RunsTable
 
@@ -57,16 +56,6 @@ def app_with_workers(home: Path, *, workers: bool = True) -> ShellApp:
     return ShellApp(home)
 
 
-async def runs_shown(pilot: Pilot[Any]) -> RunsScreen:
-    """Set the start-up intervention aside and wait for the five runs in the table."""
-    await wait_for_modal(pilot, InterventionModal, focus="approve")
-    await pilot.press("escape")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
-    runs = top(pilot.app, RunsScreen)  # type: ignore[arg-type]
-    await wait_for(pilot, lambda: len(runs.summaries) == 5, what="five runs")
-    return runs
-
-
 async def open_main_run(pilot: Pilot[Any], runs: RunsScreen) -> RunScreen:
     """Move the cursor to the worker's run by keyboard and open it."""
     row = [s.run.id for s in runs.summaries].index(MAIN_RUN)
@@ -80,7 +69,7 @@ async def open_main_run(pilot: Pilot[Any], runs: RunsScreen) -> RunScreen:
 async def test_worker_column_and_run_header(home: Path) -> None:
     app = app_with_workers(home)
     async with app.run_test(size=(140, 34)) as pilot:
-        runs = await runs_shown(pilot)
+        runs = await seeded_runs(pilot)
         table = runs.query_one(RunsTable)
 
         def cell(run_id: str) -> str:
@@ -99,7 +88,7 @@ async def test_worker_column_and_run_header(home: Path) -> None:
 async def test_the_worker_column_sorts_by_keyboard(home: Path) -> None:
     app = app_with_workers(home)
     async with app.run_test(size=(140, 34)) as pilot:
-        runs = await runs_shown(pilot)
+        runs = await seeded_runs(pilot)
         table = runs.query_one(RunsTable)
         sorting = runs.query_one("#sorting", Label)
 
@@ -121,7 +110,7 @@ async def test_the_worker_column_sorts_by_keyboard(home: Path) -> None:
 async def test_worker_column_scrolls_into_view_at_80_columns(home: Path) -> None:
     app = app_with_workers(home)
     async with app.run_test(size=(80, 24)) as pilot:
-        runs = await runs_shown(pilot)
+        runs = await seeded_runs(pilot)
         assert "worker" in runs.hidden_columns()
         await wait_for(
             pilot,
@@ -137,7 +126,7 @@ async def test_worker_column_scrolls_into_view_at_80_columns(home: Path) -> None
 async def test_the_worker_column_comes_when_a_worker_claims_a_run(home: Path) -> None:
     app = app_with_workers(home, workers=False)
     async with app.run_test(size=(140, 34)) as pilot:
-        runs = await runs_shown(pilot)
+        runs = await seeded_runs(pilot)
         labels = [str(column.label) for column in runs.query_one(RunsTable).columns.values()]
         assert "Worker" not in labels and "Task" in labels
         assert not runs.worker_shown
@@ -162,7 +151,7 @@ async def test_the_worker_column_comes_when_a_worker_claims_a_run(home: Path) ->
 
 def test_runs_table_with_a_worker_column(snap_compare: Any, home: Path) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await runs_shown(pilot)
+        await seeded_runs(pilot)
         await wait_settled(pilot)
 
     assert snap_compare(app_with_workers(home), run_before=run_before, terminal_size=(140, 30))
@@ -170,7 +159,7 @@ def test_runs_table_with_a_worker_column(snap_compare: Any, home: Path) -> None:
 
 def test_run_view_names_its_worker(snap_compare: Any, home: Path) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        view = await open_main_run(pilot, await runs_shown(pilot))
+        view = await open_main_run(pilot, await seeded_runs(pilot))
         await wait_for(
             pilot,
             lambda: "worker build-2" in str(view.query_one("#run-head").render()),

@@ -15,6 +15,7 @@ from config.paths import Paths
 from tests.tui.seed import COMPLETED_RUN, FAILED_RUN, INTERRUPTED_RUN, seed
 from tests.tui.shell_support import (
     ShellApp,
+    seeded_runs,
     top,
     wait_for,
     wait_for_modal,
@@ -23,7 +24,6 @@ from tests.tui.shell_support import (
 from tui import actions
 from tui.modals.confirm import ConfirmModal
 from tui.modals.help import HelpModal
-from tui.modals.intervention import InterventionModal
 from tui.modals.run_stopped import RunStoppedModal
 from tui.screens.new_run import NewRunScreen
 from tui.screens.run_view import RunScreen
@@ -36,16 +36,6 @@ SIZE = (130, 40)
 def seeded_app(home: Path) -> ShellApp:
     seed(Paths(home).db)
     return ShellApp(home)
-
-
-async def runs_ready(pilot: Pilot[Any]) -> RunsScreen:
-    """Set the start-up intervention modal aside and wait for the five seeded runs."""
-    await wait_for_modal(pilot, InterventionModal, focus="approve")
-    await pilot.press("escape")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, RunsScreen), what="the runs")
-    runs = top(pilot.app, RunsScreen)  # type: ignore[arg-type]
-    await wait_for(pilot, lambda: len(runs.summaries) == 5, what="five runs")
-    return runs
 
 
 async def select_run(pilot: Pilot[Any], runs: RunsScreen, run_id: str) -> None:
@@ -70,7 +60,7 @@ def palette_prompts(pilot: Pilot[Any]) -> list[str]:
 async def test_the_palette_finds_a_run_by_its_repository_and_lists_keys_once(home: Path) -> None:
     app = seeded_app(home)
     async with app.run_test(size=SIZE) as pilot:
-        await runs_ready(pilot)
+        await seeded_runs(pilot)
         await pilot.press("ctrl+p", *"settings-lib")
         await wait_for_palette_hit(pilot, "settings-lib")
         assert FAILED_RUN in palette_prompts(pilot)[0]
@@ -82,7 +72,7 @@ async def test_the_palette_finds_a_run_by_its_repository_and_lists_keys_once(hom
 async def test_actions_are_offered_only_on_runs_they_can_act_on(home: Path) -> None:
     app = seeded_app(home)
     async with app.run_test(size=SIZE) as pilot:
-        runs = await runs_ready(pilot)
+        runs = await seeded_runs(pilot)
         await select_run(pilot, runs, COMPLETED_RUN)
         titles = [c.title for c in app.get_system_commands(runs)]
         assert f"Apply run {COMPLETED_RUN}" in titles
@@ -131,7 +121,7 @@ async def test_actions_are_offered_only_on_runs_they_can_act_on(home: Path) -> N
 async def test_number_keys_lead_to_the_section_and_esc_back_to_it(home: Path) -> None:
     app = seeded_app(home)
     async with app.run_test(size=SIZE) as pilot:
-        runs = await runs_ready(pilot)
+        runs = await seeded_runs(pilot)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run view")
         await pilot.press("2")
@@ -194,7 +184,7 @@ async def test_at_80x24_the_runs_list_names_hidden_columns_and_the_run_view_keep
 ) -> None:
     app = seeded_app(home)
     async with app.run_test(size=(80, 24)) as pilot:
-        runs = await runs_ready(pilot)
+        runs = await seeded_runs(pilot)
         position = str(runs.query_one("#position", Label).render())
         assert "→ shows" in position and "cost, started, duration" in position
         await pilot.press("right", "right", "right", "right", "right", "right", "right", "right")
@@ -217,7 +207,7 @@ async def test_at_80x24_the_runs_list_names_hidden_columns_and_the_run_view_keep
 async def test_help_sort_arrow_and_stopped_reason_wording(home: Path) -> None:
     app = seeded_app(home)
     async with app.run_test(size=SIZE) as pilot:
-        runs = await runs_ready(pilot)
+        runs = await seeded_runs(pilot)
         await pilot.press("s")  # the next sort column shows the arrow in its header
         table = runs.query_one(DataTable)
         await wait_for(pilot, lambda: runs.sort != "started", what="the sort to change")

@@ -28,6 +28,15 @@ class InterventionsScreen(ListSection[Intervention]):
 
     SECTION = "Interventions"
     SUB_TITLE = "Interventions"
+    AUTO_FOCUS = "#interventions"
+    COLUMNS = (
+        ("Status", "status"),
+        ("Kind", "kind"),
+        ("Run", "run"),
+        ("Reason", "reason"),
+        ("Asked", "asked"),
+        ("Note", "note"),
+    )
     DEFAULT_CSS = """
     InterventionsScreen #bar { height: 1; padding: 0 1; background: $boost; }
     InterventionsScreen #summary { width: 1fr; }
@@ -62,17 +71,6 @@ class InterventionsScreen(ListSection[Intervention]):
             id="empty",
         )
         yield Footer()
-
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_column("Status", key="status")
-        table.add_column("Kind", key="kind")
-        table.add_column("Run", key="run")
-        table.add_column("Reason", key="reason")
-        table.add_column("Asked", key="asked")
-        table.add_column("Note", key="note")
-        self._start_refresh()
-        table.focus()
 
     def run_changed(self, run_id: str) -> None:
         self.reload()

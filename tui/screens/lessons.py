@@ -80,6 +80,13 @@ class LessonsScreen(ListSection[Lesson], FilterField):
     SECTION = "Lessons"
     SUB_TITLE = "Lessons"
     AUTO_FOCUS = "#lessons"
+    COLUMNS = (
+        ("Status", "status"),
+        ("Kind", "kind"),
+        ("Runs", "runs"),
+        ("Repository", "repo"),
+        ("Lesson", "text"),
+    )
     REFRESH_SECONDS = 2.0
     DEFAULT_CSS = """
     LessonsScreen #bar { height: 1; padding: 0 1; background: $boost; }
@@ -131,15 +138,6 @@ class LessonsScreen(ListSection[Lesson], FilterField):
             id="empty",
         )
         yield Footer()
-
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_column("Status", key="status")
-        table.add_column("Kind", key="kind")
-        table.add_column("Runs", key="runs")
-        table.add_column("Repository", key="repo")
-        table.add_column("Lesson", key="text")
-        self._start_refresh()
 
     @work(group="load", exclusive=True)
     async def _load(self) -> None:

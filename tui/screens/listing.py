@@ -6,7 +6,7 @@ item's run and Esc back to the runs, and the `/` filter field (FilterField: runs
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from textual import on
 from textual.screen import ModalScreen, Screen
@@ -119,8 +119,16 @@ class TimedReload(Screen[None]):
 
 
 class ListSection(TimedReload, Generic[T]):
-    """A section listing `items` in its one DataTable; subclasses compose it, add its columns,
-    read the items in `_load` and hand them to `_fill`."""
+    """A section listing `items` in its one DataTable; subclasses compose it, name its columns
+    (COLUMNS: label and key), read the items in `_load` and hand them to `_fill`."""
+
+    COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, key in self.COLUMNS:
+            table.add_column(label, key=key)
+        self._start_refresh()
 
     def __init__(self) -> None:
         super().__init__()
